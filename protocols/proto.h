@@ -1,0 +1,124 @@
+/*
+ * protocols/proto.h: the contract between the gateway and a protocol front.
+ *
+ * The gateway owns sockets, TLS, timers, backends and the relay. A front owns
+ * one protocol's state machine (one file per protocol) and its parser. The
+ * gateway drives a front through struct proto_front; the front acts on the
+ * world only through struct proto_io. No libuv or OpenSSL type crosses this
+ * line, so a front can be driven by a unit test or a fuzzer without sockets.
+ *
+ * Lifetime: the gateway calls session_new() once, then start(), then events,
+ * and free() exactly once after every handle of the session closed. After a
+ * front calls io->close(), the gateway delivers no further events but free().
+ * Strings in proto_conn_info and proto_settings stay valid until free().
+ */
+#ifndef POSTERN_PROTO_H
+#define POSTERN_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+
+struct proto_conn_info {
+	const char *session_id;    /* 16 hex chars, also sent to the backend */
+	const char *client_ip;     /* the real client (after PROXY protocol) */
+	uint16_t client_port;
+	const char *local_ip;      /* the address the client connected to */
+	uint16_t local_port;
+	const char *sni;           /* TLS server name, NULL when none (yet) */
+	bool tls;                  /* client side is encrypted from the start */
+	bool starttls_offered;     /* listener offers STARTTLS/STLS */
+	bool plaintext_auth;       /* listener allows auth before TLS */
+};
+
+struct proto_settings {
+	size_t line_max;           /* pre-auth command line, bytes */
+	size_t literal_max;        /* pre-auth literal / SASL response, bytes */
+	unsigned bad_max;          /* bad commands before the connection closes */
+	unsigned auth_max;         /* failed logins before the connection closes */
+	unsigned backend_timeout_ms; /* wait for one backend reply during login */
+	const char *default_domain;  /* appended to bare user names, may be NULL */
+	const char *hostname;        /* shown in greetings */
+	struct pol_store *store;
+};
+
+enum proto_timeout {
+	PROTO_TIMEOUT_PREAUTH,     /* no login within the pre-auth limit */
+	PROTO_TIMEOUT_IDLE,        /* relay idle (no bytes either way) */
+};
+
+enum proto_backend_status {
+	PROTO_BACKEND_OK = 0,
+	PROTO_BACKEND_UNAVAILABLE = -1,  /* every server of the pool failed */
+};
+
+struct proto_io {
+	void *ctx;
+	/* Queue bytes to the client / backend (copied). */
+	void (*client_write)(void *ctx, const void *buf, size_t len);
+	void (*backend_write)(void *ctx, const void *buf, size_t len);
+	/* Flush queued client writes in plaintext, then run the TLS server
+	 * handshake; front->tls_ready() follows on success, the session
+	 * closes on failure. */
+	void (*client_starttls)(void *ctx);
+	/* Connect to the listener's backend pool (in order, with failover,
+	 * connect timeout and TLS as configured); front->backend_ready()
+	 * follows exactly once. */
+	void (*backend_connect)(void *ctx);
+	/* Drop the backend connection; no backend event follows. */
+	void (*backend_close)(void *ctx);
+	/* Become a relay: client_rest (client bytes the front read past the
+	 * login command) goes to the backend first, then bytes flow both ways
+	 * with backpressure. From here on the front gets relay_backend_data(),
+	 * timeout(), policy_changed() and shutdown() only. */
+	void (*relay_start)(void *ctx, const void *client_rest, size_t len);
+	/* One timer per session for the front (penalty delay, backend reply
+	 * deadline); re-arming replaces it, 0 stops it. Fires front->timer(). */
+	void (*timer)(void *ctx, unsigned ms);
+	/* Stop or resume reading from the client. */
+	void (*client_pause)(void *ctx, bool paused);
+	/* Flush queued client writes, then close both sides. reason is a
+	 * stable token for the session log line ("logout", "bad-commands"). */
+	void (*close)(void *ctx, const char *reason);
+	/* Session log fields and metrics. */
+	void (*set_user)(void *ctx, const char *user);
+	void (*set_decision)(void *ctx, const struct pol_decision *d);
+	/* A login failed with bad credentials: records it for the client IP
+	 * and returns the penalty delay (ms) to wait before answering. */
+	unsigned (*auth_failed)(void *ctx);
+	/* Any backend failure during login (for the backend-errors metric). */
+	void (*backend_error)(void *ctx, const char *what);
+};
+
+struct proto_front {
+	const char *name;               /* "imap", "pop3": logs and metrics */
+	enum pol_service service;
+	void *(*session_new)(const struct proto_io *io,
+			     const struct proto_conn_info *info,
+			     const struct proto_settings *set);
+	void (*start)(void *s);                                 /* greeting */
+	void (*client_data)(void *s, const char *buf, size_t len);
+	void (*tls_ready)(void *s, const char *sni);
+	void (*backend_ready)(void *s, int status);             /* proto_backend_status */
+	void (*backend_data)(void *s, const char *buf, size_t len);
+	void (*backend_closed)(void *s);
+	void (*timer)(void *s);
+	/* Relay phase: every backend->client chunk, for framing awareness
+	 * (e.g. IMAP knows whether a BYE can be injected). May be NULL. */
+	void (*relay_backend_data)(void *s, const char *buf, size_t len);
+	/* A gateway timeout; the front writes its goodbye, then io->close(). */
+	void (*timeout)(void *s, enum proto_timeout kind);
+	/* The policy store changed; relay-phase sessions re-decide and, when
+	 * now refused, write their goodbye and io->close(). */
+	void (*policy_changed)(void *s);
+	/* The gateway is shutting down: goodbye and io->close(). */
+	void (*shutdown)(void *s);
+	void (*free)(void *s);
+};
+
+extern const struct proto_front imap_front;
+extern const struct proto_front pop3_front;
+
+#endif
