@@ -1,0 +1,1242 @@
+#!/usr/bin/env python3
+"""Integration-test harness for postern: real Dovecot, real clients, loopback.
+
+Reusable pieces (python3 stdlib only):
+
+  free_port()              a port in 20000-32000 that binds now on 127.0.0.1
+  Pki                      a test CA, a server certificate for mail.example.test
+                           (also 127.0.0.1/localhost) and one for
+                           other.example.test (SNI), made with `openssl`
+  Dovecot                  a private Dovecot: own config, base_dir, state_dir,
+                           log, maildirs, demo users; start/stop/deliver
+  Postern                  postern with a generated config; start/stop/reload,
+                           log capture, posternctl wrapper
+  client helpers           imap_starttls/imap_tls/pop3_stls/pop3_tls, RawClient
+  GatewayTestCase          a unittest base that prints the tail of postern's
+                           and Dovecot's logs when a test fails
+  main()                   unittest main whose exit code is the result
+
+Environment (set by CTest; defaults for running a file by hand):
+  POSTERN_SRC       repository root          (default: two levels up)
+  POSTERN_BIN       postern binary           (default: $POSTERN_SRC/build/postern)
+  POSTERNCTL_BIN    posternctl binary        (default: $POSTERN_SRC/build/posternctl)
+  POSTERN_TEST_KEEP keep the run directory even when everything passed
+  POSTERN_TEST_TMP  where run directories go (default: /tmp)
+
+`python3 harness.py demo` runs the quick-start demo (see demo_main()).
+"""
+
+import base64
+import errno
+import imaplib
+import json
+import os
+import poplib
+import pwd
+import grp
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("POSTERN_SRC") or os.path.abspath(os.path.join(HERE, "..", ".."))
+POSTERN_BIN = os.environ.get("POSTERN_BIN") or os.path.join(SRC, "build", "postern")
+POSTERNCTL_BIN = os.environ.get("POSTERNCTL_BIN") or os.path.join(SRC, "build", "posternctl")
+
+HOST = "127.0.0.1"
+DOMAIN = "example.com"
+
+# Demo users and their passwords (Dovecot passwd-file, PLAIN scheme).
+# erin's password needs quoting or a literal in IMAP (space and quote).
+USERS = {
+    "alice@example.com": "alice-secret",
+    "bob@example.com": "bob-secret",
+    "carol@example.com": "carol-secret",
+    "dave@example.com": "dave-secret",
+    "erin@example.com": 'erin "two words"',
+}
+
+VMAIL_USER = "postern-vmail"
+
+# imaplib does not know ID (RFC 2971); let tests send it.
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
+
+# Generous deadlines: CI machines are noisy. Nothing asserts on speed.
+START_TIMEOUT = 30.0
+IO_TIMEOUT = 30.0
+
+
+def log(msg):
+    sys.stderr.write("[harness] %s\n" % msg)
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# run directory, ports
+
+
+_run_root = None
+_run_root_lock = threading.Lock()
+
+
+def run_root():
+    """One private directory per test process, removed at exit on success."""
+    global _run_root
+    with _run_root_lock:
+        if _run_root is None:
+            base = os.environ.get("POSTERN_TEST_TMP", "/tmp")
+            _run_root = tempfile.mkdtemp(prefix="postern-it-", dir=base)
+            # Dovecot's unprivileged login processes must traverse it.
+            os.chmod(_run_root, 0o755)
+        return _run_root
+
+
+_used_ports = set()
+_port_lock = threading.Lock()
+
+
+def free_port():
+    """A TCP port in 20000-32000 that binds on 127.0.0.1 right now, never
+    handed out twice in this process. Random, so parallel runs rarely meet;
+    the bind test catches the rest."""
+    with _port_lock:
+        rnd = random.Random(os.getpid() ^ int(time.time() * 1000))
+        for _ in range(2000):
+            port = rnd.randint(20000, 32000)
+            if port in _used_ports:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
+def port_accepts(port, host=HOST, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ports(ports, timeout=START_TIMEOUT, proc=None, what="server"):
+    deadline = time.monotonic() + timeout
+    pending = list(ports)
+    while pending:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s before listening" % (what, proc.returncode))
+        pending = [p for p in pending if not port_accepts(p)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("%s: ports %s not accepting after %.0fs" % (what, pending, timeout))
+        time.sleep(0.05)
+
+
+def wait_for(pred, timeout, interval=0.05, what="condition"):
+    """Poll pred() until it returns a true value; return it, or raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def tail(path, lines=40, offset=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError as e:
+        return "(%s: %s)" % (path, e)
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+# ---------------------------------------------------------------------------
+# TLS test PKI
+
+
+class Pki:
+    """A CA and two server certificates made with the openssl command.
+
+    server:  CN mail.example.test, SAN mail.example.test, localhost, 127.0.0.1
+    other:   CN other.example.test, SAN other.example.test (for SNI tests)
+    """
+
+    def __init__(self, directory=None):
+        self.dir = directory or os.path.join(run_root(), "pki")
+        os.makedirs(self.dir, exist_ok=True)
+        self.ca_cert = os.path.join(self.dir, "ca.pem")
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.cert = os.path.join(self.dir, "mail.pem")
+        self.key = os.path.join(self.dir, "mail.key")
+        self.other_cert = os.path.join(self.dir, "other.pem")
+        self.other_key = os.path.join(self.dir, "other.key")
+        if not os.path.exists(self.other_cert):
+            self._make()
+
+    def _openssl(self, *args, stdin=None):
+        r = subprocess.run(["openssl"] + list(args), cwd=self.dir, input=stdin,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (args[0], r.stderr.decode(errors="replace")))
+
+    def _leaf(self, cert, key, cn, sans):
+        csr = key + ".csr"
+        ext = key + ".ext"
+        self._openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % cn)
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\n"
+                    "subjectAltName=%s\n" % ",".join(sans))
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+                      "-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext, "-out", cert)
+        os.chmod(key, 0o644)   # postern may drop privileges before reading it
+
+    def _make(self):
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "30",
+                      "-subj", "/CN=postern test CA",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._leaf(self.cert, self.key, "mail.example.test",
+                   ["DNS:mail.example.test", "DNS:localhost", "IP:127.0.0.1"])
+        self._leaf(self.other_cert, self.other_key, "other.example.test",
+                   ["DNS:other.example.test"])
+
+    def client_context(self):
+        """An SSL context that trusts only the test CA and checks names."""
+        ctx = ssl.create_default_context(cafile=self.ca_cert)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+
+_pki = None
+
+
+def pki():
+    global _pki
+    if _pki is None:
+        _pki = Pki()
+    return _pki
+
+
+# ---------------------------------------------------------------------------
+# Dovecot
+
+
+def vmail_ids():
+    """uid/gid that own the test maildirs. As root: a dedicated system user
+    (created when missing), since Dovecot refuses root and uids below
+    first_valid_uid for mail. Otherwise: ourselves."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    try:
+        pw = pwd.getpwnam(VMAIL_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        "--comment", "postern test mail owner", VMAIL_USER],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pw = pwd.getpwnam(VMAIL_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+class Dovecot:
+    """A private Dovecot (IMAP + POP3, plaintext, 127.0.0.1) for one test run.
+
+    Its config, base_dir, state_dir, log and maildirs live under its own
+    directory; it never touches the system's Dovecot. Demo users are those of
+    USERS, authenticated from a passwd-file with PLAIN passwords. Login events
+    (with rip=) go to self.log_path; login_trusted_networks includes
+    127.0.0.0/8 so Dovecot honours postern's ID x-originating-ip and XCLIENT.
+    """
+
+    def __init__(self, name="dovecot", imap_port=None, pop3_port=None, users=None,
+                 directory=None):
+        self.dir = directory or os.path.join(run_root(), name)
+        self.imap_port = imap_port or free_port()
+        self.pop3_port = pop3_port or free_port()
+        self.users = dict(users or USERS)
+        self.conf_path = os.path.join(self.dir, "dovecot.conf")
+        self.log_path = os.path.join(self.dir, "dovecot.log")
+        self.base_dir = os.path.join(self.dir, "run")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.mail_dir = os.path.join(self.dir, "mail")
+        self.passwd_path = os.path.join(self.dir, "passwd")
+        self.proc = None
+        self.uid, self.gid = vmail_ids()
+        self._seq = 0
+        self._write_config()
+
+    def _write_config(self):
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        for d in (self.state_dir, self.mail_dir):
+            os.makedirs(d, exist_ok=True)
+        os.chown(self.mail_dir, self.uid, self.gid)
+        with open(self.passwd_path, "w") as f:
+            for user, pw in self.users.items():
+                f.write("%s:{PLAIN}%s::::::\n" % (user, pw))
+        os.chmod(self.passwd_path, 0o644)
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        root = os.geteuid() == 0
+        login_user = "dovenull" if root else me
+        internal_user = "dovecot" if root else me
+        conf = """\
+# private Dovecot for postern's integration tests (generated)
+protocols = imap pop3
+listen = {host}
+base_dir = {base_dir}
+state_dir = {state_dir}
+instance_name = postern-test-{imap_port}
+log_path = {log_path}
+info_log_path = {log_path}
+debug_log_path = {log_path}
+auth_verbose = yes
+auth_failure_delay = 0
+verbose_proctitle = no
+ssl = no
+disable_plaintext_auth = no
+login_trusted_networks = 127.0.0.0/8
+mail_max_userip_connections = 1000
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+first_valid_uid = {uid}
+first_valid_gid = {gid}
+mail_location = maildir:{mail_dir}/%d/%n/Maildir
+mail_fsync = never
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail_dir}/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {host}
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {host}
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+# No auth penalty in Dovecot: postern applies its own per client IP, and
+# the tests measure that one.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service imap {{
+  process_limit = 1024
+}}
+service pop3 {{
+  process_limit = 1024
+}}
+""".format(host=HOST, base_dir=self.base_dir, state_dir=self.state_dir,
+           log_path=self.log_path, login_user=login_user, internal_user=internal_user,
+           uid=self.uid, gid=self.gid, mail_dir=self.mail_dir, passwd=self.passwd_path,
+           imap_port=self.imap_port, pop3_port=self.pop3_port)
+        if not root:
+            conf += "service anvil {\n  chroot =\n}\nservice imap-login {\n  chroot =\n}\n" \
+                    "service pop3-login {\n  chroot =\n}\n"
+        with open(self.conf_path, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self._log_fh = open(os.path.join(self.dir, "dovecot.stderr"), "ab")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf_path],
+                                     stdout=self._log_fh, stderr=self._log_fh,
+                                     stdin=subprocess.DEVNULL)
+        try:
+            wait_ports([self.imap_port, self.pop3_port], proc=self.proc, what="dovecot")
+        except RuntimeError:
+            log("dovecot failed to start; stderr:\n%s\nlog:\n%s" % (
+                tail(os.path.join(self.dir, "dovecot.stderr")), tail(self.log_path)))
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self._log_fh.close()
+        # Dovecot's children exit when the master goes; wait until the
+        # ports are free so a restart on the same ports works.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (port_accepts(self.imap_port) or
+                                              port_accepts(self.pop3_port)):
+            time.sleep(0.05)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def maildir(self, user):
+        local, domain = user.split("@", 1)
+        return os.path.join(self.mail_dir, domain, local, "Maildir")
+
+    def deliver(self, user, message):
+        """Put a message (bytes, CRLF or LF line ends) into user's INBOX by
+        writing a maildir file directly; Dovecot picks it up on next access.
+        Returns the file name."""
+        if isinstance(message, str):
+            message = message.encode()
+        md = self.maildir(user)
+        for sub in ("cur", "new", "tmp"):
+            p = os.path.join(md, sub)
+            if not os.path.isdir(p):
+                os.makedirs(p, exist_ok=True)
+                os.chown(p, self.uid, self.gid)
+        # Every directory from mail_dir down belongs to the mail user.
+        p = md
+        while True:
+            os.chown(p, self.uid, self.gid)
+            if os.path.samefile(os.path.dirname(p), self.mail_dir):
+                break
+            p = os.path.dirname(p)
+        # Dovecot serves maildir bodies with LF line ends as CRLF; store LF.
+        data = message.replace(b"\r\n", b"\n")
+        self._seq += 1
+        name = "%d.M%dP%dQ%d.postern-test,S=%d" % (int(time.time()), self._seq, os.getpid(),
+                                                   self._seq, len(data))
+        tmp = os.path.join(md, "tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chown(tmp, self.uid, self.gid)
+        os.rename(tmp, os.path.join(md, "new", name))
+        return name
+
+    def log_text(self, offset=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_size(self):
+        return file_size(self.log_path)
+
+    def wait_log(self, pattern, timeout=15.0, offset=0):
+        """Wait until Dovecot's log (from offset) matches regex pattern;
+        returns the match."""
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.log_text(offset)), timeout,
+                        what="dovecot log /%s/" % pattern)
+
+
+    def logins(self, user=None, protocol=None, offset=0):
+        """[(protocol, user, rip)] for each successful login Dovecot logged."""
+        out = []
+        for m in re.finditer(r"(imap|pop3)-login: Info: Login: user=<([^>]*)>.*?rip=([0-9a-fA-F.:]+)",
+                             self.log_text(offset)):
+            if (protocol is None or m.group(1) == protocol) and (user is None or
+                                                                  m.group(2) == user):
+                out.append((m.group(1), m.group(2), m.group(3)))
+        return out
+
+    def wait_login(self, user, protocol, offset=0, timeout=15.0):
+        """Waits for Dovecot to log a login of user over protocol (imap or
+        pop3) since offset; returns the rip= of the last one."""
+        found = wait_for(lambda: self.logins(user, protocol, offset), timeout,
+                         what="dovecot %s login of %s" % (protocol, user))
+        return found[-1][2]
+
+
+def make_message(subject="test", body="Hello from the postern test suite.\r\n",
+                 sender="sender@example.net", to="alice@example.com"):
+    """A small RFC 5322 message with CRLF line ends."""
+    hdr = ("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
+           "Message-ID: <%s@postern.test>\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=us-ascii\r\n\r\n" %
+           (sender, to, subject, "%x.%x" % (random.getrandbits(48), os.getpid())))
+    return (hdr + body).encode()
+
+
+def make_big_message(size, subject="big message", to="alice@example.com"):
+    """A message of about `size` bytes: base64-looking lines of random data,
+    CRLF line ends, deterministic for a given size."""
+    rnd = random.Random(size)
+    head = make_message(subject=subject, body="", to=to)
+    lines = []
+    total = len(head)
+    while total < size:
+        raw = rnd.randbytes(57)
+        line = base64.b64encode(raw) + b"\r\n"
+        lines.append(line)
+        total += len(line)
+    return head + b"".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# postern
+
+
+def _cfg_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+    raise TypeError(v)
+
+
+def _cfg_group(d):
+    return "{ " + " ".join("%s = %s;" % (k, _cfg_value(v)) for k, v in d.items()) + " }"
+
+
+class Listener(dict):
+    """A listener entry: protocol, port, tls, proxy_protocol, plaintext_auth,
+    backend. The port is chosen when not given."""
+
+    def __init__(self, protocol, tls="starttls", port=None, proxy_protocol=False,
+                 plaintext_auth=False, backend="dovecot", address=HOST):
+        super().__init__(protocol=protocol, address=address, port=port or free_port(), tls=tls,
+                         proxy_protocol=proxy_protocol, plaintext_auth=plaintext_auth,
+                         backend=backend)
+
+    @property
+    def port(self):
+        return self["port"]
+
+
+class Postern:
+    """One postern process with a generated config.
+
+    listeners: list of Listener; backends: list of dicts
+    {"name": ..., "servers": [(host, imap_port, pop3_port), ...]}.
+    Defaults: one pool "dovecot" with the given Dovecot, IMAP STARTTLS and
+    implicit, POP3 STLS and implicit. Settings chosen for tests: small
+    penalty delay, few workers.
+    """
+
+    def __init__(self, dovecot=None, listeners=None, backends=None, name="postern",
+                 workers=2, timeouts=None, limits=None, auth_penalty=None, admin=True,
+                 extra="", certificates=None, store=None, poll_ms=200):
+        self.dir = os.path.join(run_root(), name)
+        while os.path.exists(self.dir):
+            self.dir += "_"
+        os.makedirs(self.dir)
+        self.store = store or os.path.join(self.dir, "policy")
+        os.makedirs(self.store, exist_ok=True)
+        self.conf_path = os.path.join(self.dir, "postern.conf")
+        self.log_path = os.path.join(self.dir, "postern.log")
+        self.dovecot = dovecot
+        self.pki = pki()
+        if listeners is None:
+            listeners = [Listener("imap", "starttls"), Listener("imap", "implicit"),
+                         Listener("pop3", "starttls"), Listener("pop3", "implicit")]
+        self.listeners = listeners
+        if backends is None:
+            backends = [{"name": "dovecot",
+                         "servers": [(HOST, dovecot.imap_port, dovecot.pop3_port)]}]
+        self.backends = backends
+        self.workers = workers
+        self.timeouts = {"preauth": 60, "login": 180, "idle": 1860, "backend_ms": 10000,
+                         "drain": 10}
+        self.timeouts.update(timeouts or {})
+        self.limits = {"line": 8192, "literal": 8192, "bad_commands": 10, "auth_failures": 3,
+                       "relay_buffer": 262144, "max_sessions": 10000}
+        self.limits.update(limits or {})
+        self.auth_penalty = {"initial_ms": 100, "max_ms": 400, "forget_s": 300}
+        self.auth_penalty.update(auth_penalty or {})
+        self.admin_port = free_port() if admin else None
+        self.extra = extra
+        self.certificates = certificates or [
+            {"cert": self.pki.cert, "key": self.pki.key},
+            {"cert": self.pki.other_cert, "key": self.pki.other_key,
+             "names": ["other.example.test"]},
+        ]
+        self.poll_ms = poll_ms
+        self.proc = None
+        self._log_fh = None
+        self.write_config()
+        self.init_store()
+
+    # -- config
+
+    def listener(self, protocol, tls="starttls", proxy_protocol=False):
+        for l in self.listeners:
+            if l["protocol"] == protocol and l["tls"] == tls and \
+                    bool(l["proxy_protocol"]) == proxy_protocol:
+                return l
+        raise KeyError((protocol, tls, proxy_protocol))
+
+    def port(self, protocol, tls="starttls", proxy_protocol=False):
+        return self.listener(protocol, tls, proxy_protocol).port
+
+    def config_text(self):
+        out = []
+        out.append("# generated by tests/integration/harness.py")
+        out.append("workers = %d;" % self.workers)
+        out.append('hostname = "postern-test";')
+        out.append('default_domain = "%s";' % DOMAIN)
+        out.append('log: { level = "debug"; };')
+        out.append("policy: { path = %s; map_size_mb = 64; poll_ms = %d; };" %
+                   (_cfg_value(self.store), self.poll_ms))
+        certs = []
+        for c in self.certificates:
+            s = "{ cert = %s; key = %s;" % (_cfg_value(c["cert"]), _cfg_value(c["key"]))
+            if c.get("names"):
+                s += " names = [ %s ];" % ", ".join(_cfg_value(n) for n in c["names"])
+            certs.append(s + " }")
+        out.append("tls: {\n  certificates = (\n    %s\n  );\n  min_version = \"TLSv1.2\";\n};" %
+                   ",\n    ".join(certs))
+        pools = []
+        for b in self.backends:
+            servers = ",\n        ".join(
+                "{ host = %s; imap_port = %d; pop3_port = %d; tls = false; }" %
+                (_cfg_value(h), ip, pp) for (h, ip, pp) in b["servers"])
+            pools.append("  {\n    name = %s;\n    connect_timeout_ms = %d;\n"
+                         "    servers = (\n        %s\n    );\n  }" %
+                         (_cfg_value(b["name"]), b.get("connect_timeout_ms", 3000), servers))
+        out.append("backends = (\n%s\n);" % ",\n".join(pools))
+        out.append("listeners = (\n  %s\n);" % ",\n  ".join(_cfg_group(l) for l in self.listeners))
+        out.append("timeouts: %s;" % _cfg_group(self.timeouts))
+        out.append("limits: %s;" % _cfg_group(self.limits))
+        out.append("auth_penalty: %s;" % _cfg_group(self.auth_penalty))
+        if self.admin_port:
+            out.append('admin: { address = "%s"; port = %d; };' % (HOST, self.admin_port))
+        out.append('messages: { disabled = "%s access is disabled for this account. '
+                   'Contact your administrator."; };')
+        if self.extra:
+            out.append(self.extra)
+        return "\n".join(out) + "\n"
+
+    def write_config(self):
+        with open(self.conf_path, "w") as f:
+            f.write(self.config_text())
+
+    # -- process
+
+    def start(self, wait=True):
+        if not os.path.exists(POSTERN_BIN):
+            raise RuntimeError("postern binary not found: %s (build first)" % POSTERN_BIN)
+        self._log_fh = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
+        self.proc = subprocess.Popen([POSTERN_BIN, "-c", self.conf_path],
+                                     stdout=self._log_fh, stderr=self._log_fh,
+                                     stdin=subprocess.DEVNULL, env=env)
+        if wait:
+            try:
+                ports = [l.port for l in self.listeners]
+                if self.admin_port:
+                    ports.append(self.admin_port)
+                wait_ports(ports, proc=self.proc, what="postern")
+            except RuntimeError:
+                log("postern failed to start; log:\n%s" % tail(self.log_path))
+                raise
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code (None if it was not running)."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log("postern did not exit %ds after SIGTERM; killing" % timeout)
+                self.proc.kill()
+                rc = self.proc.wait()
+        self.proc = None
+        if self._log_fh:
+            self._log_fh.close()
+            self._log_fh = None
+        return rc
+
+    def log_text(self, offset=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_size(self):
+        return file_size(self.log_path)
+
+    def wait_log(self, pattern, timeout=15.0, offset=0):
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.log_text(offset)), timeout,
+                        what="postern log /%s/" % pattern)
+
+    # -- check mode
+
+    @staticmethod
+    def check_config(path):
+        """Runs `postern -t -c path`; returns (exit code, stdout+stderr)."""
+        r = subprocess.run([POSTERN_BIN, "-t", "-c", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+        return r.returncode, r.stdout.decode("utf-8", "replace")
+
+    # -- policy
+
+    def ctl(self, *args, check=True):
+        """Runs posternctl -d STORE ARGS...; returns CompletedProcess (text)."""
+        r = subprocess.run([POSTERNCTL_BIN, "-d", self.store] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        r.stdout = r.stdout.decode("utf-8", "replace")
+        r.stderr = r.stderr.decode("utf-8", "replace")
+        if check and r.returncode != 0:
+            raise AssertionError("posternctl %s failed (%d): %s%s" %
+                                 (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def init_store(self):
+        # Make sure the LMDB environment exists before postern opens it.
+        if os.path.exists(POSTERNCTL_BIN):
+            self.ctl("user", "list", check=False)
+
+    def set_user(self, user, **flags):
+        """posternctl user set USER k=v ...; e.g. set_user(u, imap="off",
+        message="...")."""
+        args = ["%s=%s" % (k, v) for k, v in flags.items()]
+        return self.ctl("user", "set", user, *args)
+
+    def delete_user(self, user):
+        return self.ctl("user", "delete", user, check=False)
+
+    # -- admin
+
+    def http_get(self, path, timeout=10):
+        """GET on the admin listener; returns (status, body text)."""
+        url = "http://%s:%d%s" % (HOST, self.admin_port, path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+    def metrics(self):
+        """/metrics parsed into {'name{labels}': float}."""
+        status, body = self.http_get("/metrics")
+        if status != 200:
+            raise AssertionError("/metrics answered %d" % status)
+        return parse_metrics(body)
+
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)", line)
+        if m:
+            try:
+                out[m.group(1)] = float(m.group(2))
+            except ValueError:
+                pass
+    return out
+
+
+def metric_sum(metrics, name, **labels):
+    """Sum of every sample of `name` whose labels include `labels`."""
+    total = 0.0
+    for key, v in metrics.items():
+        m = re.match(r"^([^{]+)(?:\{(.*)\})?$", key)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(have.get(k) == v2 for k, v2 in labels.items()):
+            total += v
+    return total
+
+
+# ---------------------------------------------------------------------------
+# clients
+
+
+def imap_starttls(port, ctx=None, timeout=IO_TIMEOUT):
+    """imaplib client on a STARTTLS listener, TLS already started."""
+    c = imaplib.IMAP4(HOST, port, timeout=timeout)
+    c.starttls(ssl_context=ctx or pki().client_context())
+    return c
+
+
+def imap_tls(port, ctx=None, timeout=IO_TIMEOUT):
+    return imaplib.IMAP4_SSL(HOST, port, ssl_context=ctx or pki().client_context(),
+                             timeout=timeout)
+
+
+def pop3_stls(port, ctx=None, timeout=IO_TIMEOUT):
+    c = poplib.POP3(HOST, port, timeout=timeout)
+    c.stls(context=ctx or pki().client_context())
+    return c
+
+
+def pop3_tls(port, ctx=None, timeout=IO_TIMEOUT):
+    return poplib.POP3_SSL(HOST, port, context=ctx or pki().client_context(), timeout=timeout)
+
+
+class Closed(Exception):
+    pass
+
+
+class RawClient:
+    """A line-oriented client on a raw socket, optionally TLS, for the
+    exchanges imaplib/poplib cannot make (literals by hand, hostile input,
+    PROXY headers)."""
+
+    def __init__(self, port, tls=False, host=HOST, timeout=IO_TIMEOUT, prefix=None,
+                 server_hostname=None):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if prefix:
+            self.sock.sendall(prefix)
+        self.buf = b""
+        if tls:
+            self.wrap_tls(server_hostname)
+
+    def wrap_tls(self, server_hostname=None):
+        ctx = pki().client_context()
+        if server_hostname is None:
+            ctx.check_hostname = False
+            server_hostname = None
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            raise
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
+            raise Closed(str(e))
+        if not chunk:
+            raise Closed("connection closed by peer")
+        self.buf += chunk
+
+    def readline(self, timeout=None):
+        """One line including CRLF; raises Closed or socket.timeout."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no line within %.1fs (have %r)" % (timeout or self.timeout,
+                                                                         self.buf[:200]))
+            self._fill(left)
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def read_until_tagged(self, tag, timeout=None):
+        """Lines up to and including the tagged reply for tag; returns list."""
+        if isinstance(tag, str):
+            tag = tag.encode()
+        lines = []
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            line = self.readline(max(0.1, deadline - time.monotonic()))
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def cmd(self, tag, command, timeout=None):
+        """Send 'tag command\\r\\n', return (tagged line, all lines)."""
+        self.send(b"%s %s\r\n" % (tag.encode(), command.encode() if isinstance(command, str)
+                                  else command))
+        lines = self.read_until_tagged(tag, timeout)
+        return lines[-1], lines
+
+    def expect_closed(self, timeout=None):
+        """Read until the peer closes; returns everything read. Raises
+        socket.timeout when it does not close in time."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        data = self.buf
+        self.buf = b""
+        self.sock.settimeout(None)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("connection still open after %.1fs" % (timeout or
+                                                                            self.timeout))
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise socket.timeout("connection still open after %.1fs" % (timeout or
+                                                                            self.timeout))
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError):
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def imap_quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sasl_plain(user, password, authzid=""):
+    return base64.b64encode(("%s\0%s\0%s" % (authzid, user, password)).encode()).decode()
+
+
+def proxy_v1(src, dst, sport, dport):
+    fam = "TCP6" if ":" in src else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(src, dst, sport, dport, command=0x1, length=None, tlvs=b""):
+    """A PROXY v2 header for TCP over IPv4 or IPv6. length overrides the
+    length field (to lie about it)."""
+    import struct
+    if ":" in src:
+        fam = 0x21
+        addr = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+    else:
+        fam = 0x11
+        addr = socket.inet_aton(src) + socket.inet_aton(dst)
+    body = addr + struct.pack("!HH", sport, dport) + tlvs
+    ln = len(body) if length is None else length
+    return PROXY_V2_SIG + bytes([0x20 | command, fam]) + struct.pack("!H", ln) + body
+
+
+# ---------------------------------------------------------------------------
+# unittest glue
+
+
+class GatewayTestCase(unittest.TestCase):
+    """Base class: subclasses set up cls.dovecot / cls.postern (e.g. with
+    start_default()). On a failing test, the tail of each process's log
+    written during that test is printed."""
+
+    dovecot = None
+    postern = None
+    extra_logs = ()
+
+    @classmethod
+    def start_default(cls, **postern_kw):
+        cls.dovecot = Dovecot().start()
+        try:
+            cls.postern = Postern(cls.dovecot, **postern_kw).start()
+        except Exception:
+            cls.dovecot.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.postern is not None:
+            cls.postern.stop()
+        if cls.dovecot is not None:
+            cls.dovecot.stop()
+
+    def _logs(self):
+        out = []
+        for obj in (self.postern, self.dovecot) + tuple(self.extra_logs):
+            if obj is not None and getattr(obj, "log_path", None):
+                out.append(obj)
+        return out
+
+    def setUp(self):
+        self._log_offsets = {id(o): o.log_size() for o in self._logs()}
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        ok = getattr(outcome, "success", True)
+        if ok is False:
+            for o in self._logs():
+                sys.stderr.write("\n----- %s (%s), during %s -----\n%s\n" % (
+                    type(o).__name__, o.log_path, self.id(),
+                    tail(o.log_path, 60, self._log_offsets.get(id(o), 0))))
+            sys.stderr.flush()
+
+    # helpers for subclasses
+
+    def assertStillServes(self, port=None, user="alice@example.com"):
+        """After hostile input: a fresh client still gets a greeting, NOOP,
+        and a working login."""
+        port = port or self.postern.port("imap", "implicit")
+        c = imap_tls(port)
+        try:
+            typ, _ = c.noop()
+            self.assertEqual(typ, "OK")
+            typ, _ = c.login(user, USERS[user])
+            self.assertEqual(typ, "OK")
+            typ, _ = c.select("INBOX")
+            self.assertEqual(typ, "OK")
+            c.logout()
+        finally:
+            try:
+                c.shutdown()
+            except Exception:
+                pass
+
+
+def main():
+    """unittest.main with verbose output; exit status 0 only when every test
+    passed. Keeps the run directory on failure (its path is printed)."""
+    prog = unittest.main(module="__main__", verbosity=2, exit=False, buffer=False)
+    ok = prog.result.wasSuccessful()
+    root = _run_root
+    if root:
+        if ok and not os.environ.get("POSTERN_TEST_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            log("run directory kept: %s" % root)
+    r = prog.result
+    print("%d passed, %d failed, %d skipped" % (
+        r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped) -
+        len(getattr(r, "unexpectedSuccesses", [])),
+        len(r.failures) + len(r.errors), len(r.skipped)))
+    sys.exit(0 if ok else 1)
+
+
+# ---------------------------------------------------------------------------
+# the quick-start demo
+
+
+DEMO_PORTS = {"imap": 10143, "imaps": 10993, "pop3": 10110, "pop3s": 10995, "admin": 18025}
+
+
+def demo_main(argv):
+    """Runs a private Dovecot with the demo users and a demo message, the demo
+    policy, and postern in front of it on fixed ports; prints how to connect;
+    Ctrl-C (or SIGTERM) stops everything."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="harness.py demo")
+    ap.add_argument("--dir", default=os.path.join(SRC, "_run", "demo"),
+                    help="where the demo keeps its files (default: _run/demo)")
+    ap.add_argument("--dovecot-imap-port", type=int, default=11143)
+    ap.add_argument("--dovecot-pop3-port", type=int, default=11110)
+    args = ap.parse_args(argv)
+
+    global _run_root
+    if os.path.isdir(args.dir):
+        shutil.rmtree(args.dir)
+    os.makedirs(args.dir)
+    os.chmod(args.dir, 0o755)
+    parent = os.path.dirname(args.dir)
+    while parent and parent != "/":
+        st = os.stat(parent)
+        if not st.st_mode & 0o001:
+            log("warning: %s is not world-searchable; Dovecot's login processes may "
+                "fail to reach %s" % (parent, args.dir))
+            break
+        parent = os.path.dirname(parent)
+    _run_root = args.dir
+
+    for name, port in list(DEMO_PORTS.items()) + [("dovecot-imap", args.dovecot_imap_port),
+                                                  ("dovecot-pop3", args.dovecot_pop3_port)]:
+        if port_accepts(port):
+            sys.exit("demo: port %d (%s) is already in use; is another demo running?" %
+                     (port, name))
+
+    dv = Dovecot(imap_port=args.dovecot_imap_port, pop3_port=args.dovecot_pop3_port)
+    for user in USERS:
+        dv.deliver(user, make_message(
+            subject="Welcome to postern, %s" % user.split("@")[0], to=user,
+            body="This message sits in a private demo Dovecot and was read through "
+                 "postern.\r\n"))
+    listeners = [Listener("imap", "starttls", port=DEMO_PORTS["imap"]),
+                 Listener("imap", "implicit", port=DEMO_PORTS["imaps"]),
+                 Listener("pop3", "starttls", port=DEMO_PORTS["pop3"]),
+                 Listener("pop3", "implicit", port=DEMO_PORTS["pop3s"])]
+    pg = Postern(dv, listeners=listeners, name="postern", workers=0,
+                 auth_penalty={"initial_ms": 2000, "max_ms": 15000},
+                 timeouts={"drain": 5})
+    pg.admin_port = DEMO_PORTS["admin"]
+    pg.write_config()
+
+    demo_json = os.path.join(SRC, "conf", "demo-users.json")
+    refused = []
+    if os.path.exists(demo_json):
+        pg.ctl("import", demo_json)
+        policy_from = demo_json
+    else:
+        pg.set_user("bob@example.com", imap="off",
+                    message="IMAP is switched off for bob in the postern demo.")
+        pg.set_user("carol@example.com", pop="off",
+                    message="POP3 is switched off for carol in the postern demo.")
+        pg.set_user("dave@example.com", imap="off", pop="off",
+                    message="dave may not read mail in the postern demo.")
+        policy_from = "posternctl commands (conf/demo-users.json not found)"
+    for user in USERS:
+        for svc in ("imap", "pop"):
+            r = pg.ctl("explain", user, svc, check=False)
+            text = (r.stdout + r.stderr).strip()
+            if r.returncode != 0 or re.search(r"\b(deny|denied|refused|off)\b", text, re.I):
+                refused.append("  %-18s %-4s %s" % (user, svc, text.splitlines()[0] if text
+                                                    else "refused"))
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    dv.start()
+    try:
+        pg.proc = None
+        pg._log_fh = None
+        env = dict(os.environ)
+        # postern logs to our stderr, in the foreground.
+        pg.proc = subprocess.Popen([POSTERN_BIN, "-c", pg.conf_path], stdin=subprocess.DEVNULL,
+                                   env=env)
+        wait_ports([l.port for l in listeners] + [pg.admin_port], proc=pg.proc, what="postern")
+        pw = USERS["alice@example.com"]
+        print("""
+postern demo is running (Ctrl-C stops it).
+
+  Dovecot (private):  IMAP %(dimap)d, POP3 %(dpop)d on 127.0.0.1, files in %(dir)s
+  postern:            IMAP  127.0.0.1:10143 (STARTTLS)   IMAPS 127.0.0.1:10993 (TLS)
+                      POP3  127.0.0.1:10110 (STLS)       POP3S 127.0.0.1:10995 (TLS)
+                      admin http://127.0.0.1:18025/healthz  /metrics
+  config:             %(conf)s
+  policy store:       %(store)s  (from %(policy)s)
+  test CA:            %(ca)s   (self-signed; use curl -k or --cacert)
+
+Demo users (password in quotes):
+%(users)s
+
+Try:
+  curl -k 'imaps://127.0.0.1:10993/INBOX;UID=1' -u alice@example.com:%(pw)s
+  curl -k --ssl-reqd 'imap://127.0.0.1:10143/' -u alice@example.com:%(pw)s
+  curl -k 'pop3s://127.0.0.1:10995/1' -u alice@example.com:%(pw)s
+  openssl s_client -quiet -starttls imap -connect 127.0.0.1:10143 -CAfile %(ca)s
+  %(ctl)s -d %(store)s user set alice@example.com imap=off message="Off for the demo"
+  %(ctl)s -d %(store)s explain alice@example.com imap
+
+Refused by the demo policy:
+%(refused)s
+""" % {"dimap": dv.imap_port, "dpop": dv.pop3_port, "dir": dv.dir, "conf": pg.conf_path,
+            "store": pg.store, "policy": policy_from, "ca": pg.pki.ca_cert, "pw": pw,
+            "users": "\n".join("  %-18s '%s'" % (u, p) for u, p in USERS.items()),
+            "ctl": POSTERNCTL_BIN, "refused": "\n".join(refused) or "  (none)"})
+        sys.stdout.flush()
+        while not stop.is_set() and pg.proc.poll() is None:
+            stop.wait(0.5)
+    finally:
+        if pg.proc is not None and pg.proc.poll() is None:
+            pg.proc.send_signal(signal.SIGTERM)
+            try:
+                pg.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pg.proc.kill()
+        dv.stop()
+        print("demo stopped")
+
+
+def selftest_main(argv):
+    """Starts a private Dovecot and checks it directly (no postern): IMAP
+    and POP3 logins, delivery, and that ID/XCLIENT from 127.0.0.1 make it
+    log the forwarded address."""
+    dv = Dovecot().start()
+    try:
+        dv.deliver("alice@example.com", make_message(subject="selftest"))
+        c = imaplib.IMAP4(HOST, dv.imap_port, timeout=IO_TIMEOUT)
+        c._simple_command("ID", '("name" "selftest" "x-originating-ip" "192.0.2.7" '
+                                '"x-originating-port" "40000")')
+        c.login("alice@example.com", USERS["alice@example.com"])
+        typ, data = c.select("INBOX")
+        assert typ == "OK", (typ, data)
+        typ, data = c.fetch("1", "(RFC822)")
+        assert b"selftest" in data[0][1], data
+        c.logout()
+        rip = dv.wait_login("alice@example.com", "imap")
+        assert rip == "192.0.2.7", rip
+        p = poplib.POP3(HOST, dv.pop3_port, timeout=IO_TIMEOUT)
+        resp = p._shortcmd("XCLIENT ADDR=198.51.100.9 PORT=40001")
+        assert resp.startswith(b"+OK"), resp
+        p.user("erin@example.com")
+        p.pass_(USERS["erin@example.com"])
+        p.quit()
+        rip = dv.wait_login("erin@example.com", "pop3")
+        assert rip == "198.51.100.9", rip
+        print("dovecot selftest ok (%s)" % dv.dir)
+    finally:
+        dv.stop()
+    shutil.rmtree(run_root(), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "demo":
+        demo_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "selftest":
+        selftest_main(sys.argv[2:])
+    else:
+        sys.exit("usage: harness.py demo [--dir DIR] | selftest")
