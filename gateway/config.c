@@ -1,0 +1,530 @@
+/*
+ * gateway/config.c: loading conf/postern.conf-style files with libconfig.
+ */
+#include "gateway/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "gateway/log.h"
+
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_config *current;
+
+const char *gw_proto_name(enum gw_proto p)
+{
+	return p == GW_PROTO_IMAP ? "imap" : "pop3";
+}
+
+struct loader {
+	const char *path;
+	char *err;
+	int failed;
+};
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct loader *l, const config_setting_t *at, const char *fmt, ...)
+{
+	char msg[GW_CONF_ERR_MAX / 2];
+	va_list ap;
+
+	if (l->failed)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *file = at != NULL ? config_setting_source_file(at) : NULL;
+	unsigned line = at != NULL ? config_setting_source_line(at) : 0;
+	snprintf(l->err, GW_CONF_ERR_MAX, "%.200s:%u: %s", file != NULL ? file : l->path, line, msg);
+	l->failed = 1;
+	return -1;
+}
+
+/* Integer setting `name` of group g (absent: def), within [min, max]. */
+static long get_int(struct loader *l, const config_setting_t *g, const char *name,
+		    long def, long min, long max)
+{
+	const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+	long long v;
+
+	if (s == NULL)
+		return def;
+	if (config_setting_type(s) == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+		v = config_setting_get_int64(s);
+	else
+		return fail(l, s, "'%s' must be an integer", name), def;
+	if (v < min || v > max)
+		return fail(l, s, "'%s' must be between %ld and %ld", name, min, max), def;
+	return (long)v;
+}
+
+static bool get_bool(struct loader *l, const config_setting_t *g, const char *name, bool def)
+{
+	const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+	if (s == NULL)
+		return def;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return fail(l, s, "'%s' must be true or false", name), def;
+	return config_setting_get_bool(s) != 0;
+}
+
+static void get_str(struct loader *l, const config_setting_t *g, const char *name,
+		    const char *def, char *dst, size_t size)
+{
+	const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+	const char *v = def;
+
+	if (s != NULL) {
+		v = config_setting_get_string(s);
+		if (v == NULL) {
+			fail(l, s, "'%s' must be a string", name);
+			v = def;
+		} else if (strlen(v) >= size) {
+			fail(l, s, "'%s' is longer than %zu bytes", name, size - 1);
+			v = def;
+		}
+	}
+	snprintf(dst, size, "%s", v != NULL ? v : "");
+}
+
+static const config_setting_t *get_group(struct loader *l, const config_t *cf, const char *name)
+{
+	const config_setting_t *s = config_lookup(cf, name);
+	if (s != NULL && config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		fail(l, s, "'%s' must be a group { ... }", name);
+		return NULL;
+	}
+	return s;
+}
+
+static int resolve(const char *host, int port, struct sockaddr_storage *out, int passive)
+{
+	struct addrinfo hints, *res = NULL;
+	char portstr[16];
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(host, portstr, &hints, &res) != 0 || res == NULL)
+		return -1;
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static const char *ssl_error_text(void)
+{
+	static __thread char buf[256];
+	unsigned long e = ERR_get_error();
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf;
+}
+
+static int sni_match(const char *pattern, const char *name)
+{
+	if (strncmp(pattern, "*.", 2) == 0) {
+		const char *dot = strchr(name, '.');
+		return dot != NULL && strcasecmp(dot + 1, pattern + 2) == 0;
+	}
+	return strcasecmp(pattern, name) == 0;
+}
+
+/* SNI: switch the connection to the certificate whose names match. */
+static int sni_callback(SSL *ssl, int *alert, void *arg)
+{
+	struct gw_config *conf = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 1; i < conf->ncerts; i++)
+		for (size_t k = 0; k < conf->certs[i].nnames; k++)
+			if (sni_match(conf->certs[i].names[k], name)) {
+				SSL_set_SSL_CTX(ssl, conf->certs[i].ctx);
+				return SSL_TLSEXT_ERR_OK;
+			}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *server_ctx(struct loader *l, const config_setting_t *at, const char *cert,
+			   const char *key, int min_version)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		fail(l, at, "TLS context: %s", ssl_error_text());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min_version);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		fail(l, at, "certificate %s: %s", cert, ssl_error_text());
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		fail(l, at, "key %s: %s", key, ssl_error_text());
+	} else if (SSL_CTX_check_private_key(ctx) != 1) {
+		fail(l, at, "key %s does not match certificate %s", key, cert);
+	} else {
+		return ctx;
+	}
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static void load_tls(struct loader *l, const config_t *cf, struct gw_config *c)
+{
+	const config_setting_t *g = get_group(l, cf, "tls");
+	const config_setting_t *list = g != NULL ? config_setting_get_member(g, "certificates") : NULL;
+	char minv[16];
+	int min_version;
+
+	get_str(l, g, "min_version", "TLSv1.2", minv, sizeof(minv));
+	if (strcmp(minv, "TLSv1.2") == 0)
+		min_version = TLS1_2_VERSION;
+	else if (strcmp(minv, "TLSv1.3") == 0)
+		min_version = TLS1_3_VERSION;
+	else {
+		fail(l, g, "tls.min_version must be \"TLSv1.2\" or \"TLSv1.3\"");
+		return;
+	}
+	c->backend_tls = SSL_CTX_new(TLS_client_method());
+	if (c->backend_tls == NULL) {
+		fail(l, g, "TLS client context: %s", ssl_error_text());
+		return;
+	}
+	SSL_CTX_set_min_proto_version(c->backend_tls, TLS1_2_VERSION);
+	if (list == NULL)
+		return;
+	if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+		fail(l, list, "tls.certificates must be a list ( { cert; key; names } , ... )");
+		return;
+	}
+	int n = config_setting_length(list);
+	c->certs = calloc((size_t)n + 1, sizeof(*c->certs));
+	if (c->certs == NULL) {
+		fail(l, list, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n && !l->failed; i++) {
+		const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+		char cert[1024], key[1024];
+		get_str(l, e, "cert", NULL, cert, sizeof(cert));
+		get_str(l, e, "key", NULL, key, sizeof(key));
+		if (!l->failed && (cert[0] == '\0' || key[0] == '\0')) {
+			fail(l, e, "each certificate needs 'cert' and 'key'");
+			break;
+		}
+		SSL_CTX *ctx = l->failed ? NULL : server_ctx(l, e, cert, key, min_version);
+		if (ctx == NULL)
+			break;
+		struct gw_cert *gc = &c->certs[c->ncerts++];
+		gc->ctx = ctx;
+		const config_setting_t *names = config_setting_get_member(e, "names");
+		if (names != NULL) {
+			int nn = config_setting_length(names);
+			gc->names = calloc((size_t)nn + 1, sizeof(char *));
+			for (int k = 0; gc->names != NULL && k < nn; k++) {
+				const char *s = config_setting_get_string_elem(names, (unsigned)k);
+				if (s == NULL) {
+					fail(l, names, "names must be strings");
+					break;
+				}
+				gc->names[gc->nnames++] = strdup(s);
+			}
+		}
+	}
+	if (!l->failed && c->ncerts > 0)
+		SSL_CTX_set_tlsext_servername_callback(c->certs[0].ctx, sni_callback),
+		SSL_CTX_set_tlsext_servername_arg(c->certs[0].ctx, c);
+	/* Later certificates switch in from the default's callback; they need
+	 * it too, in case OpenSSL consults the new context. */
+}
+
+static void load_backends(struct loader *l, const config_t *cf, struct gw_config *c)
+{
+	const config_setting_t *list = config_lookup(cf, "backends");
+
+	if (list == NULL || !config_setting_is_list(list) || config_setting_length(list) == 0) {
+		fail(l, list, "'backends' must be a non-empty list of pools");
+		return;
+	}
+	int n = config_setting_length(list);
+	c->pools = calloc((size_t)n, sizeof(*c->pools));
+	if (c->pools == NULL) {
+		fail(l, list, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n && !l->failed; i++) {
+		const config_setting_t *p = config_setting_get_elem(list, (unsigned)i);
+		struct gw_backend_pool *pool = &c->pools[c->npools++];
+		get_str(l, p, "name", "", pool->name, sizeof(pool->name));
+		if (!l->failed && pool->name[0] == '\0')
+			fail(l, p, "each backend pool needs a 'name'");
+		for (size_t k = 0; k + 1 < c->npools && !l->failed; k++)
+			if (strcmp(c->pools[k].name, pool->name) == 0)
+				fail(l, p, "backend pool '%s' defined twice", pool->name);
+		pool->connect_timeout_ms = (unsigned)get_int(l, p, "connect_timeout_ms", 5000, 10, 600000);
+		const config_setting_t *sl = config_setting_get_member(p, "servers");
+		if (!l->failed && (sl == NULL || config_setting_length(sl) == 0)) {
+			fail(l, p, "backend pool '%s' needs 'servers'", pool->name);
+			break;
+		}
+		int ns = l->failed ? 0 : config_setting_length(sl);
+		pool->servers = calloc((size_t)ns + 1, sizeof(*pool->servers));
+		for (int k = 0; pool->servers != NULL && k < ns && !l->failed; k++) {
+			const config_setting_t *s = config_setting_get_elem(sl, (unsigned)k);
+			struct gw_backend_server *srv = &pool->servers[pool->nservers++];
+			get_str(l, s, "host", "", srv->host, sizeof(srv->host));
+			srv->port[GW_PROTO_IMAP] = (int)get_int(l, s, "imap_port", 0, 0, 65535);
+			srv->port[GW_PROTO_POP3] = (int)get_int(l, s, "pop3_port", 0, 0, 65535);
+			srv->tls = get_bool(l, s, "tls", false);
+			if (l->failed)
+				break;
+			if (srv->host[0] == '\0') {
+				fail(l, s, "backend server needs a 'host'");
+				break;
+			}
+			for (int pr = 0; pr < GW_PROTO_COUNT; pr++)
+				if (srv->port[pr] != 0 &&
+				    resolve(srv->host, srv->port[pr], &srv->addr[pr], 0) != 0) {
+					fail(l, s, "cannot resolve backend host '%s'", srv->host);
+					break;
+				}
+		}
+	}
+}
+
+static int pool_index(const struct gw_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->npools; i++)
+		if (strcmp(c->pools[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void load_listeners(struct loader *l, const config_t *cf, struct gw_config *c)
+{
+	const config_setting_t *list = config_lookup(cf, "listeners");
+
+	if (list == NULL || !config_setting_is_list(list) || config_setting_length(list) == 0) {
+		fail(l, list, "'listeners' must be a non-empty list");
+		return;
+	}
+	int n = config_setting_length(list);
+	c->listeners = calloc((size_t)n, sizeof(*c->listeners));
+	if (c->listeners == NULL) {
+		fail(l, list, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n && !l->failed; i++) {
+		const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+		struct gw_listener_conf *lc = &c->listeners[c->nlisteners++];
+		char proto[16], tls[16], backend[64];
+		get_str(l, s, "protocol", "", proto, sizeof(proto));
+		get_str(l, s, "address", "0.0.0.0", lc->address, sizeof(lc->address));
+		lc->port = (int)get_int(l, s, "port", 0, 1, 65535);
+		get_str(l, s, "tls", "starttls", tls, sizeof(tls));
+		lc->proxy_protocol = get_bool(l, s, "proxy_protocol", false);
+		lc->plaintext_auth = get_bool(l, s, "plaintext_auth", false);
+		get_str(l, s, "backend", c->npools > 0 ? c->pools[0].name : "", backend, sizeof(backend));
+		if (l->failed)
+			break;
+		if (strcmp(proto, "imap") == 0)
+			lc->protocol = GW_PROTO_IMAP;
+		else if (strcmp(proto, "pop3") == 0)
+			lc->protocol = GW_PROTO_POP3;
+		else {
+			fail(l, s, "listener protocol must be \"imap\" or \"pop3\", not \"%s\"", proto);
+			break;
+		}
+		if (lc->port == 0) {
+			fail(l, s, "listener needs a 'port'");
+			break;
+		}
+		if (strcmp(tls, "none") == 0)
+			lc->tls = GW_TLS_NONE;
+		else if (strcmp(tls, "starttls") == 0)
+			lc->tls = GW_TLS_STARTTLS;
+		else if (strcmp(tls, "implicit") == 0)
+			lc->tls = GW_TLS_IMPLICIT;
+		else {
+			fail(l, s, "listener tls must be \"none\", \"starttls\" or \"implicit\"");
+			break;
+		}
+		if (lc->tls != GW_TLS_NONE && c->ncerts == 0) {
+			fail(l, s, "listener on port %d uses TLS but tls.certificates is empty", lc->port);
+			break;
+		}
+		lc->backend = pool_index(c, backend);
+		if (lc->backend < 0) {
+			fail(l, s, "listener refers to unknown backend pool '%s'", backend);
+			break;
+		}
+		const struct gw_backend_pool *pool = &c->pools[lc->backend];
+		for (size_t k = 0; k < pool->nservers; k++)
+			if (pool->servers[k].port[lc->protocol] == 0) {
+				fail(l, s, "backend pool '%s' server '%s' has no %s_port", pool->name,
+				     pool->servers[k].host, gw_proto_name(lc->protocol));
+				break;
+			}
+		if (!l->failed && resolve(lc->address, lc->port, &lc->addr, 1) != 0)
+			fail(l, s, "listener address '%s' is not a numeric IP address", lc->address);
+	}
+}
+
+int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
+{
+	struct loader l = { path, err, 0 };
+	struct gw_config *c;
+	config_t cf;
+	const config_setting_t *g;
+	char level[16];
+
+	err[0] = '\0';
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(err, GW_CONF_ERR_MAX, "%s: out of memory", path);
+		return -1;
+	}
+	atomic_init(&c->refs, 1);
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	config_init(&cf);
+	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+			snprintf(err, GW_CONF_ERR_MAX, "%s: cannot read: %s", path, strerror(errno));
+		else
+			snprintf(err, GW_CONF_ERR_MAX, "%s:%d: %s",
+				 config_error_file(&cf) ? config_error_file(&cf) : path,
+				 config_error_line(&cf), config_error_text(&cf));
+		config_destroy(&cf);
+		gw_config_unref(&c);
+		return -1;
+	}
+	const config_setting_t *root = config_root_setting(&cf);
+	c->workers = (int)get_int(&l, root, "workers", 0, 0, 256);
+	get_str(&l, root, "hostname", "postern", c->hostname, sizeof(c->hostname));
+	get_str(&l, root, "default_domain", "", c->default_domain, sizeof(c->default_domain));
+
+	g = get_group(&l, &cf, "log");
+	get_str(&l, g, "level", "info", level, sizeof(level));
+	c->log_level = gw_log_level_from_name(level);
+	if (c->log_level < 0)
+		fail(&l, g, "log.level must be error, warn, info or debug");
+
+	g = get_group(&l, &cf, "policy");
+	get_str(&l, g, "path", "/var/lib/postern/policy", c->policy_path, sizeof(c->policy_path));
+	c->policy_map_size = (size_t)get_int(&l, g, "map_size_mb", 1024, 1, 1 << 20) << 20;
+	c->policy_poll_ms = (unsigned)get_int(&l, g, "poll_ms", 500, 10, 60000);
+
+	if (!l.failed)
+		load_tls(&l, &cf, c);
+	if (!l.failed)
+		load_backends(&l, &cf, c);
+	if (!l.failed)
+		load_listeners(&l, &cf, c);
+
+	g = get_group(&l, &cf, "timeouts");
+	c->preauth_s = (unsigned)get_int(&l, g, "preauth", 60, 1, 86400);
+	c->login_s = (unsigned)get_int(&l, g, "login", 180, 1, 86400);
+	c->idle_s = (unsigned)get_int(&l, g, "idle", 1860, 1, 7 * 86400);
+	c->backend_ms = (unsigned)get_int(&l, g, "backend_ms", 30000, 10, 600000);
+	c->drain_s = (unsigned)get_int(&l, g, "drain", 30, 0, 86400);
+
+	g = get_group(&l, &cf, "limits");
+	c->line_max = (size_t)get_int(&l, g, "line", 8192, 512, 1 << 20);
+	c->literal_max = (size_t)get_int(&l, g, "literal", 8192, 64, 1 << 20);
+	c->bad_max = (unsigned)get_int(&l, g, "bad_commands", 10, 1, 10000);
+	c->auth_max = (unsigned)get_int(&l, g, "auth_failures", 3, 1, 1000);
+	c->relay_buffer = (size_t)get_int(&l, g, "relay_buffer", 262144, 4096, 64 << 20);
+	c->max_sessions = (unsigned)get_int(&l, g, "max_sessions", 10000, 1, 1000000);
+
+	g = get_group(&l, &cf, "auth_penalty");
+	c->penalty.initial_ms = (unsigned)get_int(&l, g, "initial_ms", 2000, 0, 600000);
+	c->penalty.max_ms = (unsigned)get_int(&l, g, "max_ms", 15000, 0, 600000);
+	c->penalty.forget_s = (unsigned)get_int(&l, g, "forget_s", 300, 1, 86400);
+
+	g = get_group(&l, &cf, "admin");
+	get_str(&l, g, "address", "127.0.0.1", c->admin_address, sizeof(c->admin_address));
+	c->admin_port = (int)get_int(&l, g, "port", 0, 0, 65535);
+	if (!l.failed && c->admin_port != 0 &&
+	    resolve(c->admin_address, c->admin_port, &c->admin_addr, 1) != 0)
+		fail(&l, g, "admin address '%s' is not a numeric IP address", c->admin_address);
+
+	g = get_group(&l, &cf, "messages");
+	get_str(&l, g, "disabled", "", c->msg_disabled, sizeof(c->msg_disabled));
+
+	config_destroy(&cf);
+	if (l.failed) {
+		gw_config_unref(&c);
+		return -1;
+	}
+	*conf_r = c;
+	return 0;
+}
+
+struct gw_config *gw_config_ref(struct gw_config *conf)
+{
+	atomic_fetch_add(&conf->refs, 1);
+	return conf;
+}
+
+void gw_config_unref(struct gw_config **confp)
+{
+	struct gw_config *c = *confp;
+
+	*confp = NULL;
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < c->ncerts; i++) {
+		SSL_CTX_free(c->certs[i].ctx);
+		for (size_t k = 0; k < c->certs[i].nnames; k++)
+			free(c->certs[i].names[k]);
+		free(c->certs[i].names);
+	}
+	free(c->certs);
+	SSL_CTX_free(c->backend_tls);
+	for (size_t i = 0; i < c->npools; i++)
+		free(c->pools[i].servers);
+	free(c->pools);
+	free(c->listeners);
+	free(c);
+}
+
+struct gw_config *gw_config_current(void)
+{
+	struct gw_config *c;
+
+	pthread_mutex_lock(&current_lock);
+	c = current != NULL ? gw_config_ref(current) : NULL;
+	pthread_mutex_unlock(&current_lock);
+	return c;
+}
+
+void gw_config_set_current(struct gw_config *conf)
+{
+	struct gw_config *old;
+
+	pthread_mutex_lock(&current_lock);
+	old = current;
+	current = conf;
+	pthread_mutex_unlock(&current_lock);
+	gw_config_unref(&old);
+}

@@ -1,0 +1,107 @@
+/*
+ * gateway/config.h: the configuration, read from a libconfig file.
+ *
+ * A loaded configuration is immutable and reference-counted: every session
+ * holds a reference to the one it started with, so SIGHUP can swap in a new
+ * one (certificates, backends, timeouts, limits) without touching sessions
+ * already open. See conf/postern.conf for every setting and its default.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "gateway/penalty.h"
+
+enum gw_proto { GW_PROTO_IMAP = 0, GW_PROTO_POP3, GW_PROTO_COUNT };
+enum gw_tls_mode { GW_TLS_NONE = 0, GW_TLS_STARTTLS, GW_TLS_IMPLICIT };
+
+#define GW_CONF_ERR_MAX 512
+
+struct gw_listener_conf {
+	enum gw_proto protocol;
+	char address[64];
+	int port;
+	enum gw_tls_mode tls;
+	bool proxy_protocol;
+	bool plaintext_auth;
+	int backend;                 /* index into backends */
+	struct sockaddr_storage addr;
+};
+
+struct gw_backend_server {
+	char host[256];
+	int port[GW_PROTO_COUNT];
+	bool tls;
+	struct sockaddr_storage addr[GW_PROTO_COUNT]; /* resolved at load */
+};
+
+struct gw_backend_pool {
+	char name[64];
+	unsigned connect_timeout_ms;
+	struct gw_backend_server *servers;
+	size_t nservers;
+};
+
+struct gw_cert {
+	SSL_CTX *ctx;
+	char **names;                /* SNI names, exact or "*.domain" */
+	size_t nnames;
+};
+
+struct gw_config {
+	atomic_int refs;
+	char path[1024];
+
+	int workers;
+	char hostname[256];
+	char default_domain[256];
+	int log_level;
+
+	char policy_path[1024];
+	size_t policy_map_size;
+	unsigned policy_poll_ms;
+
+	struct gw_cert *certs;       /* certs[0] is the default */
+	size_t ncerts;
+	SSL_CTX *backend_tls;        /* client context for TLS backends */
+
+	struct gw_backend_pool *pools;
+	size_t npools;
+	struct gw_listener_conf *listeners;
+	size_t nlisteners;
+
+	unsigned preauth_s, login_s, idle_s, backend_ms, drain_s;
+	size_t line_max, literal_max, relay_buffer;
+	unsigned bad_max, auth_max, max_sessions;
+	struct gw_penalty_conf penalty;
+
+	char admin_address[64];
+	int admin_port;              /* 0 = no admin listener */
+	struct sockaddr_storage admin_addr;
+
+	char msg_disabled[256];
+};
+
+/* Loads and validates path. On success returns 0 and *conf_r holds one
+ * reference. On failure returns -1 and err (GW_CONF_ERR_MAX bytes) holds
+ * "file:line: message". */
+int gw_config_load(const char *path, struct gw_config **conf_r, char *err);
+
+struct gw_config *gw_config_ref(struct gw_config *conf);
+void gw_config_unref(struct gw_config **conf);
+
+/* The configuration in force; a new reference the caller must unref. */
+struct gw_config *gw_config_current(void);
+/* Replaces the configuration in force (takes over the caller's reference). */
+void gw_config_set_current(struct gw_config *conf);
+
+const char *gw_proto_name(enum gw_proto p);
+
+#endif

@@ -1,0 +1,189 @@
+/*
+ * gateway/main.c: the postern daemon: arguments, configuration, the policy
+ * store, worker threads, signals (SIGHUP reload, SIGTERM/SIGINT drain).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "gateway/worker.h"
+#include "policy/policy.h"
+
+#define DEFAULT_CONFIG "/etc/postern/postern.conf"
+
+static struct gw_worker *workers;
+static int nworkers;
+static int finished;
+static int drain_signals;
+static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_async_t worker_done;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: postern [-c FILE] [-t] [-h] [-V]\n"
+		   "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+		   "  -t       check the configuration and exit (0 ok, 1 error)\n"
+		   "  -V       print the version\n");
+}
+
+/* Listener sockets are bound at start; a reload may change their settings
+ * but not their number, protocols, addresses or ports. */
+static int listeners_compatible(const struct gw_config *a, const struct gw_config *b,
+				char *err, size_t size)
+{
+	if (a->nlisteners != b->nlisteners) {
+		snprintf(err, size, "the number of listeners changed; restart to apply");
+		return 0;
+	}
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		const struct gw_listener_conf *x = &a->listeners[i], *y = &b->listeners[i];
+		if (x->protocol != y->protocol || x->port != y->port ||
+		    strcmp(x->address, y->address) != 0) {
+			snprintf(err, size, "listener %zu changed address, port or protocol; "
+				 "restart to apply", i + 1);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+	struct gw_config *cur = gw_config_current(), *next = NULL;
+	char err[GW_CONF_ERR_MAX];
+
+	(void)h;
+	(void)signum;
+	if (gw_config_load(cur->path, &next, err) != 0) {
+		gw_log(GW_LOG_ERROR, "event=reload result=failed error=\"%s\"", err);
+	} else if (!listeners_compatible(cur, next, err, sizeof(err))) {
+		gw_log(GW_LOG_ERROR, "event=reload result=failed error=\"%s\"", err);
+		gw_config_unref(&next);
+	} else {
+		gw_log_set_level((enum gw_log_level)next->log_level);
+		gw_config_set_current(next);
+		gw_log(GW_LOG_INFO, "event=reload result=ok path=%s", cur->path);
+	}
+	gw_config_unref(&cur);
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+	(void)h;
+	gw_log(GW_LOG_INFO, "event=signal signal=%s action=%s", strsignal(signum),
+	       drain_signals == 0 ? "drain" : "stop");
+	for (int i = 0; i < nworkers; i++)
+		gw_worker_command(&workers[i], drain_signals == 0 ? GW_WORKER_CMD_DRAIN :
+								    GW_WORKER_CMD_STOP);
+	drain_signals++;
+}
+
+static void on_worker_done(uv_async_t *a)
+{
+	(void)a;
+	finished = 0;
+	for (int i = 0; i < nworkers; i++)
+		finished += atomic_load(&workers[i].finished) ? 1 : 0;
+	if (finished < nworkers)
+		return;
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&worker_done, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	struct gw_config *conf;
+	struct pol_store *store = NULL;
+	char err[GW_CONF_ERR_MAX];
+	int test_only = 0, opt, r;
+
+	while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test_only = 1;
+			break;
+		case 'V':
+			printf("postern 0.1.0\n");
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (gw_config_load(path, &conf, err) != 0) {
+		fprintf(stderr, "postern: %s\n", err);
+		return 1;
+	}
+	if (test_only) {
+		printf("postern: configuration %s ok\n", path);
+		gw_config_unref(&conf);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	gw_log_set_level((enum gw_log_level)conf->log_level);
+	r = pol_store_open(conf->policy_path, conf->policy_map_size, 0, &store);
+	if (r != 0) {
+		fprintf(stderr, "postern: policy store %s: %s\n", conf->policy_path, pol_strerror(r));
+		return 1;
+	}
+	gw_config_set_current(gw_config_ref(conf));
+
+	nworkers = conf->workers > 0 ? conf->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers < 1)
+		nworkers = 1;
+	workers = calloc((size_t)nworkers, sizeof(*workers));
+	if (workers == NULL)
+		return 1;
+	uv_async_init(uv_default_loop(), &worker_done, on_worker_done);
+	for (int i = 0; i < nworkers; i++) {
+		workers[i].done_notify = &worker_done;
+		if (gw_worker_init(&workers[i], i, conf, store, err, sizeof(err)) != 0) {
+			fprintf(stderr, "postern: %s\n", err);
+			return 1;
+		}
+	}
+	uv_signal_init(uv_default_loop(), &sig_hup);
+	uv_signal_start(&sig_hup, on_hup, SIGHUP);
+	uv_signal_init(uv_default_loop(), &sig_term);
+	uv_signal_start(&sig_term, on_term, SIGTERM);
+	uv_signal_init(uv_default_loop(), &sig_int);
+	uv_signal_start(&sig_int, on_term, SIGINT);
+	for (int i = 0; i < nworkers; i++)
+		if (gw_worker_start(&workers[i]) != 0) {
+			fprintf(stderr, "postern: cannot start worker %d\n", i);
+			return 1;
+		}
+	gw_log(GW_LOG_INFO, "event=started workers=%d listeners=%zu config=%s policy=%s", nworkers,
+	       conf->nlisteners, path, conf->policy_path);
+	gw_config_unref(&conf);
+
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+
+	for (int i = 0; i < nworkers; i++)
+		gw_worker_join(&workers[i]);
+	free(workers);
+	uv_loop_close(uv_default_loop());
+	pol_store_close(&store);
+	gw_config_set_current(NULL);
+	gw_log(GW_LOG_INFO, "event=stopped");
+	return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * gateway/metrics.h: process-wide counters, rendered as Prometheus text by
+ * the admin listener. Updates are atomic or under a short mutex; nothing
+ * here allocates after gw_metrics_init().
+ */
+#ifndef POSTERN_METRICS_H
+#define POSTERN_METRICS_H
+
+#include <stddef.h>
+
+enum gw_metric_proto { GW_M_IMAP = 0, GW_M_POP3, GW_M_PROTO_COUNT };
+
+void gw_metrics_session_open(enum gw_metric_proto p);
+void gw_metrics_session_close(enum gw_metric_proto p);
+/* result: "allowed", "refused", "tempfail", "auth-failed"; reason: a
+ * decision reason token. Unknown combinations beyond the table's room are
+ * counted under reason="other". */
+void gw_metrics_login(enum gw_metric_proto p, const char *result, const char *reason);
+void gw_metrics_backend_error(const char *backend, const char *kind);
+void gw_metrics_policy_kick(enum gw_metric_proto p);
+void gw_metrics_bytes(enum gw_metric_proto p, size_t to_backend, size_t to_client);
+void gw_metrics_refused_connection(const char *why);
+
+/* Renders every metric into buf. Returns the length, or -1 if buf is too
+ * small (the caller retries larger). */
+int gw_metrics_render(char *buf, size_t size);
+
+#endif

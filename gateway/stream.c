@@ -1,0 +1,378 @@
+/*
+ * gateway/stream.c: TCP + TLS (memory BIO) streams on libuv.
+ */
+#include "gateway/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#define READ_BUF_SIZE 65536
+#define PENDING_MAX (1 << 20)
+
+struct write_req {
+	uv_write_t req;
+	struct gw_stream *s;
+	size_t len;
+	char data[];
+};
+
+/* One read buffer per worker thread: read callbacks consume it at once. */
+static _Thread_local char read_buf[READ_BUF_SIZE];
+static _Thread_local char plain_buf[READ_BUF_SIZE];
+
+static void on_handle_closed(uv_handle_t *h);
+static void tls_drive(struct gw_stream *s);
+
+int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->data = data;
+	r = uv_tcp_init(loop, &s->tcp);
+	if (r != 0)
+		return r;
+	s->tcp.data = s;
+	s->initialized = 1;
+	uv_tcp_nodelay(&s->tcp, 1);
+	return 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	buf->base = read_buf;
+	buf->len = sizeof(read_buf);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+	struct write_req *wr = (struct write_req *)req;
+	struct gw_stream *s = wr->s;
+
+	(void)status;
+	s->queued -= wr->len;
+	free(wr);
+	if (s->want_drain && !s->closing && s->queued <= s->low_water) {
+		s->want_drain = 0;
+		if (s->on_drain != NULL)
+			s->on_drain(s);
+	}
+}
+
+/* Writes raw bytes (plaintext or ciphertext) to the socket, in order. */
+static int raw_write(struct gw_stream *s, const char *buf, size_t len)
+{
+	struct write_req *wr;
+	uv_buf_t b;
+	int r;
+
+	if (s->handle_closing)
+		return UV_EPIPE;
+	if (s->queued == 0) {
+		b = uv_buf_init((char *)buf, (unsigned)len);
+		r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+		if (r == (int)len)
+			return 0;
+		if (r > 0) {
+			buf += r;
+			len -= (size_t)r;
+		} else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+			return r;
+		}
+	}
+	wr = malloc(sizeof(*wr) + len);
+	if (wr == NULL)
+		return UV_ENOMEM;
+	wr->s = s;
+	wr->len = len;
+	memcpy(wr->data, buf, len);
+	b = uv_buf_init(wr->data, (unsigned)len);
+	r = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &b, 1, write_done);
+	if (r != 0) {
+		free(wr);
+		return r;
+	}
+	s->queued += len;
+	return 0;
+}
+
+/* Moves TLS output from the write BIO to the socket. */
+static int tls_flush(struct gw_stream *s)
+{
+	int n, r;
+
+	while ((n = BIO_read(s->wbio, plain_buf, sizeof(plain_buf))) > 0) {
+		r = raw_write(s, plain_buf, (size_t)n);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+static void read_error(struct gw_stream *s, ssize_t err)
+{
+	if (!s->closing && s->on_read != NULL)
+		s->on_read(s, NULL, err);
+}
+
+static int tls_write_plain(struct gw_stream *s, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		int chunk = len > 16384 ? 16384 : (int)len;
+		int n = SSL_write(s->ssl, p, chunk);
+		if (n <= 0) {
+			ERR_clear_error();
+			return GW_STREAM_ETLS;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return tls_flush(s);
+}
+
+static void tls_handshake_done(struct gw_stream *s)
+{
+	s->handshaking = 0;
+	s->tls_up = 1;
+	if (s->pending_len > 0) {
+		int r = tls_write_plain(s, s->pending, s->pending_len);
+		free(s->pending);
+		s->pending = NULL;
+		s->pending_len = 0;
+		if (r != 0) {
+			if (s->on_tls != NULL)
+				s->on_tls(s, r);
+			return;
+		}
+	}
+	if (s->on_tls != NULL)
+		s->on_tls(s, 0);
+}
+
+/* Runs the handshake and/or reads plaintext after ciphertext arrived. */
+static void tls_drive(struct gw_stream *s)
+{
+	if (s->handshaking) {
+		int r = SSL_do_handshake(s->ssl);
+		int fr = tls_flush(s);
+		if (r == 1) {
+			if (fr != 0) {
+				if (s->on_tls != NULL)
+					s->on_tls(s, fr);
+				return;
+			}
+			tls_handshake_done(s);
+			if (s->closing)
+				return;
+		} else {
+			int e = SSL_get_error(s->ssl, r);
+			ERR_clear_error();
+			if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || fr != 0) {
+				s->handshaking = 0;
+				if (s->on_tls != NULL)
+					s->on_tls(s, GW_STREAM_ETLS);
+			}
+			return;
+		}
+	}
+	while (!s->closing && s->reading) {
+		int n = SSL_read(s->ssl, plain_buf, sizeof(plain_buf));
+		if (n > 0) {
+			if (s->on_read != NULL)
+				s->on_read(s, plain_buf, n);
+			continue;
+		}
+		int e = SSL_get_error(s->ssl, n);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_READ) {
+			if (tls_flush(s) != 0)
+				read_error(s, GW_STREAM_ETLS);
+			return;
+		}
+		read_error(s, e == SSL_ERROR_ZERO_RETURN ? UV_EOF : GW_STREAM_ETLS);
+		return;
+	}
+}
+
+static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
+{
+	struct gw_stream *s = h->data;
+
+	if (s->closing || n == 0)
+		return;
+	if (n < 0) {
+		read_error(s, n);
+		return;
+	}
+	if (s->ssl == NULL) {
+		if (s->on_read != NULL)
+			s->on_read(s, buf->base, n);
+		return;
+	}
+	if (BIO_write(s->rbio, buf->base, (int)n) != (int)n) {
+		read_error(s, GW_STREAM_ETLS);
+		return;
+	}
+	tls_drive(s);
+}
+
+void gw_stream_feed_raw(struct gw_stream *s, const char *buf, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+
+	if (len > 0)
+		read_cb((uv_stream_t *)&s->tcp, (ssize_t)len, &b);
+}
+
+int gw_stream_read_start(struct gw_stream *s)
+{
+	int r;
+
+	if (s->closing)
+		return UV_EPIPE;
+	if (s->reading)
+		return 0;
+	r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
+	if (r == 0)
+		s->reading = 1;
+	/* Plaintext may already sit decrypted inside OpenSSL. */
+	if (r == 0 && s->tls_up && SSL_pending(s->ssl) > 0)
+		tls_drive(s);
+	return r;
+}
+
+void gw_stream_read_stop(struct gw_stream *s)
+{
+	if (!s->reading)
+		return;
+	s->reading = 0;
+	if (!s->handle_closing)
+		uv_read_stop((uv_stream_t *)&s->tcp);
+}
+
+int gw_stream_write(struct gw_stream *s, const void *buf, size_t len)
+{
+	if (s->closing && s->handle_closing)
+		return UV_EPIPE;
+	if (len == 0)
+		return 0;
+	if (s->ssl == NULL)
+		return raw_write(s, buf, len);
+	if (s->handshaking) {
+		if (s->pending_len + len > PENDING_MAX)
+			return UV_ENOBUFS;
+		char *p = realloc(s->pending, s->pending_len + len);
+		if (p == NULL)
+			return UV_ENOMEM;
+		memcpy(p + s->pending_len, buf, len);
+		s->pending = p;
+		s->pending_len += len;
+		return 0;
+	}
+	return tls_write_plain(s, buf, len);
+}
+
+static int tls_start(struct gw_stream *s, SSL_CTX *ctx, int server, const char *sni)
+{
+	if (s->ssl != NULL)
+		return -1;
+	s->ssl = SSL_new(ctx);
+	s->rbio = BIO_new(BIO_s_mem());
+	s->wbio = BIO_new(BIO_s_mem());
+	if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
+		BIO_free(s->rbio);
+		BIO_free(s->wbio);
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		s->rbio = s->wbio = NULL;
+		return -1;
+	}
+	BIO_set_mem_eof_return(s->rbio, -1);
+	SSL_set_bio(s->ssl, s->rbio, s->wbio);
+	if (server) {
+		SSL_set_accept_state(s->ssl);
+	} else {
+		SSL_set_connect_state(s->ssl);
+		if (sni != NULL)
+			SSL_set_tlsext_host_name(s->ssl, sni);
+	}
+	s->handshaking = 1;
+	if (!server) {
+		/* The client speaks first. */
+		SSL_do_handshake(s->ssl);
+		ERR_clear_error();
+		if (tls_flush(s) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int gw_stream_tls_server(struct gw_stream *s, SSL_CTX *ctx)
+{
+	return tls_start(s, ctx, 1, NULL);
+}
+
+int gw_stream_tls_client(struct gw_stream *s, SSL_CTX *ctx, const char *sni)
+{
+	return tls_start(s, ctx, 0, sni);
+}
+
+const char *gw_stream_sni(const struct gw_stream *s)
+{
+	return s->ssl != NULL ? SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct gw_stream *s = h->data;
+
+	if (s->ssl != NULL) {
+		SSL_free(s->ssl);   /* frees both BIOs */
+		s->ssl = NULL;
+	}
+	free(s->pending);
+	s->pending = NULL;
+	if (s->on_close != NULL)
+		s->on_close(s);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+	struct gw_stream *s = req->data;
+
+	(void)status;
+	if (!s->handle_closing) {
+		s->handle_closing = 1;
+		uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+	}
+}
+
+void gw_stream_close(struct gw_stream *s, bool flush)
+{
+	int first = !s->closing;
+
+	if (!s->initialized || s->handle_closing)
+		return;
+	s->closing = 1;
+	gw_stream_read_stop(s);
+	if (first && flush) {
+		if (s->tls_up) {
+			SSL_shutdown(s->ssl);
+			ERR_clear_error();
+			tls_flush(s);
+		}
+		if (s->queued > 0) {
+			s->shutdown_req.data = s;
+			if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, shutdown_done) == 0)
+				return;
+		}
+	}
+	s->handle_closing = 1;
+	uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+}
