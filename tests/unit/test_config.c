@@ -1,0 +1,184 @@
+/*
+ * Unit tests for gateway/config.c: valid files, defaults, bounds, and error
+ * messages that name the file and line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gateway/config.h"
+
+static char path[] = "/tmp/postern-test-config-XXXXXX";
+
+static const char *write_conf(const char *text)
+{
+	static char file[64];
+	FILE *f;
+	int fd;
+
+	snprintf(file, sizeof(file), "%s", path);
+	fd = mkstemp(file);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return file;
+}
+
+#define MINIMAL \
+	"backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; pop3_port = 110; } ); } );\n" \
+	"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n"
+
+static void test_minimal_defaults(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(MINIMAL);
+
+	(void)state;
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_int_equal(c->nlisteners, 1);
+	assert_int_equal(c->listeners[0].protocol, GW_PROTO_IMAP);
+	assert_int_equal(c->listeners[0].tls, GW_TLS_NONE);
+	assert_int_equal(c->listeners[0].backend, 0);
+	assert_int_equal(c->npools, 1);
+	assert_int_equal(c->pools[0].servers[0].port[GW_PROTO_POP3], 110);
+	assert_int_equal(c->preauth_s, 60);
+	assert_int_equal(c->idle_s, 1860);   /* above IMAP IDLE's 30 minutes */
+	assert_int_equal(c->line_max, 8192);
+	assert_int_equal(c->bad_max, 10);
+	assert_int_equal(c->penalty.initial_ms, 2000);
+	assert_int_equal(c->penalty.max_ms, 15000);
+	assert_int_equal(c->admin_port, 0);
+	assert_string_equal(c->hostname, "postern");
+	gw_config_unref(&c);
+	assert_null(c);
+	unlink(f);
+}
+
+struct bad_case {
+	const char *text;
+	int line;
+	const char *needle;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "workers = 1\nbackends = (", 2, "" },                                  /* syntax */
+	{ MINIMAL "workers = \"two\";\n", 3, "'workers' must be an integer" },
+	{ MINIMAL "workers = 1000;\n", 3, "between 0 and 256" },
+	{ MINIMAL "limits: { line = 100; };\n", 3, "'line' must be between" },
+	{ MINIMAL "log: { level = \"loud\"; };\n", 3, "log.level" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+	  "listeners = ( { protocol = \"pop3\"; address = \"127.0.0.1\"; port = 1110; tls = \"none\"; } );\n",
+	  2, "has no pop3_port" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+	  "listeners = ( { protocol = \"smtp\"; port = 1; } );\n", 2, "protocol must be" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+	  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; backend = \"nope\"; tls = \"none\"; } );\n",
+	  2, "unknown backend pool 'nope'" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+	  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"starttls\"; } );\n",
+	  2, "tls.certificates is empty" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+	  "listeners = ( { protocol = \"imap\"; address = \"localhost\"; port = 1143; tls = \"none\"; } );\n",
+	  2, "not a numeric IP address" },
+	{ "tls: { certificates = (\n { cert = \"/nonexistent.pem\"; key = \"/nonexistent.key\"; }\n ); };\n" MINIMAL,
+	  2, "certificate /nonexistent.pem" },
+	{ "listeners = ( { protocol = \"imap\"; port = 1; } );\n", 0, "'backends' must be" },
+	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); },\n"
+	  "  { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n", 2, "defined twice" },
+};
+
+static void test_bad_files_name_file_and_line(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		struct gw_config *c = NULL;
+		char err[GW_CONF_ERR_MAX], prefix[128];
+		const char *f = write_conf(bad_cases[i].text);
+
+		assert_int_equal(gw_config_load(f, &c, err), -1);
+		assert_null(c);
+		if (bad_cases[i].line > 0) {
+			snprintf(prefix, sizeof(prefix), "%s:%d: ", f, bad_cases[i].line);
+			if (strncmp(err, prefix, strlen(prefix)) != 0)
+				fail_msg("case %zu: error \"%s\" does not start with \"%s\"", i, err, prefix);
+		} else {
+			assert_non_null(strstr(err, f));
+		}
+		if (strstr(err, bad_cases[i].needle) == NULL)
+			fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, bad_cases[i].needle);
+		unlink(f);
+	}
+}
+
+static void test_missing_file(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(gw_config_load("/nonexistent/postern.conf", &c, err), -1);
+	assert_non_null(strstr(err, "/nonexistent/postern.conf: cannot read"));
+}
+
+static void test_limits_at_bounds(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(MINIMAL "limits: { line = 512; literal = 1048576; bad_commands = 1; };\n"
+					   "timeouts: { idle = 604800; };\n");
+
+	(void)state;
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_int_equal(c->line_max, 512);
+	assert_int_equal(c->literal_max, 1048576);
+	assert_int_equal(c->bad_max, 1);
+	assert_int_equal(c->idle_s, 604800);
+	gw_config_unref(&c);
+	unlink(f);
+	f = write_conf(MINIMAL "limits: { literal = 1048577; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	unlink(f);
+}
+
+static void test_current_swap_keeps_references(void **state)
+{
+	struct gw_config *a = NULL, *b = NULL, *held;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(MINIMAL);
+
+	(void)state;
+	assert_int_equal(gw_config_load(f, &a, err), 0);
+	assert_int_equal(gw_config_load(f, &b, err), 0);
+	gw_config_set_current(a);
+	held = gw_config_current();          /* a session's reference */
+	assert_ptr_equal(held, a);
+	gw_config_set_current(b);            /* reload */
+	assert_int_equal(held->nlisteners, 1);   /* still valid */
+	gw_config_unref(&held);
+	held = gw_config_current();
+	assert_ptr_equal(held, b);
+	gw_config_unref(&held);
+	gw_config_set_current(NULL);
+	unlink(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_bad_files_name_file_and_line),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_limits_at_bounds),
+		cmocka_unit_test(test_current_swap_keeps_references),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
