@@ -23,9 +23,10 @@
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gw_config *current;
 
-const char *gw_proto_name(enum gw_proto p)
+const char *gw_proto_name(int p)
 {
-	return p == GW_PROTO_IMAP ? "imap" : "pop3";
+	const struct proto_front *f = proto_front_at((size_t)p);
+	return f != NULL ? f->name : "?";
 }
 
 struct loader {
@@ -293,8 +294,11 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 			const config_setting_t *s = config_setting_get_elem(sl, (unsigned)k);
 			struct gw_backend_server *srv = &pool->servers[pool->nservers++];
 			get_str(l, s, "host", "", srv->host, sizeof(srv->host));
-			srv->port[GW_PROTO_IMAP] = (int)get_int(l, s, "imap_port", 0, 0, 65535);
-			srv->port[GW_PROTO_POP3] = (int)get_int(l, s, "pop3_port", 0, 0, 65535);
+			for (size_t pr = 0; pr < proto_front_count(); pr++) {
+				char key[64];
+				snprintf(key, sizeof(key), "%s_port", proto_front_at(pr)->name);
+				srv->port[pr] = (int)get_int(l, s, key, 0, 0, 65535);
+			}
 			srv->tls = get_bool(l, s, "tls", false);
 			if (l->failed)
 				break;
@@ -302,7 +306,7 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				fail(l, s, "backend server needs a 'host'");
 				break;
 			}
-			for (int pr = 0; pr < GW_PROTO_COUNT; pr++)
+			for (size_t pr = 0; pr < proto_front_count(); pr++)
 				if (srv->port[pr] != 0 &&
 				    resolve(srv->host, srv->port[pr], &srv->addr[pr], 0) != 0) {
 					fail(l, s, "cannot resolve backend host '%s'", srv->host);
@@ -347,12 +351,13 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 		get_str(l, s, "backend", c->npools > 0 ? c->pools[0].name : "", backend, sizeof(backend));
 		if (l->failed)
 			break;
-		if (strcmp(proto, "imap") == 0)
-			lc->protocol = GW_PROTO_IMAP;
-		else if (strcmp(proto, "pop3") == 0)
-			lc->protocol = GW_PROTO_POP3;
-		else {
-			fail(l, s, "listener protocol must be \"imap\" or \"pop3\", not \"%s\"", proto);
+		lc->protocol = proto_front_find(proto);
+		if (lc->protocol < 0) {
+			char known[128] = "";
+			for (size_t k = 0; k < proto_front_count(); k++)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s\"%s\"",
+					 k > 0 ? ", " : "", proto_front_at(k)->name);
+			fail(l, s, "listener protocol must be one of %s, not \"%s\"", known, proto);
 			break;
 		}
 		if (lc->port == 0) {

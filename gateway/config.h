@@ -18,14 +18,14 @@
 #include <openssl/ssl.h>
 
 #include "gateway/penalty.h"
+#include "protocols/proto.h"
 
-enum gw_proto { GW_PROTO_IMAP = 0, GW_PROTO_POP3, GW_PROTO_COUNT };
 enum gw_tls_mode { GW_TLS_NONE = 0, GW_TLS_STARTTLS, GW_TLS_IMPLICIT };
 
 #define GW_CONF_ERR_MAX 512
 
 struct gw_listener_conf {
-	enum gw_proto protocol;
+	int protocol;                /* front index (protocols/fronts.c) */
 	char address[64];
 	int port;
 	enum gw_tls_mode tls;
@@ -37,9 +37,9 @@ struct gw_listener_conf {
 
 struct gw_backend_server {
 	char host[256];
-	int port[GW_PROTO_COUNT];
+	int port[PROTO_FRONT_MAX];   /* by front index: <name>_port */
 	bool tls;
-	struct sockaddr_storage addr[GW_PROTO_COUNT]; /* resolved at load */
+	struct sockaddr_storage addr[PROTO_FRONT_MAX]; /* resolved at load */
 };
 
 struct gw_backend_pool {
@@ -102,6 +102,7 @@ struct gw_config *gw_config_current(void);
 /* Replaces the configuration in force (takes over the caller's reference). */
 void gw_config_set_current(struct gw_config *conf);
 
-const char *gw_proto_name(enum gw_proto p);
+/* The protocol name of front index p ("imap", ...). */
+const char *gw_proto_name(int p);
 
 #endif

@@ -10,13 +10,15 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const proto_names[GW_M_PROTO_COUNT] = { "imap", "pop3" };
+#include "protocols/proto.h"
 
-static atomic_long sessions_current[GW_M_PROTO_COUNT];
-static atomic_ulong sessions_total[GW_M_PROTO_COUNT];
-static atomic_ulong policy_kicks[GW_M_PROTO_COUNT];
-static atomic_ulong bytes_to_backend[GW_M_PROTO_COUNT];
-static atomic_ulong bytes_to_client[GW_M_PROTO_COUNT];
+#define proto_name(p) (proto_front_at((size_t)(p))->name)
+
+static atomic_long sessions_current[PROTO_FRONT_MAX];
+static atomic_ulong sessions_total[PROTO_FRONT_MAX];
+static atomic_ulong policy_kicks[PROTO_FRONT_MAX];
+static atomic_ulong bytes_to_backend[PROTO_FRONT_MAX];
+static atomic_ulong bytes_to_client[PROTO_FRONT_MAX];
 
 /* Labelled counters: a small fixed table, so a hostile label set cannot
  * grow memory. */
@@ -63,20 +65,20 @@ static const char FAMILY_LOGINS[] = "postern_logins_total";
 static const char FAMILY_BACKEND[] = "postern_backend_errors_total";
 static const char FAMILY_REFUSED[] = "postern_connections_refused_total";
 
-void gw_metrics_session_open(enum gw_metric_proto p)
+void gw_metrics_session_open(gw_metric_proto_t p)
 {
 	atomic_fetch_add(&sessions_current[p], 1);
 	atomic_fetch_add(&sessions_total[p], 1);
 }
 
-void gw_metrics_session_close(enum gw_metric_proto p)
+void gw_metrics_session_close(gw_metric_proto_t p)
 {
 	atomic_fetch_sub(&sessions_current[p], 1);
 }
 
-void gw_metrics_login(enum gw_metric_proto p, const char *result, const char *reason)
+void gw_metrics_login(gw_metric_proto_t p, const char *result, const char *reason)
 {
-	labelled_inc(FAMILY_LOGINS, proto_names[p], result, reason);
+	labelled_inc(FAMILY_LOGINS, proto_name(p), result, reason);
 }
 
 void gw_metrics_backend_error(const char *backend, const char *kind)
@@ -84,12 +86,12 @@ void gw_metrics_backend_error(const char *backend, const char *kind)
 	labelled_inc(FAMILY_BACKEND, backend, kind, "");
 }
 
-void gw_metrics_policy_kick(enum gw_metric_proto p)
+void gw_metrics_policy_kick(gw_metric_proto_t p)
 {
 	atomic_fetch_add(&policy_kicks[p], 1);
 }
 
-void gw_metrics_bytes(enum gw_metric_proto p, size_t to_backend, size_t to_client)
+void gw_metrics_bytes(gw_metric_proto_t p, size_t to_backend, size_t to_client)
 {
 	atomic_fetch_add(&bytes_to_backend[p], to_backend);
 	atomic_fetch_add(&bytes_to_client[p], to_client);
@@ -129,26 +131,26 @@ int gw_metrics_render(char *buf, size_t size)
 
 	out_printf(&o, "# HELP postern_sessions Client sessions open now.\n"
 		       "# TYPE postern_sessions gauge\n");
-	for (int p = 0; p < GW_M_PROTO_COUNT; p++)
-		out_printf(&o, "postern_sessions{protocol=\"%s\"} %ld\n", proto_names[p],
+	for (size_t p = 0; p < proto_front_count(); p++)
+		out_printf(&o, "postern_sessions{protocol=\"%s\"} %ld\n", proto_name(p),
 			   atomic_load(&sessions_current[p]));
 	out_printf(&o, "# HELP postern_sessions_total Client sessions accepted.\n"
 		       "# TYPE postern_sessions_total counter\n");
-	for (int p = 0; p < GW_M_PROTO_COUNT; p++)
-		out_printf(&o, "postern_sessions_total{protocol=\"%s\"} %lu\n", proto_names[p],
+	for (size_t p = 0; p < proto_front_count(); p++)
+		out_printf(&o, "postern_sessions_total{protocol=\"%s\"} %lu\n", proto_name(p),
 			   atomic_load(&sessions_total[p]));
 	out_printf(&o, "# HELP postern_policy_kicks_total Open sessions ended by a policy change.\n"
 		       "# TYPE postern_policy_kicks_total counter\n");
-	for (int p = 0; p < GW_M_PROTO_COUNT; p++)
-		out_printf(&o, "postern_policy_kicks_total{protocol=\"%s\"} %lu\n", proto_names[p],
+	for (size_t p = 0; p < proto_front_count(); p++)
+		out_printf(&o, "postern_policy_kicks_total{protocol=\"%s\"} %lu\n", proto_name(p),
 			   atomic_load(&policy_kicks[p]));
 	out_printf(&o, "# HELP postern_relay_bytes_total Bytes relayed after login.\n"
 		       "# TYPE postern_relay_bytes_total counter\n");
-	for (int p = 0; p < GW_M_PROTO_COUNT; p++) {
+	for (size_t p = 0; p < proto_front_count(); p++) {
 		out_printf(&o, "postern_relay_bytes_total{protocol=\"%s\",direction=\"to_backend\"} %lu\n",
-			   proto_names[p], atomic_load(&bytes_to_backend[p]));
+			   proto_name(p), atomic_load(&bytes_to_backend[p]));
 		out_printf(&o, "postern_relay_bytes_total{protocol=\"%s\",direction=\"to_client\"} %lu\n",
-			   proto_names[p], atomic_load(&bytes_to_client[p]));
+			   proto_name(p), atomic_load(&bytes_to_client[p]));
 	}
 	out_printf(&o, "# HELP %s Login attempts by protocol, result and reason.\n"
 		       "# TYPE %s counter\n", FAMILY_LOGINS, FAMILY_LOGINS);

@@ -8,17 +8,18 @@
 
 #include <stddef.h>
 
-enum gw_metric_proto { GW_M_IMAP = 0, GW_M_POP3, GW_M_PROTO_COUNT };
+/* Protocols are numbered by front index (protocols/fronts.c). */
+typedef int gw_metric_proto_t;
 
-void gw_metrics_session_open(enum gw_metric_proto p);
-void gw_metrics_session_close(enum gw_metric_proto p);
+void gw_metrics_session_open(gw_metric_proto_t p);
+void gw_metrics_session_close(gw_metric_proto_t p);
 /* result: "allowed", "refused", "tempfail", "auth-failed"; reason: a
  * decision reason token. Unknown combinations beyond the table's room are
  * counted under reason="other". */
-void gw_metrics_login(enum gw_metric_proto p, const char *result, const char *reason);
+void gw_metrics_login(gw_metric_proto_t p, const char *result, const char *reason);
 void gw_metrics_backend_error(const char *backend, const char *kind);
-void gw_metrics_policy_kick(enum gw_metric_proto p);
-void gw_metrics_bytes(enum gw_metric_proto p, size_t to_backend, size_t to_client);
+void gw_metrics_policy_kick(gw_metric_proto_t p);
+void gw_metrics_bytes(gw_metric_proto_t p, size_t to_backend, size_t to_client);
 void gw_metrics_refused_connection(const char *why);
 
 /* Renders every metric into buf. Returns the length, or -1 if buf is too

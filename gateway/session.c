@@ -74,9 +74,9 @@ static uint64_t now_ms(struct gw_session *s)
 	return uv_now(&s->w->loop);
 }
 
-static enum gw_metric_proto mproto(const struct gw_session *s)
+static gw_metric_proto_t mproto(const struct gw_session *s)
 {
-	return s->lc->protocol == GW_PROTO_IMAP ? GW_M_IMAP : GW_M_POP3;
+	return s->lc->protocol;
 }
 
 static void log_event(struct gw_session *s, const char *event, const char *extra)
@@ -710,7 +710,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	s->conf = conf;
 	s->lc = &conf->listeners[l->index];
 	s->pool = &conf->pools[s->lc->backend];
-	s->front = s->lc->protocol == GW_PROTO_IMAP ? &imap_front : &pop3_front;
+	s->front = proto_front_at((size_t)s->lc->protocol);
 	s->handles = 1;
 	s->client.on_read = client_read;
 	s->client.on_tls = client_tls_done;

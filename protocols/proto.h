@@ -121,4 +121,13 @@ struct proto_front {
 extern const struct proto_front imap_front;
 extern const struct proto_front pop3_front;
 
+/* The registry of fronts (protocols/fronts.c): the gateway finds a
+ * listener's front by its configured protocol name, and numbers fronts by
+ * their place here for per-protocol metrics and backend ports. */
+#define PROTO_FRONT_MAX 8
+size_t proto_front_count(void);
+const struct proto_front *proto_front_at(size_t index);
+/* Index of the front named name, or -1. */
+int proto_front_find(const char *name);
+
 #endif

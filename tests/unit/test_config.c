@@ -45,11 +45,11 @@ static void test_minimal_defaults(void **state)
 	(void)state;
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_int_equal(c->nlisteners, 1);
-	assert_int_equal(c->listeners[0].protocol, GW_PROTO_IMAP);
+	assert_int_equal(c->listeners[0].protocol, proto_front_find("imap"));
 	assert_int_equal(c->listeners[0].tls, GW_TLS_NONE);
 	assert_int_equal(c->listeners[0].backend, 0);
 	assert_int_equal(c->npools, 1);
-	assert_int_equal(c->pools[0].servers[0].port[GW_PROTO_POP3], 110);
+	assert_int_equal(c->pools[0].servers[0].port[proto_front_find("pop3")], 110);
 	assert_int_equal(c->preauth_s, 60);
 	assert_int_equal(c->idle_s, 1860);   /* above IMAP IDLE's 30 minutes */
 	assert_int_equal(c->line_max, 8192);
@@ -79,7 +79,7 @@ static const struct bad_case bad_cases[] = {
 	  "listeners = ( { protocol = \"pop3\"; address = \"127.0.0.1\"; port = 1110; tls = \"none\"; } );\n",
 	  2, "has no pop3_port" },
 	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
-	  "listeners = ( { protocol = \"smtp\"; port = 1; } );\n", 2, "protocol must be" },
+	  "listeners = ( { protocol = \"smtp\"; port = 1; } );\n", 2, "protocol must be one of \"imap\", \"pop3\"" },
 	{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
 	  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; backend = \"nope\"; tls = \"none\"; } );\n",
 	  2, "unknown backend pool 'nope'" },
