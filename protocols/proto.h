@@ -34,6 +34,9 @@ struct proto_conn_info {
 };
 
 struct proto_settings {
+	size_t message_max;        /* delivery: largest message (SIZE), bytes */
+	bool refuse_unknown;       /* delivery: refuse recipients without a
+	                              user entry in the store */
 	size_t line_max;           /* pre-auth command line, bytes */
 	size_t literal_max;        /* pre-auth literal / SASL response, bytes */
 	unsigned bad_max;          /* bad commands before the connection closes */
@@ -90,6 +93,27 @@ struct proto_io {
 	unsigned (*auth_failed)(void *ctx);
 	/* Any backend failure during login (for the backend-errors metric). */
 	void (*backend_error)(void *ctx, const char *what);
+
+	/* ---- for fronts that never relay (LMTP/SMTP delivery) ---- */
+	/* The client is trusted or authenticated and the session is long-lived:
+	 * the login deadline no longer applies; inactivity is bounded by
+	 * timeouts.idle from now on. */
+	void (*login_done)(void *ctx);
+	/* Ask for one front->backend_drained() once the backend write queue
+	 * fell below its low-water mark (immediately if it already is). */
+	void (*backend_want_drain)(void *ctx);
+	/* The message spool of this session: appended bytes stay in memory up
+	 * to spool.memory_max, then spill to an unlinked file in
+	 * spool.directory. Synchronous (page cache). spool_append returns 0,
+	 * -EFBIG past spool.message_max, or -EIO; spool_read returns the bytes
+	 * copied, 0 at the end, or -EIO. spool_reset empties it. */
+	int (*spool_append)(void *ctx, const void *buf, size_t len);
+	long (*spool_read)(void *ctx, size_t offset, void *buf, size_t len);
+	size_t (*spool_size)(void *ctx);
+	void (*spool_reset)(void *ctx);
+	/* Is the client's address in the listener's trusted_networks (the
+	 * MTAs allowed to send XFORWARD)? */
+	bool (*client_trusted)(void *ctx);
 };
 
 struct proto_front {
@@ -105,6 +129,9 @@ struct proto_front {
 	void (*backend_data)(void *s, const char *buf, size_t len);
 	void (*backend_closed)(void *s);
 	void (*timer)(void *s);
+	/* After io->backend_want_drain(): the backend can take more. May be
+	 * NULL for fronts that never ask. */
+	void (*backend_drained)(void *s);
 	/* Relay phase: every backend->client chunk, for framing awareness
 	 * (e.g. IMAP knows whether a BYE can be injected). May be NULL. */
 	void (*relay_backend_data)(void *s, const char *buf, size_t len);
