@@ -47,10 +47,10 @@ fi
 # scratch rather than failing half-way; an existing one keeps its generator.
 if [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
   cached_cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")
-  case "$(basename "$cached_cc")" in
-    "$CC_WANT"|"$CC_WANT"-[0-9]*) ;;
-    *) rm -rf "$BUILD_DIR" ;;
-  esac
+  want_real=$(readlink -f "$(command -v "$CC_WANT")")
+  if [ "$(readlink -f "$cached_cc")" != "$want_real" ]; then
+    rm -rf "$BUILD_DIR"
+  fi
 fi
 GENERATOR=()
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then

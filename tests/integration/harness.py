@@ -494,6 +494,69 @@ service pop3 {{
         return found[-1][2]
 
 
+class FakeBackend:
+    """A scriptable stand-in for a mailbox server, on its own port.
+
+    mode "close":  accept, then close at once
+         "silent": accept and never send a byte (until stop())
+         "banner": send `banner`, then read and ignore everything
+    Counts accepted connections in self.accepted.
+    """
+
+    def __init__(self, mode="close", banner=b""):
+        self.mode = mode
+        self.banner = banner
+        self.port = free_port()
+        self.accepted = 0
+        self._conns = []
+        self._stop = threading.Event()
+        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind((HOST, self.port))
+        self._srv.listen(64)
+        self._srv.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self.mode == "close":
+                conn.close()
+                continue
+            if self.mode == "banner" and self.banner:
+                try:
+                    conn.sendall(self.banner)
+                except OSError:
+                    pass
+            self._conns.append(conn)
+            if self.mode == "banner":
+                threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn):
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def stop(self):
+        self._stop.set()
+        self._srv.close()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self._thread.join(5)
+
+
 def make_message(subject="test", body="Hello from the postern test suite.\r\n",
                  sender="sender@example.net", to="alice@example.com"):
     """A small RFC 5322 message with CRLF line ends."""
@@ -1013,15 +1076,20 @@ class GatewayTestCase(unittest.TestCase):
     def setUp(self):
         self._log_offsets = {id(o): o.log_size() for o in self._logs()}
 
+    def dump_logs(self, lines=60):
+        """Prints what postern and Dovecot logged since this test began."""
+        offsets = getattr(self, "_log_offsets", {})
+        for o in self._logs():
+            sys.stderr.write("\n----- %s (%s), during %s -----\n%s\n" % (
+                type(o).__name__, o.log_path, self.id(),
+                tail(o.log_path, lines, offsets.get(id(o), 0))))
+        sys.stderr.flush()
+
     def tearDown(self):
         outcome = getattr(self, "_outcome", None)
         ok = getattr(outcome, "success", True)
         if ok is False:
-            for o in self._logs():
-                sys.stderr.write("\n----- %s (%s), during %s -----\n%s\n" % (
-                    type(o).__name__, o.log_path, self.id(),
-                    tail(o.log_path, 60, self._log_offsets.get(id(o), 0))))
-            sys.stderr.flush()
+            self.dump_logs()
 
     # helpers for subclasses
 

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""PROXY protocol v1/v2 listeners: the header's address is the one Dovecot
+logs (via IMAP ID / POP3 XCLIENT); connections without a header, and headers
+that lie, are refused while the gateway keeps serving others."""
+
+import os
+import socket
+import ssl
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (HOST, USERS, Closed, GatewayTestCase, Listener, RawClient, imap_quote,  # noqa: E402
+                     main, proxy_v1, proxy_v2, PROXY_V2_SIG)
+
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+
+
+class ProxyTest(GatewayTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        listeners = [
+            Listener("imap", "starttls", proxy_protocol=True),
+            Listener("imap", "implicit", proxy_protocol=True),
+            Listener("pop3", "starttls", proxy_protocol=True),
+            Listener("pop3", "implicit", proxy_protocol=True),
+            Listener("imap", "implicit"),
+        ]
+        # A short pre-auth timeout so a header that never completes ends soon.
+        cls.start_default(listeners=listeners, timeouts={"preauth": 5, "login": 10})
+
+    def imap_port(self, tls):
+        return self.postern.port("imap", tls, proxy_protocol=True)
+
+    def pop3_port(self, tls):
+        return self.postern.port("pop3", tls, proxy_protocol=True)
+
+    def imap_login_via(self, header, tls="implicit", user=ALICE):
+        """Connects to the proxy listener, sends header, logs in, logs out.
+        Returns the Dovecot log offset from before the login."""
+        off = self.dovecot.log_size()
+        port = self.imap_port(tls)
+        c = RawClient(port, prefix=header)
+        if tls == "implicit":
+            c.wrap_tls()
+        greeting = c.readline()
+        self.assertTrue(greeting.startswith(b"* OK"), greeting)
+        if tls == "starttls":
+            tagged, _ = c.cmd("s", "STARTTLS")
+            self.assertTrue(tagged.startswith(b"s OK"), tagged)
+            c.wrap_tls()
+        tagged, _ = c.cmd("a", "LOGIN %s %s" % (imap_quote(user), imap_quote(USERS[user])))
+        self.assertTrue(tagged.startswith(b"a OK"), tagged)
+        tagged, _ = c.cmd("b", "SELECT INBOX")
+        self.assertTrue(tagged.startswith(b"b OK"), tagged)
+        c.cmd("z", "LOGOUT")
+        c.close()
+        return off
+
+    def pop3_login_via(self, header, tls="implicit", user=BOB):
+        off = self.dovecot.log_size()
+        c = RawClient(self.pop3_port(tls), prefix=header)
+        if tls == "implicit":
+            c.wrap_tls()
+        self.assertTrue(c.readline().startswith(b"+OK"))
+        if tls == "starttls":
+            c.send(b"STLS\r\n")
+            self.assertTrue(c.readline().startswith(b"+OK"))
+            c.wrap_tls()
+        c.send(b"USER %s\r\n" % user.encode())
+        self.assertTrue(c.readline().startswith(b"+OK"))
+        c.send(b"PASS %s\r\n" % USERS[user].encode())
+        r = c.readline()
+        self.assertTrue(r.startswith(b"+OK"), r)
+        c.send(b"QUIT\r\n")
+        c.readline()
+        c.close()
+        return off
+
+    # -- the address reaches Dovecot
+
+    def test_v1_imap_starttls(self):
+        off = self.imap_login_via(proxy_v1("203.0.113.7", HOST, 50007, self.imap_port("starttls")),
+                                  tls="starttls")
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "203.0.113.7")
+
+    def test_v1_imap_implicit(self):
+        off = self.imap_login_via(proxy_v1("203.0.113.8", HOST, 50008, self.imap_port("implicit")))
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "203.0.113.8")
+
+    def test_v2_imap_implicit(self):
+        off = self.imap_login_via(proxy_v2("198.51.100.23", HOST, 40023,
+                                           self.imap_port("implicit")))
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "198.51.100.23")
+
+    def test_v2_ipv6_imap(self):
+        off = self.imap_login_via(proxy_v2("2001:db8::5", "2001:db8::1", 40024, 993),
+                                  tls="starttls")
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "2001:db8::5")
+
+    def test_v2_with_tlvs(self):
+        # An ALPN TLV (0x01) and an authority TLV (0x02) are skipped.
+        tlvs = b"\x01\x00\x04imap" + b"\x02\x00\x10mail.example.test"
+        off = self.imap_login_via(proxy_v2("198.51.100.24", HOST, 40025,
+                                           self.imap_port("implicit"), tlvs=tlvs))
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "198.51.100.24")
+
+    def test_v1_pop3(self):
+        off = self.pop3_login_via(proxy_v1("203.0.113.9", HOST, 50009, self.pop3_port("starttls")),
+                                  tls="starttls")
+        self.assertEqual(self.dovecot.wait_login(BOB, "pop3", offset=off), "203.0.113.9")
+
+    def test_v2_pop3(self):
+        off = self.pop3_login_via(proxy_v2("198.51.100.77", HOST, 40077,
+                                           self.pop3_port("implicit")))
+        self.assertEqual(self.dovecot.wait_login(BOB, "pop3", offset=off), "198.51.100.77")
+
+    def test_session_log_shows_proxy_address(self):
+        self.imap_login_via(proxy_v1("203.0.113.99", HOST, 50099, self.imap_port("implicit")))
+        self.postern.wait_log(r"203\.0\.113\.99")
+
+    def test_header_split_across_writes(self):
+        header = proxy_v2("198.51.100.31", HOST, 40031, self.imap_port("implicit"))
+        off = self.dovecot.log_size()
+        c = RawClient(self.imap_port("implicit"))
+        for i in range(0, len(header), 5):
+            c.send(header[i:i + 5])
+            time.sleep(0.05)
+        c.wrap_tls()
+        self.assertTrue(c.readline().startswith(b"* OK"))
+        tagged, _ = c.cmd("a", "LOGIN %s %s" % (imap_quote(ALICE), imap_quote(USERS[ALICE])))
+        self.assertTrue(tagged.startswith(b"a OK"), tagged)
+        c.close()
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "198.51.100.31")
+
+    # -- refusals
+
+    def assertRefused(self, port, data, tls=False, close_timeout=20):
+        """Sends data on a proxy listener; the gateway must close without a
+        greeting and without ever starting a session that logs in."""
+        c = RawClient(port)
+        try:
+            if data:
+                c.send(data)
+        except OSError:
+            pass
+        try:
+            got = c.expect_closed(timeout=close_timeout)
+        except socket.timeout:
+            c.close()
+            self.fail("connection not closed %ds after %r" % (close_timeout, data[:40]))
+        c.close()
+        self.assertNotIn(b"* OK", got)
+        self.assertNotIn(b"+OK", got)
+
+    def test_no_header_is_refused(self):
+        self.assertRefused(self.imap_port("starttls"), b"a CAPABILITY\r\n")
+        self.assertRefused(self.pop3_port("starttls"), b"CAPA\r\n")
+        # nothing at all: closed by the pre-auth timeout, no greeting
+        self.assertRefused(self.imap_port("starttls"), b"", close_timeout=30)
+        # a TLS ClientHello instead of a header on the implicit listener
+        c = socket.create_connection((HOST, self.imap_port("implicit")), timeout=30)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with self.assertRaises((ssl.SSLError, OSError)):
+            s = ctx.wrap_socket(c, server_hostname="mail.example.test")
+            s.recv(100)
+        c.close()
+        self.assertStillServes(self.postern.port("imap", "implicit"))
+        self.imap_login_via(proxy_v1("203.0.113.10", HOST, 1, 2))
+
+    def test_v2_lying_length_is_refused(self):
+        port = self.imap_port("starttls")
+        good = proxy_v2("198.51.100.40", HOST, 40040, port)
+        # shorter than the IPv4 address block it announces
+        self.assertRefused(port, proxy_v2("198.51.100.41", HOST, 1, 2, length=4) + b"a NOOP\r\n")
+        # longer than any sane header: must not wait to buffer 64 KB
+        self.assertRefused(port, proxy_v2("198.51.100.42", HOST, 1, 2, length=65535) +
+                           b"a NOOP\r\n" * 10)
+        # longer than what is sent, then the client stops: pre-auth timeout
+        self.assertRefused(port, proxy_v2("198.51.100.43", HOST, 1, 2, length=200),
+                           close_timeout=30)
+        # an IPv6 family with an IPv4-sized block
+        bad6 = bytearray(good)
+        bad6[13] = 0x21
+        self.assertRefused(port, bytes(bad6) + b"a NOOP\r\n")
+        # a wrong version nibble
+        badv = bytearray(good)
+        badv[12] = 0x31
+        self.assertRefused(port, bytes(badv))
+        # the gateway still serves everyone else, on both kinds of listener
+        self.assertStillServes(self.postern.port("imap", "implicit"))
+        off = self.imap_login_via(good, tls="starttls")
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "198.51.100.40")
+
+    def test_v1_garbage_is_refused(self):
+        port = self.imap_port("starttls")
+        for bad in (b"PROXY TCP4 999.1.1.1 127.0.0.1 1 2\r\n",
+                    b"PROXY TCP4 1.2.3.4 127.0.0.1 70000 2\r\n",
+                    b"PROXY TCP9 1.2.3.4 127.0.0.1 1 2\r\n",
+                    b"PROXY TCP4 1.2.3.4\r\n",
+                    b"PROXY " + b"1" * 200 + b"\r\n"):
+            self.assertRefused(port, bad + b"a NOOP\r\n")
+        self.assertStillServes(self.postern.port("imap", "implicit"))
+
+    def test_v2_local_uses_connection_address(self):
+        # LOCAL (health checks from the balancer itself): no address block,
+        # the connection's own addresses are used.
+        import struct
+        header = PROXY_V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0)
+        off = self.imap_login_via(header)
+        self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "127.0.0.1")
+
+
+if __name__ == "__main__":
+    main()
