@@ -316,6 +316,94 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 	}
 }
 
+int gw_cidr_parse(const char *text, struct gw_cidr *out)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	unsigned long prefix;
+	char *end;
+
+	if (alen == 0 || alen >= INET6_ADDRSTRLEN)
+		return -1;
+	memcpy(buf, text, alen);
+	buf[alen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+		out->family = AF_INET6;
+	else
+		return -1;
+	unsigned max = out->family == AF_INET ? 32 : 128;
+	if (slash == NULL) {
+		out->prefix = max;
+		return 0;
+	}
+	if (slash[1] < '0' || slash[1] > '9')
+		return -1;
+	prefix = strtoul(slash + 1, &end, 10);
+	if (*end != '\0' || prefix > max)
+		return -1;
+	out->prefix = (unsigned)prefix;
+	return 0;
+}
+
+bool gw_cidr_match(const struct gw_cidr *list, size_t n, const char *ip)
+{
+	unsigned char a[16];
+	int family;
+
+	if (inet_pton(AF_INET, ip, a) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, a) == 1)
+		family = AF_INET6;
+	else
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const struct gw_cidr *c = &list[i];
+		unsigned full = c->prefix / 8, rest = c->prefix % 8;
+		if (c->family != family)
+			continue;
+		if (memcmp(a, c->addr, full) != 0)
+			continue;
+		if (rest != 0 && ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff) != 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static void load_cidrs(struct loader *l, const config_setting_t *g, const char *name,
+		       struct gw_cidr **list_r, size_t *n_r)
+{
+	const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+	int n;
+
+	*list_r = NULL;
+	*n_r = 0;
+	if (s == NULL)
+		return;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+		fail(l, s, "'%s' must be an array of addresses or ranges", name);
+		return;
+	}
+	n = config_setting_length(s);
+	*list_r = calloc((size_t)n + 1, sizeof(**list_r));
+	if (*list_r == NULL) {
+		fail(l, s, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *v = config_setting_get_string_elem(s, (unsigned)i);
+		if (v == NULL || gw_cidr_parse(v, &(*list_r)[i]) != 0) {
+			fail(l, s, "'%s' entry %d is not an address or address/prefix", name, i + 1);
+			return;
+		}
+		(*n_r)++;
+	}
+}
+
 static int pool_index(const struct gw_config *c, const char *name)
 {
 	for (size_t i = 0; i < c->npools; i++)
@@ -344,7 +432,15 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 		char proto[16], tls[16], backend[64];
 		get_str(l, s, "protocol", "", proto, sizeof(proto));
 		get_str(l, s, "address", "0.0.0.0", lc->address, sizeof(lc->address));
+		get_str(l, s, "path", "", lc->path, sizeof(lc->path));
 		lc->port = (int)get_int(l, s, "port", 0, 1, 65535);
+		char mode[8];
+		get_str(l, s, "mode", "0660", mode, sizeof(mode));
+		char *mend;
+		lc->mode = (unsigned)strtoul(mode, &mend, 8);
+		if (!l->failed && (*mend != '\0' || lc->mode > 0777))
+			fail(l, s, "listener mode must be octal permissions like \"0660\"");
+		load_cidrs(l, s, "trusted_networks", &lc->trusted, &lc->ntrusted);
 		get_str(l, s, "tls", "starttls", tls, sizeof(tls));
 		lc->proxy_protocol = get_bool(l, s, "proxy_protocol", false);
 		lc->plaintext_auth = get_bool(l, s, "plaintext_auth", false);
@@ -360,8 +456,12 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 			fail(l, s, "listener protocol must be one of %s, not \"%s\"", known, proto);
 			break;
 		}
-		if (lc->port == 0) {
-			fail(l, s, "listener needs a 'port'");
+		if (lc->port == 0 && lc->path[0] == '\0') {
+			fail(l, s, "listener needs a 'port' or a 'path'");
+			break;
+		}
+		if (lc->path[0] != '\0' && (lc->port != 0 || lc->proxy_protocol)) {
+			fail(l, s, "a UNIX socket listener ('path') takes no 'port' or 'proxy_protocol'");
 			break;
 		}
 		if (strcmp(tls, "none") == 0)
@@ -390,7 +490,8 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 				     pool->servers[k].host, gw_proto_name(lc->protocol));
 				break;
 			}
-		if (!l->failed && resolve(lc->address, lc->port, &lc->addr, 1) != 0)
+		if (!l->failed && lc->path[0] == '\0' &&
+		    resolve(lc->address, lc->port, &lc->addr, 1) != 0)
 			fail(l, s, "listener address '%s' is not a numeric IP address", lc->address);
 	}
 }
@@ -476,6 +577,20 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 	g = get_group(&l, &cf, "messages");
 	get_str(&l, g, "disabled", "", c->msg_disabled, sizeof(c->msg_disabled));
 
+	g = get_group(&l, &cf, "spool");
+	get_str(&l, g, "directory", "/var/spool/postern", c->spool_directory,
+		sizeof(c->spool_directory));
+	c->spool_memory_max = (size_t)get_int(&l, g, "memory_max", 1 << 20, 4096, 1L << 30);
+	c->spool_message_max = (size_t)get_int(&l, g, "message_max", 50L << 20, 1024, 1L << 34);
+
+	g = get_group(&l, &cf, "delivery");
+	char unknown[16];
+	get_str(&l, g, "unknown_recipients", "pass", unknown, sizeof(unknown));
+	if (strcmp(unknown, "refuse") == 0)
+		c->refuse_unknown = true;
+	else if (strcmp(unknown, "pass") != 0)
+		fail(&l, g, "delivery.unknown_recipients must be \"pass\" or \"refuse\"");
+
 	config_destroy(&cf);
 	if (l.failed) {
 		gw_config_unref(&c);
@@ -509,6 +624,8 @@ void gw_config_unref(struct gw_config **confp)
 	for (size_t i = 0; i < c->npools; i++)
 		free(c->pools[i].servers);
 	free(c->pools);
+	for (size_t i = 0; i < c->nlisteners; i++)
+		free(c->listeners[i].trusted);
 	free(c->listeners);
 	free(c);
 }

@@ -24,10 +24,21 @@ enum gw_tls_mode { GW_TLS_NONE = 0, GW_TLS_STARTTLS, GW_TLS_IMPLICIT };
 
 #define GW_CONF_ERR_MAX 512
 
+/* An address range, for trusted_networks. */
+struct gw_cidr {
+	int family;                  /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
 struct gw_listener_conf {
 	int protocol;                /* front index (protocols/fronts.c) */
 	char address[64];
 	int port;
+	char path[108];              /* UNIX socket path; empty for TCP */
+	unsigned mode;               /* UNIX socket permissions */
+	struct gw_cidr *trusted;     /* clients trusted to send XFORWARD etc. */
+	size_t ntrusted;
 	enum gw_tls_mode tls;
 	bool proxy_protocol;
 	bool plaintext_auth;
@@ -87,7 +98,16 @@ struct gw_config {
 	struct sockaddr_storage admin_addr;
 
 	char msg_disabled[256];
+
+	char spool_directory[1024];
+	size_t spool_memory_max, spool_message_max;
+	bool refuse_unknown;         /* delivery.unknown_recipients = "refuse" */
 };
+
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -1. */
+int gw_cidr_parse(const char *text, struct gw_cidr *out);
+/* Is the textual address ip inside any of the n ranges? */
+bool gw_cidr_match(const struct gw_cidr *list, size_t n, const char *ip);
 
 /* Loads and validates path. On success returns 0 and *conf_r holds one
  * reference. On failure returns -1 and err (GW_CONF_ERR_MAX bytes) holds

@@ -5,6 +5,7 @@
 #include "gateway/session.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "gateway/metrics.h"
 #include "gateway/penalty.h"
 #include "gateway/proxy_parser.h"
+#include "gateway/spool.h"
 #include "gateway/stream.h"
 #include "gateway/worker.h"
 #include "protocols/proto.h"
@@ -52,6 +54,10 @@ struct gw_session {
 	bool backend_wanted;                 /* connect once the old handle closed */
 	bool backend_events;                 /* deliver backend events to the front */
 	bool counted;
+	bool logged_in;                      /* io->login_done(): no login deadline */
+	bool drain_wanted;                   /* front asked for backend_drained() */
+	bool trusted;                        /* client in trusted_networks */
+	struct gw_spool *spool;              /* delivery fronts, on first use */
 
 	uint64_t start_ms, last_activity_ms, login_deadline_ms;
 	uint64_t bytes_c2b, bytes_b2c;
@@ -162,6 +168,10 @@ static void session_free(struct gw_session *s)
 		gw_metrics_session_close(mproto(s));
 	gw_worker_remove_session(s->w, s);
 	free(s->pp);
+	if (s->spool != NULL) {
+		gw_spool_deinit(s->spool);
+		free(s->spool);
+	}
 	gw_config_unref(&s->conf);
 	free(s);
 }
@@ -206,8 +216,8 @@ static void t_io_fired(uv_timer_t *t)
 		gw_session_close(s, true, "idle-timeout");
 		return;
 	}
-	uint64_t inactivity = (uint64_t)s->conf->preauth_s * 1000;
-	if (now < s->login_deadline_ms && now - s->last_activity_ms < inactivity) {
+	uint64_t inactivity = (uint64_t)(s->logged_in ? s->conf->idle_s : s->conf->preauth_s) * 1000;
+	if ((s->logged_in || now < s->login_deadline_ms) && now - s->last_activity_ms < inactivity) {
 		io_rearm(s);
 		return;
 	}
@@ -227,6 +237,9 @@ static void io_rearm(struct gw_session *s)
 	}
 	if (s->phase == PH_RELAY) {
 		due = (uint64_t)s->conf->idle_s * 1000;
+	} else if (s->logged_in) {
+		uint64_t until = s->last_activity_ms + (uint64_t)s->conf->idle_s * 1000;
+		due = until > now ? until - now : 0;
 	} else {
 		uint64_t inactivity = s->last_activity_ms + (uint64_t)s->conf->preauth_s * 1000;
 		uint64_t until = inactivity < s->login_deadline_ms ? inactivity : s->login_deadline_ms;
@@ -274,8 +287,23 @@ static void backend_drained(struct gw_stream *st)
 {
 	struct gw_session *s = st->data;
 
-	if (!s->closing && s->phase == PH_RELAY)
+	if (s->closing)
+		return;
+	if (s->phase == PH_RELAY) {
 		gw_stream_read_start(&s->client);
+	} else if (s->drain_wanted) {
+		s->drain_wanted = false;
+		if (s->front->backend_drained != NULL)
+			s->front->backend_drained(s->fs);
+	}
+}
+
+/* t_conn, once the backend is up: a deferred backend_drained(). */
+static void drain_deferred(uv_timer_t *t)
+{
+	struct gw_session *s = t->data;
+
+	backend_drained(&s->backend);
 }
 
 /* ---- client side ---- */
@@ -608,6 +636,77 @@ static void io_client_pause(void *ctx, bool paused)
 		gw_stream_read_start(&s->client);
 }
 
+static void io_login_done(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	s->logged_in = true;
+	io_rearm(s);
+}
+
+static void io_backend_want_drain(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	if (!s->backend_ready || s->backend.closing)
+		return;
+	s->drain_wanted = true;
+	s->backend.low_water = s->conf->relay_buffer / 2;
+	if (s->backend.queued <= s->backend.low_water) {
+		/* Never call the front back from inside its own call. */
+		uv_timer_start(&s->t_conn, drain_deferred, 0, 0);
+		return;
+	}
+	s->backend.want_drain = 1;
+}
+
+static struct gw_spool *session_spool(struct gw_session *s)
+{
+	if (s->spool == NULL) {
+		s->spool = malloc(sizeof(*s->spool));
+		if (s->spool != NULL)
+			gw_spool_init(s->spool, s->conf->spool_directory, s->conf->spool_memory_max,
+				      s->conf->spool_message_max);
+	}
+	return s->spool;
+}
+
+static int io_spool_append(void *ctx, const void *buf, size_t len)
+{
+	struct gw_spool *sp = session_spool(ctx);
+
+	return sp != NULL ? gw_spool_append(sp, buf, len) : -EIO;
+}
+
+static long io_spool_read(void *ctx, size_t offset, void *buf, size_t len)
+{
+	struct gw_spool *sp = session_spool(ctx);
+
+	return sp != NULL ? gw_spool_read(sp, offset, buf, len) : -EIO;
+}
+
+static size_t io_spool_size(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	return s->spool != NULL ? s->spool->total : 0;
+}
+
+static void io_spool_reset(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	if (s->spool != NULL)
+		gw_spool_reset(s->spool);
+}
+
+static bool io_client_trusted(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	return s->trusted;
+}
+
 static void io_close(void *ctx, const char *reason)
 {
 	gw_session_close(ctx, true, reason);
@@ -700,7 +799,8 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	int len;
 
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || gw_stream_init(&w->loop, &s->client, s) != 0) {
+	if (s == NULL || (l->is_pipe ? gw_stream_init_pipe(&w->loop, &s->client, s) :
+				       gw_stream_init(&w->loop, &s->client, s)) != 0) {
 		free(s);
 		gw_config_unref(&conf);
 		gw_metrics_refused_connection("out-of-memory");
@@ -728,12 +828,20 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		gw_session_close(s, false, "accept-failed");
 		return;
 	}
-	len = sizeof(ss);
-	if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
-		sockaddr_text(&ss, s->client_ip, sizeof(s->client_ip), &s->info.client_port);
-	len = sizeof(ss);
-	if (uv_tcp_getsockname(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
-		sockaddr_text(&ss, s->local_ip, sizeof(s->local_ip), &s->info.local_port);
+	if (l->is_pipe) {
+		/* A local MTA on the UNIX socket: trusted by file permissions. */
+		snprintf(s->client_ip, sizeof(s->client_ip), "unix");
+		snprintf(s->local_ip, sizeof(s->local_ip), "unix");
+		s->trusted = true;
+	} else {
+		len = sizeof(ss);
+		if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
+			sockaddr_text(&ss, s->client_ip, sizeof(s->client_ip), &s->info.client_port);
+		len = sizeof(ss);
+		if (uv_tcp_getsockname(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
+			sockaddr_text(&ss, s->local_ip, sizeof(s->local_ip), &s->info.local_port);
+		s->trusted = gw_cidr_match(s->lc->trusted, s->lc->ntrusted, s->client_ip);
+	}
 
 	s->info.session_id = s->sid;
 	s->info.client_ip = s->client_ip;
@@ -750,6 +858,8 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	s->set.default_domain = conf->default_domain[0] ? conf->default_domain : NULL;
 	s->set.hostname = conf->hostname;
 	s->set.store = w->store;
+	s->set.message_max = conf->spool_message_max;
+	s->set.refuse_unknown = conf->refuse_unknown;
 	s->io = (struct proto_io){
 		.ctx = s,
 		.client_write = io_client_write,
@@ -765,6 +875,13 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.set_decision = io_set_decision,
 		.auth_failed = io_auth_failed,
 		.backend_error = io_backend_error,
+		.login_done = io_login_done,
+		.backend_want_drain = io_backend_want_drain,
+		.spool_append = io_spool_append,
+		.spool_read = io_spool_read,
+		.spool_size = io_spool_size,
+		.spool_reset = io_spool_reset,
+		.client_trusted = io_client_trusted,
 	};
 	s->counted = true;
 	gw_metrics_session_open(mproto(s));

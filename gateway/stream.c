@@ -40,6 +40,20 @@ int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data)
 	return 0;
 }
 
+int gw_stream_init_pipe(uv_loop_t *loop, struct gw_stream *s, void *data)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->data = data;
+	r = uv_pipe_init(loop, &s->pipe, 0);
+	if (r != 0)
+		return r;
+	s->pipe.data = s;
+	s->initialized = 1;
+	return 0;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	(void)h;

@@ -35,7 +35,10 @@ typedef void gw_stream_tls_cb(struct gw_stream *s, int status);
 typedef void gw_stream_cb(struct gw_stream *s);
 
 struct gw_stream {
-	uv_tcp_t tcp;
+	union {                        /* both begin with uv_stream_t */
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	};
 	void *data;
 	gw_stream_read_cb *on_read;
 	gw_stream_tls_cb *on_tls;      /* handshake finished (0) or failed */
@@ -61,6 +64,8 @@ struct gw_stream {
 };
 
 int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data);
+/* The same for a UNIX socket connection. */
+int gw_stream_init_pipe(uv_loop_t *loop, struct gw_stream *s, void *data);
 int gw_stream_read_start(struct gw_stream *s);
 void gw_stream_read_stop(struct gw_stream *s);
 

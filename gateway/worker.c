@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/log.h"
@@ -72,6 +73,28 @@ static int listen_on(uv_loop_t *loop, uv_tcp_t *tcp, const struct sockaddr_stora
 	r = uv_listen((uv_stream_t *)tcp, 511, cb);
 	if (r != 0)
 		uv_close((uv_handle_t *)tcp, NULL);
+	return r;
+}
+
+/* A UNIX socket listener: a stale socket file is replaced. Only worker 0
+ * listens on it (a path cannot be shared with SO_REUSEPORT). */
+static int listen_pipe(uv_loop_t *loop, uv_pipe_t *pipe, const struct gw_listener_conf *lc)
+{
+	struct stat st;
+	int r;
+
+	if (lstat(lc->path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(lc->path);
+	r = uv_pipe_init(loop, pipe, 0);
+	if (r != 0)
+		return r;
+	r = uv_pipe_bind(pipe, lc->path);
+	if (r == 0 && chmod(lc->path, lc->mode) != 0)
+		r = -errno;
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)pipe, 511, on_connection);
+	if (r != 0)
+		uv_close((uv_handle_t *)pipe, NULL);
 	return r;
 }
 
@@ -186,13 +209,27 @@ int gw_worker_init(struct gw_worker *w, int index, struct gw_config *conf,
 	w->nlisteners = (int)conf->nlisteners;
 	for (int i = 0; i < w->nlisteners; i++) {
 		struct gw_listener *l = &w->listeners[i];
+		const struct gw_listener_conf *lc = &conf->listeners[i];
 		l->w = w;
 		l->index = i;
-		r = listen_on(&w->loop, &l->tcp, &conf->listeners[i].addr, 1, on_connection);
+		if (lc->path[0] != '\0') {
+			if (index != 0)
+				continue;
+			l->is_pipe = true;
+			r = listen_pipe(&w->loop, &l->pipe, lc);
+			if (r != 0) {
+				snprintf(err, err_size, "%s: listener %s: %s", conf->path, lc->path,
+					 uv_strerror(r));
+				return r;
+			}
+			l->pipe.data = l;
+			l->open = true;
+			continue;
+		}
+		r = listen_on(&w->loop, &l->tcp, &lc->addr, 1, on_connection);
 		if (r != 0) {
 			snprintf(err, err_size, "%s: listener %s:%d: %s", conf->path,
-				 conf->listeners[i].address, conf->listeners[i].port,
-				 uv_strerror(r));
+				 lc->address, lc->port, uv_strerror(r));
 			return r;
 		}
 		l->tcp.data = l;

@@ -20,7 +20,11 @@
 struct gw_session;
 
 struct gw_listener {
-	uv_tcp_t tcp;
+	union {                      /* TCP, or a UNIX socket ('path') */
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	};
+	bool is_pipe;
 	struct gw_worker *w;
 	int index;                   /* into config listeners */
 	bool open;

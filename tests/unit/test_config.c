@@ -171,6 +171,31 @@ static void test_current_swap_keeps_references(void **state)
 	unlink(f);
 }
 
+static void test_cidr(void **state)
+{
+	struct gw_cidr c[3];
+
+	(void)state;
+	assert_int_equal(gw_cidr_parse("127.0.0.0/8", &c[0]), 0);
+	assert_int_equal(gw_cidr_parse("2001:db8::/33", &c[1]), 0);
+	assert_int_equal(gw_cidr_parse("192.0.2.7", &c[2]), 0);
+	assert_int_equal(c[2].prefix, 32);
+	assert_true(gw_cidr_match(c, 3, "127.1.2.3"));
+	assert_false(gw_cidr_match(c, 3, "128.0.0.1"));
+	assert_true(gw_cidr_match(c, 3, "2001:db8:7fff::1"));
+	assert_false(gw_cidr_match(c, 3, "2001:db8:8000::1"));
+	assert_true(gw_cidr_match(c, 3, "192.0.2.7"));
+	assert_false(gw_cidr_match(c, 3, "192.0.2.8"));
+	assert_false(gw_cidr_match(c, 3, "unix"));
+	assert_int_equal(gw_cidr_parse("10.0.0.0/33", &c[0]), -1);
+	assert_int_equal(gw_cidr_parse("10.0.0.0/", &c[0]), -1);
+	assert_int_equal(gw_cidr_parse("10.0.0.0/-1", &c[0]), -1);
+	assert_int_equal(gw_cidr_parse("::/129", &c[0]), -1);
+	assert_int_equal(gw_cidr_parse("example.com/8", &c[0]), -1);
+	assert_int_equal(gw_cidr_parse("0.0.0.0/0", &c[0]), 0);
+	assert_true(gw_cidr_match(c, 1, "203.0.113.9"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +204,7 @@ int main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_limits_at_bounds),
 		cmocka_unit_test(test_current_swap_keeps_references),
+		cmocka_unit_test(test_cidr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
