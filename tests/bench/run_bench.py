@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""tests/bench/run_bench.py: postern against direct-to-Dovecot, same run.
+
+Starts a private Dovecot tuned for load and postern in front of it (plaintext
+listeners, `tls = "none"; plaintext_auth = true;`), both on 127.0.0.1, using
+tests/integration/harness.py; runs bench_mail against each and prints a
+table of figures with the targets of issue 2 beside them.
+
+    python3 tests/bench/run_bench.py [--build DIR] [--duration S]
+        [--sessions N] [--workers N] [--skip-idle] [--direct-only]
+
+What it measures (bench_mail does the measuring):
+  logins/s      IMAP (greeting, LOGIN, LOGOUT) and POP3 (greeting, USER,
+                PASS, QUIT) at 50 concurrent clients, each phase --duration
+                seconds after a 1 s warm-up; direct and through postern
+  CPU           postern's utime+stime (/proc/PID/stat) per 1,000 logins
+  memory        postern's VmRSS delta / N with N sessions logged in and in
+                IDLE (N as large as the open-files limit allows: postern
+                holds 2 fds per session)
+  FETCH         MB/s of FETCH 1 BODY.PEEK[] of a 10 MB message, one client
+  latency       p50/p99 of NOOP and of SELECT+FETCH (small message) round
+                trips, one client, TCP_NODELAY on the client
+
+Bounded: every bench_mail run has its own timeout, the whole run stops by
+itself, and everything listens on and connects to 127.0.0.1 only.
+Exit status: 0 when every phase ran without a failed connection.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+
+import harness  # noqa: E402
+
+BENCH_USERS = 100
+BENCH_PASSWORD = "bench-secret"
+FETCH_USER = "fetch@example.com"
+LAT_USER = "latency@example.com"
+BIG_SIZE = 10 * 1024 * 1024
+
+# issue 2's targets, and nginx's mail proxy for scale
+TARGETS = {
+    "login_ratio": (0.9, 0.7),       # >= x direct
+    "cpu_per_1000": (0.12, 0.23),    # <= CPU-s
+    "bytes_per_session": (4096, 9.7 * 1024),  # <= bytes
+    "fetch_ratio": (0.95, 0.27),     # >= x direct
+    "added_latency_us": (50.0, 44000.0),  # <= "tens of microseconds"
+}
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class BenchDovecot(harness.Dovecot):
+    """The harness's private Dovecot, with bench users and settings for load:
+    high-performance login processes (service_count = 0) kept warm, mail
+    processes reused and pre-forked, and limits raised for thousands of
+    concurrent sessions."""
+
+    def _write_config(self):
+        super()._write_config()
+        with open(self.conf_path, "a") as f:
+            f.write("""
+# --- load tuning, appended by tests/bench/run_bench.py ---
+default_process_limit = 12000
+default_client_limit = 30000
+default_vsz_limit = 1G
+mail_max_userip_connections = 30000
+auth_verbose = no
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+  process_limit = 8
+  client_limit = 10000
+}
+service pop3-login {
+  service_count = 0
+  process_min_avail = 2
+  process_limit = 8
+  client_limit = 10000
+}
+service imap {
+  service_count = 1000
+  process_min_avail = 16
+  process_limit = 12000
+}
+service pop3 {
+  service_count = 1000
+  process_min_avail = 16
+  process_limit = 2000
+}
+service auth {
+  client_limit = 30000
+}
+service anvil {
+  client_limit = 30000
+}
+service stats {
+  client_limit = 30000
+}
+""")
+
+
+class BenchPostern(harness.Postern):
+    """postern with plaintext listeners and info-level logs (the harness
+    logs at debug, which is not what a deployment runs)."""
+
+    def config_text(self):
+        return super().config_text().replace('log: { level = "debug"; };',
+                                             'log: { level = "info"; };')
+
+
+def find_bench_bin(build, workdir):
+    cand = os.path.join(build, "tests", "bench", "bench_mail")
+    if os.path.exists(cand):
+        return cand
+    # not built with CMake: compile it here (it needs libc only)
+    out = os.path.join(workdir, "bench_mail")
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra",
+                    os.path.join(HERE, "bench_mail.c"), "-o", out], check=True)
+    return out
+
+
+class Runner:
+    def __init__(self, bench_bin, verbose=True):
+        self.bin = bench_bin
+        self.ok = True
+        self.verbose = verbose
+
+    def run(self, mode, *args, timeout=300):
+        cmd = [self.bin, mode] + [str(a) for a in args] + ["--timeout", str(timeout)]
+        try:
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, timeout=timeout + 60)
+        except subprocess.TimeoutExpired:
+            self.ok = False
+            sys.stderr.write("bench: %s did not stop in time\n" % " ".join(cmd))
+            return {}
+        out = r.stdout.decode(errors="replace")
+        err = r.stderr.decode(errors="replace")
+        if self.verbose:
+            for line in out.splitlines():
+                if not line.startswith("RESULT "):
+                    print("  " + line)
+        if err.strip():
+            sys.stderr.write(err)
+        if r.returncode != 0:
+            self.ok = False
+        res = {}
+        for line in out.splitlines():
+            if line.startswith("RESULT "):
+                for kv in line.split()[1:]:
+                    k, _, v = kv.partition("=")
+                    try:
+                        res[k] = float(v)
+                    except ValueError:
+                        res[k] = v
+        sys.stdout.flush()
+        return res
+
+
+def fmt(v, spec="%.1f", none="n/a"):
+    return none if v is None else spec % v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.environ.get("POSTERN_BUILD",
+                                                      os.path.join(SRC, "build")),
+                    help="build directory with postern and tests/bench/bench_mail")
+    ap.add_argument("--postern", default=None, help="postern binary (default BUILD/postern)")
+    ap.add_argument("--bench-bin", default=None, help="bench_mail binary")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per login phase")
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--sessions", type=int, default=0,
+                    help="idle sessions (default: what the open-files limit allows, max 5000)")
+    ap.add_argument("--latency-count", type=int, default=2000)
+    ap.add_argument("--fetch-duration", type=float, default=5.0)
+    ap.add_argument("--workers", type=int, default=0, help="postern workers (0 = one per core)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="login phases alternate direct/postern this many times; best kept")
+    ap.add_argument("--skip-idle", action="store_true")
+    ap.add_argument("--direct-only", action="store_true", help="measure Dovecot only")
+    args = ap.parse_args()
+
+    hard = raise_nofile()
+    postern_bin = args.postern or os.path.join(args.build, "postern")
+    have_postern = not args.direct_only and os.path.exists(postern_bin)
+    if not have_postern and not args.direct_only:
+        print("bench: no postern binary at %s; measuring Dovecot only" % postern_bin)
+    harness.POSTERN_BIN = postern_bin
+    ctl = os.path.join(args.build, "posternctl")
+    if os.path.exists(ctl):
+        harness.POSTERNCTL_BIN = ctl
+
+    # postern: 2 fds per session plus listeners/loop; the generator: 1.
+    sessions = args.sessions or min(5000, (hard - 200) // 2 // 1000 * 1000)
+
+    root = harness.run_root()
+    bench_bin = args.bench_bin or find_bench_bin(args.build, root)
+    runner = Runner(bench_bin)
+
+    users = dict(harness.USERS)
+    for i in range(BENCH_USERS):
+        users["bench%d@example.com" % i] = BENCH_PASSWORD
+    users[FETCH_USER] = BENCH_PASSWORD
+    users[LAT_USER] = BENCH_PASSWORD
+
+    print("bench: run directory %s" % root)
+    print("bench: machine: %d cores, open-files limit %d; loopback only" % (os.cpu_count(), hard))
+    dv = BenchDovecot(name="dovecot-bench", users=users)
+    dv.deliver(FETCH_USER, harness.make_big_message(BIG_SIZE, to=FETCH_USER))
+    dv.deliver(LAT_USER, harness.make_message(subject="latency probe", to=LAT_USER))
+    for i in range(BENCH_USERS):
+        # give every bench mailbox a message so LOGIN opens a real INBOX
+        dv.deliver("bench%d@example.com" % i, harness.make_message(subject="hello %d" % i))
+    pg = None
+    t_start = time.monotonic()
+    try:
+        dv.start()
+        if have_postern:
+            listeners = [harness.Listener("imap", "none", plaintext_auth=True),
+                         harness.Listener("pop3", "none", plaintext_auth=True)]
+            pg = BenchPostern(dv, listeners=listeners, name="postern-bench",
+                              workers=args.workers,
+                              limits={"max_sessions": 20000})
+            pg.start()
+        targets = {"direct": (dv.imap_port, dv.pop3_port, None)}
+        if pg is not None:
+            targets["postern"] = (pg.port("imap", "none"), pg.port("pop3", "none"), pg.proc.pid)
+        names = list(targets)
+        R = {n: {} for n in names}
+
+        common = ["--concurrency", args.concurrency, "--users", BENCH_USERS,
+                  "--password", BENCH_PASSWORD]
+        # prime: a first pass of each so process pools and caches are warm
+        print("\n== warm-up")
+        for n in names:
+            imap, pop3, _ = targets[n]
+            runner.run("login", "--port", imap, "--proto", "imap", "--count", 200,
+                       "--warmup", 0, "--label", n + " imap warm-up", *common, timeout=60)
+
+        for proto in ("imap", "pop3"):
+            print("\n== %s logins, %d concurrent, %.0f s each" % (proto.upper(), args.concurrency,
+                                                                 args.duration))
+            for rnd in range(args.rounds):
+                for n in names:
+                    imap, pop3, pid = targets[n]
+                    port = imap if proto == "imap" else pop3
+                    extra = ["--pid", pid] if pid else []
+                    res = runner.run("login", "--port", port, "--proto", proto,
+                                     "--duration", args.duration, "--label",
+                                     "%s %s" % (n, proto), *common, *extra,
+                                     timeout=int(args.duration * 4 + 60))
+                    best = R[n].get(proto)
+                    if res and (best is None or res.get("rate", 0) > best.get("rate", 0)):
+                        R[n][proto] = res
+
+        print("\n== 10 MB FETCH, one client, %.0f s each" % args.fetch_duration)
+        for n in names:
+            imap, _, _ = targets[n]
+            R[n]["fetch"] = runner.run("fetch", "--port", imap, "--user", FETCH_USER,
+                                       "--password", BENCH_PASSWORD, "--duration",
+                                       args.fetch_duration, "--label", n,
+                                       timeout=int(args.fetch_duration * 4 + 60))
+
+        print("\n== latency, one client, %d round trips each" % args.latency_count)
+        for n in names:
+            imap, _, _ = targets[n]
+            R[n]["latency"] = runner.run("latency", "--port", imap, "--user", LAT_USER,
+                                         "--password", BENCH_PASSWORD, "--count",
+                                         args.latency_count, "--label", n, timeout=120)
+
+        if pg is not None and not args.skip_idle:
+            print("\n== %d idle sessions through postern (LOGIN, IDLE)" % sessions)
+            R["postern"]["idle"] = runner.run(
+                "idle", "--port", targets["postern"][0], "--sessions", sessions,
+                "--pid", pg.proc.pid, "--concurrency", args.concurrency, "--users",
+                BENCH_USERS, "--password", BENCH_PASSWORD, "--settle", 3,
+                "--label", "postern", timeout=600)
+            pg_alive = pg.running()
+        else:
+            pg_alive = pg is not None and pg.running()
+    finally:
+        if pg is not None:
+            pg.stop()
+        dv.stop()
+
+    report(R, have_postern, args, sessions)
+    elapsed = time.monotonic() - t_start
+    print("\nbench: %.0f s in all; %s" % (elapsed, "every phase ran cleanly" if runner.ok
+                                           else "SOME PHASES HAD FAILED CONNECTIONS (see above)"))
+    if have_postern and not pg_alive:
+        print("bench: postern was no longer running at the end")
+        runner.ok = False
+    if runner.ok and not os.environ.get("POSTERN_TEST_KEEP"):
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print("bench: run directory kept: %s" % root)
+    return 0 if runner.ok else 1
+
+
+def report(R, have_postern, args, sessions):
+    d = R.get("direct", {})
+    p = R.get("postern", {}) if have_postern else {}
+
+    def g(res, key):
+        if not res or key not in res:
+            return None
+        return res[key]
+
+    def ratio(a, b):
+        return None if a is None or b in (None, 0) else a / b
+
+    def mark(ok):
+        return "" if ok is None else ("  ok" if ok else "  MISSED")
+
+    rows = []
+    for proto in ("imap", "pop3"):
+        dr, pr = g(d.get(proto), "rate"), g(p.get(proto), "rate")
+        r = ratio(pr, dr)
+        rows.append(("%s logins/s @%d" % (proto.upper(), args.concurrency), fmt(dr, "%.0f"),
+                     fmt(pr, "%.0f"), fmt(r, "%.2fx"), ">= 0.90x (nginx 0.70x)",
+                     mark(None if r is None else r >= TARGETS["login_ratio"][0])))
+    for proto in ("imap", "pop3"):
+        c = g(p.get(proto), "cpu_per_1000")
+        rows.append(("postern CPU-s/1000 %s" % proto.upper(), "", fmt(c, "%.3f"), "",
+                     "<= 0.12 (nginx 0.23)",
+                     mark(None if c is None else c <= TARGETS["cpu_per_1000"][0])))
+    b = g(p.get("idle"), "bytes_per_session")
+    rows.append(("postern bytes/idle session", "", fmt(b, "%.0f"),
+                 "N=%d" % int(g(p.get("idle"), "sessions") or 0) if b is not None else "",
+                 "<= 4096 (nginx 9.7 KB)",
+                 mark(None if b is None else b <= TARGETS["bytes_per_session"][0])))
+    df, pf = g(d.get("fetch"), "mb_per_s"), g(p.get("fetch"), "mb_per_s")
+    r = ratio(pf, df)
+    rows.append(("10 MB FETCH MB/s", fmt(df, "%.0f"), fmt(pf, "%.0f"), fmt(r, "%.2fx"),
+                 ">= 0.95x (nginx 0.27x)",
+                 mark(None if r is None else r >= TARGETS["fetch_ratio"][0])))
+    for key, name in (("noop", "NOOP"), ("sf", "SELECT+FETCH")):
+        for q in ("p50", "p99"):
+            dv_, pv = g(d.get("latency"), "%s_%s_us" % (key, q)), \
+                g(p.get("latency"), "%s_%s_us" % (key, q))
+            add = None if dv_ is None or pv is None else pv - dv_
+            tgt = "tens of us" + (" (nginx 44 ms)" if key == "sf" else "")
+            ok = None
+            if add is not None and q == "p50":
+                ok = add <= TARGETS["added_latency_us"][0]
+            rows.append(("%s %s us" % (name, q), fmt(dv_), fmt(pv),
+                         "" if add is None else "%+.1f us" % add, tgt, mark(ok)))
+
+    print("\n== figures (one run, %d cores shared by load generator, postern and Dovecot)" %
+          os.cpu_count())
+    hdr = ("measure", "direct", "postern", "postern vs direct", "target")
+    widths = [30, 10, 10, 18, 24]
+    print("".join(h.ljust(w) for h, w in zip(hdr, widths)))
+    print("-" * (sum(widths) + 8))
+    for row in rows:
+        print("".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + row[5])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
