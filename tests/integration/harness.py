@@ -747,6 +747,23 @@ class Postern:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    SANITIZER_RX = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
+                              r"runtime error: |SUMMARY: UndefinedBehaviorSanitizer")
+
+    def exit_problem(self, rc):
+        """After stop(): a message if postern did not exit cleanly on SIGTERM
+        or a sanitizer reported something in its log; else None."""
+        text = self.log_text()
+        m = self.SANITIZER_RX.search(text)
+        if m:
+            start = max(0, text.rfind("\n", 0, max(0, m.start() - 200)))
+            return "sanitizer report in postern's log (%s):\n%s" % (
+                self.log_path, text[start:start + 6000])
+        if rc not in (0, None):
+            return "postern exited with status %s after SIGTERM; log tail:\n%s" % (
+                rc, tail(self.log_path, 30))
+        return None
+
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
 
@@ -1061,10 +1078,14 @@ class GatewayTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        problem = None
         if cls.postern is not None:
-            cls.postern.stop()
+            rc = cls.postern.stop()
+            problem = cls.postern.exit_problem(rc)
         if cls.dovecot is not None:
             cls.dovecot.stop()
+        if problem:
+            raise AssertionError(problem)
 
     def _logs(self):
         out = []
@@ -1145,16 +1166,23 @@ def demo_main(argv):
     Ctrl-C (or SIGTERM) stops everything."""
     import argparse
     ap = argparse.ArgumentParser(prog="harness.py demo")
-    ap.add_argument("--dir", default=os.path.join(SRC, "_run", "demo"),
-                    help="where the demo keeps its files (default: _run/demo)")
+    ap.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                  "postern-demo"),
+                    help="where the demo keeps its files (default: /tmp/postern-demo); "
+                         "removed and made anew at each start")
     ap.add_argument("--dovecot-imap-port", type=int, default=11143)
     ap.add_argument("--dovecot-pop3-port", type=int, default=11110)
     args = ap.parse_args(argv)
 
     global _run_root
-    if os.path.isdir(args.dir):
+    marker = os.path.join(args.dir, ".postern-demo")
+    if os.path.isdir(args.dir) and os.listdir(args.dir):
+        if not os.path.exists(marker):
+            sys.exit("demo: %s exists and is not a previous demo's directory; "
+                     "choose another --dir" % args.dir)
         shutil.rmtree(args.dir)
-    os.makedirs(args.dir)
+    os.makedirs(args.dir, exist_ok=True)
+    open(marker, "w").close()
     os.chmod(args.dir, 0o755)
     parent = os.path.dirname(args.dir)
     while parent and parent != "/":

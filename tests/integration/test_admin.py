@@ -277,6 +277,7 @@ class AdminTest(GatewayTestCase):
 
     def test_sigterm_drains_then_exits(self):
         pg = Postern(self.dovecot, name="postern-drain", timeouts={"drain": 20})
+        self.extra_logs = (pg,)
         pg.start()
         try:
             imaps = pg.port("imap", "implicit")
@@ -296,10 +297,12 @@ class AdminTest(GatewayTestCase):
             rc = pg.proc.wait(timeout=15)
             self.assertEqual(rc, 0)
         finally:
-            pg.stop()
+            problem = pg.exit_problem(pg.stop())
+        self.assertIsNone(problem)
 
     def test_sigterm_deadline_ends_sessions(self):
         pg = Postern(self.dovecot, name="postern-deadline", timeouts={"drain": 2})
+        self.extra_logs = (pg,)
         pg.start()
         try:
             c = RawClient(pg.port("imap", "implicit"), tls=True)
@@ -316,7 +319,8 @@ class AdminTest(GatewayTestCase):
             rc = pg.proc.wait(timeout=30)
             self.assertEqual(rc, 0)
         finally:
-            pg.stop()
+            problem = pg.exit_problem(pg.stop())
+        self.assertIsNone(problem)
 
     # -- postern -t
 
