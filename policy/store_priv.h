@@ -18,7 +18,7 @@
 #define POL_MAX_READERS  1024
 
 /* Encoded record sizes: header, u16 length + message, u8 length + backend. */
-#define POL_RECORD_ENC_MAX (4 + 2 + POL_MESSAGE_MAX + 1 + POL_BACKEND_MAX)
+#define POL_RECORD_ENC_MAX (4 + 2 + (POL_MESSAGE_MAX - 1) + 1 + POL_BACKEND_MAX)
 #define POL_GROUP_ENC_MAX  (4 + POL_DESCRIPTION_MAX)
 
 #define POL_ORG_KEY "org"
