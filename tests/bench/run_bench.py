@@ -74,8 +74,8 @@ class BenchDovecot(harness.Dovecot):
         with open(self.conf_path, "a") as f:
             f.write("""
 # --- load tuning, appended by tests/bench/run_bench.py ---
-default_process_limit = 12000
-default_client_limit = 30000
+default_process_limit = 200
+default_client_limit = 15000
 default_vsz_limit = 1G
 mail_max_userip_connections = 30000
 auth_verbose = no
@@ -94,7 +94,7 @@ service pop3-login {
 service imap {
   service_count = 1000
   process_min_avail = 16
-  process_limit = 12000
+  process_limit = 10000
 }
 service pop3 {
   service_count = 1000
@@ -102,13 +102,13 @@ service pop3 {
   process_limit = 2000
 }
 service auth {
-  client_limit = 30000
+  client_limit = 15000
 }
 service anvil {
-  client_limit = 30000
+  client_limit = 15000
 }
 service stats {
-  client_limit = 30000
+  client_limit = 15000
 }
 """)
 
