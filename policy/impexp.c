@@ -327,8 +327,9 @@ int pol_store_import_json(struct pol_store *store, const char *json, size_t len,
 				break;
 		}
 		if (i == sizeof(sections) / sizeof(sections[0])) {
-			json_decref(root);
-			return import_fail(&im, -EINVAL, "unknown section \"%.64s\"", key);
+			rc = import_fail(&im, -EINVAL, "unknown section \"%.64s\"", key);
+			json_decref(root);   /* after: key points into root */
+			return rc;
 		}
 	}
 	v = json_object_get(root, "version");
