@@ -230,6 +230,12 @@ static int parse_settings(int argc, char **argv, struct pol_update *upd)
 			if (len >= POL_MESSAGE_MAX)
 				return fail(EXIT_USAGE, "message is %zu bytes; the limit is %d",
 					    len, POL_MESSAGE_MAX - 1);
+			for (size_t k = 0; k < len; k++) {
+				unsigned char c = (unsigned char)val[k];
+				if (c < 0x20 || c == 0x7f)
+					return fail(EXIT_USAGE, "message has a control character "
+						    "(byte %zu); use one line of text", k);
+			}
 			upd->message = val;
 			continue;
 		}

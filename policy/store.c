@@ -161,7 +161,9 @@ int pol_store_open(const char *path, size_t map_size, unsigned flags,
 		rc = mdb_env_set_maxdbs(store->env, 16);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(store->env, POL_MAX_READERS);
-	if (rc == 0)
+	/* map_size 0 on an existing store: keep the size recorded in it by its
+	 * writers (LMDB adopts it), so posternctl follows the gateway's setting */
+	if (rc == 0 && (map_size != 0 || stat(data_path, &st) < 0))
 		rc = mdb_env_set_mapsize(store->env, map_size != 0 ? map_size :
 					 POL_STORE_DEFAULT_MAP_SIZE);
 	if (rc == 0)

@@ -134,7 +134,12 @@ bool pol_record_is_empty(const struct pol_record *rec);
 
 /* pol_store_open()/pol_store_close()/pol_store_generation() are in policy.h.
  * Opening RDONLY a directory that holds no store gives -ENOENT; opening
- * read-write creates the directory (one level, mode 0750) and the store. */
+ * read-write creates the directory (one level, mode 0750) and the store.
+ * map_size 0 means 1 GiB for a new store, and for an existing one the size
+ * recorded in it (so posternctl follows what the gateway configured).
+ * Every process should map at least as much as any writer: a reader whose
+ * map is smaller than the data a writer grew it to gets -EIO (LMDB's
+ * MDB_MAP_RESIZED) until it reopens the store. */
 
 /* --- users ------------------------------------------------------------- */
 

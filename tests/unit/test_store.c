@@ -176,6 +176,10 @@ static void test_reopen_keeps_data(void **state)
 	assert_int_equal(pol_store_open(f->dir, 0, 0, &f->store), 0);
 	/* reopening read-write writes nothing */
 	assert_int_equal(pol_store_generation(f->store), gen);
+	/* map_size 0 on an existing store keeps the size it was made with */
+	MDB_envinfo info;
+	assert_int_equal(mdb_env_info(f->store->env, &info), 0);
+	assert_int_equal(info.me_mapsize, 64u << 20);
 	assert_int_equal(pol_store_user_get(f->store, "a@example.com", &rec), 0);
 	assert_string_equal(rec.message, "m");
 }
