@@ -27,8 +27,9 @@
 
 /* Longest reply line we build, CRLF included. */
 #define POP3_REPLY_MAX 768
-/* Peer or admin text copied into a reply is cut to this many bytes. */
-#define POP3_TEXT_MAX 200
+/* Admin or configured text copied into a reply is cut to this many bytes
+ * (a whole policy message fits; the line stays under RFC 2449's 512). */
+#define POP3_TEXT_MAX (POL_MESSAGE_MAX - 1)
 /* Decoded SASL PLAIN message: three fields and two NULs. */
 #define POP3_PLAIN_RAW_MAX (3 * SASL_PLAIN_FIELD_MAX + 2)
 /* "AUTH PLAIN " + base64 of "\0user\0pass" + CRLF + NUL. */
@@ -48,6 +49,9 @@ struct pop3_session {
 	bool have_user;                /* USER seen, PASS may follow */
 	unsigned bad_count;
 	unsigned auth_failures;
+	/* Bumped by every backend_connect(): pop3_backend_data() stops when a
+	 * line it handled ended that backend (a new login started). */
+	unsigned backend_gen;
 
 	/* Credentials between the login command and the backend AUTH line;
 	 * wiped with explicit_bzero on every path (pop3_wipe_credentials). */
@@ -715,6 +719,7 @@ static void pop3_proceed_quit(struct pop3_session *s, const struct pop3_command 
 static void pop3_login_start(struct pop3_session *s)
 {
 	s->have_user = false;
+	s->backend_gen++;
 	s->io.client_pause(s->io.ctx, true);
 	pop3_parser_reset(s->bparser);
 	pop3_enter_state(s, POP3_STATE_BACKEND_CONNECT);
@@ -739,9 +744,10 @@ static void pop3_backend_ready(void *ctx, int status)
 static void pop3_backend_data(void *ctx, const char *buf, size_t len)
 {
 	struct pop3_session *s = ctx;
+	unsigned gen = s->backend_gen;
 	size_t off = 0;
 
-	while (off < len) {
+	while (off < len && s->backend_gen == gen) {
 		struct pop3_command line;
 		enum pop3_parse_error err;
 		size_t used;
@@ -1028,7 +1034,9 @@ static void pop3_timeout(void *ctx, enum proto_timeout kind)
 
 	if (s->state == POP3_STATE_CLOSED)
 		return;
-	pop3_send(s, "-ERR Disconnected for inactivity.");
+	/* During the STLS handshake a plaintext line would break TLS. */
+	if (s->state != POP3_STATE_STLS)
+		pop3_send(s, "-ERR Disconnected for inactivity.");
 	pop3_close(s, kind == PROTO_TIMEOUT_IDLE ? "idle-timeout" : "preauth-timeout");
 }
 
@@ -1061,7 +1069,7 @@ static void pop3_shutdown(void *ctx)
 
 	if (s->state == POP3_STATE_CLOSED)
 		return;
-	if (s->state != POP3_STATE_RELAY)
+	if (s->state != POP3_STATE_RELAY && s->state != POP3_STATE_STLS)
 		pop3_send(s, "-ERR [SYS/TEMP] Server shutting down.");
 	pop3_close(s, "shutdown");
 }

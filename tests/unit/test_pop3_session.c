@@ -843,6 +843,34 @@ static void test_backend_bytewise(void **state)
 	harness_free(h);
 }
 
+/* A failed login whose pipelined retry starts a new backend login from
+ * inside backend_data(): the old backend's remaining bytes are not read as
+ * the new backend's greeting, even when the gateway answers the connect at
+ * once. */
+static void test_retry_from_backend_callback(void **state)
+{
+	struct harness *h = harness_new(TLS_IMPLICIT);
+	(void)state;
+
+	h->penalty_ms = 0;
+	h->client_len = 0;
+	client(h, "USER bob\r\nPASS no\r\nUSER bob\r\nPASS pw2\r\n");
+	expect_client(h, "+OK\r\n");
+	backend_login(h, "bob", "no", false);
+	h->connect_sync = true;
+	h->connect_sync_status = PROTO_BACKEND_OK;
+	backend(h, "-ERR [AUTH] Authentication failed.\r\n+OK stale greeting\r\n");
+	expect_client(h, "-ERR [AUTH] Authentication failed.\r\n+OK\r\n");
+	assert_int_equal(h->connect_calls, 2);
+	expect_state(h, POP3_STATE_BACKEND_GREETING);
+	expect_backend(h, "");
+	backend(h, "+OK fresh\r\n");
+	char auth[512];
+	auth_line(auth, sizeof(auth), "bob", "pw2");
+	expect_backend(h, auth);
+	harness_free(h);
+}
+
 static void test_bad_commands(void **state)
 {
 	struct harness *h = harness_new(TLS_NONE);
@@ -933,6 +961,15 @@ static void test_timeouts_and_shutdown(void **state)
 	assert_int_equal(h->close_calls, 1);
 	harness_free(h);
 
+	/* nothing in plaintext while the STLS handshake runs */
+	h = harness_new(TLS_NONE);
+	client(h, "STLS\r\n");
+	h->client_len = 0;
+	pop3_front.timeout(h->s, PROTO_TIMEOUT_PREAUTH);
+	expect_client(h, "");
+	assert_string_equal(h->close_reason, "preauth-timeout");
+	harness_free(h);
+
 	h = harness_new(TLS_IMPLICIT);
 	client(h, "USER bob\r\nPASS pw\r\n");
 	backend_login(h, "bob", "pw", false);
@@ -1011,6 +1048,7 @@ static void test_session_new_bad_limits(void **state)
 	X(test_backend_failures) \
 	X(test_backend_codes_passed_on) \
 	X(test_backend_bytewise) \
+	X(test_retry_from_backend_callback) \
 	X(test_bad_commands) \
 	X(test_pass_without_user_and_bad_args) \
 	X(test_relay_policy_changed) \
