@@ -528,6 +528,11 @@ static int cmd_user(struct ctl *ctl, int argc, char **argv)
 	bool write = strcmp(sub, "set") == 0 || strcmp(sub, "delete") == 0;
 	int rc;
 
+	if (strcmp(sub, "set") != 0 && strcmp(sub, "list") != 0 &&
+	    strcmp(sub, "show") != 0 && strcmp(sub, "delete") != 0 &&
+	    strcmp(sub, "groups") != 0)
+		return fail(EXIT_USAGE, "unknown user command '%s' (set, show, list, "
+			    "delete, groups)", sub);
 	if (strcmp(sub, "list") != 0) {
 		if (argc < 2)
 			return fail(EXIT_USAGE, "user %s: missing address", sub);
@@ -538,10 +543,6 @@ static int cmd_user(struct ctl *ctl, int argc, char **argv)
 		rc = parse_settings(argc - 2, argv + 2, &upd);
 		if (rc != 0)
 			return rc;
-	} else if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
-		   strcmp(sub, "delete") != 0 && strcmp(sub, "groups") != 0) {
-		return fail(EXIT_USAGE, "unknown user command '%s' (set, show, list, "
-			    "delete, groups)", sub);
 	} else if (strcmp(sub, "list") != 0 && argc > 2) {
 		return fail(EXIT_USAGE, "user %s: unexpected '%s'", sub, argv[2]);
 	}
@@ -800,7 +801,7 @@ static int cmd_import(struct ctl *ctl, int argc, char **argv)
 		return fail(EXIT_USAGE, "usage: import [--replace] FILE|-");
 	rc = read_all(path, &buf, &len);
 	if (rc != 0)
-		return fail(EXIT_USAGE, "cannot read %s: %s", path, pol_strerror(rc));
+		return fail(EXIT_USAGE, "cannot read %s: %s", path, strerror(-rc));
 	rc = ctl_open(ctl, true);
 	if (rc != 0) {
 		free(buf);
@@ -842,7 +843,7 @@ static int cmd_export(struct ctl *ctl, int argc, char **argv)
 	rc = write_all(path, text, len + 1);
 	free(text);
 	if (rc != 0)
-		return fail(EXIT_STORE, "cannot write %s: %s", path, pol_strerror(rc));
+		return fail(EXIT_STORE, "cannot write %s: %s", path, strerror(-rc));
 	return EXIT_OK;
 }
 
@@ -877,6 +878,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return EXIT_OK;
+		} else if (strcmp(argv[i], "-d") == 0) {
+			return fail(EXIT_USAGE, "option -d needs a directory");
 		} else {
 			usage(stderr);
 			return fail(EXIT_USAGE, "unknown option '%s'", argv[i]);
