@@ -16,6 +16,52 @@ static bool local_valid(const char *s, size_t len);
 static bool domain_valid(const char *s, size_t len);
 static void trim(const char **s, size_t *len);
 
+/* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. Everything stored is checked, since export writes JSON,
+ * which must be UTF-8. */
+bool pol__utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+			min = 0x10000;
+		} else {
+			return false;
+		}
+		if (len - i - 1 < n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 static bool is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -106,6 +152,8 @@ bool pol_address_valid(const char *address)
 		if (address[i] >= 'A' && address[i] <= 'Z')
 			return false;
 	}
+	if (!pol__utf8_valid(address, len))
+		return false;
 	return local_valid(address, (size_t)(at - address)) &&
 	       domain_valid(at + 1, len - (size_t)(at - address) - 1);
 }
@@ -168,7 +216,7 @@ int pol_normalize_domain(const char *in, char *out, size_t out_size)
 	for (size_t i = 0; i < len; i++)
 		out[i] = ascii_lower(s[i]);
 	out[len] = '\0';
-	if (!domain_valid(out, len)) {
+	if (!domain_valid(out, len) || !pol__utf8_valid(out, len)) {
 		out[0] = '\0';
 		return -EINVAL;
 	}
@@ -222,7 +270,7 @@ bool pol_backend_name_valid(const char *name)
 	return true;
 }
 
-bool pol__message_valid(const char *message)
+bool pol_message_valid(const char *message)
 {
 	size_t len;
 
@@ -237,7 +285,7 @@ bool pol__message_valid(const char *message)
 		if (c < 0x20 || c == 0x7f)
 			return false;
 	}
-	return true;
+	return pol__utf8_valid(message, len);
 }
 
 const char *pol__address_domain(const char *address)

@@ -106,7 +106,7 @@ static int import_record(struct import *im, const char *where, const char *name,
 			if (str == NULL)
 				return import_fail(im, -EINVAL, "%s\"%s\": %s: not a string",
 						   where, name, key);
-			if (is_msg ? !pol__message_valid(str) :
+			if (is_msg ? !pol_message_valid(str) :
 			    (str[0] != '\0' && !pol_backend_name_valid(str)))
 				return import_fail(im, -EINVAL, "%s\"%s\": %s: %s", where,
 						   name, key, is_msg ?

@@ -111,6 +111,8 @@ static int show_record(const char *what, const char *name, const struct pol_reco
 static int read_all(const char *path, char **buf_r, size_t *len_r);
 static int write_all(const char *path, const char *buf, size_t len);
 
+static int user_show(struct ctl *ctl, const char *addr);
+static int user_list(struct ctl *ctl, int argc, char **argv);
 static int cmd_user(struct ctl *ctl, int argc, char **argv);
 static int cmd_group(struct ctl *ctl, int argc, char **argv);
 static int cmd_domain(struct ctl *ctl, int argc, char **argv);
@@ -236,6 +238,8 @@ static int parse_settings(int argc, char **argv, struct pol_update *upd)
 					return fail(EXIT_USAGE, "message has a control character "
 						    "(byte %zu); use one line of text", k);
 			}
+			if (!pol_message_valid(val))
+				return fail(EXIT_USAGE, "message is not valid UTF-8");
 			upd->message = val;
 			continue;
 		}
@@ -617,7 +621,7 @@ static int cmd_group(struct ctl *ctl, int argc, char **argv)
 			return rc;
 		rc = pol_store_group_create(ctl->store, gname, kind, desc);
 		if (rc == -EINVAL)
-			return fail(EXIT_USAGE, "bad description (control characters?)");
+			return fail(EXIT_USAGE, "bad description (control characters or not UTF-8)");
 		return rc == 0 ? EXIT_OK : store_fail(rc, "group", gname);
 	}
 

@@ -498,7 +498,7 @@ int pol_record_apply(struct pol_record *rec, const struct pol_update *upd)
 			r.incoming_hold = op == POL_FLAG_HOLD;
 	}
 	if (upd->message != NULL) {
-		if (!pol__message_valid(upd->message))
+		if (!pol_message_valid(upd->message))
 			return -EINVAL;
 		memset(r.message, 0, sizeof(r.message));
 		memcpy(r.message, upd->message, strlen(upd->message));
@@ -534,7 +534,7 @@ int pol__record_put(struct pol_store *store, MDB_txn *txn, enum pol_db db,
 	MDB_val k = str_val(key), v;
 
 	if (!record_sane(rec) ||
-	    (rec->message[0] != '\0' && !pol__message_valid(rec->message)) ||
+	    (rec->message[0] != '\0' && !pol_message_valid(rec->message)) ||
 	    (rec->backend[0] != '\0' && !pol_backend_name_valid(rec->backend)))
 		return -EINVAL;
 	v.mv_size = pol__record_encode(rec, buf);
@@ -899,7 +899,7 @@ static bool description_valid(const char *description)
 		if (c < 0x20 || c == 0x7f)
 			return false;
 	}
-	return true;
+	return pol__utf8_valid(description, len);
 }
 
 static size_t group_encode(const struct pol_group *group, uint8_t *buf)

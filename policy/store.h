@@ -21,8 +21,8 @@
  * "alice@example.com" are the same user. Group names are lowercased too.
  *
  * Errors: 0 on success, else a negative errno-style code: -EINVAL bad
- * argument (malformed address, over a limit, hold on a service other than
- * incoming), -ENOENT unknown user/domain/group/member or missing store,
+ * argument (malformed address, over a limit, text that is not UTF-8, hold
+ * on a service other than incoming), -ENOENT unknown user/domain/group/member or missing store,
  * -EEXIST group exists, -EIO store failure or corrupt record, -ENOSPC store
  * full (map size), -ENOTSUP store written by a newer schema, -ENOMEM.
  * pol_strerror() names them.
@@ -116,6 +116,11 @@ int pol_normalize_group(const char *in, enum pol_group_kind kind, char *out,
 /* Checks an already normalised address (no trimming, no lowercasing).
  * Returns true when pol_normalize_address() would keep it unchanged. */
 bool pol_address_valid(const char *address);
+
+/* Checks an admin message: under POL_MESSAGE_MAX bytes, no control
+ * characters (a CR/LF would end a protocol reply early), well-formed UTF-8.
+ * "" is valid (it means "no message"). */
+bool pol_message_valid(const char *message);
 
 /* Checks a backend route name: 1..POL_BACKEND_MAX bytes of [A-Za-z0-9._-]. */
 bool pol_backend_name_valid(const char *name);

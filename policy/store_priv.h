@@ -88,7 +88,7 @@ int pol__db_clear(struct pol_store *store, MDB_txn *txn, enum pol_db db);
 /* Returns the domain part of a normalised address (after the '@'). */
 const char *pol__address_domain(const char *address);
 
-/* Validates an admin message: < POL_MESSAGE_MAX bytes, no control bytes. */
-bool pol__message_valid(const char *message);
+/* True when s[0..len) is well-formed UTF-8. */
+bool pol__utf8_valid(const char *s, size_t len);
 
 #endif

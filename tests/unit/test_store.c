@@ -296,6 +296,13 @@ static void test_normalize(void **state)
 		{ "a@example-.com", NULL, NULL },
 		{ "a@exa!mple.com", NULL, NULL },
 		{ "a@[127.0.0.1]", NULL, NULL },
+		{ "\xff@example.com", NULL, NULL },             /* not UTF-8 */
+		{ "\xc0\xaf@example.com", NULL, NULL },         /* overlong */
+		{ "\xed\xa0\x80@example.com", NULL, NULL },     /* surrogate */
+		{ "j\xc3@example.com", NULL, NULL },             /* truncated */
+		{ "a@\xc3\x28.com", NULL, NULL },
+		{ "a@b\xc3\xa9.com", NULL, "a@b\xc3\xa9.com" },
+		{ "\xf0\x9f\x93\xa7@example.com", NULL, "\xf0\x9f\x93\xa7@example.com" },
 	};
 	char out[POL_ADDRESS_MAX + 1];
 	char label[80];
@@ -417,6 +424,11 @@ static void test_message_bounds(void **state)
 	assert_int_equal(pol_store_user_update(f->store, "a@example.com", &upd, NULL), -EINVAL);
 	upd.message = "tab\there";
 	assert_int_equal(pol_store_user_update(f->store, "a@example.com", &upd, NULL), -EINVAL);
+	upd.message = "\xe9t\xe9";   /* Latin-1, not UTF-8 */
+	assert_int_equal(pol_store_user_update(f->store, "a@example.com", &upd, NULL), -EINVAL);
+	assert_false(pol_message_valid("\xe9t\xe9"));
+	assert_true(pol_message_valid("caf\xc3\xa9 ferm\xc3\xa9"));
+	assert_true(pol_message_valid(""));
 	assert_int_equal(pol_store_generation(f->store), gen);
 	assert_int_equal(pol_store_user_get(f->store, "a@example.com", &rec), 0);
 	assert_int_equal(strlen(rec.message), POL_MESSAGE_MAX - 1);
