@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -137,30 +139,66 @@ static void test_open_rdonly_missing(void **state)
 	assert_int_equal(pol_store_open("", 0, 0, &s), -EINVAL);
 }
 
+/* Runs fn(dir) in a child process with its own store handle (LMDB forbids
+ * opening one environment twice in a process, and using one across fork).
+ * Returns the child's exit status; fn returns 0 for success. */
+static int in_child(int (*fn)(const char *dir, int fd), const char *dir, int fd)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0)
+		_exit(fn(dir, fd));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+static int child_set_imap(const char *dir, int on)
+{
+	struct pol_update upd = { .flag[POL_IMAP] = on ? POL_FLAG_ON : POL_FLAG_OFF };
+	struct pol_store *s;
+	int rc;
+
+	if (pol_store_open(dir, 0, 0, &s) != 0)
+		return 10;
+	rc = pol_store_user_update(s, "a@example.com", &upd, NULL);
+	pol_store_close(&s);
+	return rc == 0 ? 0 : 11;
+}
+
 static void test_open_rdonly_existing(void **state)
 {
 	struct fixture *f = *state;
 	struct pol_update upd = { .flag[POL_IMAP] = POL_FLAG_OFF };
 	struct pol_record rec;
 	struct pol_store *ro;
+	char dir[128];
+	uint64_t gen;
 
-	assert_int_equal(pol_store_user_update(f->store, "a@example.com", &upd, NULL), 0);
-	assert_int_equal(pol_store_open(f->dir, 0, POL_STORE_RDONLY, &ro), 0);
+	/* a store created by another process */
+	snprintf(dir, sizeof(dir), "%s/other", f->dir);
+	assert_int_equal(in_child(child_set_imap, dir, 0), 0);
+	assert_int_equal(pol_store_open(dir, 0, POL_STORE_RDONLY, &ro), 0);
 	assert_int_equal(pol_store_user_get(ro, "a@example.com", &rec), 0);
 	assert_int_equal(rec.set_mask, POL_SERVICE_BIT(POL_IMAP));
 	assert_int_equal(rec.value_mask, 0);
+	gen = pol_store_generation(ro);
+	assert_int_equal(gen, 2);
 	/* writes through a read-only handle are refused */
 	assert_int_equal(pol_store_user_update(ro, "b@example.com", &upd, NULL), -EROFS);
 	assert_int_equal(pol_store_group_create(ro, "g", POL_GROUP_PLAIN, NULL), -EROFS);
-	/* the other handle's later writes are visible to the next read */
-	upd.flag[POL_IMAP] = POL_FLAG_ON;
-	assert_int_equal(pol_store_user_update(f->store, "a@example.com", &upd, NULL), 0);
+	assert_int_equal(pol_store_import_json(ro, "{}", 2, 0, NULL, NULL, 0), -EROFS);
+	assert_int_equal(pol_store_generation(ro), gen);
+	/* the other process's later writes are visible to the next read */
+	assert_int_equal(in_child(child_set_imap, dir, 1), 0);
 	assert_int_equal(pol_store_user_get(ro, "a@example.com", &rec), 0);
 	assert_int_equal(rec.value_mask, POL_SERVICE_BIT(POL_IMAP));
-	assert_int_equal(pol_store_generation(ro), pol_store_generation(f->store));
+	assert_int_equal(pol_store_generation(ro), gen + 1);
 	pol_store_close(&ro);
 	assert_null(ro);
 	pol_store_close(&ro);   /* idempotent */
+	remove_store_dir(dir);
 }
 
 static void test_reopen_keeps_data(void **state)
@@ -966,9 +1004,9 @@ static void test_export_import_roundtrip(void **state)
 
 struct race {
 	struct pol_store *store;
-	volatile int stop;
-	unsigned long reads;
-	unsigned long bad;
+	atomic_int stop;
+	atomic_ulong reads;
+	atomic_ulong bad;
 };
 
 /* Two consistent states, written alternately in one transaction each: A has
@@ -987,7 +1025,7 @@ static void *reader_main(void *arg)
 	struct pol_explanation ex;
 	struct pol_decision d;
 
-	while (!r->stop) {
+	while (!atomic_load(&r->stop)) {
 		if (pol_explain(r->store, "r@example.com", &ex) != 0) {
 			r->bad++;
 			continue;
@@ -1008,33 +1046,61 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* The writer: its own handle in its own process, as posternctl would be.
+ * Waits for a byte on fd, then writes 300 alternating states. */
+static int child_writer(const char *dir, int fd)
+{
+	struct pol_store *s;
+	char go;
+
+	if (pol_store_open(dir, 0, 0, &s) != 0)
+		return 10;
+	if (read(fd, &go, 1) != 1)
+		return 11;
+	for (int i = 0; i < 300; i++) {
+		const char *doc = (i % 2 == 0) ? state_b : state_a;
+		if (pol_store_import_json(s, doc, strlen(doc), 0, NULL, NULL, 0) != 0)
+			return 12;
+	}
+	pol_store_close(&s);
+	return 0;
+}
+
 static void test_reader_while_writing(void **state)
 {
 	struct fixture *f = *state;
 	struct race r = { .store = f->store };
-	struct pol_store *writer;
 	pthread_t th[2];
+	pid_t pid;
+	int pfd[2], status;
 	uint64_t g0;
 
 	assert_int_equal(pol_store_import_json(f->store, state_a, strlen(state_a), 0, NULL,
 					       NULL, 0), 0);
-	/* the writer uses its own handle, as posternctl would */
-	assert_int_equal(pol_store_open(f->dir, 0, 0, &writer), 0);
-	g0 = pol_store_generation(writer);
+	g0 = pol_store_generation(f->store);
+	/* fork before any thread exists; the child opens its own handle */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pfd[1]);
+		_exit(child_writer(f->dir, pfd[0]));
+	}
+	close(pfd[0]);
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r), 0);
-	for (int i = 0; i < 300; i++) {
-		const char *doc = (i % 2 == 0) ? state_b : state_a;
-		assert_int_equal(pol_store_import_json(writer, doc, strlen(doc), 0, NULL, NULL, 0), 0);
-	}
-	r.stop = 1;
+	assert_int_equal(write(pfd[1], "g", 1), 1);
+	close(pfd[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	atomic_store(&r.stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
-	pol_store_close(&writer);
-	print_message("reader/writer: %lu reads during 300 writes, %lu inconsistent\n",
-		      r.reads, r.bad);
-	assert_int_equal(r.bad, 0);
-	assert_true(r.reads > 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	print_message("reader/writer: %lu reads during 300 writes by another process, "
+		      "%lu inconsistent\n", atomic_load(&r.reads), atomic_load(&r.bad));
+	assert_int_equal(atomic_load(&r.bad), 0);
+	assert_true(atomic_load(&r.reads) > 0);
 	assert_int_equal(pol_store_generation(f->store), g0 + 300);
 }
 
