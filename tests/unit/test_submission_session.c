@@ -1,0 +1,953 @@
+/*
+ * tests/unit/test_submission_session.c: the submission front, driven
+ * through struct proto_front with a scripted fake struct proto_io.
+ *
+ * The fake io below is a TEST HARNESS, not a model of the gateway: it
+ * records what the front writes to the client and the backend and which
+ * hooks it calls, and lets each test play the gateway's part by hand
+ * (deliver client bytes, backend_ready, backend bytes, fire the timer).
+ * Decisions come from a real policy store in a mkdtemp directory, written
+ * with the store API (policy/store.h).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "policy/store.h"
+#include "protocols/sasl/sasl_parser.h"
+#include "protocols/smtp/submission_session.h"
+
+/* ---- the fake io ------------------------------------------------------ */
+
+struct fake {
+	char client[16384];
+	size_t client_len;
+	char backend[16384];
+	size_t backend_len;
+	unsigned starttls, connects, backend_closes, relays, pauses, resumes;
+	bool paused;
+	char relay_rest[4096];
+	size_t relay_rest_len;
+	unsigned timer_ms;
+	unsigned timers_set;
+	bool closed;
+	char close_reason[64];
+	char user[POL_ADDRESS_MAX + 1];
+	struct pol_decision decision;
+	unsigned decisions;
+	unsigned auth_fails;
+	unsigned penalty_ms;
+	char backend_error[64];
+	unsigned backend_errors;
+	/* connect behaviour: 0 = async (the test calls backend_ready),
+	 * 1 = fail at once */
+	int connect_mode;
+	void *s;
+};
+
+static struct fake F;
+static struct pol_store *store;
+static char store_dir[64];
+
+static void io_client_write(void *ctx, const void *buf, size_t len)
+{
+	struct fake *f = ctx;
+	assert_true(f->client_len + len < sizeof(f->client));
+	memcpy(f->client + f->client_len, buf, len);
+	f->client_len += len;
+	f->client[f->client_len] = '\0';
+}
+
+static void io_backend_write(void *ctx, const void *buf, size_t len)
+{
+	struct fake *f = ctx;
+	assert_true(f->backend_len + len < sizeof(f->backend));
+	memcpy(f->backend + f->backend_len, buf, len);
+	f->backend_len += len;
+	f->backend[f->backend_len] = '\0';
+}
+
+static void io_client_starttls(void *ctx)
+{
+	((struct fake *)ctx)->starttls++;
+}
+
+static void io_backend_connect(void *ctx)
+{
+	struct fake *f = ctx;
+	f->connects++;
+	if (f->connect_mode == 1)
+		submission_front.backend_ready(f->s, PROTO_BACKEND_UNAVAILABLE);
+}
+
+static void io_backend_close(void *ctx)
+{
+	((struct fake *)ctx)->backend_closes++;
+}
+
+static void io_relay_start(void *ctx, const void *rest, size_t len)
+{
+	struct fake *f = ctx;
+	assert_true(len < sizeof(f->relay_rest));
+	f->relays++;
+	memcpy(f->relay_rest, rest, len);
+	f->relay_rest_len = len;
+	f->relay_rest[len] = '\0';
+	f->paused = false;
+}
+
+static void io_timer(void *ctx, unsigned ms)
+{
+	struct fake *f = ctx;
+	f->timer_ms = ms;
+	f->timers_set++;
+}
+
+static void io_client_pause(void *ctx, bool paused)
+{
+	struct fake *f = ctx;
+	f->paused = paused;
+	if (paused)
+		f->pauses++;
+	else
+		f->resumes++;
+}
+
+static void io_close(void *ctx, const char *reason)
+{
+	struct fake *f = ctx;
+	assert_false(f->closed);
+	f->closed = true;
+	snprintf(f->close_reason, sizeof(f->close_reason), "%s", reason);
+}
+
+static void io_set_user(void *ctx, const char *user)
+{
+	snprintf(((struct fake *)ctx)->user, sizeof(F.user), "%s", user);
+}
+
+static void io_set_decision(void *ctx, const struct pol_decision *d)
+{
+	struct fake *f = ctx;
+	f->decision = *d;
+	f->decisions++;
+}
+
+static unsigned io_auth_failed(void *ctx)
+{
+	struct fake *f = ctx;
+	f->auth_fails++;
+	return f->penalty_ms;
+}
+
+static void io_backend_error(void *ctx, const char *what)
+{
+	struct fake *f = ctx;
+	f->backend_errors++;
+	snprintf(f->backend_error, sizeof(f->backend_error), "%s", what);
+}
+
+static const struct proto_io fake_io = {
+	.ctx = &F,
+	.client_write = io_client_write,
+	.backend_write = io_backend_write,
+	.client_starttls = io_client_starttls,
+	.backend_connect = io_backend_connect,
+	.backend_close = io_backend_close,
+	.relay_start = io_relay_start,
+	.timer = io_timer,
+	.client_pause = io_client_pause,
+	.close = io_close,
+	.set_user = io_set_user,
+	.set_decision = io_set_decision,
+	.auth_failed = io_auth_failed,
+	.backend_error = io_backend_error,
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+struct opts {
+	bool tls, starttls, plaintext;
+	unsigned bad_max, auth_max;
+	size_t line_max;
+};
+
+static struct proto_conn_info info;
+static struct proto_settings set;
+
+static void *open_session(const struct opts *o)
+{
+	memset(&F, 0, sizeof(F));
+	info = (struct proto_conn_info){
+		.session_id = "0123456789abcdef",
+		.client_ip = "192.0.2.7",
+		.client_port = 40001,
+		.local_ip = "127.0.0.1",
+		.local_port = 587,
+		.tls = o->tls,
+		.starttls_offered = o->starttls,
+		.plaintext_auth = o->plaintext,
+	};
+	set = (struct proto_settings){
+		.line_max = o->line_max ? o->line_max : 512,
+		.literal_max = 4096,
+		.bad_max = o->bad_max ? o->bad_max : 5,
+		.auth_max = o->auth_max ? o->auth_max : 3,
+		.backend_timeout_ms = 1000,
+		.default_domain = "example.com",
+		.hostname = "mx.postern.test",
+		.store = store,
+	};
+	F.s = submission_front.session_new(&fake_io, &info, &set);
+	assert_non_null(F.s);
+	submission_front.start(F.s);
+	return F.s;
+}
+
+static void close_session(void)
+{
+	submission_front.free(F.s);
+	F.s = NULL;
+}
+
+static void client(const char *text)
+{
+	submission_front.client_data(F.s, text, strlen(text));
+}
+
+static void backend(const char *text)
+{
+	submission_front.backend_data(F.s, text, strlen(text));
+}
+
+/* Asserts the client got exactly `want` since the last call, then forgets
+ * it. */
+static void expect_client(const char *want)
+{
+	if (strcmp(F.client, want) != 0)
+		fail_msg("client got:\n%s\nwanted:\n%s", F.client, want);
+	F.client_len = 0;
+	F.client[0] = '\0';
+}
+
+static void expect_backend(const char *want)
+{
+	if (strcmp(F.backend, want) != 0)
+		fail_msg("backend got:\n%s\nwanted:\n%s", F.backend, want);
+	F.backend_len = 0;
+	F.backend[0] = '\0';
+}
+
+static enum submission_state state(void)
+{
+	return submission_session_state(F.s);
+}
+
+static const char *plain_ir(const char *user, const char *pass)
+{
+	static char buf[512];
+	assert_true(sasl_plain_encode(user, pass, buf, sizeof(buf)) > 0);
+	return buf;
+}
+
+static const char *b64(const char *s)
+{
+	static char buf[2][256];
+	static int k;
+	k ^= 1;
+	assert_true(sasl_b64_encode(s, strlen(s), buf[k], sizeof(buf[k])) >= 0);
+	return buf[k];
+}
+
+#define GREETING "220 mx.postern.test ESMTP postern\r\n"
+#define EHLO_TLS "250-mx.postern.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n" \
+		 "250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n"
+#define BACKEND_EHLO_XCLIENT "250-backend.test\r\n250-XCLIENT ADDR PORT PROTO HELO LOGIN " \
+			     "TTL TIMEOUT SESSION FORWARD\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+
+/* From "AUTH ..." sent to backend AUTH: the backend script up to the line
+ * where the backend must answer the AUTH. */
+static void backend_login_until_auth(const char *user, const char *pass, bool xclient)
+{
+	char want[1024];
+
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_CONNECT);
+	assert_true(F.paused);
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	assert_int_equal(F.timer_ms, 1000);
+	backend("220 backend.test ESMTP Dovecot\r\n");
+	expect_backend("EHLO mx.postern.test\r\n");
+	if (xclient) {
+		backend(BACKEND_EHLO_XCLIENT);
+		expect_backend("XCLIENT ADDR=192.0.2.7 PORT=40001 HELO=client.example "
+			       "SESSION=0123456789abcdef TTL=5\r\n");
+		assert_int_equal(state(), SUBMISSION_STATE_BACKEND_XCLIENT);
+		backend("220 backend.test ESMTP Dovecot\r\n");
+		expect_backend("EHLO mx.postern.test\r\n");
+		backend("250-backend.test\r\n250 AUTH PLAIN\r\n");
+	} else {
+		backend("250-backend.test\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n");
+	}
+	snprintf(want, sizeof(want), "AUTH PLAIN %s\r\n", plain_ir(user, pass));
+	expect_backend(want);
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_AUTH);
+}
+
+/* A session over implicit TLS, greeted and EHLO'd. */
+static void tls_session(void)
+{
+	struct opts o = { .tls = true };
+	open_session(&o);
+	expect_client(GREETING);
+	client("EHLO client.example\r\n");
+	expect_client(EHLO_TLS);
+}
+
+static void set_flags(const char *user, enum pol_service *svc, size_t n,
+		      enum pol_flag_op op, const char *message)
+{
+	struct pol_update upd;
+
+	memset(&upd, 0, sizeof(upd));
+	for (size_t i = 0; i < n; i++)
+		upd.flag[svc[i]] = op;
+	upd.message = message;
+	assert_int_equal(pol_store_user_update(store, user, &upd, NULL), 0);
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static int group_setup(void **state_)
+{
+	enum pol_service out[] = { POL_OUTGOING };
+	enum pol_service all[] = { POL_IMAP, POL_POP, POL_ACTIVESYNC, POL_INCOMING,
+				   POL_OUTGOING };
+	enum pol_service all_held[] = { POL_IMAP, POL_POP, POL_ACTIVESYNC, POL_OUTGOING };
+
+	(void)state_;
+	snprintf(store_dir, sizeof(store_dir), "/tmp/test-submission-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	assert_int_equal(pol_store_open(store_dir, 16u << 20, 0, &store), 0);
+	set_flags("bob@example.com", out, 1, POL_FLAG_OFF,
+		  "Sending is switched off for bob. Ask IT.");
+	set_flags("carol@example.com", out, 1, POL_FLAG_OFF, NULL);
+	set_flags("dave@example.com", all, 5, POL_FLAG_OFF, "Account closed.");
+	set_flags("erin@example.com", all, 5, POL_FLAG_OFF, NULL);
+	set_flags("fred@example.com", all_held, 4, POL_FLAG_OFF, "Frozen.");
+	{
+		enum pol_service in[] = { POL_INCOMING };
+		set_flags("fred@example.com", in, 1, POL_FLAG_HOLD, NULL);
+	}
+	return 0;
+}
+
+static int group_teardown(void **state_)
+{
+	char cmd[128];
+
+	(void)state_;
+	pol_store_close(&store);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static int test_teardown(void **state_)
+{
+	(void)state_;
+	if (F.s != NULL)
+		close_session();
+	return 0;
+}
+
+/* ---- tests: pre-auth -------------------------------------------------- */
+
+static void test_greeting_ehlo_plain(void **state_)
+{
+	struct opts o = { .starttls = true };
+
+	(void)state_;
+	open_session(&o);
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+	expect_client(GREETING);
+	client("EHLO client.example\r\n");
+	expect_client("250-mx.postern.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"
+		      "250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n");
+	client("HELO client.example\r\n");
+	expect_client("250 mx.postern.test\r\n");
+	client("NOOP\r\nRSET\r\nHELP\r\n");
+	expect_client("250 2.0.0 OK\r\n250 2.0.0 OK\r\n"
+		      "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH NOOP RSET QUIT\r\n");
+	/* AUTH before TLS, MAIL/RCPT/DATA before AUTH */
+	client("AUTH PLAIN\r\n");
+	expect_client("538 5.7.11 Encryption required for requested authentication "
+		      "mechanism\r\n");
+	client("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nVRFY x\r\n");
+	expect_client("530 5.7.0 Authentication required\r\n530 5.7.0 Authentication required\r\n"
+		      "530 5.7.0 Authentication required\r\n"
+		      "530 5.7.0 Authentication required\r\n");
+	client("QUIT\r\n");
+	expect_client("221 2.0.0 Bye\r\n");
+	assert_true(F.closed);
+	assert_string_equal(F.close_reason, "logout");
+	assert_int_equal(state(), SUBMISSION_STATE_CLOSED);
+	/* nothing after close */
+	client("NOOP\r\n");
+	expect_client("");
+}
+
+static void test_plaintext_auth_allowed(void **state_)
+{
+	struct opts o = { .plaintext = true };
+
+	(void)state_;
+	open_session(&o);
+	expect_client(GREETING);
+	client("EHLO client.example\r\n");
+	expect_client(EHLO_TLS);
+	client("STARTTLS\r\n");
+	expect_client("502 5.5.1 STARTTLS not available\r\n");
+	client("AUTH PLAIN\r\n");
+	expect_client("334 \r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_AUTH_PLAIN);
+}
+
+static void test_bad_commands(void **state_)
+{
+	struct opts o = { .tls = true, .bad_max = 4 };
+
+	(void)state_;
+	open_session(&o);
+	expect_client(GREETING);
+	client("FOO\r\n");
+	expect_client("500 5.5.2 Unknown command\r\n");
+	client("XCLIENT ADDR=10.0.0.1\r\n");
+	expect_client("550 5.7.14 Not permitted from this client\r\n");
+	client("EHLO bad/domain\r\n");
+	expect_client("501 5.5.4 Invalid domain name\r\n");
+	client("NOOP\r\n");   /* good commands do not reset the count */
+	expect_client("250 2.0.0 OK\r\n");
+	client("\r\n");
+	expect_client("421 4.7.0 mx.postern.test Too many invalid commands, closing "
+		      "connection\r\n");
+	assert_true(F.closed);
+	assert_string_equal(F.close_reason, "bad-commands");
+}
+
+static void test_line_limits(void **state_)
+{
+	struct opts o = { .tls = true, .line_max = 32 };
+	char big[4096];
+
+	(void)state_;
+	open_session(&o);
+	expect_client(GREETING);
+	/* 32 bytes: at the limit */
+	client("EHLO abcdefghijklmnopqrstuvwxyz1\r\n");
+	assert_true(strncmp(F.client, "250-", 4) == 0);
+	expect_client(EHLO_TLS);
+	client("EHLO abcdefghijklmnopqrstuvwxyz12\r\n");
+	expect_client("500 5.5.2 Line too long\r\n");
+	/* a long line in pieces, then a good one in the same chunk */
+	memset(big, 'x', sizeof(big));
+	submission_front.client_data(F.s, big, sizeof(big));
+	submission_front.client_data(F.s, big, sizeof(big));
+	expect_client("");
+	client("\nNOOP\r\n");
+	expect_client("500 5.5.2 Line too long\r\n250 2.0.0 OK\r\n");
+	/* bare LF accepted for commands */
+	client("NOOP\nRSET\n");
+	expect_client("250 2.0.0 OK\r\n250 2.0.0 OK\r\n");
+	assert_false(F.closed);
+}
+
+static void test_starttls(void **state_)
+{
+	struct opts o = { .starttls = true };
+
+	(void)state_;
+	open_session(&o);
+	expect_client(GREETING);
+	client("EHLO client.example\r\n");
+	F.client_len = 0;
+	/* injected commands after STARTTLS in the same packet are dropped */
+	client("STARTTLS\r\nAUTH PLAIN AGFsaWNlAHB3\r\nQUIT\r\n");
+	expect_client("220 2.0.0 Ready to start TLS\r\n");
+	assert_int_equal(F.starttls, 1);
+	assert_int_equal(state(), SUBMISSION_STATE_STARTTLS);
+	client("NOOP\r\n");   /* plaintext before the handshake: ignored */
+	expect_client("");
+	submission_front.tls_ready(F.s, NULL);
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+	assert_int_equal(F.connects, 0);
+	/* the EHLO state was forgotten */
+	client("AUTH PLAIN\r\n");
+	expect_client("503 5.5.1 Send HELO/EHLO first\r\n");
+	client("EHLO client.example\r\n");
+	expect_client(EHLO_TLS);
+	client("STARTTLS\r\n");
+	expect_client("503 5.5.1 TLS already active\r\n");
+	client("STARTTLS now\r\n");
+	expect_client("501 5.5.4 Syntax: STARTTLS\r\n");
+}
+
+/* ---- tests: AUTH and the backend login -------------------------------- */
+
+static void test_auth_plain_ir_relay(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	/* pipelined after AUTH: goes to the backend once authenticated */
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nMAIL FROM:<alice@example.com>\r\nRC",
+		 plain_ir("alice", "alice-secret"));
+	client(line);
+	expect_client("");
+	assert_int_equal(F.connects, 1);
+	backend_login_until_auth("alice", "alice-secret", true);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
+	assert_int_equal(F.relays, 1);
+	assert_string_equal(F.relay_rest, "MAIL FROM:<alice@example.com>\r\nRC");
+	assert_string_equal(F.user, "alice@example.com");
+	assert_int_equal(F.decision.verdict, POL_ALLOW);
+	assert_int_equal(F.timer_ms, 0);
+	assert_int_equal(F.backend_closes, 0);
+	/* backend bytes in the relay phase are the gateway's, but any that
+	 * arrive through the front go to the client */
+	backend("250 2.1.0 Ok\r\n");
+	expect_client("250 2.1.0 Ok\r\n");
+	/* policy: still allowed -> nothing; refused -> closed, no 421 */
+	submission_front.policy_changed(F.s);
+	assert_false(F.closed);
+	enum pol_service out[] = { POL_OUTGOING };
+	set_flags("alice@example.com", out, 1, POL_FLAG_OFF, NULL);
+	submission_front.policy_changed(F.s);
+	assert_true(F.closed);
+	assert_string_equal(F.close_reason, "policy");
+	expect_client("");
+	assert_int_equal(F.decision.verdict, POL_DENY);
+	set_flags("alice@example.com", out, 1, POL_FLAG_INHERIT, NULL);
+}
+
+static void test_auth_plain_continuation(void **state_)
+{
+	(void)state_;
+	tls_session();
+	client("AUTH PLAIN\r\n");
+	expect_client("334 \r\n");
+	client("*\r\n");
+	expect_client("501 5.0.0 Authentication cancelled\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+	client("AUTH plain\r\n");
+	expect_client("334 \r\n");
+	client("not base64!\r\n");
+	expect_client("501 5.5.2 Invalid base64 data\r\n");
+	client("AUTH PLAIN\r\n");
+	expect_client("334 \r\n");
+	client(b64("only-one-field"));
+	client("\r\n");
+	expect_client("501 5.5.2 Invalid SASL PLAIN response\r\n");
+	client("AUTH PLAIN\r\n");
+	expect_client("334 \r\n");
+	client(plain_ir("bob@example.com", "bob-secret"));
+	client("\r\n");
+	expect_client("");
+	backend_login_until_auth("bob@example.com", "bob-secret", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	/* outgoing off: 235, then a local session that refuses MAIL */
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_NO_SEND);
+	expect_backend("QUIT\r\n");
+	assert_int_equal(F.backend_closes, 1);
+	assert_int_equal(F.relays, 0);
+	assert_false(F.paused);
+	assert_int_equal(F.decision.verdict, POL_DENY);
+	assert_string_equal(F.decision.reason, "outgoing-disabled");
+	client("MAIL FROM:<bob@example.com> SIZE=100\r\n");
+	expect_client("550 5.7.1 Sending is switched off for bob. Ask IT.\r\n");
+	client("RCPT TO:<x@y.example>\r\nDATA\r\nBDAT 1 LAST\r\n");
+	expect_client("503 5.5.1 No valid sender: sending mail is disabled for this account\r\n"
+		      "503 5.5.1 No valid sender: sending mail is disabled for this account\r\n"
+		      "503 5.5.1 No valid sender: sending mail is disabled for this account\r\n");
+	client("MAIL FROM:bob\r\n");
+	expect_client("501 5.1.7 Syntax: MAIL FROM:<address> (invalid address)\r\n");
+	client("EHLO again.example\r\n");
+	expect_client("250-mx.postern.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"
+		      "250 ENHANCEDSTATUSCODES\r\n");
+	client("RSET\r\nNOOP\r\nAUTH PLAIN\r\nSTARTTLS\r\nVRFY bob\r\n");
+	expect_client("250 2.0.0 OK\r\n250 2.0.0 OK\r\n503 5.5.1 Already authenticated\r\n"
+		      "503 5.5.1 STARTTLS not permitted after authentication\r\n"
+		      "502 5.5.1 Command not implemented\r\n");
+	client("QUIT\r\n");
+	expect_client("221 2.0.0 Bye\r\n");
+	assert_true(F.closed);
+}
+
+static void test_no_send_builtin_message(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("carol", "pw"));
+	client(line);
+	backend_login_until_auth("carol", "pw", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_string_equal(F.user, "carol@example.com");
+	client("MAIL FROM:<>\r\n");
+	assert_true(strncmp(F.client, "550 5.7.1 ", 10) == 0);
+	assert_non_null(strstr(F.client, "disabled"));
+}
+
+static void test_auth_login(void **state_)
+{
+	(void)state_;
+	tls_session();
+	client("AUTH LOGIN\r\n");
+	expect_client("334 VXNlcm5hbWU6\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_AUTH_LOGIN_USER);
+	client(b64("alice@example.com"));
+	client("\r\n");
+	expect_client("334 UGFzc3dvcmQ6\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_AUTH_LOGIN_PASS);
+	client("*\r\n");
+	expect_client("501 5.0.0 Authentication cancelled\r\n");
+	/* with the user name as initial response */
+	client("AUTH LOGIN ");
+	client(b64("alice@example.com"));
+	client("\r\n");
+	expect_client("334 UGFzc3dvcmQ6\r\n");
+	client(b64("pass word"));
+	client("\r\n");
+	expect_client("");
+	backend_login_until_auth("alice@example.com", "pass word", true);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_int_equal(F.relays, 1);
+	assert_int_equal(F.relay_rest_len, 0);
+}
+
+static void test_auth_syntax(void **state_)
+{
+	(void)state_;
+	tls_session();
+	client("AUTH CRAM-MD5\r\n");
+	expect_client("504 5.5.4 Unrecognized authentication type\r\n");
+	client("AUTH\r\n");
+	expect_client("501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+	client("AUTH PLAIN a b\r\n");
+	expect_client("501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+	client("AUTH PLAIN =\r\n");
+	expect_client("501 5.5.2 Invalid SASL PLAIN response\r\n");
+	client("AUTH PLAIN ");
+	client(b64("other\0x"));   /* cut at the NUL by strlen: one field */
+	client("\r\n");
+	expect_client("501 5.5.2 Invalid SASL PLAIN response\r\n");
+	/* authzid different from authcid */
+	{
+		char raw[] = "admin\0alice\0pw";
+		char enc[64], line[128];
+		assert_true(sasl_b64_encode(raw, sizeof(raw) - 1, enc, sizeof(enc)) > 0);
+		snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", enc);
+		client(line);
+		expect_client("421 4.7.0 mx.postern.test Too many invalid commands, closing "
+			      "connection\r\n");
+	}
+	assert_true(F.closed);
+	assert_int_equal(F.connects, 0);
+}
+
+static void test_auth_response_too_long(void **state_)
+{
+	char big[5000];
+
+	(void)state_;
+	tls_session();
+	client("AUTH PLAIN\r\n");
+	expect_client("334 \r\n");
+	memset(big, 'A', sizeof(big) - 3);
+	memcpy(big + sizeof(big) - 3, "\r\n", 3);
+	client(big);
+	expect_client("500 5.5.6 Authentication exchange line is too long\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+	client("NOOP\r\n");
+	expect_client("250 2.0.0 OK\r\n");
+}
+
+static void test_wrong_password(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	F.penalty_ms = 250;
+	for (int i = 0; i < 3; i++) {
+		snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nNOOP\r\n",
+			 plain_ir("alice", "wrong"));
+		client(line);
+		backend_login_until_auth("alice", "wrong", i % 2 == 0);
+		backend("535 5.7.8 Authentication failed\r\n");
+		expect_backend("QUIT\r\n");
+		assert_int_equal(state(), SUBMISSION_STATE_PENALTY);
+		assert_int_equal(F.auth_fails, (unsigned)i + 1);
+		assert_int_equal(F.timer_ms, 250);
+		expect_client("");
+		submission_front.timer(F.s);
+		if (i < 2) {
+			/* the pipelined NOOP is answered after the 535 */
+			expect_client("535 5.7.8 Authentication credentials invalid\r\n"
+				      "250 2.0.0 OK\r\n");
+			assert_false(F.paused);
+		}
+	}
+	/* auth_max = 3 */
+	expect_client("535 5.7.8 Authentication credentials invalid\r\n");
+	assert_true(F.closed);
+	assert_string_equal(F.close_reason, "auth-failures");
+	assert_int_equal(F.relays, 0);
+}
+
+static void test_account_disabled(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("Dave@Example.com", "pw"));
+	client(line);
+	backend_login_until_auth("Dave@Example.com", "pw", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("525 5.7.13 Account closed.\r\n");
+	expect_backend("QUIT\r\n");
+	assert_true(F.closed);
+	assert_string_equal(F.close_reason, "account-disabled");
+	assert_string_equal(F.decision.reason, "account-disabled");
+	assert_string_equal(F.user, "dave@example.com");
+	close_session();
+
+	/* no admin message: a neutral text, not "Outgoing ... disabled" */
+	tls_session();
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("erin", "pw"));
+	client(line);
+	backend_login_until_auth("erin", "pw", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("525 5.7.13 This account is disabled. Contact your administrator.\r\n");
+	close_session();
+
+	/* incoming held counts as off */
+	tls_session();
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("fred", "pw"));
+	client(line);
+	backend_login_until_auth("fred", "pw", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("525 5.7.13 Frozen.\r\n");
+}
+
+static void test_backend_failures(void **state_)
+{
+	char line[512];
+	static const char *const scripts[] = {
+		"554 5.3.2 go away\r\n",                 /* greeting */
+		"220 ok\r\n" "500 5.5.1 what\r\n",       /* EHLO */
+		"garbage\r\n",                           /* protocol */
+		"220 ok\r\n" "250 ok\r\n" "454 4.7.0 Temporary failure\r\n",
+		"220 ok\r\n" "250 ok\r\n" "334 \r\n",
+		"220 ok\r\n" "250 ok\r\n" "538 5.7.11 Encryption required\r\n",
+		"220 ok\r\n" "250-ok\r\n" "250-XCLIENT ADDR\r\n250 x\r\n"
+		"550 5.7.14 You are not from trusted IP\r\n",
+	};
+
+	(void)state_;
+	tls_session();
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		print_message("script %zu\n", i);
+		snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nNOOP\r\n", plain_ir("alice", "pw"));
+		client(line);
+		submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+		F.backend_len = 0;
+		backend(scripts[i]);
+		expect_client("454 4.7.0 Temporary authentication failure\r\n250 2.0.0 OK\r\n");
+		assert_int_equal(state(), SUBMISSION_STATE_READY);
+		assert_int_equal(F.backend_errors, i + 1);
+		assert_false(F.paused);
+		assert_int_equal(F.auth_fails, 0);
+	}
+	/* unavailable pool, synchronous */
+	F.connect_mode = 1;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+	client(line);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "unavailable");
+	F.connect_mode = 0;
+	/* timeout */
+	client(line);
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	backend("220 ok\r\n");
+	submission_front.timer(F.s);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "timeout");
+	/* closed */
+	client(line);
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	submission_front.backend_closed(F.s);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "closed");
+	/* late events are ignored */
+	submission_front.backend_closed(F.s);
+	backend("235 ok\r\n");
+	submission_front.timer(F.s);
+	expect_client("");
+	assert_false(F.closed);
+	assert_int_equal(F.relays, 0);
+}
+
+/* A backend without XCLIENT gets AUTH right after EHLO; replies split at
+ * odd places still parse. */
+static void test_backend_split_replies(void **state_)
+{
+	static const char script[] = "220 backend ESMTP\r\n250-backend\r\n250 AUTH PLAIN\r\n"
+				     "235 2.7.0 Logged in.\r\n";
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+	client(line);
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	for (size_t i = 0; i < sizeof(script) - 1; i++)
+		submission_front.backend_data(F.s, script + i, 1);
+	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_non_null(strstr(F.backend, "AUTH PLAIN "));
+	assert_null(strstr(F.backend, "XCLIENT"));
+}
+
+/* Pipelined pre-auth commands in one chunk are answered in order. */
+static void test_pipelining(void **state_)
+{
+	struct opts o = { .tls = true };
+
+	(void)state_;
+	open_session(&o);
+	expect_client(GREETING);
+	client("EHLO client.example\r\nNOOP\r\nMAIL FROM:<a@b.example>\r\nFOO\r\nRSET\r\n"
+	       "QUIT\r\nNOOP\r\n");
+	expect_client(EHLO_TLS "250 2.0.0 OK\r\n530 5.7.0 Authentication required\r\n"
+		      "500 5.5.2 Unknown command\r\n250 2.0.0 OK\r\n221 2.0.0 Bye\r\n");
+	assert_true(F.closed);
+}
+
+static void test_policy_store_error(void **state_)
+{
+	struct pol_store *saved = store;
+	char line[512];
+
+	(void)state_;
+	store = NULL;   /* pol_decide() answers TEMPFAIL without a store */
+	tls_session();
+	store = saved;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+	client(line);
+	backend_login_until_auth("alice", "pw", false);
+	backend("235 2.7.0 Logged in.\r\n");
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	expect_backend("QUIT\r\n");
+	assert_string_equal(F.backend_error, "policy-store");
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+	assert_int_equal(F.decision.verdict, POL_TEMPFAIL);
+}
+
+static void test_timeouts_and_shutdown(void **state_)
+{
+	(void)state_;
+	tls_session();
+	submission_front.timeout(F.s, PROTO_TIMEOUT_PREAUTH);
+	expect_client("421 4.4.2 mx.postern.test Timeout, closing connection\r\n");
+	assert_string_equal(F.close_reason, "preauth-timeout");
+	submission_front.timeout(F.s, PROTO_TIMEOUT_PREAUTH);   /* idempotent */
+	expect_client("");
+	close_session();
+
+	tls_session();
+	submission_front.shutdown(F.s);
+	expect_client("421 4.3.2 mx.postern.test Service shutting down\r\n");
+	assert_string_equal(F.close_reason, "shutdown");
+}
+
+/* A hostname that is not a domain does not reach the wire. */
+static void test_hostname_sanitised(void **state_)
+{
+	struct opts o = { .tls = true };
+
+	(void)state_;
+	memset(&F, 0, sizeof(F));
+	open_session(&o);
+	close_session();
+	set.hostname = "bad host\r\nX";
+	F.client_len = 0;
+	F.s = submission_front.session_new(&fake_io, &info, &set);
+	submission_front.start(F.s);
+	expect_client("220 postern ESMTP postern\r\n");
+	assert_string_equal(submission_state_name(SUBMISSION_STATE_NO_SEND), "no-send");
+	assert_string_equal(submission_state_name(SUBMISSION_STATE_COUNT), "unknown");
+}
+
+/* IPv6 client and an xtext-needing HELO literal in XCLIENT. */
+static void test_xclient_ipv6(void **state_)
+{
+	struct opts o = { .tls = true };
+	char line[512];
+
+	(void)state_;
+	open_session(&o);
+	close_session();
+	info.client_ip = "2001:db8::7";
+	F.s = submission_front.session_new(&fake_io, &info, &set);
+	submission_front.start(F.s);
+	client("EHLO [x-tag:a+b=c]\r\n");
+	F.client_len = 0;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+	client(line);
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	backend("220 b\r\n");
+	F.backend_len = 0;
+	backend("250-b\r\n250 XCLIENT ADDR HELO NAME\r\n");
+	expect_backend("XCLIENT ADDR=IPV6:2001:db8::7 HELO=[x-tag:a+2Bb+3Dc]\r\n");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_greeting_ehlo_plain, test_teardown),
+		cmocka_unit_test_teardown(test_plaintext_auth_allowed, test_teardown),
+		cmocka_unit_test_teardown(test_bad_commands, test_teardown),
+		cmocka_unit_test_teardown(test_line_limits, test_teardown),
+		cmocka_unit_test_teardown(test_starttls, test_teardown),
+		cmocka_unit_test_teardown(test_auth_plain_ir_relay, test_teardown),
+		cmocka_unit_test_teardown(test_auth_plain_continuation, test_teardown),
+		cmocka_unit_test_teardown(test_no_send_builtin_message, test_teardown),
+		cmocka_unit_test_teardown(test_auth_login, test_teardown),
+		cmocka_unit_test_teardown(test_auth_syntax, test_teardown),
+		cmocka_unit_test_teardown(test_auth_response_too_long, test_teardown),
+		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
+		cmocka_unit_test_teardown(test_account_disabled, test_teardown),
+		cmocka_unit_test_teardown(test_backend_failures, test_teardown),
+		cmocka_unit_test_teardown(test_backend_split_replies, test_teardown),
+		cmocka_unit_test_teardown(test_pipelining, test_teardown),
+		cmocka_unit_test_teardown(test_policy_store_error, test_teardown),
+		cmocka_unit_test_teardown(test_timeouts_and_shutdown, test_teardown),
+		cmocka_unit_test_teardown(test_hostname_sanitised, test_teardown),
+		cmocka_unit_test_teardown(test_xclient_ipv6, test_teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
