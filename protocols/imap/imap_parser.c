@@ -633,6 +633,9 @@ int imap_parser_next(struct imap_parser *p, const struct imap_command **cmd_r,
 	if (p->state != LX_FATAL && p->line_mode && !p->done)
 		fatal(p, IMAP_PARSE_ERR_STATE);
 	if (p->state == LX_FATAL) {
+		memset(&p->cmd, 0, sizeof(p->cmd));
+		if (cmd_r != NULL)
+			*cmd_r = &p->cmd;
 		*error_r = p->err;
 		return -1;
 	}
@@ -675,6 +678,9 @@ int imap_parser_next(struct imap_parser *p, const struct imap_command **cmd_r,
 			p->win_pos++;
 			if (sr < 0) {
 				*error_r = p->err;
+				fill_error_command(p);
+				if (cmd_r != NULL)
+					*cmd_r = &p->cmd;
 				return -1;
 			}
 			if (sr > 0) {
@@ -720,6 +726,9 @@ int imap_parser_next(struct imap_parser *p, const struct imap_command **cmd_r,
 			return 1;
 		case ST_FATAL:
 			*error_r = p->err;
+			fill_error_command(p);
+			if (cmd_r != NULL)
+				*cmd_r = &p->cmd;
 			return -1;
 		}
 	}
@@ -977,37 +986,43 @@ static void tail_add(struct imap_resp_scanner *sc, const char *s, size_t n)
 	sc->tail_len = (unsigned char)(sc->tail_len + n);
 }
 
-/* Whether the line just ended with "{n}" or "{n+}" (before an optional CR).
- * Returns 1 with *n_r, 0 for no literal, -1 when it cannot be told (more
- * than 20 digits): synchronisation is lost. */
-static int tail_literal(const struct imap_resp_scanner *sc, uint64_t *n_r)
+/* Whether s[0..len) ends with "{n}" or "{n+}" (before an optional CR).
+ * Returns 1 with *n_r, 0 for no literal, -1 when the number overflows or,
+ * with truncated set (s is only the end of a longer line), when the digits
+ * reach the start of s so the header cannot be seen whole. */
+static int ends_with_literal(const char *s, size_t len, bool truncated, uint64_t *n_r)
 {
-	size_t end = sc->tail_len, i, start;
+	size_t end = len, i, k;
 	uint64_t n = 0;
 	bool over = false;
 
-	if (end > 0 && sc->tail[end - 1] == '\r')
+	if (end > 0 && s[end - 1] == '\r')
 		end--;
-	if (end == 0 || sc->tail[end - 1] != '}')
+	if (end == 0 || s[end - 1] != '}')
 		return 0;
 	end--;
-	if (end > 0 && sc->tail[end - 1] == '+')
+	if (end > 0 && s[end - 1] == '+')
 		end--;
 	i = end;
-	while (i > 0 && sc->tail[i - 1] >= '0' && sc->tail[i - 1] <= '9')
+	while (i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9')
 		i--;
 	if (i == end)
 		return 0;
 	if (i == 0)
-		return sc->tail_len == sizeof(sc->tail) ? -1 : 0;
-	if (sc->tail[i - 1] != '{')
+		return truncated ? -1 : 0;
+	if (s[i - 1] != '{')
 		return 0;
-	for (start = i; start < end; start++)
-		lit_digit(&n, &over, (unsigned char)sc->tail[start]);
+	for (k = i; k < end; k++)
+		lit_digit(&n, &over, (unsigned char)s[k]);
 	if (over)
 		return -1;
 	*n_r = n;
 	return 1;
+}
+
+int imap_line_literal(const char *line, size_t len, uint64_t *n_r)
+{
+	return ends_with_literal(line, len, false, n_r);
 }
 
 void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_t len)
@@ -1033,7 +1048,8 @@ void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_
 			sc->mid_line = true;
 			return;
 		}
-		lit = tail_literal(sc, &n);
+		lit = ends_with_literal(sc->tail, sc->tail_len,
+					sc->tail_len == sizeof(sc->tail), &n);
 		sc->tail_len = 0;
 		buf += seg + 1;
 		len -= seg + 1;

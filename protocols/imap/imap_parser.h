@@ -180,10 +180,11 @@ size_t imap_parser_unconsumed(const struct imap_parser *parser);
  *          0: the window is consumed and the command is not complete yet
  *             (check imap_parser_take_continuation()).
  *         -1: an error; *error_r says which (imap_parse_error_fatal()).
- *             Recoverable: the offending line was consumed; *cmd_r has the
- *             tag when one was read (cmd->tag, else NULL) and the name
- *             when one was read. Fatal: every later call returns -1 with
- *             the same error until imap_parser_reset().
+ *             *cmd_r has the tag when one was read (cmd->tag, else NULL)
+ *             and the name when one was read; no arguments.
+ *             Recoverable: the offending line was consumed. Fatal: every
+ *             later call returns -1 with the same error (and no tag) until
+ *             imap_parser_reset().
  * On 1 and 0 *error_r is IMAP_PARSE_ERR_NONE. error_r may be NULL. */
 int imap_parser_next(struct imap_parser *parser, const struct imap_command **cmd_r,
 		     enum imap_parse_error *error_r);
@@ -249,6 +250,11 @@ void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_
 /* true when every byte fed so far ends a complete response line (outside
  * any literal): an untagged response can be written now. */
 bool imap_resp_scanner_at_boundary(const struct imap_resp_scanner *sc);
+
+/* Whether one line (without its LF; a final CR is ignored) ends with a
+ * literal header "{n}" or "{n+}": 1 with *n_r, 0 when not, -1 when the
+ * number does not fit 64 bits. */
+int imap_line_literal(const char *line, size_t len, uint64_t *n_r);
 
 /* ---- one server response line ---- */
 
