@@ -1114,10 +1114,14 @@ class GatewayTestCase(unittest.TestCase):
                 tail(o.log_path, lines, offsets.get(id(o), 0))))
         sys.stderr.flush()
 
+    def _failed_so_far(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in list(result.errors) + list(result.failures))
+
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        ok = getattr(outcome, "success", True)
-        if ok is False:
+        if self._failed_so_far():
             self.dump_logs()
 
     # helpers for subclasses
@@ -1145,7 +1149,8 @@ class GatewayTestCase(unittest.TestCase):
 def main():
     """unittest.main with verbose output; exit status 0 only when every test
     passed. Keeps the run directory on failure (its path is printed)."""
-    prog = unittest.main(module="__main__", verbosity=2, exit=False, buffer=False)
+    prog = unittest.main(module="__main__", verbosity=2, exit=False, buffer=False,
+                         warnings="ignore")
     ok = prog.result.wasSuccessful()
     root = _run_root
     if root:

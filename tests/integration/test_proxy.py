@@ -6,6 +6,7 @@ that lie, are refused while the gateway keeps serving others."""
 import os
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -102,7 +103,9 @@ class ProxyTest(GatewayTestCase):
 
     def test_v2_with_tlvs(self):
         # An ALPN TLV (0x01) and an authority TLV (0x02) are skipped.
-        tlvs = b"\x01\x00\x04imap" + b"\x02\x00\x10mail.example.test"
+        def tlv(kind, value):
+            return struct.pack("!BH", kind, len(value)) + value
+        tlvs = tlv(0x01, b"imap") + tlv(0x02, b"mail.example.test")
         off = self.imap_login_via(proxy_v2("198.51.100.24", HOST, 40025,
                                            self.imap_port("implicit"), tlvs=tlvs))
         self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "198.51.100.24")
@@ -209,7 +212,6 @@ class ProxyTest(GatewayTestCase):
     def test_v2_local_uses_connection_address(self):
         # LOCAL (health checks from the balancer itself): no address block,
         # the connection's own addresses are used.
-        import struct
         header = PROXY_V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0)
         off = self.imap_login_via(header)
         self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "127.0.0.1")
