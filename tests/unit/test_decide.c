@@ -476,7 +476,7 @@ static void test_decide_speed(void **state)
 		      "record, domain and org looked up); read txn: begin+abort %.0f ns, pooled "
 		      "renew+reset %.0f ns; 2 threads: %.0f ns/decision wall\n",
 		      t_decide, t_miss, t_begin, t_renew, t_mt);
-	assert_true(t_decide < 50000.0);
+	/* Figures only: speed is never asserted (noisy machines). */
 }
 
 #define DECIDE_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
