@@ -55,6 +55,19 @@
  * unavailable pool answer "-ERR [SYS/TEMP] Backend server unavailable, try
  * again later.", call io->backend_error() and return to AUTHORIZATION.
  *
+ * timeout() answers "-ERR Disconnected for inactivity." and shutdown()
+ * "-ERR [SYS/TEMP] Server shutting down." before closing, except during the
+ * STLS handshake (a plaintext line would break it) and, for shutdown, in
+ * RELAY (nothing is injected into a running POP3 exchange). A relay-phase
+ * re-decision that denies closes without a line; a store error keeps the
+ * session.
+ *
+ * Bad commands (unknown keyword, bad line, bad arguments, malformed SASL)
+ * are counted for the whole connection, never reset; the bad_max-th gets
+ * "-ERR Too many invalid commands." and the close. Refusals that are not the
+ * client's fault (USER before TLS, unsupported mechanism, STLS twice) are
+ * not counted. bad_max and auth_max of 0 act as 1.
+ *
  * A policy refusal closes the session after the "-ERR [SYS/PERM]" line:
  * POP3 clients treat a login -ERR in the AUTHORIZATION state as "ask for the
  * password again", so keeping the connection open only makes them re-prompt.

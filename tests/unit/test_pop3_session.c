@@ -865,7 +865,7 @@ static void test_retry_from_backend_callback(void **state)
 	expect_state(h, POP3_STATE_BACKEND_GREETING);
 	expect_backend(h, "");
 	backend(h, "+OK fresh\r\n");
-	char auth[512];
+	char auth[3000];
 	auth_line(auth, sizeof(auth), "bob", "pw2");
 	expect_backend(h, auth);
 	harness_free(h);
