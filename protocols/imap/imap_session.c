@@ -413,6 +413,8 @@ static bool append_input(struct imap_session *s, const char *buf, size_t len)
 {
 	size_t rest = 0;
 
+	if (len == 0)
+		return true;
 	if (s->in_run && s->parser != NULL)
 		rest = imap_parser_unconsumed(s->parser);
 	if (len > IMAP_INPUT_MAX - s->in_len)
@@ -1216,10 +1218,10 @@ static void login_succeeded(struct imap_session *s, const struct imap_resp *r,
 			s->io->client_write(s->io->ctx, rest, rest_len);
 		}
 		if (s->in_run && s->parser != NULL) {
-			size_t unconsumed = imap_parser_unconsumed(s->parser);
-
-			crest = s->in + s->in_len - unconsumed;
-			clen = unconsumed;
+			/* Called back from inside run_input(): the bytes after
+			 * the login command are the parser's unread window. */
+			clen = imap_parser_unconsumed(s->parser);
+			crest = clen > 0 ? s->in + s->in_len - clen : NULL;
 		}
 		imap_enter_state(s, IMAP_STATE_RELAY);
 		s->paused = false;

@@ -138,7 +138,8 @@ static void f_relay_start(void *ctx, const void *rest, size_t len)
 	assert_true(h->backend_connected);
 	assert_true(len < sizeof(h->relay_rest));
 	h->relay = true;
-	memcpy(h->relay_rest, rest, len);
+	if (len > 0)
+		memcpy(h->relay_rest, rest, len);
 	h->relay_rest[len] = '\0';
 	h->relay_rest_len = len;
 	h->paused = false;
