@@ -6,11 +6,13 @@
 #include <string.h>
 
 #include "protocols/proto.h"
+#include "protocols/lmtp/lmtp_session.h"
 #include "protocols/smtp/submission_session.h"
 
 static const struct proto_front *const fronts[] = {
 	&imap_front,
 	&pop3_front,
+	&lmtp_front,
 	&submission_front,
 };
 _Static_assert(sizeof(fronts) / sizeof(fronts[0]) <= PROTO_FRONT_MAX, "too many fronts");

@@ -1,0 +1,1500 @@
+/*
+ * protocols/lmtp/lmtp_session.c: the LMTP delivery front. The one state
+ * machine of the protocol; states, transitions and behaviour choices are
+ * documented in lmtp_session.h.
+ *
+ * Commands go through a table of check/proceed pairs: lmtp_check_<cmd>()
+ * validates syntax and state and replies on failure; lmtp_proceed_<cmd>()
+ * acts (RCPT asks the policy there). The delivery to the store after DATA
+ * is the asynchronous part: lmtp_store_*().
+ */
+#include "protocols/lmtp/lmtp_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy/decide.h"
+#include "policy/store.h"
+#include "protocols/lmtp/lmtp_parser.h"
+#include "protocols/smtp/smtp_parser.h"
+
+/* Client-visible texts that tests and documentation refer to. */
+#define LMTP_MSG_STORE_TEMPFAIL "4.3.0 Mail store unavailable, try again later"
+#define LMTP_MSG_POLICY_TEMPFAIL "4.3.0 Policy store unavailable, try again later"
+#define LMTP_MSG_TOO_BIG "5.3.4 Message size exceeds fixed maximum message size"
+#define LMTP_MSG_HELD "4.2.1 Mailbox temporarily unavailable, mail is held"
+
+/* Longest reply line we build, CRLF included. */
+#define LMTP_REPLY_MAX 1024
+/* Decoded body bytes per lmtp_data_feed() call. */
+#define LMTP_DECODE_CHUNK 16384
+/* The store's replies: line length and lines per reply (an LHLO reply has
+ * about ten). */
+#define LMTP_STORE_LINE_MAX 1024
+#define LMTP_STORE_LINES_MAX 32
+
+struct lmtp_rcpt {
+	char address[POL_ADDRESS_MAX + 1];   /* normalised, sent to the store */
+	char decision[POL_REASON_MAX];       /* policy reason, for the record */
+	bool store_accepted;                 /* the store said 2xx to RCPT */
+	unsigned code;                       /* the final reply; 0: none yet */
+	const char *failure;                 /* our reason when not the store's */
+	char text[LMTP_TEXT_MAX + 1];        /* the final reply's text */
+};
+
+/* A parsed MAIL or RCPT command, between check and proceed. */
+struct lmtp_path_args {
+	struct smtp_path_args args;
+	int body;                            /* 0 none, 7 = 7BIT, 8 = 8BITMIME */
+};
+
+struct lmtp_session {
+	struct proto_io io;
+	struct proto_conn_info info;
+	struct proto_settings set;
+	enum lmtp_state state;
+
+	struct smtp_parser *parser;          /* client commands */
+	struct smtp_reply_parser *rparser;   /* store replies, on first use */
+	struct lmtp_data data;               /* DATA decoder */
+	struct lmtp_stuffer stuffer;         /* body encoder to the store */
+
+	bool trusted;                        /* XFORWARD allowed */
+	bool in_drain;                       /* lmtp_input_drain() on the stack */
+	unsigned bad_count;
+
+	/* the transaction */
+	struct lmtp_xforward xf;
+	char sender[SMTP_MAILBOX_MAX + 1];   /* as given; "" = null sender */
+	int body;
+	struct lmtp_path_args cmd;           /* check -> proceed scratch */
+	struct lmtp_rcpt *rcpts;             /* accepted recipients, RCPT order */
+	size_t nrcpts, rcpts_cap;
+	unsigned rcpt_attempts;
+	uint64_t data_size;                  /* decoded body bytes */
+	bool too_big, spool_failed;
+
+	/* delivery to the store */
+	bool backend_open;
+	bool store_pipelining;               /* from its LHLO reply */
+	bool store_size, store_8bitmime;
+	size_t env_sent, env_replied;        /* 0 MAIL, 1..n RCPT, n+1 DATA */
+	size_t store_accepted;
+	size_t next_final;                   /* next rcpt to get a final reply */
+	size_t spool_off;
+	bool in_stream, drain_ready;
+	char *iobuf;                         /* LMTP_STREAM_CHUNK * 3 */
+	struct timespec data_end;
+
+	/* client bytes not processed yet (paused during a delivery) */
+	char *pending;
+	size_t pending_len, pending_size;
+};
+
+struct lmtp_cmd_def {
+	enum smtp_verb verb;
+	/* Syntax and state preconditions; replies and returns false on
+	 * failure. NULL: none. */
+	bool (*check)(struct lmtp_session *s, const struct smtp_command *cmd);
+	void (*proceed)(struct lmtp_session *s, const struct smtp_command *cmd);
+};
+
+/* front entry points */
+static void *lmtp_session_new(const struct proto_io *io,
+			      const struct proto_conn_info *info,
+			      const struct proto_settings *set);
+static void lmtp_start(void *ctx);
+static void lmtp_client_data(void *ctx, const char *buf, size_t len);
+static void lmtp_tls_ready(void *ctx, const char *sni);
+static void lmtp_backend_ready(void *ctx, int status);
+static void lmtp_backend_data(void *ctx, const char *buf, size_t len);
+static void lmtp_backend_closed(void *ctx);
+static void lmtp_timer(void *ctx);
+static void lmtp_backend_drained(void *ctx);
+static void lmtp_timeout(void *ctx, enum proto_timeout kind);
+static void lmtp_policy_changed(void *ctx);
+static void lmtp_shutdown(void *ctx);
+static void lmtp_free(void *ctx);
+
+/* state, output, input */
+static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state);
+static void lmtp_send(struct lmtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void lmtp_close(struct lmtp_session *s, const char *reason);
+static bool lmtp_reads_input(enum lmtp_state state);
+static size_t lmtp_input(struct lmtp_session *s, const char *buf, size_t len);
+static size_t lmtp_data_input(struct lmtp_session *s, const char *buf, size_t len);
+static void lmtp_input_drain(struct lmtp_session *s);
+static int lmtp_pending_append(struct lmtp_session *s, const char *buf, size_t len);
+static void lmtp_command(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_bad_line(struct lmtp_session *s, enum smtp_parse_error err);
+static void lmtp_bad_command(struct lmtp_session *s, const char *reply);
+static void lmtp_path_error(struct lmtp_session *s, bool rcpt, enum smtp_arg_error err);
+static void lmtp_sanitize(char *dst, size_t dst_size, const char *src, size_t len);
+static void lmtp_transaction_reset(struct lmtp_session *s);
+static const char *lmtp_host(const struct lmtp_session *s);
+
+/* commands */
+static bool lmtp_check_lhlo(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_lhlo(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_helo(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_xforward(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_xforward(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_mail(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_mail(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_rcpt(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_rcpt(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_data(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_data(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_noargs(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_rset(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_noop(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_quit(struct lmtp_session *s, const struct smtp_command *cmd);
+static bool lmtp_check_vrfy(struct lmtp_session *s, const struct smtp_command *cmd);
+static void lmtp_proceed_vrfy(struct lmtp_session *s, const struct smtp_command *cmd);
+
+/* recipients and the policy */
+static int lmtp_policy_address(struct lmtp_session *s, const char *address,
+			       char *out, size_t out_size);
+static int lmtp_recipient_known(struct lmtp_session *s, const char *address);
+static void lmtp_record_decision(struct lmtp_session *s, const char *address,
+				 const struct pol_decision *d);
+
+/* DATA and the delivery */
+static void lmtp_data_store(struct lmtp_session *s, const char *buf, size_t len);
+static void lmtp_data_end(struct lmtp_session *s);
+static void lmtp_answer_all(struct lmtp_session *s, unsigned code, const char *text,
+			    const char *failure);
+static void lmtp_answer_all_span(struct lmtp_session *s, unsigned code, const char *text,
+				 size_t len);
+static void lmtp_fail_pending(struct lmtp_session *s, const char *failure);
+static void lmtp_mirror_pending(struct lmtp_session *s, const struct smtp_reply *r);
+static void lmtp_set_reply(struct lmtp_rcpt *r, unsigned code, const char *text,
+			   size_t len, const char *failure);
+static void lmtp_finish(struct lmtp_session *s);
+static void lmtp_answer_client(struct lmtp_session *s);
+static void lmtp_store_connect(struct lmtp_session *s);
+static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r);
+static void lmtp_store_send_env(struct lmtp_session *s, size_t idx);
+static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply *r);
+static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r);
+static void lmtp_stream(struct lmtp_session *s);
+static bool lmtp_in_store(enum lmtp_state state);
+static void lmtp_abort_delivery(struct lmtp_session *s, const char *failure);
+
+static const char *const lmtp_state_names[] = {
+	[LMTP_STATE_INIT] = "init",
+	[LMTP_STATE_GREETED] = "greeted",
+	[LMTP_STATE_READY] = "ready",
+	[LMTP_STATE_MAIL] = "mail",
+	[LMTP_STATE_DATA] = "data",
+	[LMTP_STATE_STORE_CONNECT] = "store-connect",
+	[LMTP_STATE_STORE_GREETING] = "store-greeting",
+	[LMTP_STATE_STORE_LHLO] = "store-lhlo",
+	[LMTP_STATE_STORE_ENVELOPE] = "store-envelope",
+	[LMTP_STATE_STORE_BODY] = "store-body",
+	[LMTP_STATE_STORE_REPLIES] = "store-replies",
+	[LMTP_STATE_CLOSED] = "closed",
+};
+_Static_assert(sizeof(lmtp_state_names) / sizeof(lmtp_state_names[0]) == LMTP_STATE_COUNT,
+	       "lmtp_state_names must name every lmtp_state");
+
+static const struct lmtp_cmd_def lmtp_commands[] = {
+	{ SMTP_VERB_LHLO, lmtp_check_lhlo, lmtp_proceed_lhlo },
+	{ SMTP_VERB_HELO, lmtp_check_helo, NULL },
+	{ SMTP_VERB_EHLO, lmtp_check_helo, NULL },
+	{ SMTP_VERB_XFORWARD, lmtp_check_xforward, lmtp_proceed_xforward },
+	{ SMTP_VERB_MAIL, lmtp_check_mail, lmtp_proceed_mail },
+	{ SMTP_VERB_RCPT, lmtp_check_rcpt, lmtp_proceed_rcpt },
+	{ SMTP_VERB_DATA, lmtp_check_data, lmtp_proceed_data },
+	{ SMTP_VERB_RSET, lmtp_check_noargs, lmtp_proceed_rset },
+	{ SMTP_VERB_NOOP, NULL, lmtp_proceed_noop },
+	{ SMTP_VERB_QUIT, NULL, lmtp_proceed_quit },
+	{ SMTP_VERB_VRFY, lmtp_check_vrfy, lmtp_proceed_vrfy },
+};
+
+static lmtp_trace_fn *lmtp_trace;
+static lmtp_delivery_fn *lmtp_delivery_log;
+
+const struct proto_front lmtp_front = {
+	.name = "lmtp",
+	.service = POL_INCOMING,
+	.session_new = lmtp_session_new,
+	.start = lmtp_start,
+	.client_data = lmtp_client_data,
+	.tls_ready = lmtp_tls_ready,
+	.backend_ready = lmtp_backend_ready,
+	.backend_data = lmtp_backend_data,
+	.backend_closed = lmtp_backend_closed,
+	.timer = lmtp_timer,
+	.backend_drained = lmtp_backend_drained,
+	.relay_backend_data = NULL,   /* never relays */
+	.timeout = lmtp_timeout,
+	.policy_changed = lmtp_policy_changed,
+	.shutdown = lmtp_shutdown,
+	.free = lmtp_free,
+};
+
+/* ---- public helpers ------------------------------------------------- */
+
+const char *lmtp_state_name(enum lmtp_state state)
+{
+	if ((unsigned)state >= LMTP_STATE_COUNT)
+		return "unknown";
+	return lmtp_state_names[state];
+}
+
+void lmtp_session_set_trace(lmtp_trace_fn *fn)
+{
+	lmtp_trace = fn;
+}
+
+void lmtp_session_set_delivery_log(lmtp_delivery_fn *fn)
+{
+	lmtp_delivery_log = fn;
+}
+
+enum lmtp_state lmtp_session_state(const void *ctx)
+{
+	const struct lmtp_session *s = ctx;
+	return s->state;
+}
+
+/* ---- state, output -------------------------------------------------- */
+
+static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state)
+{
+	if (s->state == state)
+		return;
+	if (lmtp_trace != NULL)
+		lmtp_trace(s->info.session_id != NULL ? s->info.session_id : "-",
+			   lmtp_state_name(s->state), lmtp_state_name(state));
+	s->state = state;
+}
+
+/* Sends one reply line; CRLF is added. Too long a line is cut, never
+ * split. */
+static void lmtp_send(struct lmtp_session *s, const char *fmt, ...)
+{
+	char line[LMTP_REPLY_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)(sizeof(line) - 3);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	s->io.client_write(s->io.ctx, line, (size_t)n);
+}
+
+static void lmtp_close(struct lmtp_session *s, const char *reason)
+{
+	if (s->state == LMTP_STATE_CLOSED)
+		return;
+	s->io.timer(s->io.ctx, 0);
+	if (s->backend_open) {
+		s->backend_open = false;
+		s->io.backend_close(s->io.ctx);
+	}
+	s->pending_len = 0;
+	lmtp_enter_state(s, LMTP_STATE_CLOSED);
+	s->io.close(s->io.ctx, reason);
+}
+
+static const char *lmtp_host(const struct lmtp_session *s)
+{
+	return s->set.hostname != NULL && s->set.hostname[0] != '\0' ? s->set.hostname :
+	       "postern";
+}
+
+/* Copies printable ASCII of src[0..len) (up to a NUL) into dst, other bytes
+ * as '?', cut to fit. */
+static void lmtp_sanitize(char *dst, size_t dst_size, const char *src, size_t len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && src[i] != '\0' && o + 1 < dst_size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	dst[o] = '\0';
+}
+
+static bool lmtp_in_store(enum lmtp_state state)
+{
+	return state >= LMTP_STATE_STORE_CONNECT && state <= LMTP_STATE_STORE_REPLIES;
+}
+
+/* ---- session lifecycle ---------------------------------------------- */
+
+static void *lmtp_session_new(const struct proto_io *io,
+			      const struct proto_conn_info *info,
+			      const struct proto_settings *set)
+{
+	struct lmtp_session *s = calloc(1, sizeof(*s));
+	struct smtp_parser_limits limits;
+
+	if (s == NULL)
+		return NULL;
+	s->io = *io;
+	s->info = *info;
+	s->set = *set;
+	/* RFC 5321 4.5.3.1.4: at least 512 with the CRLF. */
+	limits.line_max = set->line_max < 512 ? 512 : set->line_max;
+	if (limits.line_max > SMTP_PARSER_LIMIT_MAX)
+		limits.line_max = SMTP_PARSER_LIMIT_MAX;
+	limits.response_max = 512;   /* LINE mode: unused */
+	s->parser = smtp_parser_new(&limits);
+	if (s->parser == NULL) {
+		free(s);
+		return NULL;
+	}
+	lmtp_data_init(&s->data);
+	s->state = LMTP_STATE_INIT;
+	return s;
+}
+
+static void lmtp_free(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s == NULL)
+		return;
+	smtp_parser_free(&s->parser);
+	smtp_reply_parser_free(&s->rparser);
+	free(s->rcpts);
+	free(s->iobuf);
+	free(s->pending);
+	free(s);
+}
+
+static void lmtp_start(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s->state != LMTP_STATE_INIT)
+		return;
+	s->trusted = s->io.client_trusted != NULL && s->io.client_trusted(s->io.ctx);
+	lmtp_send(s, "220 %s LMTP postern", lmtp_host(s));
+	lmtp_enter_state(s, LMTP_STATE_GREETED);
+}
+
+static void lmtp_tls_ready(void *ctx, const char *sni)
+{
+	/* STARTTLS is not offered: the MTA is local or on a trusted network. */
+	(void)ctx;
+	(void)sni;
+}
+
+static void lmtp_policy_changed(void *ctx)
+{
+	/* Decisions are taken per recipient at RCPT time from the store as
+	 * it is then; there is nothing running to re-decide. */
+	(void)ctx;
+}
+
+/* ---- client input --------------------------------------------------- */
+
+static bool lmtp_reads_input(enum lmtp_state state)
+{
+	return state == LMTP_STATE_GREETED || state == LMTP_STATE_READY ||
+	       state == LMTP_STATE_MAIL || state == LMTP_STATE_DATA;
+}
+
+static void lmtp_client_data(void *ctx, const char *buf, size_t len)
+{
+	struct lmtp_session *s = ctx;
+	size_t used;
+
+	if (s->state == LMTP_STATE_CLOSED || s->state == LMTP_STATE_INIT)
+		return;
+	if (s->pending_len > 0 || s->in_drain || !lmtp_reads_input(s->state)) {
+		if (lmtp_pending_append(s, buf, len) < 0) {
+			lmtp_close(s, "input-overflow");
+			return;
+		}
+		lmtp_input_drain(s);
+		return;
+	}
+	/* The common case: straight from the gateway's buffer. */
+	used = lmtp_input(s, buf, len);
+	if (used < len && s->state != LMTP_STATE_CLOSED &&
+	    lmtp_pending_append(s, buf + used, len - used) < 0)
+		lmtp_close(s, "input-overflow");
+}
+
+/* Processes client bytes while the state reads input; returns how many
+ * were used. */
+static size_t lmtp_input(struct lmtp_session *s, const char *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len && lmtp_reads_input(s->state)) {
+		struct smtp_command cmd;
+		enum smtp_parse_error err;
+		size_t used;
+		int ret;
+
+		if (s->state == LMTP_STATE_DATA) {
+			off += lmtp_data_input(s, buf + off, len - off);
+			continue;
+		}
+		ret = smtp_parser_feed(s->parser, buf + off, len - off, &used, &cmd, &err);
+		off += used;
+		if (ret > 0)
+			lmtp_command(s, &cmd);
+		else if (ret < 0)
+			lmtp_bad_line(s, err);
+	}
+	return off;
+}
+
+/* Parses pending input while the state reads it. Re-entry (a delivery
+ * ending synchronously inside a command) returns at once: the outer loop
+ * goes on with the new state. */
+static void lmtp_input_drain(struct lmtp_session *s)
+{
+	size_t used;
+
+	if (s->in_drain || s->pending_len == 0)
+		return;
+	s->in_drain = true;
+	used = lmtp_input(s, s->pending, s->pending_len);
+	s->in_drain = false;
+	if (s->state == LMTP_STATE_CLOSED) {
+		s->pending_len = 0;
+		return;
+	}
+	if (used > 0) {
+		memmove(s->pending, s->pending + used, s->pending_len - used);
+		s->pending_len -= used;
+	}
+}
+
+static int lmtp_pending_append(struct lmtp_session *s, const char *buf, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (s->pending_size - s->pending_len < len) {
+		size_t size = s->pending_size > 0 ? s->pending_size : 4096;
+		char *p;
+		while (size - s->pending_len < len && size < LMTP_PENDING_MAX)
+			size *= 2;
+		if (size > LMTP_PENDING_MAX)
+			size = LMTP_PENDING_MAX;
+		if (size - s->pending_len < len)
+			return -1;
+		p = realloc(s->pending, size);
+		if (p == NULL)
+			return -1;
+		s->pending = p;
+		s->pending_size = size;
+	}
+	memcpy(s->pending + s->pending_len, buf, len);
+	s->pending_len += len;
+	return 0;
+}
+
+static void lmtp_command(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	for (size_t i = 0; i < sizeof(lmtp_commands) / sizeof(lmtp_commands[0]); i++) {
+		const struct lmtp_cmd_def *def = &lmtp_commands[i];
+		if (cmd->verb != def->verb)
+			continue;
+		if ((def->check == NULL || def->check(s, cmd)) && def->proceed != NULL)
+			def->proceed(s, cmd);
+		return;
+	}
+	lmtp_bad_command(s, "500 5.5.2 Error: command not recognized");
+}
+
+static void lmtp_bad_line(struct lmtp_session *s, enum smtp_parse_error err)
+{
+	switch (err) {
+	case SMTP_PARSE_ERR_LINE_TOO_LONG:
+		lmtp_bad_command(s, "500 5.5.2 Error: line too long");
+		break;
+	case SMTP_PARSE_ERR_BAD_CHAR:
+		lmtp_bad_command(s, "500 5.5.2 Error: invalid characters in command");
+		break;
+	default:
+		lmtp_bad_command(s, "500 5.5.2 Error: bad syntax");
+		break;
+	}
+	if (smtp_parse_error_fatal(err) && s->state != LMTP_STATE_CLOSED)
+		lmtp_close(s, "protocol-error");
+}
+
+/* Counts a bad command: replies, or at bad_max says why and closes. */
+static void lmtp_bad_command(struct lmtp_session *s, const char *reply)
+{
+	unsigned max = s->set.bad_max > 0 ? s->set.bad_max : 1;
+
+	if (++s->bad_count >= max) {
+		lmtp_send(s, "421 4.7.0 %s Error: too many errors", lmtp_host(s));
+		lmtp_close(s, "bad-commands");
+		return;
+	}
+	lmtp_send(s, "%s", reply);
+}
+
+static void lmtp_transaction_reset(struct lmtp_session *s)
+{
+	memset(&s->xf, 0, sizeof(s->xf));
+	s->sender[0] = '\0';
+	s->body = 0;
+	s->nrcpts = 0;
+	s->rcpt_attempts = 0;
+	s->data_size = 0;
+	s->too_big = false;
+	s->spool_failed = false;
+	lmtp_data_init(&s->data);
+}
+
+/* ---- commands ------------------------------------------------------- */
+
+static bool lmtp_check_lhlo(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	if (smtp_parse_helo_domain(cmd->args, cmd->args_len, NULL) < 0) {
+		lmtp_bad_command(s, "501 5.5.4 Syntax: LHLO hostname");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_lhlo(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	char buf[512];
+	char size[32];
+	int n;
+
+	(void)cmd;
+	if (s->set.message_max > 0)
+		snprintf(size, sizeof(size), "SIZE %zu", s->set.message_max);
+	else
+		snprintf(size, sizeof(size), "SIZE");
+	n = snprintf(buf, sizeof(buf),
+		     "250-%s\r\n"
+		     "250-PIPELINING\r\n"
+		     "250-ENHANCEDSTATUSCODES\r\n"
+		     "250-8BITMIME\r\n"
+		     "250%c%s\r\n"
+		     "%s",
+		     lmtp_host(s), s->trusted ? '-' : ' ', size,
+		     s->trusted ? "250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE\r\n" : "");
+	if (n > 0 && (size_t)n < sizeof(buf))
+		s->io.client_write(s->io.ctx, buf, (size_t)n);
+	/* LHLO resets any transaction (RFC 5321 4.1.4, as EHLO). */
+	lmtp_transaction_reset(s);
+	if (s->state == LMTP_STATE_GREETED && s->io.login_done != NULL)
+		s->io.login_done(s->io.ctx);
+	lmtp_enter_state(s, LMTP_STATE_READY);
+}
+
+static bool lmtp_check_helo(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	/* RFC 2033 4.1: an LMTP server must not accept HELO/EHLO. */
+	lmtp_bad_command(s, "500 5.5.1 Error: this is LMTP, send LHLO");
+	return false;
+}
+
+static bool lmtp_check_xforward(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	if (!s->trusted) {
+		lmtp_bad_command(s, "550 5.7.0 XFORWARD not permitted");
+		return false;
+	}
+	if (s->state == LMTP_STATE_GREETED) {
+		lmtp_bad_command(s, "503 5.5.1 Error: send LHLO first");
+		return false;
+	}
+	if (s->state != LMTP_STATE_READY) {
+		lmtp_bad_command(s, "503 5.5.1 Error: XFORWARD not allowed in a mail transaction");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_xforward(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	const char *attr;
+
+	if (lmtp_xforward_parse(cmd->args, cmd->args_len, &s->xf, NULL, &attr) < 0) {
+		if (attr != NULL) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "501 5.5.4 Bad XFORWARD %s attribute", attr);
+			lmtp_bad_command(s, msg);
+		} else {
+			lmtp_bad_command(s, "501 5.5.4 Bad XFORWARD attribute name or syntax");
+		}
+		return;
+	}
+	lmtp_send(s, "250 2.0.0 Ok");
+}
+
+/* 501/555 for a MAIL or RCPT argument error. */
+static void lmtp_path_error(struct lmtp_session *s, bool rcpt, enum smtp_arg_error err)
+{
+	switch (err) {
+	case SMTP_ARG_ERR_PATH_TOO_LONG:
+		lmtp_bad_command(s, rcpt ? "501 5.1.3 Recipient address too long" :
+				 "501 5.1.7 Sender address too long");
+		break;
+	case SMTP_ARG_ERR_PARAM:
+	case SMTP_ARG_ERR_TOO_MANY_PARAMS:
+		lmtp_bad_command(s, "501 5.5.4 Bad parameter syntax");
+		break;
+	case SMTP_ARG_ERR_MISSING:
+	case SMTP_ARG_ERR_SYNTAX:
+		lmtp_bad_command(s, rcpt ? "501 5.5.4 Syntax: RCPT TO:<address>" :
+				 "501 5.5.4 Syntax: MAIL FROM:<address>");
+		break;
+	default:
+		lmtp_bad_command(s, rcpt ? "501 5.1.3 Bad recipient address syntax" :
+				 "501 5.1.7 Bad sender address syntax");
+		break;
+	}
+}
+
+static bool lmtp_check_mail(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	struct lmtp_path_args *m = &s->cmd;
+	enum smtp_arg_error err;
+
+	if (s->state == LMTP_STATE_GREETED) {
+		lmtp_bad_command(s, "503 5.5.1 Error: send LHLO first");
+		return false;
+	}
+	if (s->state == LMTP_STATE_MAIL) {
+		lmtp_bad_command(s, "503 5.5.1 Error: nested MAIL command");
+		return false;
+	}
+	memset(m, 0, sizeof(*m));
+	if (smtp_parse_mail_args(cmd->args, cmd->args_len, &m->args, &err) < 0) {
+		lmtp_path_error(s, false, err);
+		return false;
+	}
+	for (unsigned i = 0; i < m->args.param_count; i++) {
+		const struct smtp_param *pm = &m->args.params[i];
+		if (lmtp_word_eq(pm->keyword.p, pm->keyword.len, "SIZE")) {
+			uint64_t size;
+			if (pm->value.p == NULL ||
+			    lmtp_size_parse(pm->value.p, pm->value.len, &size) < 0) {
+				lmtp_bad_command(s, "501 5.5.4 Bad SIZE parameter");
+				return false;
+			}
+			if (s->set.message_max > 0 && size > s->set.message_max) {
+				lmtp_send(s, "552 %s", LMTP_MSG_TOO_BIG);
+				return false;
+			}
+		} else if (lmtp_word_eq(pm->keyword.p, pm->keyword.len, "BODY")) {
+			if (pm->value.p != NULL &&
+			    lmtp_word_eq(pm->value.p, pm->value.len, "8BITMIME")) {
+				m->body = 8;
+			} else if (pm->value.p != NULL &&
+				   lmtp_word_eq(pm->value.p, pm->value.len, "7BIT")) {
+				m->body = 7;
+			} else {
+				lmtp_bad_command(s, "501 5.5.4 Unsupported BODY parameter");
+				return false;
+			}
+		} else {
+			lmtp_bad_command(s, "555 5.5.4 Unsupported MAIL parameter");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void lmtp_proceed_mail(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	const struct smtp_path *path = &s->cmd.args.path;
+
+	(void)cmd;
+	/* XFORWARD attributes sent before MAIL belong to this transaction:
+	 * keep them, reset the rest. The sender goes to the store as it was
+	 * given (a quoted local part stays quoted). */
+	s->nrcpts = 0;
+	s->rcpt_attempts = 0;
+	memcpy(s->sender, path->raw.p != NULL ? path->raw.p : "", path->raw.len);
+	s->sender[path->raw.len] = '\0';
+	s->body = s->cmd.body;
+	lmtp_enter_state(s, LMTP_STATE_MAIL);
+	lmtp_send(s, "250 2.1.0 Ok");
+}
+
+static bool lmtp_check_rcpt(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	enum smtp_arg_error err;
+
+	if (s->state != LMTP_STATE_MAIL) {
+		lmtp_bad_command(s, "503 5.5.1 Error: need MAIL command");
+		return false;
+	}
+	if (smtp_parse_rcpt_args(cmd->args, cmd->args_len, &s->cmd.args, &err) < 0) {
+		lmtp_path_error(s, true, err);
+		return false;
+	}
+	if (s->cmd.args.param_count > 0) {
+		lmtp_bad_command(s, "555 5.5.4 Unsupported RCPT parameter");
+		return false;
+	}
+	if (s->nrcpts >= LMTP_RCPT_MAX) {
+		lmtp_send(s, "452 4.5.3 Error: too many recipients");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_rcpt(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	char address[POL_ADDRESS_MAX + 1], policy_addr[POL_ADDRESS_MAX + 1];
+	char msg[LMTP_TEXT_MAX + 1];
+	const char *client_ip;
+	struct pol_context pctx;
+	struct pol_decision d;
+	struct lmtp_rcpt *r;
+	int known;
+
+	(void)cmd;
+	s->rcpt_attempts++;
+	if (pol_normalize_address(s->cmd.args.path.mailbox, s->set.default_domain, address,
+				  sizeof(address)) < 0) {
+		/* Valid for SMTP (a quoted local part, an address literal) but
+		 * not an address the policy store can hold: deciding for it is
+		 * impossible, so it is refused for good. */
+		lmtp_send(s, "550 5.1.3 Recipient address not supported here");
+		return;
+	}
+	known = s->set.store == NULL ? -1 :
+		lmtp_policy_address(s, address, policy_addr, sizeof(policy_addr));
+	if (known >= 0 && s->set.refuse_unknown)
+		known = lmtp_recipient_known(s, policy_addr);
+	if (known <= 0) {
+		/* Our own decisions, logged like the store's. */
+		memset(&d, 0, sizeof(d));
+		d.verdict = known < 0 ? POL_TEMPFAIL : POL_DENY;
+		snprintf(d.reason, sizeof(d.reason), "%s",
+			 known < 0 ? POL_REASON_STORE_ERROR : "unknown-recipient");
+		lmtp_record_decision(s, address, &d);
+		if (known < 0)
+			lmtp_send(s, "451 %s", LMTP_MSG_POLICY_TEMPFAIL);
+		else
+			lmtp_send(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
+				  address);
+		return;
+	}
+
+	client_ip = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+	pctx.client_ip = client_ip != NULL ? client_ip : s->info.client_ip;
+	pctx.tls = s->info.tls;
+	pctx.device_id = NULL;
+	pol_decide(s->set.store, policy_addr, POL_INCOMING, &pctx, &d);
+	lmtp_record_decision(s, address, &d);
+	lmtp_sanitize(msg, sizeof(msg), d.message, sizeof(d.message));
+	switch (d.verdict) {
+	case POL_ALLOW:
+		break;
+	case POL_DENY:
+		lmtp_send(s, "550 5.2.1 %s", msg[0] != '\0' ? msg : "Mailbox disabled");
+		return;
+	case POL_TEMPFAIL:
+	default:
+		if (pol_decision_is_hold(&d)) {
+			if (msg[0] != '\0')
+				lmtp_send(s, "450 4.2.1 %s", msg);
+			else
+				lmtp_send(s, "450 %s", LMTP_MSG_HELD);
+		} else {
+			lmtp_send(s, "451 %s", LMTP_MSG_POLICY_TEMPFAIL);
+		}
+		return;
+	}
+
+	if (s->nrcpts == s->rcpts_cap) {
+		size_t cap = s->rcpts_cap > 0 ? s->rcpts_cap * 2 : 4;
+		if (cap > LMTP_RCPT_MAX)
+			cap = LMTP_RCPT_MAX;
+		r = realloc(s->rcpts, cap * sizeof(*r));
+		if (r == NULL) {
+			lmtp_send(s, "452 4.3.1 Error: insufficient system resources");
+			return;
+		}
+		s->rcpts = r;
+		s->rcpts_cap = cap;
+	}
+	r = &s->rcpts[s->nrcpts++];
+	memset(r, 0, sizeof(*r));
+	memcpy(r->address, address, sizeof(r->address));
+	snprintf(r->decision, sizeof(r->decision), "%s", d.reason);
+	lmtp_send(s, "250 2.1.5 Ok");
+}
+
+static bool lmtp_check_data(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	if (s->state != LMTP_STATE_MAIL) {
+		lmtp_bad_command(s, s->state == LMTP_STATE_GREETED ?
+				 "503 5.5.1 Error: send LHLO first" :
+				 "503 5.5.1 Error: need MAIL command");
+		return false;
+	}
+	if (cmd->args_len > 0) {
+		lmtp_bad_command(s, "501 5.5.4 Syntax: DATA");
+		return false;
+	}
+	if (s->nrcpts == 0) {
+		/* A pipelining MTA sends DATA before it saw the RCPT replies:
+		 * not a client error when it tried recipients. */
+		if (s->rcpt_attempts > 0)
+			lmtp_send(s, "503 5.5.1 Error: no valid recipients");
+		else
+			lmtp_bad_command(s, "503 5.5.1 Error: need RCPT command");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_data(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	s->data_size = 0;
+	s->too_big = false;
+	s->spool_failed = false;
+	lmtp_data_init(&s->data);
+	s->io.spool_reset(s->io.ctx);
+	lmtp_enter_state(s, LMTP_STATE_DATA);
+	lmtp_send(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static bool lmtp_check_noargs(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	if (cmd->args_len > 0) {
+		lmtp_bad_command(s, "501 5.5.4 Syntax: no arguments allowed");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_rset(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	lmtp_transaction_reset(s);
+	if (s->state == LMTP_STATE_MAIL)
+		lmtp_enter_state(s, LMTP_STATE_READY);
+	lmtp_send(s, "250 2.0.0 Ok");
+}
+
+static void lmtp_proceed_noop(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	lmtp_send(s, "250 2.0.0 Ok");
+}
+
+static void lmtp_proceed_quit(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	lmtp_send(s, "221 2.0.0 Bye");
+	lmtp_close(s, "logout");
+}
+
+static bool lmtp_check_vrfy(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	if (cmd->args_len == 0) {
+		lmtp_bad_command(s, "501 5.5.4 Syntax: VRFY address");
+		return false;
+	}
+	return true;
+}
+
+static void lmtp_proceed_vrfy(struct lmtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	/* Neither confirm nor deny (RFC 5321 3.5.3): no directory harvest. */
+	lmtp_send(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+/* ---- recipients and the policy -------------------------------------- */
+
+/* The address the policy is asked about: the recipient without its
+ * "+detail", unless the full address has its own user entry. Returns 1,
+ * or -1 on a store error. */
+static int lmtp_policy_address(struct lmtp_session *s, const char *address,
+			       char *out, size_t out_size)
+{
+	const char *at = strrchr(address, '@');
+	const char *plus;
+	struct pol_record rec;
+	int r;
+
+	snprintf(out, out_size, "%s", address);
+	if (at == NULL)
+		return 1;
+	plus = memchr(address, LMTP_RECIPIENT_DELIMITER, (size_t)(at - address));
+	if (plus == NULL || plus == address)
+		return 1;
+	r = pol_store_user_get(s->set.store, address, &rec);
+	if (r == 0)
+		return 1;
+	if (r != -ENOENT)
+		return -1;
+	snprintf(out, out_size, "%.*s%s", (int)(plus - address), address, at);
+	return 1;
+}
+
+/* 1 when the address has a user entry or is a shared mailbox, 0 when not,
+ * -1 on a store error. */
+static int lmtp_recipient_known(struct lmtp_session *s, const char *address)
+{
+	struct pol_record rec;
+	struct pol_group group;
+	int r;
+
+	r = pol_store_user_get(s->set.store, address, &rec);
+	if (r == 0)
+		return 1;
+	if (r != -ENOENT)
+		return -1;
+	r = pol_store_group_get(s->set.store, address, &group, NULL);
+	if (r == 0)
+		return group.kind == POL_GROUP_SHARED ? 1 : 0;
+	if (r == -ENOENT || r == -EINVAL)
+		return 0;
+	return -1;
+}
+
+/* The gateway logs one decision line per recipient (user = recipient). */
+static void lmtp_record_decision(struct lmtp_session *s, const char *address,
+				 const struct pol_decision *d)
+{
+	if (s->io.set_user != NULL)
+		s->io.set_user(s->io.ctx, address);
+	if (s->io.set_decision != NULL)
+		s->io.set_decision(s->io.ctx, d);
+}
+
+/* ---- DATA ----------------------------------------------------------- */
+
+static size_t lmtp_data_input(struct lmtp_session *s, const char *buf, size_t len)
+{
+	char out[LMTP_DECODE_CHUNK];
+	size_t off = 0;
+
+	while (off < len && s->state == LMTP_STATE_DATA) {
+		size_t used, olen;
+		int end = lmtp_data_feed(&s->data, buf + off, len - off, &used, out,
+					 sizeof(out), &olen);
+		off += used;
+		if (olen > 0)
+			lmtp_data_store(s, out, olen);
+		if (s->state != LMTP_STATE_DATA)
+			break;
+		if (end) {
+			lmtp_data_end(s);
+			break;
+		}
+	}
+	return off;
+}
+
+static void lmtp_data_store(struct lmtp_session *s, const char *buf, size_t len)
+{
+	uint64_t max = s->set.message_max;
+	int r;
+
+	s->data_size += len;
+	if (max > 0 && s->data_size > 2 * max) {
+		/* Far past the SIZE we announced: a client that ignores it.
+		 * Answer now and hang up rather than read forever. */
+		clock_gettime(CLOCK_MONOTONIC, &s->data_end);
+		lmtp_answer_all(s, 552, LMTP_MSG_TOO_BIG, "too-big");
+		lmtp_answer_client(s);
+		lmtp_close(s, "message-too-big");
+		return;
+	}
+	if (s->too_big || s->spool_failed)
+		return;
+	if (max > 0 && s->data_size > max) {
+		s->too_big = true;
+		return;
+	}
+	r = s->io.spool_append(s->io.ctx, buf, len);
+	if (r == -EFBIG)
+		s->too_big = true;
+	else if (r < 0)
+		s->spool_failed = true;
+}
+
+/* The "." line was read. */
+static void lmtp_data_end(struct lmtp_session *s)
+{
+	clock_gettime(CLOCK_MONOTONIC, &s->data_end);
+	s->io.client_pause(s->io.ctx, true);
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		s->rcpts[i].code = 0;
+		s->rcpts[i].failure = NULL;
+		s->rcpts[i].store_accepted = false;
+		s->rcpts[i].text[0] = '\0';
+	}
+	if (s->too_big) {
+		lmtp_answer_all(s, 552, LMTP_MSG_TOO_BIG, "too-big");
+		lmtp_finish(s);
+		return;
+	}
+	if (s->spool_failed) {
+		lmtp_answer_all(s, 451, "4.3.0 Local error in processing, try again later",
+				"spool-error");
+		lmtp_finish(s);
+		return;
+	}
+	lmtp_store_connect(s);
+}
+
+/* ---- answers -------------------------------------------------------- */
+
+static void lmtp_set_reply(struct lmtp_rcpt *r, unsigned code, const char *text,
+			   size_t len, const char *failure)
+{
+	r->code = code;
+	r->failure = failure;
+	lmtp_sanitize(r->text, sizeof(r->text), text, len);
+}
+
+/* Every recipient without a final reply gets this one. */
+static void lmtp_answer_all(struct lmtp_session *s, unsigned code, const char *text,
+			    const char *failure)
+{
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (s->rcpts[i].code == 0)
+			lmtp_set_reply(&s->rcpts[i], code, text, strlen(text), failure);
+}
+
+/* The same with the store's text (not NUL-terminated). */
+static void lmtp_answer_all_span(struct lmtp_session *s, unsigned code, const char *text,
+				 size_t len)
+{
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (s->rcpts[i].code == 0)
+			lmtp_set_reply(&s->rcpts[i], code, text, len, NULL);
+}
+
+/* The store failed: 451 for every recipient it has not answered. */
+static void lmtp_fail_pending(struct lmtp_session *s, const char *failure)
+{
+	if (s->io.backend_error != NULL)
+		s->io.backend_error(s->io.ctx, failure);
+	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
+}
+
+/* The store refused MAIL or DATA: its reply for every recipient it has not
+ * answered. Anything but a 4xx/5xx there is a protocol error (451). */
+static void lmtp_mirror_pending(struct lmtp_session *s, const struct smtp_reply *r)
+{
+	if (r->code >= 400 && r->code < 600)
+		lmtp_answer_all_span(s, r->code, r->text[0].p, r->text[0].len);
+	else
+		lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, "store-protocol");
+}
+
+/* One line per accepted recipient, in RCPT order, and one record each. */
+static void lmtp_answer_client(struct lmtp_session *s)
+{
+	struct timespec now;
+	uint64_t ms;
+	size_t size = s->io.spool_size != NULL ? s->io.spool_size(s->io.ctx) : 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (uint64_t)(now.tv_sec - s->data_end.tv_sec) * 1000 +
+	     (uint64_t)((now.tv_nsec - s->data_end.tv_nsec) / 1000000);
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *r = &s->rcpts[i];
+		if (r->code == 0)   /* cannot happen: every path answers all */
+			lmtp_set_reply(r, 451, LMTP_MSG_STORE_TEMPFAIL,
+				       strlen(LMTP_MSG_STORE_TEMPFAIL), "internal");
+		lmtp_send(s, "%u %s", r->code, r->text[0] != '\0' ? r->text :
+			  r->code < 300 ? "Ok" : "Error");
+		if (lmtp_delivery_log != NULL) {
+			struct lmtp_delivery rec = {
+				.session_id = s->info.session_id,
+				.queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT),
+				.client_addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR),
+				.client_name = lmtp_xforward_value(&s->xf, LMTP_XF_NAME),
+				.helo = lmtp_xforward_value(&s->xf, LMTP_XF_HELO),
+				.sender = s->sender,
+				.recipient = r->address,
+				.decision = r->decision,
+				.code = r->code,
+				.reply = r->text,
+				.failure = r->failure,
+				.size = size,
+				.duration_ms = ms,
+			};
+			lmtp_delivery_log(&rec);
+		}
+	}
+}
+
+/* The transaction is over: answer the MTA, drop the store, reset, and read
+ * the client again. */
+static void lmtp_finish(struct lmtp_session *s)
+{
+	s->io.timer(s->io.ctx, 0);
+	if (s->backend_open) {
+		s->backend_open = false;
+		/* Polite when the store is still there; harmless when not. */
+		s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
+		s->io.backend_close(s->io.ctx);
+	}
+	lmtp_answer_client(s);
+	s->io.spool_reset(s->io.ctx);
+	lmtp_transaction_reset(s);
+	s->bad_count = 0;
+	lmtp_enter_state(s, LMTP_STATE_READY);
+	s->io.client_pause(s->io.ctx, false);
+	lmtp_input_drain(s);
+}
+
+/* ---- delivery to the store ------------------------------------------ */
+
+static void lmtp_store_connect(struct lmtp_session *s)
+{
+	if (s->rparser == NULL) {
+		struct smtp_reply_limits limits = {
+			.line_max = LMTP_STORE_LINE_MAX,
+			.lines_max = LMTP_STORE_LINES_MAX,
+		};
+		s->rparser = smtp_reply_parser_new(&limits);
+		if (s->rparser == NULL) {
+			lmtp_fail_pending(s, "internal");
+			lmtp_finish(s);
+			return;
+		}
+	}
+	smtp_reply_parser_reset(s->rparser);
+	s->store_pipelining = s->store_size = s->store_8bitmime = false;
+	s->env_sent = s->env_replied = 0;
+	s->store_accepted = 0;
+	s->next_final = 0;
+	s->spool_off = 0;
+	s->drain_ready = false;
+	lmtp_stuffer_init(&s->stuffer);
+	lmtp_enter_state(s, LMTP_STATE_STORE_CONNECT);
+	s->backend_open = true;
+	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+	/* backend_ready() may run before this returns. */
+	s->io.backend_connect(s->io.ctx);
+}
+
+static void lmtp_backend_ready(void *ctx, int status)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s->state != LMTP_STATE_STORE_CONNECT)
+		return;
+	if (status != PROTO_BACKEND_OK) {
+		s->backend_open = false;
+		lmtp_fail_pending(s, "store-unavailable");
+		lmtp_finish(s);
+		return;
+	}
+	lmtp_enter_state(s, LMTP_STATE_STORE_GREETING);
+	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+}
+
+static void lmtp_backend_data(void *ctx, const char *buf, size_t len)
+{
+	struct lmtp_session *s = ctx;
+	size_t off = 0;
+
+	while (off < len && lmtp_in_store(s->state) && s->state != LMTP_STATE_STORE_CONNECT) {
+		struct smtp_reply reply;
+		size_t used;
+		int ret = smtp_reply_parser_feed(s->rparser, buf + off, len - off, &used,
+						 &reply, NULL);
+
+		off += used;
+		if (ret < 0) {
+			lmtp_fail_pending(s, "store-protocol");
+			lmtp_finish(s);
+			return;
+		}
+		if (ret > 0)
+			lmtp_store_reply(s, &reply);
+	}
+}
+
+static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
+{
+	char line[600];
+	int n;
+
+	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+	switch (s->state) {
+	case LMTP_STATE_STORE_GREETING:
+		if (r->code != 220) {
+			lmtp_fail_pending(s, "store-unavailable");
+			lmtp_finish(s);
+			return;
+		}
+		n = snprintf(line, sizeof(line), "LHLO %s\r\n", lmtp_host(s));
+		s->io.backend_write(s->io.ctx, line, (size_t)n);
+		lmtp_enter_state(s, LMTP_STATE_STORE_LHLO);
+		break;
+	case LMTP_STATE_STORE_LHLO:
+		if (r->code != 250) {
+			lmtp_fail_pending(s, "store-unavailable");
+			lmtp_finish(s);
+			return;
+		}
+		s->store_pipelining = smtp_reply_ehlo_has(r, "PIPELINING", NULL);
+		s->store_size = smtp_reply_ehlo_has(r, "SIZE", NULL);
+		s->store_8bitmime = smtp_reply_ehlo_has(r, "8BITMIME", NULL);
+		lmtp_enter_state(s, LMTP_STATE_STORE_ENVELOPE);
+		if (s->store_pipelining) {
+			for (size_t i = 0; i <= s->nrcpts + 1; i++)
+				lmtp_store_send_env(s, i);
+		} else {
+			lmtp_store_send_env(s, 0);
+		}
+		break;
+	case LMTP_STATE_STORE_ENVELOPE:
+		lmtp_store_env_reply(s, r);
+		break;
+	case LMTP_STATE_STORE_REPLIES:
+		lmtp_store_final_reply(s, r);
+		break;
+	case LMTP_STATE_STORE_BODY:
+	default:
+		/* Nothing is due while the body goes out. */
+		lmtp_fail_pending(s, "store-protocol");
+		lmtp_finish(s);
+		break;
+	}
+}
+
+/* Envelope command idx: 0 MAIL, 1..n RCPT for rcpts[idx - 1], n + 1 DATA. */
+static void lmtp_store_send_env(struct lmtp_session *s, size_t idx)
+{
+	char line[POL_ADDRESS_MAX + SMTP_MAILBOX_MAX + 96];
+	int n;
+
+	if (idx == 0) {
+		char params[64] = "";
+		size_t plen = 0;
+		if (s->store_size)
+			plen += (size_t)snprintf(params + plen, sizeof(params) - plen,
+						 " SIZE=%zu", s->io.spool_size(s->io.ctx));
+		if (s->body != 0 && s->store_8bitmime)
+			snprintf(params + plen, sizeof(params) - plen, " BODY=%s",
+				 s->body == 8 ? "8BITMIME" : "7BIT");
+		n = snprintf(line, sizeof(line), "MAIL FROM:<%s>%s\r\n", s->sender, params);
+	} else if (idx <= s->nrcpts) {
+		n = snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", s->rcpts[idx - 1].address);
+	} else {
+		n = snprintf(line, sizeof(line), "DATA\r\n");
+	}
+	if (n > 0 && (size_t)n < sizeof(line))
+		s->io.backend_write(s->io.ctx, line, (size_t)n);
+	s->env_sent = idx + 1;
+}
+
+static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply *r)
+{
+	size_t idx = s->env_replied++;
+	bool pipelined = s->store_pipelining;
+
+	if (idx == 0) {
+		if (r->code / 100 != 2) {
+			lmtp_mirror_pending(s, r);
+			lmtp_finish(s);
+			return;
+		}
+	} else if (idx <= s->nrcpts) {
+		struct lmtp_rcpt *rc = &s->rcpts[idx - 1];
+		if (r->code / 100 == 2) {
+			rc->store_accepted = true;
+			s->store_accepted++;
+		} else if (r->code >= 400 && r->code < 600) {
+			lmtp_set_reply(rc, r->code, r->text[0].p, r->text[0].len, NULL);
+		} else {
+			lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
+				       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
+		}
+		if (idx == s->nrcpts && s->store_accepted == 0) {
+			/* Every recipient refused: no DATA, nothing to wait
+			 * for (a pipelined DATA's refusal is not needed). */
+			lmtp_finish(s);
+			return;
+		}
+	} else {
+		if (r->code != 354) {
+			lmtp_mirror_pending(s, r);
+			lmtp_finish(s);
+			return;
+		}
+		if (s->iobuf == NULL) {
+			s->iobuf = malloc(LMTP_STREAM_CHUNK * 3);
+			if (s->iobuf == NULL) {
+				lmtp_fail_pending(s, "internal");
+				lmtp_finish(s);
+				return;
+			}
+		}
+		lmtp_enter_state(s, LMTP_STATE_STORE_BODY);
+		lmtp_stream(s);
+		return;
+	}
+	if (!pipelined)
+		lmtp_store_send_env(s, idx + 1);
+}
+
+/* Writes the spool to the store in bursts; between bursts waits for the
+ * backend to drain (io->backend_want_drain -> lmtp_backend_drained). */
+static void lmtp_stream(struct lmtp_session *s)
+{
+	char *in = s->iobuf, *out = s->iobuf + LMTP_STREAM_CHUNK;
+	const size_t out_size = LMTP_STREAM_CHUNK * 2;
+
+	if (s->in_stream) {
+		/* backend_drained() from inside io->backend_want_drain(). */
+		s->drain_ready = true;
+		return;
+	}
+	s->in_stream = true;
+	do {
+		size_t burst = 0;
+
+		s->drain_ready = false;
+		while (burst < LMTP_STREAM_BURST) {
+			long n = s->io.spool_read(s->io.ctx, s->spool_off, in, LMTP_STREAM_CHUNK);
+			size_t off = 0;
+
+			if (n < 0) {
+				s->in_stream = false;
+				lmtp_fail_pending(s, "spool-error");
+				lmtp_finish(s);
+				return;
+			}
+			if (n == 0) {
+				char end[5];
+				size_t elen = lmtp_stuff_finish(&s->stuffer, end);
+				s->io.backend_write(s->io.ctx, end, elen);
+				s->in_stream = false;
+				lmtp_enter_state(s, LMTP_STATE_STORE_REPLIES);
+				s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+				return;
+			}
+			s->spool_off += (size_t)n;
+			burst += (size_t)n;
+			while (off < (size_t)n) {
+				size_t used, olen;
+				lmtp_stuff(&s->stuffer, in + off, (size_t)n - off, &used, out,
+					   out_size, &olen);
+				off += used;
+				s->io.backend_write(s->io.ctx, out, olen);
+			}
+		}
+		s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+		s->io.backend_want_drain(s->io.ctx);
+	} while (s->drain_ready && s->state == LMTP_STATE_STORE_BODY);
+	s->in_stream = false;
+}
+
+static void lmtp_backend_drained(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s->state != LMTP_STATE_STORE_BODY)
+		return;
+	lmtp_stream(s);
+}
+
+static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r)
+{
+	struct lmtp_rcpt *rc;
+
+	while (s->next_final < s->nrcpts && !s->rcpts[s->next_final].store_accepted)
+		s->next_final++;
+	if (s->next_final >= s->nrcpts) {
+		/* More replies than recipients. */
+		lmtp_fail_pending(s, "store-protocol");
+		lmtp_finish(s);
+		return;
+	}
+	rc = &s->rcpts[s->next_final++];
+	if (r->code / 100 == 2 || (r->code >= 400 && r->code < 600))
+		lmtp_set_reply(rc, r->code, r->text[0].p, r->text[0].len, NULL);
+	else
+		lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
+			       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
+	while (s->next_final < s->nrcpts && !s->rcpts[s->next_final].store_accepted)
+		s->next_final++;
+	if (s->next_final >= s->nrcpts)
+		lmtp_finish(s);
+}
+
+static void lmtp_backend_closed(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (!lmtp_in_store(s->state))
+		return;
+	s->backend_open = false;
+	lmtp_fail_pending(s, "store-closed");
+	lmtp_finish(s);
+}
+
+static void lmtp_timer(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (!lmtp_in_store(s->state))
+		return;
+	lmtp_fail_pending(s, "store-timeout");
+	lmtp_finish(s);
+}
+
+/* ---- gateway events ------------------------------------------------- */
+
+/* Before a goodbye in the middle of a delivery: the MTA is owed one reply
+ * per recipient, 451 for those the store did not answer. */
+static void lmtp_abort_delivery(struct lmtp_session *s, const char *failure)
+{
+	if (!lmtp_in_store(s->state))
+		return;
+	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
+	lmtp_answer_client(s);
+}
+
+static void lmtp_timeout(void *ctx, enum proto_timeout kind)
+{
+	struct lmtp_session *s = ctx;
+
+	(void)kind;
+	if (s->state == LMTP_STATE_CLOSED)
+		return;
+	lmtp_abort_delivery(s, "timeout");
+	lmtp_send(s, "421 4.4.2 %s Error: timeout exceeded", lmtp_host(s));
+	lmtp_close(s, "timeout");
+}
+
+static void lmtp_shutdown(void *ctx)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s->state == LMTP_STATE_CLOSED)
+		return;
+	lmtp_abort_delivery(s, "shutdown");
+	lmtp_send(s, "421 4.3.2 %s Service shutting down, closing channel", lmtp_host(s));
+	lmtp_close(s, "shutdown");
+}

@@ -1,0 +1,180 @@
+/*
+ * protocols/lmtp/lmtp_session.h: the LMTP delivery front. The MTA (Postfix
+ * `lmtp:`) talks LMTP to us; per recipient the policy store decides whether
+ * incoming mail is accepted; the message is spooled, then delivered onwards
+ * to the store (Dovecot LMTP) in one LMTP transaction, and the MTA gets one
+ * reply per accepted recipient, in RCPT order, mirroring the store's. A
+ * message is never acknowledged (2xx) before the store acknowledged it: any
+ * failure on the way out is a 4xx, so the MTA retries; nothing accepted is
+ * lost.
+ *
+ * The gateway uses it only through `lmtp_front` (protocols/proto.h); this
+ * header documents the states and their transitions and exposes the state
+ * names, a trace hook and a per-recipient delivery record hook.
+ *
+ * States (enum lmtp_state, all in lmtp_session.c, entered only through
+ * lmtp_enter_state()):
+ *
+ *   INIT            created, greeting not sent.
+ *                   start()             -> GREETED ("220 <host> LMTP postern")
+ *   GREETED         waiting for LHLO. MAIL/RCPT/DATA: 503 5.5.1.
+ *                   LHLO                -> READY (io->login_done())
+ *   READY           between transactions. XFORWARD (trusted clients only)
+ *                   fills the attributes of the next transaction.
+ *                   MAIL                -> MAIL
+ *   MAIL            in a transaction: RCPT adds recipients (each decided by
+ *                   the policy at once: 250, 550 5.2.1, 450 4.2.1, 451,
+ *                   550 5.1.1), RSET/LHLO end it.
+ *                   DATA (>= 1 recipient) -> DATA ("354")
+ *   DATA            the body: dot-unstuffed into io->spool_append().
+ *                   the "." line        -> STORE_CONNECT (client paused), or
+ *                                          READY at once when the message was
+ *                                          too big (552 5.3.4 each) or the
+ *                                          spool failed (451 4.3.0 each)
+ *   STORE_CONNECT   io->backend_connect() called, waiting backend_ready().
+ *   STORE_GREETING  waiting for the store's "220".   then "LHLO <host>"
+ *   STORE_LHLO      waiting for its LHLO reply.       then the envelope
+ *   STORE_ENVELOPE  MAIL FROM, one RCPT TO per accepted recipient and DATA
+ *                   were sent (pipelined when the store offers PIPELINING,
+ *                   else one at a time); reading their replies up to "354".
+ *   STORE_BODY      streaming the spool, re-dot-stuffed, in bursts, with
+ *                   io->backend_want_drain()/backend_drained() between
+ *                   bursts, then ".".
+ *   STORE_REPLIES   reading one reply per recipient the store accepted.
+ *                   all replies         -> READY (the MTA is answered, the
+ *                                          store gets QUIT, the spool is
+ *                                          reset, the client resumed)
+ *   CLOSED          io->close() called; nothing but free() follows.
+ *
+ * Every STORE_* wait is bounded by io->timer(backend_timeout_ms). A store
+ * that is unavailable, refuses the connection or the greeting, times out,
+ * closes, or sends garbage gives "451 4.3.0" to every recipient it has not
+ * answered yet (recipients it already answered keep its answer). A store
+ * refusal of MAIL or DATA is mirrored to every recipient not answered yet;
+ * a refusal of one RCPT is mirrored to that recipient.
+ *
+ * Replies mirrored from the store are one line: the store's code and the
+ * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
+ *
+ * Choices (documented here, tested in tests/unit/test_lmtp_session.c):
+ * - The store connection is opened per transaction and closed (QUIT) after
+ *   it: no idle connection to supervise, every transaction starts clean.
+ * - Body line ends: CRLF and bare LF are stored as CRLF (lmtp_parser.h).
+ * - Recipients are normalised (pol_normalize_address, default domain) and
+ *   sent to the store normalised, so the address the policy decided is the
+ *   address that is delivered. The policy is asked about the address
+ *   without a "+detail" (LMTP_RECIPIENT_DELIMITER) unless the full address
+ *   has its own user entry (Dovecot's recipient_delimiter default is "+",
+ *   so "alice+x@" lands in alice's mailbox and must obey alice's flags).
+ * - Unknown recipients (no user entry and no shared mailbox of that name):
+ *   refused with 550 5.1.1 when settings.refuse_unknown, else passed to the
+ *   store, whose RCPT reply is mirrored after DATA.
+ * - The policy context's client address is the XFORWARD ADDR when the MTA
+ *   sent one, else the MTA's own address.
+ * - XFORWARD is offered to and accepted from trusted clients only
+ *   (io->client_trusted(): the listener's trusted_networks, UNIX sockets);
+ *   others get "550 5.7.0 XFORWARD not permitted" (a bad command). It is
+ *   allowed only between transactions; its attributes belong to the next
+ *   transaction and are cleared when that ends (end of DATA, RSET, LHLO).
+ * - SIZE: "MAIL ... SIZE=n" over settings.message_max is refused with
+ *   552 5.3.4. A body over message_max is read to its end and answered
+ *   552 5.3.4 per recipient; one over twice message_max is answered at once
+ *   and the connection closed (a client ignoring SIZE).
+ * - Bad commands (syntax, sequence, unknown, overlong lines) count towards
+ *   settings.bad_max; at the limit "421 4.7.0" and close. Policy refusals
+ *   do not count, nor does a DATA after recipients that were all refused
+ *   (a pipelining MTA sends DATA before it knows). The count restarts after
+ *   each completed transaction: an MTA session is long-lived.
+ * - At most LMTP_RCPT_MAX recipients per transaction (452 4.5.3 beyond).
+ * - Shutdown: between transactions "421 4.3.2"; while the store is being
+ *   talked to, every recipient not answered yet gets 451 4.3.0 first. A
+ *   gateway timeout does the same with "421 4.4.2".
+ */
+#ifndef POSTERN_LMTP_SESSION_H
+#define POSTERN_LMTP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocols/proto.h"
+
+/* The front, registered in protocols/fronts.c as "lmtp" (POL_INCOMING). */
+extern const struct proto_front lmtp_front;
+
+enum lmtp_state {
+	LMTP_STATE_INIT = 0,
+	LMTP_STATE_GREETED,
+	LMTP_STATE_READY,
+	LMTP_STATE_MAIL,
+	LMTP_STATE_DATA,
+	LMTP_STATE_STORE_CONNECT,
+	LMTP_STATE_STORE_GREETING,
+	LMTP_STATE_STORE_LHLO,
+	LMTP_STATE_STORE_ENVELOPE,
+	LMTP_STATE_STORE_BODY,
+	LMTP_STATE_STORE_REPLIES,
+	LMTP_STATE_CLOSED,
+	LMTP_STATE_COUNT
+};
+
+/* Recipients per transaction (RFC 5321 4.5.3.1.8 asks for at least 100). */
+#define LMTP_RCPT_MAX 1000
+/* Client bytes kept while the client is paused (one gateway read, about
+ * 64 KiB); more closes the session. */
+#define LMTP_PENDING_MAX (256 * 1024)
+/* Spool bytes read per chunk and written per burst before waiting for the
+ * backend to drain. */
+#define LMTP_STREAM_CHUNK (32 * 1024)
+#define LMTP_STREAM_BURST (256 * 1024)
+/* Peer or admin text copied into a reply is cut to this many bytes. */
+#define LMTP_TEXT_MAX 200
+/* The subaddress delimiter stripped for the policy lookup. */
+#define LMTP_RECIPIENT_DELIMITER '+'
+
+/* "ready", "store-body", ...: static, never NULL ("unknown" when out of
+ * range). */
+const char *lmtp_state_name(enum lmtp_state state);
+
+/* Optional trace of every state change (session id, old, new), e.g. the
+ * gateway's debug log. Set once before sessions run; NULL disables it. Not
+ * thread-safe to change while sessions run. */
+typedef void lmtp_trace_fn(const char *session_id, const char *old_state,
+			   const char *new_state);
+void lmtp_session_set_trace(lmtp_trace_fn *fn);
+
+/*
+ * One record per accepted recipient per delivery attempt, made when the MTA
+ * is answered: what the issue's "one log line per delivery per recipient"
+ * needs. proto_io has no hook for it yet (the gateway logs only decisions),
+ * so the front offers it here; the gateway (or a test) installs a sink.
+ * Every string is NUL-terminated, valid only during the call, and may hold
+ * peer text (escape it before logging); NULL when unknown.
+ */
+struct lmtp_delivery {
+	const char *session_id;
+	const char *queue_id;       /* XFORWARD IDENT */
+	const char *client_addr;    /* XFORWARD ADDR */
+	const char *client_name;    /* XFORWARD NAME */
+	const char *helo;           /* XFORWARD HELO */
+	const char *sender;         /* "" for the null sender */
+	const char *recipient;      /* normalised */
+	const char *decision;       /* policy reason token ("allowed") */
+	unsigned code;              /* the reply the MTA got */
+	const char *reply;          /* its text, after the code */
+	const char *failure;        /* NULL when the reply is the store's, else
+	                               our reason: "too-big", "spool-error",
+	                               "store-unavailable", "store-timeout",
+	                               "store-closed", "store-protocol",
+	                               "shutdown", "timeout" */
+	size_t size;                /* message bytes as spooled (CRLF) */
+	uint64_t duration_ms;       /* end of DATA to the reply */
+};
+typedef void lmtp_delivery_fn(const struct lmtp_delivery *d);
+/* Same rules as lmtp_session_set_trace(). */
+void lmtp_session_set_delivery_log(lmtp_delivery_fn *fn);
+
+/* The session's current state (tests, trace). s is a session returned by
+ * lmtp_front.session_new(). */
+enum lmtp_state lmtp_session_state(const void *s);
+
+#endif

@@ -1,0 +1,1375 @@
+/*
+ * tests/unit/test_lmtp_session.c: the LMTP delivery front (protocols/lmtp)
+ * driven through lmtp_front with a scripted fake proto_io and a real policy
+ * store in a mkdtemp directory.
+ *
+ * The fake proto_io below is a test harness for the state machine, not a
+ * gateway: it records every byte written to the client and the store and
+ * every call (pause, connect, close, timer, drain requests, decisions), keeps
+ * the spool in memory (with injectable -EIO and a size cap for -EFBIG), and
+ * never calls back on its own. Each test plays the MTA's and the store's
+ * parts event by event; drain requests are answered by pump_drains().
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "policy/policy.h"
+#include "policy/store.h"
+#include "protocols/lmtp/lmtp_session.h"
+#include "protocols/proto.h"
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+#define MAX_DECISIONS 16
+#define MAX_RECORDS 16
+
+struct harness {
+	/* recorded */
+	struct buf client, backend, spool;
+	int connect_calls;
+	int backend_close_calls;
+	unsigned timer_ms;
+	int timer_calls;
+	bool paused;
+	int close_calls;
+	char close_reason[64];
+	int login_done_calls;
+	int want_drain_calls;
+	bool drain_pending;
+	size_t backend_at_drain;        /* backend bytes when the last drain was asked */
+	int spool_reset_calls;
+	int decision_calls;
+	char decision_user[MAX_DECISIONS][POL_ADDRESS_MAX + 1];
+	char decision_reason[MAX_DECISIONS][POL_REASON_MAX];
+	enum pol_verdict decision_verdict[MAX_DECISIONS];
+	int backend_error_calls;
+	char backend_error[64];
+	/* script */
+	bool trusted;
+	bool connect_sync;
+	int connect_sync_status;
+	bool spool_fail;                /* spool_append gives -EIO */
+	size_t spool_cap;               /* > 0: -EFBIG past it */
+	/* the session */
+	struct proto_io io;
+	struct proto_conn_info info;
+	struct proto_settings set;
+	void *s;
+	struct pol_store *store;
+	char dir[64];
+};
+
+/* delivery records of the last test (global hook) */
+static int nrecords;
+static struct {
+	char recipient[POL_ADDRESS_MAX + 1];
+	char queue_id[64];
+	char client_addr[64];
+	char sender[256];
+	char decision[POL_REASON_MAX];
+	unsigned code;
+	char reply[256];
+	char failure[32];
+	size_t size;
+} records[MAX_RECORDS];
+
+static void record_delivery(const struct lmtp_delivery *d)
+{
+	if (nrecords >= MAX_RECORDS) {
+		nrecords++;
+		return;
+	}
+	snprintf(records[nrecords].recipient, sizeof(records[0].recipient), "%s", d->recipient);
+	snprintf(records[nrecords].queue_id, sizeof(records[0].queue_id), "%s",
+		 d->queue_id != NULL ? d->queue_id : "-");
+	snprintf(records[nrecords].client_addr, sizeof(records[0].client_addr), "%s",
+		 d->client_addr != NULL ? d->client_addr : "-");
+	snprintf(records[nrecords].sender, sizeof(records[0].sender), "%s", d->sender);
+	snprintf(records[nrecords].decision, sizeof(records[0].decision), "%s", d->decision);
+	records[nrecords].code = d->code;
+	snprintf(records[nrecords].reply, sizeof(records[0].reply), "%s", d->reply);
+	snprintf(records[nrecords].failure, sizeof(records[0].failure), "%s",
+		 d->failure != NULL ? d->failure : "-");
+	records[nrecords].size = d->size;
+	nrecords++;
+}
+
+/* ---- the fake proto_io ---------------------------------------------- */
+
+static void buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		b->p = realloc(b->p, cap);
+		assert_non_null(b->p);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static void io_client_write(void *ctx, const void *buf, size_t len)
+{
+	struct harness *h = ctx;
+	assert_int_equal(h->close_calls, 0);
+	buf_append(&h->client, buf, len);
+}
+
+static void io_backend_write(void *ctx, const void *buf, size_t len)
+{
+	struct harness *h = ctx;
+	buf_append(&h->backend, buf, len);
+}
+
+static void io_client_starttls(void *ctx)
+{
+	(void)ctx;
+	fail_msg("LMTP never starts TLS");
+}
+
+static void io_backend_connect(void *ctx)
+{
+	struct harness *h = ctx;
+	h->connect_calls++;
+	if (h->connect_sync)
+		lmtp_front.backend_ready(h->s, h->connect_sync_status);
+}
+
+static void io_backend_close(void *ctx)
+{
+	((struct harness *)ctx)->backend_close_calls++;
+}
+
+static void io_relay_start(void *ctx, const void *rest, size_t len)
+{
+	(void)ctx;
+	(void)rest;
+	(void)len;
+	fail_msg("LMTP never relays");
+}
+
+static void io_timer(void *ctx, unsigned ms)
+{
+	struct harness *h = ctx;
+	h->timer_calls++;
+	h->timer_ms = ms;
+}
+
+static void io_client_pause(void *ctx, bool paused)
+{
+	((struct harness *)ctx)->paused = paused;
+}
+
+static void io_close(void *ctx, const char *reason)
+{
+	struct harness *h = ctx;
+	h->close_calls++;
+	snprintf(h->close_reason, sizeof(h->close_reason), "%s", reason);
+}
+
+static void io_set_user(void *ctx, const char *user)
+{
+	struct harness *h = ctx;
+	if (h->decision_calls < MAX_DECISIONS)
+		snprintf(h->decision_user[h->decision_calls], sizeof(h->decision_user[0]), "%s",
+			 user);
+}
+
+static void io_set_decision(void *ctx, const struct pol_decision *d)
+{
+	struct harness *h = ctx;
+	if (h->decision_calls < MAX_DECISIONS) {
+		snprintf(h->decision_reason[h->decision_calls], sizeof(h->decision_reason[0]),
+			 "%s", d->reason);
+		h->decision_verdict[h->decision_calls] = d->verdict;
+	}
+	h->decision_calls++;
+}
+
+static unsigned io_auth_failed(void *ctx)
+{
+	(void)ctx;
+	fail_msg("LMTP has no logins");
+	return 0;
+}
+
+static void io_backend_error(void *ctx, const char *what)
+{
+	struct harness *h = ctx;
+	h->backend_error_calls++;
+	snprintf(h->backend_error, sizeof(h->backend_error), "%s", what);
+}
+
+static void io_login_done(void *ctx)
+{
+	((struct harness *)ctx)->login_done_calls++;
+}
+
+static void io_backend_want_drain(void *ctx)
+{
+	struct harness *h = ctx;
+	h->want_drain_calls++;
+	h->drain_pending = true;
+	h->backend_at_drain = h->backend.len;
+}
+
+static int io_spool_append(void *ctx, const void *buf, size_t len)
+{
+	struct harness *h = ctx;
+	if (h->spool_fail)
+		return -EIO;
+	if (h->spool_cap > 0 && h->spool.len + len > h->spool_cap)
+		return -EFBIG;
+	buf_append(&h->spool, buf, len);
+	return 0;
+}
+
+static long io_spool_read(void *ctx, size_t offset, void *buf, size_t len)
+{
+	struct harness *h = ctx;
+	if (offset >= h->spool.len)
+		return 0;
+	if (len > h->spool.len - offset)
+		len = h->spool.len - offset;
+	memcpy(buf, h->spool.p + offset, len);
+	return (long)len;
+}
+
+static size_t io_spool_size(void *ctx)
+{
+	return ((struct harness *)ctx)->spool.len;
+}
+
+static void io_spool_reset(void *ctx)
+{
+	struct harness *h = ctx;
+	h->spool_reset_calls++;
+	h->spool.len = 0;
+}
+
+static bool io_client_trusted(void *ctx)
+{
+	return ((struct harness *)ctx)->trusted;
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+enum {
+	TRUSTED = 1,
+	REFUSE_UNKNOWN = 2,
+	NO_START = 4,
+	UNLIMITED = 8,      /* message_max 0: no SIZE limit */
+};
+
+static struct harness *harness_new(unsigned flags)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	assert_non_null(h);
+	snprintf(h->dir, sizeof(h->dir), "/tmp/postern-lmtp-XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	assert_int_equal(pol_store_open(h->dir, 16u << 20, 0, &h->store), 0);
+	h->trusted = (flags & TRUSTED) != 0;
+	h->io = (struct proto_io){
+		.ctx = h,
+		.client_write = io_client_write,
+		.backend_write = io_backend_write,
+		.client_starttls = io_client_starttls,
+		.backend_connect = io_backend_connect,
+		.backend_close = io_backend_close,
+		.relay_start = io_relay_start,
+		.timer = io_timer,
+		.client_pause = io_client_pause,
+		.close = io_close,
+		.set_user = io_set_user,
+		.set_decision = io_set_decision,
+		.auth_failed = io_auth_failed,
+		.backend_error = io_backend_error,
+		.login_done = io_login_done,
+		.backend_want_drain = io_backend_want_drain,
+		.spool_append = io_spool_append,
+		.spool_read = io_spool_read,
+		.spool_size = io_spool_size,
+		.spool_reset = io_spool_reset,
+		.client_trusted = io_client_trusted,
+	};
+	h->info = (struct proto_conn_info){
+		.session_id = "0123456789abcdef",
+		.client_ip = "127.0.0.1",
+		.client_port = 50000,
+		.local_ip = "127.0.0.1",
+		.local_port = 24,
+	};
+	h->set = (struct proto_settings){
+		.message_max = (flags & UNLIMITED) ? 0 : 10000,
+		.refuse_unknown = (flags & REFUSE_UNKNOWN) != 0,
+		.line_max = 512,
+		.literal_max = 8192,
+		.bad_max = 5,
+		.auth_max = 3,
+		.backend_timeout_ms = 30000,
+		.default_domain = "example.com",
+		.hostname = "mx.test",
+		.store = h->store,
+	};
+	nrecords = 0;
+	lmtp_session_set_delivery_log(record_delivery);
+	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
+	assert_non_null(h->s);
+	if (!(flags & NO_START))
+		lmtp_front.start(h->s);
+	return h;
+}
+
+static void harness_free(struct harness *h)
+{
+	char cmd[128];
+
+	lmtp_front.free(h->s);
+	lmtp_session_set_delivery_log(NULL);
+	pol_store_close(&h->store);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+	assert_int_equal(system(cmd), 0);
+	free(h->client.p);
+	free(h->backend.p);
+	free(h->spool.p);
+	free(h);
+}
+
+static void client(struct harness *h, const char *text)
+{
+	lmtp_front.client_data(h->s, text, strlen(text));
+}
+
+static void client_bytewise(struct harness *h, const char *text)
+{
+	for (size_t i = 0; text[i] != '\0'; i++)
+		lmtp_front.client_data(h->s, text + i, 1);
+}
+
+static void backend(struct harness *h, const char *text)
+{
+	lmtp_front.backend_data(h->s, text, strlen(text));
+}
+
+static void expect_buf(struct buf *b, const char *who, const char *expected)
+{
+	size_t n = strlen(expected);
+	if (b->len != n || memcmp(b->p, expected, n) != 0)
+		fail_msg("%s got [%.*s]\nexpected [%s]", who, (int)b->len, b->len ? b->p : "",
+			 expected);
+	b->len = 0;
+}
+
+/* Compares and forgets what the client / the store received. */
+static void expect_client(struct harness *h, const char *expected)
+{
+	expect_buf(&h->client, "client", expected);
+}
+
+static void expect_backend(struct harness *h, const char *expected)
+{
+	expect_buf(&h->backend, "store", expected);
+}
+
+static void expect_state(struct harness *h, enum lmtp_state state)
+{
+	assert_string_equal(lmtp_state_name(lmtp_session_state(h->s)), lmtp_state_name(state));
+}
+
+static void set_incoming(struct harness *h, const char *address, enum pol_flag_op op,
+			 const char *message)
+{
+	struct pol_update upd = { .message = message };
+	upd.flag[POL_INCOMING] = op;
+	assert_int_equal(pol_store_user_update(h->store, address, &upd, NULL), 0);
+}
+
+/* Answers every pending drain request, as a gateway whose store reads. */
+static void pump_drains(struct harness *h)
+{
+	while (h->drain_pending) {
+		h->drain_pending = false;
+		lmtp_front.backend_drained(h->s);
+	}
+}
+
+/* LHLO and its reply (checked), then forgets the output. */
+static void lhlo(struct harness *h)
+{
+	client(h, "LHLO mta.example.com\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	h->client.len = 0;
+}
+
+/* Plays the store up to the envelope: connect, greeting, LHLO. The store
+ * offers PIPELINING (and SIZE, 8BITMIME) unless plain. */
+static void store_hello(struct harness *h, bool plain)
+{
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	assert_true(h->paused);
+	h->backend.len = 0;   /* the QUIT of an earlier delivery */
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	expect_state(h, LMTP_STATE_STORE_GREETING);
+	assert_int_equal(h->timer_ms, 30000);
+	backend(h, "220 store.test Dovecot ready.\r\n");
+	expect_backend(h, "LHLO mx.test\r\n");
+	if (plain)
+		backend(h, "250-store.test\r\n250 ENHANCEDSTATUSCODES\r\n");
+	else
+		backend(h, "250-store.test\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
+			   "250-PIPELINING\r\n250-SIZE\r\n250 CHUNKING\r\n");
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
+}
+
+/* After the store's 354: the whole body goes out with the drains answered;
+ * checks that what the store got ends with the body and "." (what came
+ * before, the envelope, is not checked here), and forgets it. */
+static void store_body(struct harness *h, const char *stuffed_body)
+{
+	char want[8192];
+	size_t n;
+
+	pump_drains(h);
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	n = (size_t)snprintf(want, sizeof(want), "%s.\r\n", stuffed_body);
+	if (h->backend.len < n || memcmp(h->backend.p + h->backend.len - n, want, n) != 0)
+		fail_msg("store got [%.*s]\nexpected it to end with [%s]", (int)h->backend.len,
+			 h->backend.len ? h->backend.p : "", want);
+	h->backend.len = 0;
+}
+
+/* Whether the client output holds text (it is not NUL-terminated). */
+static bool client_has(struct harness *h, const char *text)
+{
+	return h->client.len > 0 && memmem(h->client.p, h->client.len, text, strlen(text)) != NULL;
+}
+
+/* A body of n lines of 1000 bytes (CRLF), more than one burst when n > 262. */
+static void client_big_body(struct harness *h, int n)
+{
+	char line[1001];
+	memset(line, 'b', sizeof(line));
+	line[998] = '\r';
+	line[999] = '\n';
+	line[1000] = '\0';
+	for (int i = 0; i < n; i++)
+		client(h, line);
+	client(h, ".\r\n");
+}
+
+/* ---- tests ---------------------------------------------------------- */
+
+static void test_greeting_and_lhlo(void **state)
+{
+	struct harness *h;
+
+	(void)state;
+	h = harness_new(0);
+	expect_client(h, "220 mx.test LMTP postern\r\n");
+	expect_state(h, LMTP_STATE_GREETED);
+	/* MAIL before LHLO */
+	client(h, "MAIL FROM:<a@example.net>\r\n");
+	expect_client(h, "503 5.5.1 Error: send LHLO first\r\n");
+	/* HELO/EHLO are SMTP (RFC 2033 4.1) */
+	client(h, "EHLO mta.example.com\r\n");
+	expect_client(h, "500 5.5.1 Error: this is LMTP, send LHLO\r\n");
+	client(h, "LHLO\r\n");
+	expect_client(h, "501 5.5.4 Syntax: LHLO hostname\r\n");
+	assert_int_equal(h->login_done_calls, 0);
+	client(h, "LHLO mta.example.com\r\n");
+	expect_client(h, "250-mx.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+			 "250-8BITMIME\r\n250 SIZE 10000\r\n");
+	assert_int_equal(h->login_done_calls, 1);
+	expect_state(h, LMTP_STATE_READY);
+	/* again: no second login_done */
+	client(h, "lhlo again.example.com\r\n");
+	h->client.len = 0;
+	assert_int_equal(h->login_done_calls, 1);
+	client(h, "NOOP\r\nVRFY alice\r\nRSET\r\nQUIT\r\n");
+	expect_client(h, "250 2.0.0 Ok\r\n"
+			 "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+			 "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n");
+	assert_int_equal(h->close_calls, 1);
+	assert_string_equal(h->close_reason, "logout");
+	expect_state(h, LMTP_STATE_CLOSED);
+	harness_free(h);
+
+	/* trusted clients are offered XFORWARD */
+	h = harness_new(TRUSTED);
+	h->client.len = 0;
+	client(h, "LHLO mta.example.com\r\n");
+	expect_client(h, "250-mx.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+			 "250-8BITMIME\r\n250-SIZE 10000\r\n"
+			 "250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE\r\n");
+	harness_free(h);
+}
+
+/* One message, one recipient, all the way to the store and back. */
+static void test_delivery_one_recipient(void **state)
+{
+	struct harness *h = harness_new(TRUSTED);
+
+	(void)state;
+	lhlo(h);
+	client(h, "XFORWARD NAME=client.example.net ADDR=192.0.2.7 PROTO=ESMTP\r\n"
+		  "XFORWARD HELO=client.example.net IDENT=4ABCDQID SOURCE=REMOTE\r\n"
+		  "MAIL FROM:<sender@example.net> BODY=8BITMIME SIZE=40\r\n"
+		  "RCPT TO:<Alice@Example.COM>\r\n"
+		  "DATA\r\n");
+	expect_client(h, "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+			 "354 End data with <CR><LF>.<CR><LF>\r\n");
+	assert_int_equal(h->decision_calls, 1);
+	assert_string_equal(h->decision_user[0], "alice@example.com");
+	assert_string_equal(h->decision_reason[0], "allowed");
+	expect_state(h, LMTP_STATE_DATA);
+	client(h, "Subject: hi\r\n\r\nbody\r\n.\r\n");
+	assert_int_equal(h->connect_calls, 1);
+	assert_int_equal(h->spool.len, 21);
+	expect_client(h, "");
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<sender@example.net> SIZE=21 BODY=8BITMIME\r\n"
+			  "RCPT TO:<alice@example.com>\r\nDATA\r\n");
+	backend(h, "250 2.1.0 <sender@example.net> OK\r\n250 2.1.5 <alice@example.com> OK\r\n");
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
+	backend(h, "354 OK\r\n");
+	store_body(h, "Subject: hi\r\n\r\nbody\r\n");
+	expect_client(h, "");
+	backend(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
+	expect_client(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
+	expect_backend(h, "QUIT\r\n");
+	assert_int_equal(h->backend_close_calls, 1);
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->paused);
+	assert_int_equal(h->timer_ms, 0);
+	assert_int_equal(h->spool.len, 0);
+	/* the delivery record */
+	assert_int_equal(nrecords, 1);
+	assert_string_equal(records[0].recipient, "alice@example.com");
+	assert_string_equal(records[0].queue_id, "4ABCDQID");
+	assert_string_equal(records[0].client_addr, "192.0.2.7");
+	assert_string_equal(records[0].sender, "sender@example.net");
+	assert_string_equal(records[0].decision, "allowed");
+	assert_int_equal(records[0].code, 250);
+	assert_string_equal(records[0].failure, "-");
+	assert_int_equal(records[0].size, 21);
+
+	/* XFORWARD attributes belonged to that transaction only */
+	client(h, "MAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<> SIZE=3\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n");
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "x\r\n");
+	backend(h, "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(nrecords, 2);
+	assert_string_equal(records[1].queue_id, "-");
+	assert_string_equal(records[1].sender, "");
+	harness_free(h);
+}
+
+/* Per recipient: refused (550 5.2.1 + admin text), held (450 4.2.1),
+ * unknown; the others of the same message are delivered. */
+static void test_per_recipient_refusals(void **state)
+{
+	struct harness *h = harness_new(REFUSE_UNKNOWN);
+
+	(void)state;
+	set_incoming(h, "alice@example.com", POL_FLAG_ON, NULL);
+	set_incoming(h, "bob@example.com", POL_FLAG_OFF, "Bob no longer works here.");
+	set_incoming(h, "carol@example.com", POL_FLAG_HOLD, "Carol's mail is on hold.");
+	set_incoming(h, "erin@example.com", POL_FLAG_INHERIT, NULL);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\n"
+		  "RCPT TO:<alice@example.com>\r\n"
+		  "RCPT TO:<bob@example.com>\r\n"
+		  "RCPT TO:<carol@example.com>\r\n"
+		  "RCPT TO:<dave@example.com>\r\n"
+		  "RCPT TO:<Erin@Example.COM>\r\n"
+		  "RCPT TO:<\"quoted local\"@example.com>\r\n"
+		  "DATA\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n"
+			 "250 2.1.5 Ok\r\n"
+			 "550 5.2.1 Bob no longer works here.\r\n"
+			 "450 4.2.1 Carol's mail is on hold.\r\n"
+			 "550 5.1.1 <dave@example.com>: Recipient address rejected: User unknown\r\n"
+			 "250 2.1.5 Ok\r\n"
+			 "550 5.1.3 Recipient address not supported here\r\n"
+			 "354 End data with <CR><LF>.<CR><LF>\r\n");
+	assert_int_equal(h->decision_calls, 5);
+	assert_string_equal(h->decision_reason[1], "incoming-disabled");
+	assert_int_equal(h->decision_verdict[1], POL_DENY);
+	assert_string_equal(h->decision_reason[2], "incoming-held");
+	assert_string_equal(h->decision_reason[3], "unknown-recipient");
+	assert_string_equal(h->decision_user[4], "erin@example.com");
+	client(h, "hello\r\n.\r\n");
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<s@example.net> SIZE=7\r\n"
+			  "RCPT TO:<alice@example.com>\r\nRCPT TO:<erin@example.com>\r\nDATA\r\n");
+	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "hello\r\n");
+	backend(h, "250 2.0.0 <alice@example.com> saved\r\n250 2.0.0 <erin@example.com> saved\r\n");
+	expect_client(h, "250 2.0.0 <alice@example.com> saved\r\n"
+			 "250 2.0.0 <erin@example.com> saved\r\n");
+	harness_free(h);
+}
+
+/* No policy store: every recipient is deferred (451), none accepted. */
+static void test_policy_store_unavailable(void **state)
+{
+	struct harness *h = harness_new(NO_START);
+
+	(void)state;
+	lmtp_front.free(h->s);
+	h->set.store = NULL;
+	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
+	lmtp_front.start(h->s);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n451 4.3.0 Policy store unavailable, try again later\r\n"
+			 "503 5.5.1 Error: no valid recipients\r\n");
+	assert_int_equal(h->decision_calls, 1);
+	assert_int_equal(h->decision_verdict[0], POL_TEMPFAIL);
+	assert_string_equal(h->decision_reason[0], "store-error");
+	harness_free(h);
+}
+
+/* Mixed store outcomes: one reply per accepted recipient, in RCPT order. */
+static void test_mixed_store_outcomes_in_order(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\n"
+		  "RCPT TO:<r1@example.com>\r\nRCPT TO:<r2@example.com>\r\n"
+		  "RCPT TO:<r3@example.com>\r\nRCPT TO:<r4@example.com>\r\n"
+		  "DATA\r\nbody\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	h->backend.len = 0;
+	/* the store refuses r2 at RCPT (an unknown user passed through) */
+	backend(h, "250 ok\r\n250 ok\r\n550 5.1.1 <r2@example.com> User doesn't exist: r2@example.com\r\n"
+		   "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "body\r\n");
+	/* three final replies: r1, r3 (over quota), r4 */
+	backend(h, "250 2.0.0 <r1@example.com> saved\r\n");
+	expect_client(h, "");
+	backend(h, "552-5.2.2 <r3@example.com> Quota exceeded\r\n552 5.2.2 (mailbox full)\r\n"
+		   "250 2.0.0 <r4@example.com> saved\r\n");
+	expect_client(h, "250 2.0.0 <r1@example.com> saved\r\n"
+			 "550 5.1.1 <r2@example.com> User doesn't exist: r2@example.com\r\n"
+			 "552 5.2.2 <r3@example.com> Quota exceeded\r\n"
+			 "250 2.0.0 <r4@example.com> saved\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	assert_int_equal(nrecords, 4);
+	assert_int_equal(records[1].code, 550);
+	assert_int_equal(records[2].code, 552);
+	harness_free(h);
+}
+
+/* Every recipient refused by the store: no DATA to it at all. */
+static void test_store_refuses_all_rcpts(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
+		  "DATA\r\nbody\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, true);
+	/* not pipelined: one command at a time */
+	expect_backend(h, "MAIL FROM:<s@example.net>\r\n");
+	backend(h, "250 ok\r\n");
+	expect_backend(h, "RCPT TO:<x@example.com>\r\n");
+	backend(h, "550 5.1.1 no x\r\n");
+	expect_backend(h, "RCPT TO:<y@example.com>\r\n");
+	backend(h, "450 4.2.0 try y later\r\n");
+	expect_backend(h, "QUIT\r\n");
+	expect_client(h, "550 5.1.1 no x\r\n450 4.2.0 try y later\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	harness_free(h);
+}
+
+/* MAIL or DATA refused by the store: mirrored for everyone pending. */
+static void test_store_refuses_mail_or_data(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
+		  "DATA\r\nbody\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "452 4.3.1 Insufficient system storage\r\n");
+	expect_client(h, "452 4.3.1 Insufficient system storage\r\n"
+			 "452 4.3.1 Insufficient system storage\r\n");
+	expect_state(h, LMTP_STATE_READY);
+
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
+		  "DATA\r\nbody\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n550 5.1.1 no x\r\n250 ok\r\n554 5.6.0 Rejected\r\n");
+	expect_client(h, "550 5.1.1 no x\r\n554 5.6.0 Rejected\r\n");
+	/* a 3xx where a refusal was due is a protocol error: 451 */
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\n"
+		  "DATA\r\nbody\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n334 what\r\n");
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n");
+	harness_free(h);
+}
+
+/* The store dies mid-DATA: 451 for everyone; after some final replies:
+ * 451 only for those not answered. Then the next transaction works. */
+static void test_store_dies(void **state)
+{
+	struct harness *h = harness_new(UNLIMITED);
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		  "DATA\r\n");
+	client_big_body(h, 600);
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_state(h, LMTP_STATE_STORE_BODY);
+	assert_true(h->drain_pending);
+	/* it dies before draining */
+	lmtp_front.backend_closed(h->s);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "451 4.3.0 Mail store unavailable, try again later\r\n");
+	assert_string_equal(h->backend_error, "store-closed");
+	expect_state(h, LMTP_STATE_READY);
+	assert_int_equal(nrecords, 2);
+	assert_string_equal(records[0].failure, "store-closed");
+	/* a late drain notification changes nothing */
+	pump_drains(h);
+	expect_client(h, "");
+
+	/* dies after answering the first of two */
+	h->backend.len = 0;
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		  "DATA\r\nline\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "line\r\n");
+	backend(h, "250 2.0.0 <a@example.com> saved\r\n");
+	lmtp_front.backend_closed(h->s);
+	expect_client(h, "250 2.0.0 <a@example.com> saved\r\n"
+			 "451 4.3.0 Mail store unavailable, try again later\r\n");
+	harness_free(h);
+}
+
+/* Unavailable (async and sync), refused greeting, timeouts, garbage. */
+static void test_store_failures(void **state)
+{
+	static const char tempfail[] = "451 4.3.0 Mail store unavailable, try again later\r\n";
+	static const char msg[] = "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\n"
+				  "DATA\r\nline\r\n.\r\n";
+	struct harness *h = harness_new(UNLIMITED);
+
+	(void)state;
+	lhlo(h);
+	/* unavailable */
+	client(h, msg);
+	h->client.len = 0;
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+	expect_client(h, tempfail);
+	assert_string_equal(h->backend_error, "store-unavailable");
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->paused);
+	/* unavailable, synchronously from backend_connect() */
+	h->connect_sync = true;
+	h->connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
+	client(h, msg);
+	expect_client(h, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+			 "451 4.3.0 Mail store unavailable, try again later\r\n");
+	h->connect_sync = false;
+	/* no greeting in time */
+	client(h, msg);
+	h->client.len = 0;
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	lmtp_front.timer(h->s);
+	expect_client(h, tempfail);
+	assert_string_equal(h->backend_error, "store-timeout");
+	/* greeting refused */
+	client(h, msg);
+	h->client.len = 0;
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "421 4.3.2 busy\r\n");
+	expect_client(h, tempfail);
+	/* garbage */
+	client(h, msg);
+	h->client.len = 0;
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "HTTP/1.1 400 Bad Request\r\n");
+	expect_client(h, tempfail);
+	assert_string_equal(h->backend_error, "store-protocol");
+	/* the store stops reading mid-body: the drain never comes */
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client_big_body(h, 300);
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_state(h, LMTP_STATE_STORE_BODY);
+	assert_int_equal(h->timer_ms, 30000);
+	lmtp_front.timer(h->s);
+	expect_client(h, tempfail);
+	h->drain_pending = false;
+	/* no final reply in time */
+	client(h, msg);
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	pump_drains(h);
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	lmtp_front.timer(h->s);
+	expect_client(h, tempfail);
+	/* more final replies than recipients */
+	client(h, msg);
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	pump_drains(h);
+	backend(h, "250 one\r\n250 two\r\n");
+	expect_client(h, "250 one\r\n");
+	/* a reply while the body goes out */
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client_big_body(h, 300);
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_state(h, LMTP_STATE_STORE_BODY);
+	backend(h, "421 4.4.2 timeout\r\n");
+	expect_client(h, tempfail);
+	expect_state(h, LMTP_STATE_READY);
+	assert_int_equal(h->close_calls, 0);
+	harness_free(h);
+}
+
+/* Dot-unstuffing edge cases, fed whole and byte by byte; the store gets
+ * the body stuffed again, in CRLF. */
+static void test_dot_stuffing(void **state)
+{
+	static const char *const feeds[] = {
+		"..leading dot\r\nmid.dot . here\r\n.\r\n",
+		"..leading dot\nmid.dot . here\n.\n",
+	};
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		for (size_t f = 0; f < 2; f++) {
+			struct harness *h = harness_new(0);
+			(void)state;
+			lhlo(h);
+			client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+			h->client.len = 0;
+			if (bytewise)
+				client_bytewise(h, feeds[f]);
+			else
+				client(h, feeds[f]);
+			assert_int_equal(h->spool.len, strlen(".leading dot\r\nmid.dot . here\r\n"));
+			assert_memory_equal(h->spool.p, ".leading dot\r\nmid.dot . here\r\n",
+					    h->spool.len);
+			store_hello(h, false);
+			h->backend.len = 0;
+			backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+			store_body(h, "..leading dot\r\nmid.dot . here\r\n");
+			backend(h, "250 saved\r\n");
+			expect_client(h, "250 saved\r\n");
+			harness_free(h);
+		}
+	}
+}
+
+/* The body in chunks that split "\r\n.\r\n" everywhere. */
+static void test_dot_split_across_chunks(void **state)
+{
+	static const char body[] = "a\r\n.b\r\n..\r\n.\r\nQUIT\r\n";
+	(void)state;
+	for (size_t split = 1; split < sizeof(body) - 1; split++) {
+		struct harness *h = harness_new(0);
+		lhlo(h);
+		client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+		h->client.len = 0;
+		lmtp_front.client_data(h->s, body, split);
+		lmtp_front.client_data(h->s, body + split, sizeof(body) - 1 - split);
+		assert_int_equal(h->spool.len, 9);
+		assert_memory_equal(h->spool.p, "a\r\nb\r\n.\r\n", 9);
+		/* QUIT waits until the delivery is answered */
+		expect_state(h, LMTP_STATE_STORE_CONNECT);
+		assert_int_equal(h->close_calls, 0);
+		lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+		expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+				 "221 2.0.0 Bye\r\n");
+		assert_int_equal(h->close_calls, 1);
+		harness_free(h);
+	}
+}
+
+/* SIZE: announced too big, then a body too big read to its end, then one
+ * far too big. */
+static void test_size_limit(void **state)
+{
+	struct harness *h = harness_new(0);
+	char line[1002];
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net> SIZE=10001\r\n");
+	expect_client(h, "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+	client(h, "MAIL FROM:<s@example.net> SIZE=10000\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n");
+	client(h, "RSET\r\nMAIL FROM:<s@example.net> SIZE=99999999999999999999999\r\n");
+	expect_client(h, "250 2.0.0 Ok\r\n501 5.5.4 Bad SIZE parameter\r\n");
+	/* at the limit: delivered */
+	memset(line, 'y', sizeof(line));
+	line[998] = '\r';
+	line[999] = '\n';
+	line[1000] = '\0';
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		  "DATA\r\n");
+	for (int i = 0; i < 10; i++)
+		client(h, line);
+	client(h, ".\r\n");
+	assert_int_equal(h->spool.len, 10000);
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+	h->client.len = 0;
+	/* over it: read to the end, 552 per recipient, no store */
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		  "DATA\r\n");
+	for (int i = 0; i < 11; i++)
+		client(h, line);
+	h->client.len = 0;
+	client(h, ".\r\n");
+	expect_client(h, "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+			 "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+	assert_int_equal(h->connect_calls, 1);
+	expect_state(h, LMTP_STATE_READY);
+	assert_string_equal(records[nrecords - 1].failure, "too-big");
+	/* the spool refusing (-EFBIG) is the same */
+	h->spool_cap = 500;
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client(h, line);
+	h->client.len = 0;
+	client(h, ".\r\n");
+	expect_client(h, "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+	h->spool_cap = 0;
+	/* far over it (twice message_max): answered at once, closed */
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	for (int i = 0; i < 21 && h->close_calls == 0; i++)
+		client(h, line);
+	assert_int_equal(h->close_calls, 1);
+	assert_string_equal(h->close_reason, "message-too-big");
+	assert_true(client_has(h, "552 5.3.4"));
+	harness_free(h);
+}
+
+static void test_spool_error(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	h->spool_fail = true;
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nx\r\n.\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+			 "451 4.3.0 Local error in processing, try again later\r\n");
+	assert_int_equal(h->connect_calls, 0);
+	harness_free(h);
+}
+
+/* Sequence errors, syntax errors, unsupported parameters, bad_max. */
+static void test_bad_commands(void **state)
+{
+	struct harness *h = harness_new(0);
+	char longline[2048];
+
+	(void)state;
+	lhlo(h);
+	client(h, "RCPT TO:<a@example.com>\r\n");
+	expect_client(h, "503 5.5.1 Error: need MAIL command\r\n");
+	client(h, "DATA\r\n");
+	expect_client(h, "503 5.5.1 Error: need MAIL command\r\n");
+	client(h, "MAIL FROM:<s@example.net>\r\nMAIL FROM:<s@example.net>\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n503 5.5.1 Error: nested MAIL command\r\n");
+	assert_int_equal(h->close_calls, 0);
+	/* bad_max is 5: the fifth closes */
+	client(h, "RCPT TO:a@example.com\r\n");
+	expect_client(h, "501 5.1.3 Bad recipient address syntax\r\n");
+	client(h, "BOGUS\r\n");
+	expect_client(h, "421 4.7.0 mx.test Error: too many errors\r\n");
+	assert_int_equal(h->close_calls, 1);
+	assert_string_equal(h->close_reason, "bad-commands");
+	harness_free(h);
+
+	h = harness_new(0);
+	lhlo(h);
+	memset(longline, 'A', sizeof(longline));
+	memcpy(longline, "NOOP ", 5);
+	longline[sizeof(longline) - 3] = '\r';
+	longline[sizeof(longline) - 2] = '\n';
+	longline[sizeof(longline) - 1] = '\0';
+	client(h, longline);
+	expect_client(h, "500 5.5.2 Error: line too long\r\n");
+	client(h, "MAIL FROM:<s@example.net> AUTH=<>\r\n");
+	expect_client(h, "555 5.5.4 Unsupported MAIL parameter\r\n");
+	client(h, "MAIL FROM:<s@example.net> BODY=BINARYMIME\r\n");
+	expect_client(h, "501 5.5.4 Unsupported BODY parameter\r\n");
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com> NOTIFY=NEVER\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n555 5.5.4 Unsupported RCPT parameter\r\n");
+	/* a DATA after refused recipients (pipelined) is no client error */
+	set_incoming(h, "off@example.com", POL_FLAG_OFF, "Off.");
+	client(h, "RCPT TO:<off@example.com>\r\nDATA\r\nRSET\r\n");
+	expect_client(h, "550 5.2.1 Off.\r\n503 5.5.1 Error: no valid recipients\r\n"
+			 "250 2.0.0 Ok\r\n");
+	assert_int_equal(h->close_calls, 0);
+	/* NUL in a command */
+	lmtp_front.client_data(h->s, "NO\0OP\r\n", 7);
+	expect_client(h, "421 4.7.0 mx.test Error: too many errors\r\n");
+	harness_free(h);
+}
+
+/* XFORWARD: refused from untrusted clients, only between transactions,
+ * validated. */
+static void test_xforward(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	client(h, "XFORWARD ADDR=192.0.2.1\r\n");
+	expect_client(h, "550 5.7.0 XFORWARD not permitted\r\n");
+	harness_free(h);
+
+	h = harness_new(TRUSTED);
+	client(h, "XFORWARD ADDR=192.0.2.1\r\n");
+	expect_client(h, "220 mx.test LMTP postern\r\n503 5.5.1 Error: send LHLO first\r\n");
+	lhlo(h);
+	client(h, "XFORWARD PORT=70000\r\n");
+	expect_client(h, "501 5.5.4 Bad XFORWARD PORT attribute\r\n");
+	client(h, "XFORWARD COLOR=red\r\n");
+	expect_client(h, "501 5.5.4 Bad XFORWARD attribute name or syntax\r\n");
+	client(h, "MAIL FROM:<s@example.net>\r\nXFORWARD ADDR=192.0.2.1\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n"
+			 "503 5.5.1 Error: XFORWARD not allowed in a mail transaction\r\n");
+	harness_free(h);
+}
+
+/* A whole transaction and the next in one chunk; QUIT pipelined at the end. */
+static void test_pipelined_transactions(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	client(h, "LHLO mta\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
+		  "one\r\n.\r\nMAIL FROM:<t@example.net>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+		  "two\r\n.\r\nQUIT\r\n");
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	h->client.len = 0;
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<s@example.net> SIZE=5\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "one\r\n");
+	backend(h, "250 one saved\r\n");
+	/* the rest was read at once: the second delivery started */
+	expect_client(h, "250 one saved\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+			 "354 End data with <CR><LF>.<CR><LF>\r\n");
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<t@example.net> SIZE=5\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "two\r\n");
+	backend(h, "250 two saved\r\n");
+	expect_client(h, "250 two saved\r\n221 2.0.0 Bye\r\n");
+	assert_int_equal(h->close_calls, 1);
+	harness_free(h);
+}
+
+/* 1,000 messages through one session: nothing accumulates. */
+static void test_many_messages(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	for (int i = 0; i < 1000; i++) {
+		client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
+			  "Subject: x\r\n\r\nhello\r\n.\r\n");
+		lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		backend(h, "220 s\r\n250-s\r\n250 PIPELINING\r\n");
+		backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+		pump_drains(h);
+		backend(h, "250 2.0.0 saved\r\n");
+		expect_state(h, LMTP_STATE_READY);
+		assert_int_equal(h->spool.len, 0);
+		h->backend.len = 0;
+		if (i % 100 == 99) {
+			/* MAIL, RCPT, 354, the final reply */
+			assert_int_equal(h->client.len,
+					 100 * strlen("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+						      "354 End data with <CR><LF>.<CR><LF>\r\n"
+						      "250 2.0.0 saved\r\n"));
+			h->client.len = 0;
+		}
+	}
+	assert_int_equal(h->connect_calls, 1000);
+	assert_int_equal(h->backend_close_calls, 1000);
+	assert_int_equal(h->login_done_calls, 1);
+	assert_int_equal(h->close_calls, 0);
+	harness_free(h);
+}
+
+/* Recipients per transaction: at and over LMTP_RCPT_MAX. */
+static void test_recipient_limit(void **state)
+{
+	struct harness *h = harness_new(0);
+	char line[64];
+
+	(void)state;
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\n");
+	for (int i = 0; i < LMTP_RCPT_MAX; i++) {
+		snprintf(line, sizeof(line), "RCPT TO:<r%d@example.com>\r\n", i);
+		client(h, line);
+	}
+	assert_true(client_has(h, "250 2.1.5 Ok"));
+	h->client.len = 0;
+	client(h, "RCPT TO:<one-more@example.com>\r\n");
+	expect_client(h, "452 4.5.3 Error: too many recipients\r\n");
+	client(h, "DATA\r\nx\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	/* all 1000 RCPTs pipelined */
+	assert_int_equal(h->backend.len, strlen("MAIL FROM:<s@example.net> SIZE=3\r\nDATA\r\n") +
+					 10 * strlen("RCPT TO:<r0@example.com>\r\n") +
+					 90 * strlen("RCPT TO:<r10@example.com>\r\n") +
+					 900 * strlen("RCPT TO:<r100@example.com>\r\n"));
+	lmtp_front.backend_closed(h->s);
+	assert_int_equal(nrecords, LMTP_RCPT_MAX);
+	assert_int_equal(h->client.len, LMTP_RCPT_MAX *
+					strlen("451 4.3.0 Mail store unavailable, try again later\r\n"));
+	harness_free(h);
+}
+
+/* Subaddresses obey the base user's flags, unless they have their own. */
+static void test_subaddress_policy(void **state)
+{
+	struct harness *h = harness_new(REFUSE_UNKNOWN);
+
+	(void)state;
+	set_incoming(h, "alice@example.com", POL_FLAG_OFF, "Alice is gone.");
+	set_incoming(h, "alice+lists@example.com", POL_FLAG_ON, NULL);
+	set_incoming(h, "bob@example.com", POL_FLAG_ON, NULL);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\n"
+		  "RCPT TO:<alice+x@example.com>\r\n"
+		  "RCPT TO:<alice+lists@example.com>\r\n"
+		  "RCPT TO:<bob+tag@example.com>\r\n"
+		  "RCPT TO:<nobody+tag@example.com>\r\n");
+	expect_client(h, "250 2.1.0 Ok\r\n550 5.2.1 Alice is gone.\r\n250 2.1.5 Ok\r\n"
+			 "250 2.1.5 Ok\r\n"
+			 "550 5.1.1 <nobody+tag@example.com>: Recipient address rejected: "
+			 "User unknown\r\n");
+	harness_free(h);
+}
+
+/* Shutdown and gateway timeouts: between transactions and mid-delivery. */
+static void test_shutdown_and_timeout(void **state)
+{
+	struct harness *h = harness_new(0);
+
+	(void)state;
+	lhlo(h);
+	lmtp_front.shutdown(h->s);
+	expect_client(h, "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
+	assert_int_equal(h->close_calls, 1);
+	assert_string_equal(h->close_reason, "shutdown");
+	harness_free(h);
+
+	h = harness_new(0);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		  "DATA\r\nx\r\n.\r\n");
+	h->client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	pump_drains(h);
+	backend(h, "250 2.0.0 <a@example.com> saved\r\n");
+	lmtp_front.shutdown(h->s);
+	expect_client(h, "250 2.0.0 <a@example.com> saved\r\n"
+			 "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
+	assert_int_equal(h->backend_close_calls, 1);
+	assert_string_equal(records[1].failure, "shutdown");
+	harness_free(h);
+
+	h = harness_new(0);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nnever ends");
+	h->client.len = 0;
+	lmtp_front.timeout(h->s, PROTO_TIMEOUT_IDLE);
+	expect_client(h, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+	assert_string_equal(h->close_reason, "timeout");
+	assert_int_equal(h->connect_calls, 0);
+	harness_free(h);
+
+	/* timeout while the store works: 451 first */
+	h = harness_new(0);
+	lhlo(h);
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nx\r\n.\r\n");
+	h->client.len = 0;
+	lmtp_front.timeout(h->s, PROTO_TIMEOUT_PREAUTH);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+	harness_free(h);
+}
+
+/* A large message streams in bursts with backpressure: never more than a
+ * burst (plus stuffing) is written before the front waits for a drain. */
+static void test_backpressure(void **state)
+{
+	struct harness *h = harness_new(UNLIMITED);
+	size_t total = 2u << 20, sent = 0;
+	char line[1001];
+	int drains = 0;
+
+	(void)state;
+	lhlo(h);
+	memset(line, 'z', sizeof(line));
+	line[0] = '.';
+	line[998] = '\r';
+	line[999] = '\n';
+	line[1000] = '\0';
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	while (sent < total) {
+		client(h, line);
+		sent += 1000;
+	}
+	client(h, ".\r\n");
+	/* every line lost its leading dot */
+	assert_int_equal(h->spool.len, (total / 1000 + (total % 1000 != 0)) * 999);
+	store_hello(h, false);
+	h->backend.len = 0;
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	while (h->drain_pending) {
+		/* what went out since the last drain: one burst, give or take
+		 * a chunk and the stuffing */
+		assert_int_equal(h->backend.len, h->backend_at_drain);
+		assert_true(h->backend.len <= LMTP_STREAM_BURST + 2 * LMTP_STREAM_CHUNK);
+		expect_state(h, LMTP_STATE_STORE_BODY);
+		h->backend.len = 0;
+		drains++;
+		h->drain_pending = false;
+		lmtp_front.backend_drained(h->s);
+	}
+	assert_true(drains >= 7);
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	backend(h, "250 big saved\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	expect_client(h, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+			 "250 big saved\r\n");
+	harness_free(h);
+}
+
+/* backend_drained() called from inside backend_want_drain() (a gateway
+ * whose queue is already low) must not recurse without bound. */
+static struct harness *sync_drain_h;
+static void io_backend_want_drain_sync(void *ctx)
+{
+	(void)ctx;
+	lmtp_front.backend_drained(sync_drain_h->s);
+}
+
+static void test_sync_drain(void **state)
+{
+	struct harness *h = harness_new(UNLIMITED | NO_START);
+	char line[1001];
+
+	(void)state;
+	/* the session copied io at creation: make a new one */
+	lmtp_front.free(h->s);
+	h->io.backend_want_drain = io_backend_want_drain_sync;
+	sync_drain_h = h;
+	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
+	lmtp_front.start(h->s);
+	lhlo(h);
+	memset(line, 'q', sizeof(line));
+	line[998] = '\r';
+	line[999] = '\n';
+	line[1000] = '\0';
+	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	for (int i = 0; i < 3000; i++)
+		client(h, line);
+	client(h, ".\r\n");
+	store_hello(h, false);
+	h->backend.len = 0;
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	assert_int_equal(h->backend.len, 3000 * 1000 + 3);
+	harness_free(h);
+}
+
+static void test_names_and_trace(void **state)
+{
+	(void)state;
+	for (int i = 0; i < LMTP_STATE_COUNT; i++)
+		assert_string_not_equal(lmtp_state_name((enum lmtp_state)i), "unknown");
+	assert_string_equal(lmtp_state_name(LMTP_STATE_COUNT), "unknown");
+	assert_string_equal(lmtp_front.name, "lmtp");
+	assert_int_equal(lmtp_front.service, POL_INCOMING);
+	assert_null(lmtp_front.relay_backend_data);
+	assert_non_null(lmtp_front.backend_drained);
+}
+
+#define TESTS(X) \
+	X(test_greeting_and_lhlo) \
+	X(test_delivery_one_recipient) \
+	X(test_per_recipient_refusals) \
+	X(test_policy_store_unavailable) \
+	X(test_mixed_store_outcomes_in_order) \
+	X(test_store_refuses_all_rcpts) \
+	X(test_store_refuses_mail_or_data) \
+	X(test_store_dies) \
+	X(test_store_failures) \
+	X(test_dot_stuffing) \
+	X(test_dot_split_across_chunks) \
+	X(test_size_limit) \
+	X(test_spool_error) \
+	X(test_bad_commands) \
+	X(test_xforward) \
+	X(test_pipelined_transactions) \
+	X(test_many_messages) \
+	X(test_recipient_limit) \
+	X(test_subaddress_policy) \
+	X(test_shutdown_and_timeout) \
+	X(test_backpressure) \
+	X(test_sync_drain) \
+	X(test_names_and_trace)
+
+#define AS_CMOCKA(name) cmocka_unit_test(name),
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = { TESTS(AS_CMOCKA) };
+	return cmocka_run_group_tests_name("lmtp_session", tests, NULL, NULL);
+}
