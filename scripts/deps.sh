@@ -18,6 +18,8 @@ PACKAGES=(
   # integration tests and the quick start: a private Dovecot, real clients
   dovecot-core dovecot-imapd dovecot-pop3d
   openssl curl python3 lmdb-utils libwbxml2-utils
+  # delivery (LMTP) tests: Dovecot's LMTP server, a real Postfix in front
+  dovecot-lmtpd postfix
 )
 
 missing=()
