@@ -20,6 +20,9 @@ PACKAGES=(
   openssl curl python3 lmdb-utils libwbxml2-utils
   # delivery (LMTP) tests: Dovecot's LMTP server, a real Postfix in front
   dovecot-lmtpd postfix
+  # submission tests: Dovecot's submission service; swaks (its TLS needs
+  # Net::SSLeay)
+  dovecot-submissiond swaks libnet-ssleay-perl
 )
 
 missing=()
