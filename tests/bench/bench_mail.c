@@ -10,8 +10,12 @@
  *                      [--duration S] [--count N] [--warmup S] [--pid PID]
  *   bench_mail idle    --port P --sessions N [--concurrency 50] [--pid PID]
  *                      [--settle S]
- *   bench_mail fetch   --port P --user U --password W [--duration S] [--count N]
- *   bench_mail latency --port P --user U --password W [--count N]
+ *   bench_mail fetch   --port P [--port2 Q] --user U --password W [--duration S]
+ *                      [--count N]
+ *   bench_mail latency --port P [--port2 Q] --user U --password W [--count N]
+ *
+ * fetch and latency with --port2 log in to both targets and let them take
+ * turns, one operation each, so background load falls on both alike.
  *
  * Users for login/idle are PREFIX<i>@DOMAIN with one password
  * (--user-prefix, --users, --domain, --password), spread round robin so
@@ -86,6 +90,11 @@ struct conn {
 	char out[SEND_MAX];
 	size_t out_len, out_off;
 	unsigned iter;
+	unsigned side;           /* fetch/latency: 0 = --port, 1 = --port2 */
+	bool ready;              /* fetch/latency: logged in, INBOX selected */
+	bool finished;           /* fetch/latency: all its operations done */
+	uint64_t bytes_in;
+	uint64_t bytes0;         /* bytes_in when the timed operation began */
 };
 
 struct opts {
@@ -108,6 +117,8 @@ struct opts {
 	double timeout;
 	double step_timeout;
 	const char *label;
+	int port2;               /* fetch/latency: a second target, interleaved */
+	const char *label2;
 };
 
 static struct opts o = {
@@ -115,7 +126,7 @@ static struct opts o = {
 	.concurrency = 50, .duration = 5.0, .count = 0, .warmup = 1.0, .settle = 2.0,
 	.sessions = 1000, .pid = 0, .user_prefix = "bench", .domain = "example.com",
 	.users = 100, .user = NULL, .password = "bench-secret", .timeout = 300.0,
-	.step_timeout = 30.0, .label = "",
+	.step_timeout = 30.0, .label = "", .port2 = 0, .label2 = "",
 };
 
 static int ep = -1;
@@ -127,9 +138,15 @@ static uint64_t bytes_in;
 static bool stopping;
 static unsigned char rbuf[READ_CHUNK];
 
-/* latency samples, in ns */
-static uint64_t *lat_noop, *lat_sf;
-static unsigned n_noop, n_sf;
+/* fetch and latency: figures per target (side 0: --port, 1: --port2) */
+struct side {
+	uint64_t *noop, *sf;     /* latency samples, ns */
+	unsigned n_noop, n_sf;
+	uint64_t bytes, ns;      /* fetch: bytes and time inside the FETCHes */
+	unsigned long n;
+};
+static struct side side[2];
+static uint64_t timed_t0_ns;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static uint64_t now_ns(void);
@@ -140,6 +157,8 @@ static void conn_send(struct conn *c, const char *fmt, ...) __attribute__((forma
 static void conn_expect(struct conn *c, enum step st, enum expect ex, const char *ok,
 			const char *fail);
 static void step_done(struct conn *c);
+static void take_turn(struct conn *c);
+static void pass_turn(struct conn *c);
 
 static void die(const char *fmt, ...)
 {
@@ -387,6 +406,7 @@ static void on_readable(struct conn *c)
 			return;
 		}
 		bytes_in += (uint64_t)n;
+		c->bytes_in += (uint64_t)n;
 		size_t i = 0;
 		while (i < (size_t)n && c->in_use) {
 			if (c->lit_left > 0) {
@@ -471,14 +491,62 @@ static void send_logout(struct conn *c)
 
 static uint64_t measure_start_ns;
 static bool measuring;
-static uint64_t fetch_bytes0, fetch_bytes;
-static double fetch_secs;
 
 static void finish_conn(struct conn *c)
 {
 	conn_close(c);
 	if (measuring || o.mode != MODE_LOGIN)
 		completed++;
+}
+
+/* fetch and latency: the targets take turns, one operation each, so that
+ * whatever else the machine does falls on both alike. */
+static bool conn_has_more(const struct conn *c)
+{
+	if (o.mode == MODE_FETCH)
+		return (o.count == 0 || c->iter < o.count) &&
+		       (double)(now_ns() - timed_t0_ns) / 1e9 < o.duration;
+	return c->iter < 2 * o.count;   /* count NOOPs, then count SELECT+FETCH */
+}
+
+static void take_turn(struct conn *c)
+{
+	if (!conn_has_more(c)) {
+		c->finished = true;
+		for (unsigned i = 0; i < nconns; i++) {
+			if (!conns[i].finished && conns[i].in_use && conn_has_more(&conns[i])) {
+				take_turn(&conns[i]);
+				return;
+			}
+		}
+		/* everyone is done: log out together */
+		for (unsigned i = 0; i < nconns; i++) {
+			conns[i].finished = true;
+			if (conns[i].in_use)
+				send_logout(&conns[i]);
+		}
+		return;
+	}
+	c->t0_ns = now_ns();
+	c->bytes0 = c->bytes_in;
+	if (o.mode == MODE_FETCH) {
+		conn_send(c, "f FETCH 1 BODY.PEEK[]\r\n");
+		conn_expect(c, ST_FETCH, EXPECT_LINE, "f OK", "f ");
+	} else if (c->iter < o.count) {
+		conn_send(c, "n NOOP\r\n");
+		conn_expect(c, ST_NOOP, EXPECT_LINE, "n OK", "n ");
+	} else {
+		conn_send(c, "s SELECT INBOX\r\n");
+		conn_expect(c, ST_LAT_SELECT, EXPECT_LINE, "s OK", "s ");
+	}
+}
+
+static void pass_turn(struct conn *c)
+{
+	struct conn *next = nconns == 2 ? &conns[1 - c->side] : c;
+	if (!next->in_use || next->finished)
+		next = c;
+	take_turn(next);
 }
 
 static void step_done(struct conn *c)
@@ -520,57 +588,33 @@ static void step_done(struct conn *c)
 		completed++;
 		return;
 	case ST_SELECT:
-		if (o.mode == MODE_FETCH) {
-			measuring = true;
-			measure_start_ns = t;
-			fetch_bytes0 = bytes_in;
-			conn_send(c, "f FETCH 1 BODY.PEEK[]\r\n");
-			conn_expect(c, ST_FETCH, EXPECT_LINE, "f OK", "f ");
-		} else {
-			c->t0_ns = t;
-			conn_send(c, "n NOOP\r\n");
-			conn_expect(c, ST_NOOP, EXPECT_LINE, "n OK", "n ");
-		}
+		c->ready = true;
+		for (unsigned i = 0; i < nconns; i++)
+			if (!conns[i].ready)
+				return;   /* the other target is not logged in yet */
+		timed_t0_ns = t;
+		take_turn(&conns[0]);
 		return;
 	case ST_FETCH:
+		side[c->side].ns += t - c->t0_ns;
+		side[c->side].bytes += c->bytes_in - c->bytes0;
+		side[c->side].n++;
 		c->iter++;
-		completed++;
-		if ((o.count == 0 || c->iter < o.count) &&
-		    (double)(t - measure_start_ns) / 1e9 < o.duration) {
-			conn_send(c, "f FETCH 1 BODY.PEEK[]\r\n");
-			conn_expect(c, ST_FETCH, EXPECT_LINE, "f OK", "f ");
-			return;
-		}
-		measuring = false;
-		fetch_bytes = bytes_in - fetch_bytes0;
-		fetch_secs = (double)(t - measure_start_ns) / 1e9;
-		send_logout(c);
+		pass_turn(c);
 		return;
 	case ST_NOOP:
-		lat_noop[n_noop++] = t - c->t0_ns;
-		if (n_noop < o.count) {
-			c->t0_ns = t;
-			conn_send(c, "n NOOP\r\n");
-			conn_expect(c, ST_NOOP, EXPECT_LINE, "n OK", "n ");
-			return;
-		}
-		c->t0_ns = now_ns();
-		conn_send(c, "s SELECT INBOX\r\n");
-		conn_expect(c, ST_LAT_SELECT, EXPECT_LINE, "s OK", "s ");
+		side[c->side].noop[side[c->side].n_noop++] = t - c->t0_ns;
+		c->iter++;
+		pass_turn(c);
 		return;
 	case ST_LAT_SELECT:
 		conn_send(c, "f FETCH 1 BODY.PEEK[]\r\n");
 		conn_expect(c, ST_LAT_FETCH, EXPECT_LINE, "f OK", "f ");
 		return;
 	case ST_LAT_FETCH:
-		lat_sf[n_sf++] = t - c->t0_ns;
-		if (n_sf < o.count) {
-			c->t0_ns = t;
-			conn_send(c, "s SELECT INBOX\r\n");
-			conn_expect(c, ST_LAT_SELECT, EXPECT_LINE, "s OK", "s ");
-			return;
-		}
-		send_logout(c);
+		side[c->side].sf[side[c->side].n_sf++] = t - c->t0_ns;
+		c->iter++;
+		pass_turn(c);
 		return;
 	case ST_LOGOUT:
 		finish_conn(c);
@@ -778,50 +822,81 @@ static int do_idle(uint64_t hard)
 	return rc == 0 && failed == 0 ? 0 : 1;
 }
 
-/* fetch and latency modes: one connection */
+/* fetch and latency modes: one connection per target, taking turns */
 static bool single_done(void)
 {
-	return !conns[0].in_use;
+	for (unsigned i = 0; i < nconns; i++)
+		if (conns[i].in_use)
+			return false;
+	return true;
+}
+
+static int conn_start_port(struct conn *c, int port)
+{
+	int saved = o.port;
+	o.port = port;
+	int r = conn_start(c);
+	o.port = saved;
+	return r;
+}
+
+static void print_single(unsigned k, const char *label)
+{
+	struct side *sd = &side[k];
+	const char *l = *label ? label : "-";
+
+	if (o.mode == MODE_FETCH) {
+		double secs = (double)sd->ns / 1e9;
+		double mb = (double)sd->bytes / 1e6;
+		double rate = secs > 0 ? mb / secs : 0;
+		printf("%s%sfetch: %lu x FETCH BODY.PEEK[], %.1f MB in %.3f s = %.1f MB/s\n",
+		       label, *label ? ": " : "", sd->n, mb, secs, rate);
+		printf("RESULT mode=fetch label=%s fetches=%lu bytes=%" PRIu64 " secs=%.4f mb_per_s=%.2f\n",
+		       l, sd->n, sd->bytes, secs, rate);
+		return;
+	}
+	qsort(sd->noop, sd->n_noop, sizeof(uint64_t), cmp_u64);
+	qsort(sd->sf, sd->n_sf, sizeof(uint64_t), cmp_u64);
+	printf("%s%slatency: NOOP p50 %.1f us p99 %.1f us; SELECT+FETCH p50 %.1f us p99 %.1f us "
+	       "(%u each)\n", label, *label ? ": " : "", pct_us(sd->noop, sd->n_noop, 0.5),
+	       pct_us(sd->noop, sd->n_noop, 0.99), pct_us(sd->sf, sd->n_sf, 0.5),
+	       pct_us(sd->sf, sd->n_sf, 0.99), sd->n_noop);
+	printf("RESULT mode=latency label=%s n=%u noop_p50_us=%.1f noop_p99_us=%.1f "
+	       "sf_p50_us=%.1f sf_p99_us=%.1f\n", l, sd->n_noop,
+	       pct_us(sd->noop, sd->n_noop, 0.5), pct_us(sd->noop, sd->n_noop, 0.99),
+	       pct_us(sd->sf, sd->n_sf, 0.5), pct_us(sd->sf, sd->n_sf, 0.99));
 }
 
 static int do_single(uint64_t hard)
 {
 	if (o.user == NULL)
 		die("--user is required for fetch and latency");
-	nconns = 1;
-	conns = calloc(1, sizeof(*conns));
-	if (o.mode == MODE_LATENCY) {
-		if (o.count == 0)
-			o.count = 2000;
-		lat_noop = calloc(o.count, sizeof(uint64_t));
-		lat_sf = calloc(o.count, sizeof(uint64_t));
-		if (lat_noop == NULL || lat_sf == NULL)
-			die("out of memory");
+	nconns = o.port2 > 0 ? 2 : 1;
+	conns = calloc(nconns, sizeof(*conns));
+	if (conns == NULL)
+		die("out of memory");
+	if (o.mode == MODE_LATENCY && o.count == 0)
+		o.count = 2000;
+	for (unsigned k = 0; k < nconns; k++) {
+		if (o.mode == MODE_LATENCY) {
+			side[k].noop = calloc(o.count, sizeof(uint64_t));
+			side[k].sf = calloc(o.count, sizeof(uint64_t));
+			if (side[k].noop == NULL || side[k].sf == NULL)
+				die("out of memory");
+		}
+		conns[k].side = k;
 	}
-	if (conns == NULL || conn_start(&conns[0]) < 0)
-		die("cannot start");
+	if (conn_start_port(&conns[0], o.port) < 0 ||
+	    (nconns == 2 && conn_start_port(&conns[1], o.port2) < 0))
+		die("cannot connect");
+	for (unsigned k = 0; k < nconns; k++)
+		conns[k].side = k;   /* conn_start() cleared per-connection state */
 	int rc = run_loop(single_done, NULL, hard);
 	if (rc != 0 || failed != 0)
 		return 1;
-	if (o.mode == MODE_FETCH) {
-		double secs = fetch_secs;
-		double mb = (double)fetch_bytes / 1e6;
-		printf("%s%sfetch: %lu x FETCH BODY.PEEK[], %.1f MB in %.3f s = %.1f MB/s\n",
-		       o.label, *o.label ? ": " : "", completed, mb, secs, mb / secs);
-		printf("RESULT mode=fetch label=%s fetches=%lu bytes=%" PRIu64 " secs=%.4f mb_per_s=%.2f\n",
-		       *o.label ? o.label : "-", completed, fetch_bytes, secs, mb / secs);
-	} else {
-		qsort(lat_noop, n_noop, sizeof(uint64_t), cmp_u64);
-		qsort(lat_sf, n_sf, sizeof(uint64_t), cmp_u64);
-		printf("%s%slatency: NOOP p50 %.1f us p99 %.1f us; SELECT+FETCH p50 %.1f us p99 %.1f us (%u each)\n",
-		       o.label, *o.label ? ": " : "", pct_us(lat_noop, n_noop, 0.5),
-		       pct_us(lat_noop, n_noop, 0.99), pct_us(lat_sf, n_sf, 0.5),
-		       pct_us(lat_sf, n_sf, 0.99), n_noop);
-		printf("RESULT mode=latency label=%s n=%u noop_p50_us=%.1f noop_p99_us=%.1f "
-		       "sf_p50_us=%.1f sf_p99_us=%.1f\n", *o.label ? o.label : "-", n_noop,
-		       pct_us(lat_noop, n_noop, 0.5), pct_us(lat_noop, n_noop, 0.99),
-		       pct_us(lat_sf, n_sf, 0.5), pct_us(lat_sf, n_sf, 0.99));
-	}
+	print_single(0, o.label);
+	if (nconns == 2)
+		print_single(1, o.label2);
 	return 0;
 }
 
@@ -844,7 +919,9 @@ static void usage(void)
 		"  --user U          one user (fetch, latency)\n"
 		"  --password W      (bench-secret)\n"
 		"  --timeout S       overall bound (300); --step-timeout S per reply (30)\n"
-		"  --label L         name printed with the results\n");
+		"  --label L         name printed with the results\n"
+		"  --port2 P --label2 L   fetch/latency: a second target; the two take turns,\n"
+		"                    one operation each, and each gets its own figures\n");
 	exit(2);
 }
 
@@ -916,6 +993,10 @@ int main(int argc, char **argv)
 			o.step_timeout = num(v);
 		else if (strcmp(a, "--label") == 0)
 			o.label = v;
+		else if (strcmp(a, "--port2") == 0)
+			o.port2 = (int)num(v);
+		else if (strcmp(a, "--label2") == 0)
+			o.label2 = v;
 		else
 			usage();
 	}

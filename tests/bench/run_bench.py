@@ -18,8 +18,10 @@ What it measures (bench_mail does the measuring):
                 IDLE (N as large as the open-files limit allows: postern
                 holds 2 fds per session)
   FETCH         MB/s of FETCH 1 BODY.PEEK[] of a 10 MB message, one client
+                per target, the two taking turns fetch by fetch
   latency       p50/p99 of NOOP and of SELECT+FETCH (small message) round
-                trips, one client, TCP_NODELAY on the client
+                trips, one client per target taking turns, TCP_NODELAY on
+                the client
 
 Bounded: every bench_mail run has its own timeout, the whole run stops by
 itself, and everything listens on and connects to 127.0.0.1 only.
@@ -151,6 +153,11 @@ class Runner:
         self.verbose = verbose
 
     def run(self, mode, *args, timeout=300):
+        """One bench_mail run; returns its (last) RESULT line as a dict."""
+        results = self.run_multi(mode, *args, timeout=timeout)
+        return list(results.values())[-1] if results else {}
+
+    def run_multi(self, mode, *args, timeout=300):
         cmd = [self.bin, mode] + [str(a) for a in args] + ["--timeout", str(timeout)]
         try:
             r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -169,17 +176,19 @@ class Runner:
             sys.stderr.write(err)
         if r.returncode != 0:
             self.ok = False
-        res = {}
+        results = {}
         for line in out.splitlines():
             if line.startswith("RESULT "):
+                res = {}
                 for kv in line.split()[1:]:
                     k, _, v = kv.partition("=")
                     try:
                         res[k] = float(v)
                     except ValueError:
                         res[k] = v
+                results[res.get("label", "-")] = res
         sys.stdout.flush()
-        return res
+        return results
 
 
 def keep_best(results, phase, res, key, higher):
@@ -291,22 +300,29 @@ def main():
                     keep_best(R[n], proto, res, "rate", higher=True)
                     keep_best(R[n], proto + "-cpu", res, "cpu_per_1000", higher=False)
 
-        print("\n== 10 MB FETCH, one client, %.0f s each" % args.fetch_duration)
+        # one connection per target, taking turns operation by operation, so
+        # background load falls on both alike
+        pair = []
+        for n in names:
+            pair += (["--port", targets[n][0], "--label", n] if not pair else
+                     ["--port2", targets[n][0], "--label2", n])
+        print("\n== 10 MB FETCH, one client per target taking turns, %.0f s" %
+              args.fetch_duration)
         for rnd in range(args.rounds):
+            res = runner.run_multi("fetch", *pair, "--user", FETCH_USER, "--password",
+                                   BENCH_PASSWORD, "--duration", args.fetch_duration,
+                                   timeout=int(args.fetch_duration * 4 + 60))
             for n in names:
-                res = runner.run("fetch", "--port", targets[n][0], "--user", FETCH_USER,
-                                 "--password", BENCH_PASSWORD, "--duration",
-                                 args.fetch_duration, "--label", n,
-                                 timeout=int(args.fetch_duration * 4 + 60))
-                keep_best(R[n], "fetch", res, "mb_per_s", higher=True)
+                keep_best(R[n], "fetch", res.get(n), "mb_per_s", higher=True)
 
-        print("\n== latency, one client, %d round trips each" % args.latency_count)
+        print("\n== latency, one client per target taking turns, %d round trips each" %
+              args.latency_count)
         for rnd in range(args.rounds):
+            res = runner.run_multi("latency", *pair, "--user", LAT_USER, "--password",
+                                   BENCH_PASSWORD, "--count", args.latency_count,
+                                   timeout=180)
             for n in names:
-                res = runner.run("latency", "--port", targets[n][0], "--user", LAT_USER,
-                                 "--password", BENCH_PASSWORD, "--count",
-                                 args.latency_count, "--label", n, timeout=120)
-                keep_best(R[n], "latency", res, "sf_p50_us", higher=False)
+                keep_best(R[n], "latency", res.get(n), "sf_p50_us", higher=False)
 
         if pg is not None and not args.skip_idle:
             print("\n== %d idle sessions through postern (LOGIN, IDLE)" % sessions)
