@@ -34,6 +34,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -220,7 +221,7 @@ def main():
     ap.add_argument("--latency-count", type=int, default=2000)
     ap.add_argument("--fetch-duration", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=0, help="postern workers (0 = one per core)")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--rounds", type=int, default=3,
                     help="each phase alternates direct/postern this many times; "
                          "the best round of each is reported")
     ap.add_argument("--skip-idle", action="store_true")
@@ -240,7 +241,11 @@ def main():
     # postern: 2 fds per session plus listeners/loop; the generator: 1.
     sessions = args.sessions or min(5000, (hard - 200) // 2 // 1000 * 1000)
 
-    root = harness.run_root()
+    # a directory of our own (not postern-it-*, which test runs clean up)
+    root = tempfile.mkdtemp(prefix="postern-bench-",
+                            dir=os.environ.get("POSTERN_TEST_TMP", "/tmp"))
+    os.chmod(root, 0o755)   # Dovecot's unprivileged processes traverse it
+    harness._run_root = root
     bench_bin = args.bench_bin or find_bench_bin(args.build, root)
     runner = Runner(bench_bin)
 
