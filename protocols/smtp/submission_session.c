@@ -58,7 +58,9 @@ struct submission_session {
 	enum submission_state state;
 
 	struct smtp_parser *parser;             /* client commands */
-	struct smtp_reply_parser *bparser;      /* backend replies during login */
+	/* Backend replies, only while a login talks to the backend
+	 * (submission_login_start() to submission_backend_done()). */
+	struct smtp_reply_parser *bparser;
 
 	bool tls;
 	bool in_drain;                 /* submission_input_drain() is running */
@@ -184,6 +186,7 @@ static void submission_login_tempfail(struct submission_session *s, const char *
 				      bool connected);
 static void submission_penalty_done(struct submission_session *s);
 static void submission_backend_quit(struct submission_session *s);
+static void submission_backend_done(struct submission_session *s);
 static bool submission_account_disabled(struct submission_session *s,
 					const struct pol_context *pctx,
 					const struct pol_decision *outgoing,
@@ -351,10 +354,6 @@ static void *submission_session_new(const struct proto_io *io,
 		.line_max = set->line_max,
 		.response_max = set->literal_max,
 	};
-	struct smtp_reply_limits blimits = {
-		.line_max = SUBMISSION_BACKEND_LINE_MAX,
-		.lines_max = SUBMISSION_BACKEND_LINES_MAX,
-	};
 	struct submission_session *s = calloc(1, sizeof(*s));
 	const char *h = set->hostname != NULL && set->hostname[0] != '\0' ?
 			set->hostname : "postern";
@@ -372,8 +371,7 @@ static void *submission_session_new(const struct proto_io *io,
 	else
 		memcpy(s->hostname, "postern", sizeof("postern"));
 	s->parser = smtp_parser_new(&climits);
-	s->bparser = smtp_reply_parser_new(&blimits);
-	if (s->parser == NULL || s->bparser == NULL) {
+	if (s->parser == NULL) {
 		submission_free(s);
 		return NULL;
 	}
@@ -975,7 +973,18 @@ static bool submission_check_refused(struct submission_session *s,
 
 static void submission_login_start(struct submission_session *s)
 {
+	struct smtp_reply_limits blimits = {
+		.line_max = SUBMISSION_BACKEND_LINE_MAX,
+		.lines_max = SUBMISSION_BACKEND_LINES_MAX,
+	};
+
 	s->io.client_pause(s->io.ctx, true);
+	if (s->bparser == NULL)
+		s->bparser = smtp_reply_parser_new(&blimits);
+	if (s->bparser == NULL) {
+		submission_login_tempfail(s, "out-of-memory", false);
+		return;
+	}
 	smtp_reply_parser_reset(s->bparser);
 	s->xclient_attrs = 0;
 	submission_enter_state(s, SUBMISSION_STATE_BACKEND_CONNECT);
@@ -1023,7 +1032,9 @@ static void submission_backend_data(void *ctx, const char *buf, size_t len)
 			s->io.client_write(s->io.ctx, buf + off, len - off);
 			return;
 		}
-		if (!submission_backend_waiting(s->state))
+		/* Every path that leaves the backend states frees bparser;
+		 * check the state before touching it. */
+		if (!submission_backend_waiting(s->state) || s->bparser == NULL)
 			return;
 		ret = smtp_reply_parser_feed(s->bparser, buf + off, len - off, &used, &r, &err);
 		off += used;
@@ -1219,6 +1230,15 @@ static void submission_backend_quit(struct submission_session *s)
 	s->io.backend_close(s->io.ctx);
 }
 
+/* The login's conversation with the backend is over (relay, refusal,
+ * failure): its reply parser goes. Safe inside submission_backend_data(),
+ * which checks the state before each use. */
+static void submission_backend_done(struct submission_session *s)
+{
+	s->io.timer(s->io.ctx, 0);
+	smtp_reply_parser_free(&s->bparser);
+}
+
 /* Every access of the account is off: IMAP, POP, ActiveSync, incoming
  * (off or held) and outgoing (known to be off: *outgoing). A store error in
  * any of them sets *tempfail_r. *admin_message_r tells whether outgoing's
@@ -1266,7 +1286,7 @@ static void submission_login_ok(struct submission_session *s)
 	struct pol_decision d;
 	bool tempfail = false;
 
-	s->io.timer(s->io.ctx, 0);
+	submission_backend_done(s);
 	if (pol_normalize_address(s->user, s->set.default_domain, s->address,
 				  sizeof(s->address)) < 0) {
 		/* The backend knows a name our store cannot: refuse rather
@@ -1315,8 +1335,7 @@ static void submission_login_ok(struct submission_session *s)
 		free(s->pending);
 		s->pending = NULL;
 		s->pending_size = 0;
-		/* The parser goes once no drain loop uses it; bparser stays:
-		 * submission_backend_data() is still running. */
+		/* The parser goes once no drain loop uses it. */
 		if (!s->in_drain)
 			smtp_parser_free(&s->parser);
 		break;
@@ -1347,7 +1366,7 @@ static void submission_login_failed(struct submission_session *s)
 {
 	unsigned delay;
 
-	s->io.timer(s->io.ctx, 0);
+	submission_backend_done(s);
 	submission_backend_quit(s);
 	s->auth_failures++;
 	submission_enter_state(s, SUBMISSION_STATE_PENALTY);
@@ -1380,7 +1399,7 @@ static void submission_penalty_done(struct submission_session *s)
 static void submission_login_tempfail(struct submission_session *s, const char *what,
 				      bool connected)
 {
-	s->io.timer(s->io.ctx, 0);
+	submission_backend_done(s);
 	if (connected)
 		s->io.backend_close(s->io.ctx);
 	submission_wipe_credentials(s);
