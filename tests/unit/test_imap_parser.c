@@ -551,9 +551,13 @@ static void test_fatal_sticks_until_reset(void **state)
 	assert_int_equal(imap_parser_next(p, &cmd, &err), -1);
 	assert_int_equal(err, IMAP_PARSE_ERR_NONSYNC_LITERAL_TOO_LARGE);
 	assert_true(imap_parse_error_fatal(err));
+	/* The call that detects it names the tag (for "a BAD"). */
+	assert_string_equal(cmd->tag, "a");
+	assert_string_equal(cmd->name, "X");
 	imap_parser_feed(p, "b NOOP\r\n", 8);
 	assert_int_equal(imap_parser_next(p, &cmd, &err), -1);
 	assert_int_equal(err, IMAP_PARSE_ERR_NONSYNC_LITERAL_TOO_LARGE);
+	assert_null(cmd->tag);
 	imap_parser_reset(p);
 	imap_parser_feed(p, "b NOOP\r\n", 8);
 	assert_int_equal(imap_parser_next(p, &cmd, &err), 1);
@@ -812,6 +816,43 @@ static void test_resp_scanner_big_literal(void **state)
 	assert_true(imap_resp_scanner_at_boundary(&sc));
 }
 
+static void test_line_literal(void **state)
+{
+	static const struct {
+		const char *line;
+		int rc;
+		uint64_t n;
+	} lcases[] = {
+		{ "* 1 FETCH (BODY[] {12}", 1, 12 },
+		{ "* 1 FETCH (BODY[] {12}\r", 1, 12 },
+		{ "{0}", 1, 0 },
+		{ "a {5+}", 1, 5 },
+		{ "a {18446744073709551615}", 1, UINT64_MAX },
+		{ "a {18446744073709551616}", -1, 0 },
+		{ "a {99999999999999999999999}", -1, 0 },
+		{ "a {}", 0, 0 },
+		{ "a {+}", 0, 0 },
+		{ "a 5}", 0, 0 },
+		{ "a {5} ", 0, 0 },
+		{ "a {5}x", 0, 0 },
+		{ "a {x5}", 0, 0 },
+		{ "", 0, 0 },
+		{ "}", 0, 0 },
+		{ "123}", 0, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(lcases) / sizeof(lcases[0]); i++) {
+		uint64_t n = 42;
+		int rc = imap_line_literal(lcases[i].line, strlen(lcases[i].line), &n);
+
+		if (rc != lcases[i].rc)
+			fail_msg("\"%s\": %d", lcases[i].line, rc);
+		if (rc == 1)
+			assert_true(n == lcases[i].n);
+	}
+}
+
 /* ---- response lines ---- */
 
 static void test_resp_parse(void **state)
@@ -900,6 +941,7 @@ static void test_resp_parse(void **state)
 	X(test_resp_scanner_bytewise)          \
 	X(test_resp_scanner_splits)            \
 	X(test_resp_scanner_big_literal)       \
+	X(test_line_literal)                   \
 	X(test_resp_parse)
 
 #define ENTRY(t) cmocka_unit_test(t),
