@@ -17,6 +17,10 @@ from harness import (HOST, USERS, Closed, GatewayTestCase, Listener, RawClient, 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 
+PREAUTH_S = 20
+PROMPT_S = 15
+TIMEOUT_CLOSE_S = PREAUTH_S + 25
+
 
 class ProxyTest(GatewayTestCase):
 
@@ -29,8 +33,9 @@ class ProxyTest(GatewayTestCase):
             Listener("pop3", "implicit", proxy_protocol=True),
             Listener("imap", "implicit"),
         ]
-        # A short pre-auth timeout so a header that never completes ends soon.
-        cls.start_default(listeners=listeners, timeouts={"preauth": 5, "login": 10})
+        # The pre-auth timeout is longer than PROMPT_S, so a refusal seen
+        # within PROMPT_S is an answer to the bad header, not the timeout.
+        cls.start_default(listeners=listeners, timeouts={"preauth": PREAUTH_S, "login": 60})
 
     def imap_port(self, tls):
         return self.postern.port("imap", tls, proxy_protocol=True)
@@ -140,7 +145,7 @@ class ProxyTest(GatewayTestCase):
 
     # -- refusals
 
-    def assertRefused(self, port, data, tls=False, close_timeout=20):
+    def assertRefused(self, port, data, tls=False, close_timeout=PROMPT_S):
         """Sends data on a proxy listener; the gateway must close without a
         greeting and without ever starting a session that logs in."""
         c = RawClient(port)
@@ -162,7 +167,7 @@ class ProxyTest(GatewayTestCase):
         self.assertRefused(self.imap_port("starttls"), b"a CAPABILITY\r\n")
         self.assertRefused(self.pop3_port("starttls"), b"CAPA\r\n")
         # nothing at all: closed by the pre-auth timeout, no greeting
-        self.assertRefused(self.imap_port("starttls"), b"", close_timeout=30)
+        self.assertRefused(self.imap_port("starttls"), b"", close_timeout=TIMEOUT_CLOSE_S)
         # a TLS ClientHello instead of a header on the implicit listener
         c = socket.create_connection((HOST, self.imap_port("implicit")), timeout=30)
         ctx = ssl.create_default_context()
@@ -185,7 +190,7 @@ class ProxyTest(GatewayTestCase):
                            b"a NOOP\r\n" * 10)
         # longer than what is sent, then the client stops: pre-auth timeout
         self.assertRefused(port, proxy_v2("198.51.100.43", HOST, 1, 2, length=200),
-                           close_timeout=30)
+                           close_timeout=TIMEOUT_CLOSE_S)
         # an IPv6 family with an IPv4-sized block
         bad6 = bytearray(good)
         bad6[13] = 0x21
