@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "policy/decide.h"
 #include "protocols/sasl/sasl_parser.h"
 #include "protocols/smtp/smtp_parser.h"
 
@@ -1262,10 +1263,9 @@ static bool submission_account_disabled(struct submission_session *s,
 		pol_decide(s->set.store, s->address, others[i], pctx, &d);
 		if (d.verdict == POL_ALLOW) {
 			all_off = false;
-		} else if (d.verdict == POL_TEMPFAIL &&
-			   strcmp(d.reason, "incoming-held") != 0) {
-			/* "incoming-held" (policy/decide.h) is off, with
-			 * mail kept queued; anything else is the store. */
+		} else if (d.verdict == POL_TEMPFAIL && !pol_decision_is_hold(&d)) {
+			/* A hold is off, with mail kept queued; any other
+			 * tempfail is the store. */
 			*tempfail_r = true;
 			return false;
 		}
