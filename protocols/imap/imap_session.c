@@ -551,7 +551,7 @@ static void handle_parse_error(struct imap_session *s, const struct imap_command
 	if (s->state == IMAP_STATE_AUTH_CONTINUE) {
 		/* A SASL response line over the limit. */
 		imap_enter_state(s, IMAP_STATE_PREAUTH);
-		bad_command(s, s->tag, "Authentication response too long.");
+		bad_command(s, s->tag, "BAD Authentication response too long.");
 		return;
 	}
 	snprintf(text, sizeof(text), "BAD %s.", imap_parse_error_str(err));

@@ -637,6 +637,17 @@ static void test_authenticate_continuation(void **state)
 	send_client(h, "e AUTHENTICATE CRAM-MD5\r\n");
 	expect_client(h, "e NO Unsupported authentication mechanism.\r\n");
 
+	/* A response over literal_max is skipped, not buffered. */
+	send_client(h, "g AUTHENTICATE PLAIN\r\n");
+	expect_client(h, "+ \r\n");
+	char *big = malloc(9002);
+	memset(big, 'A', 9000);
+	memcpy(big + 9000, "\n", 2);
+	send_client(h, big);
+	free(big);
+	expect_client(h, "g BAD Authentication response too long.\r\n");
+	assert_int_equal(imap_session_state(h->s), IMAP_STATE_PREAUTH);
+
 	/* Split across reads, byte by byte; authzid == authcid is fine. */
 	send_client(h, "f AUTHENTICATE PLAIN\r\n");
 	expect_client(h, "+ \r\n");
