@@ -79,7 +79,8 @@ struct lmtp_session {
 	bool too_big, spool_failed;
 
 	/* delivery to the store */
-	bool backend_open;
+	bool backend_open;                   /* backend_connect() called, not closed */
+	bool backend_up;                     /* backend_ready(OK) came */
 	bool store_pipelining;               /* from its LHLO reply */
 	bool store_size, store_8bitmime;
 	size_t env_sent, env_replied;        /* 0 MAIL, 1..n RCPT, n+1 DATA */
@@ -303,6 +304,7 @@ static void lmtp_close(struct lmtp_session *s, const char *reason)
 	s->io.timer(s->io.ctx, 0);
 	if (s->backend_open) {
 		s->backend_open = false;
+		s->backend_up = false;
 		s->io.backend_close(s->io.ctx);
 	}
 	s->pending_len = 0;
@@ -1150,9 +1152,10 @@ static void lmtp_finish(struct lmtp_session *s)
 {
 	s->io.timer(s->io.ctx, 0);
 	if (s->backend_open) {
+		if (s->backend_up)
+			s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
 		s->backend_open = false;
-		/* Polite when the store is still there; harmless when not. */
-		s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
+		s->backend_up = false;
 		s->io.backend_close(s->io.ctx);
 	}
 	lmtp_answer_client(s);
@@ -1207,6 +1210,7 @@ static void lmtp_backend_ready(void *ctx, int status)
 		lmtp_finish(s);
 		return;
 	}
+	s->backend_up = true;
 	lmtp_enter_state(s, LMTP_STATE_STORE_GREETING);
 	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
 }
@@ -1450,6 +1454,7 @@ static void lmtp_backend_closed(void *ctx)
 	if (!lmtp_in_store(s->state))
 		return;
 	s->backend_open = false;
+	s->backend_up = false;
 	lmtp_fail_pending(s, "store-closed");
 	lmtp_finish(s);
 }
