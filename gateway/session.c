@@ -184,7 +184,7 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 		return;
 	}
 	s->closing = true;
-	if (reason != NULL)
+	if (reason != NULL && s->close_reason[0] == '\0')
 		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
 	uv_timer_stop(&s->t_front);
 	uv_timer_stop(&s->t_conn);
@@ -195,6 +195,12 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 }
 
 /* ---- timers ---- */
+
+static void set_close_reason(struct gw_session *s, const char *reason)
+{
+	if (s->close_reason[0] == '\0')
+		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+}
 
 static void t_io_fired(uv_timer_t *t)
 {
@@ -211,9 +217,10 @@ static void t_io_fired(uv_timer_t *t)
 			uv_timer_start(t, t_io_fired, idle - (now - s->last_activity_ms), 0);
 			return;
 		}
+		set_close_reason(s, "idle-timeout");   /* before the front's own */
 		if (s->fs != NULL)
 			s->front->timeout(s->fs, PROTO_TIMEOUT_IDLE);
-		gw_session_close(s, true, "idle-timeout");
+		gw_session_close(s, true, NULL);
 		return;
 	}
 	uint64_t inactivity = (uint64_t)(s->logged_in ? s->conf->idle_s : s->conf->preauth_s) * 1000;
@@ -221,9 +228,11 @@ static void t_io_fired(uv_timer_t *t)
 		io_rearm(s);
 		return;
 	}
+	set_close_reason(s, !s->logged_in && now >= s->login_deadline_ms ? "login-timeout" :
+			    s->logged_in ? "idle-timeout" : "preauth-timeout");
 	if (s->fs != NULL)
-		s->front->timeout(s->fs, PROTO_TIMEOUT_PREAUTH);
-	gw_session_close(s, true, now >= s->login_deadline_ms ? "login-timeout" : "preauth-timeout");
+		s->front->timeout(s->fs, s->logged_in ? PROTO_TIMEOUT_IDLE : PROTO_TIMEOUT_PREAUTH);
+	gw_session_close(s, true, NULL);
 }
 
 /* Arms t_io for the next thing that can time out in this phase. */
