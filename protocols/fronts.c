@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "protocols/proto.h"
+#include "protocols/activesync/activesync_session.h"
 #include "protocols/lmtp/lmtp_session.h"
 #include "protocols/smtp/submission_session.h"
 
@@ -14,6 +15,7 @@ static const struct proto_front *const fronts[] = {
 	&pop3_front,
 	&lmtp_front,
 	&submission_front,
+	&activesync_front,
 };
 _Static_assert(sizeof(fronts) / sizeof(fronts[0]) <= PROTO_FRONT_MAX, "too many fronts");
 
