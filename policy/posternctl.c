@@ -24,6 +24,7 @@
  *                             groups first
  *   export [FILE|-]
  *   generation
+ *   device list [ADDR]        ActiveSync devices seen (all users, or one)
  *
  * SERVICE: imap, pop (pop3), activesync (eas), incoming, outgoing,
  * spamcheck (spam). "inherit" unsets a value (back to domain, org, builtin
@@ -60,6 +61,7 @@
  * import and is named in the error.
  */
 #include "policy/decide.h"
+#include "policy/device.h"
 #include "policy/store.h"
 
 #include <errno.h>
@@ -67,6 +69,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_STORE_DIR "/var/lib/postern/policy"
@@ -121,6 +124,7 @@ static int cmd_explain(struct ctl *ctl, int argc, char **argv);
 static int cmd_import(struct ctl *ctl, int argc, char **argv);
 static int cmd_export(struct ctl *ctl, int argc, char **argv);
 static int cmd_generation(struct ctl *ctl, int argc, char **argv);
+static int cmd_device(struct ctl *ctl, int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -134,6 +138,7 @@ static const struct {
 	{ "import", cmd_import },
 	{ "export", cmd_export },
 	{ "generation", cmd_generation },
+	{ "device", cmd_device },
 };
 
 /* --- helpers ------------------------------------------------------------ */
@@ -155,6 +160,7 @@ static void usage(FILE *f)
 	      "  import [--replace] FILE|-\n"
 	      "  export [FILE|-]\n"
 	      "  generation\n"
+	      "  device list [ADDR]\n"
 	      "SERVICE: imap pop activesync incoming outgoing spamcheck\n"
 	      "STORE_DIR: -d, else $POSTERN_POLICY, else " DEFAULT_STORE_DIR "\n", f);
 }
@@ -865,6 +871,57 @@ static int cmd_generation(struct ctl *ctl, int argc, char **argv)
 	if (gen == 0)
 		return fail(EXIT_STORE, "cannot read the generation counter");
 	printf("%llu\n", (unsigned long long)gen);
+	return EXIT_OK;
+}
+
+/* --- device ------------------------------------------------------------- */
+
+static int print_device_cb(const char *user, const char *device_id,
+			   const struct pol_device *d, void *ctx)
+{
+	char first[32] = "-", last[32] = "-";
+	time_t t;
+	struct tm tm;
+
+	(void)ctx;
+	t = (time_t)d->first_seen;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(first, sizeof(first), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	t = (time_t)d->last_seen;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s %s type=", user, device_id);
+	print_quoted(stdout, d->device_type);
+	printf(" model=");
+	print_quoted(stdout, d->has_info ? d->model : "");
+	printf(" os=");
+	print_quoted(stdout, d->has_info ? d->os : "");
+	printf(" user-agent=");
+	print_quoted(stdout, d->user_agent);
+	printf(" version=%u.%u first-seen=%s last-seen=%s\n", d->version / 10, d->version % 10,
+	       first, last);
+	return 0;
+}
+
+static int cmd_device(struct ctl *ctl, int argc, char **argv)
+{
+	char addr[POL_ADDRESS_MAX + 1];
+	const char *user = NULL;
+	int rc;
+
+	if (argc < 1 || argc > 2 || strcmp(argv[0], "list") != 0)
+		return fail(EXIT_USAGE, "usage: device list [ADDR]");
+	if (argc == 2) {
+		if (pol_normalize_address(argv[1], NULL, addr, sizeof(addr)) != 0)
+			return fail(EXIT_USAGE, "malformed address: %s", argv[1]);
+		user = addr;
+	}
+	rc = ctl_open(ctl, false);
+	if (rc != 0)
+		return rc;
+	rc = pol_device_list(ctl->store, user, print_device_cb, NULL);
+	if (rc != 0)
+		return fail(rc_exit(rc), "device list: %s", pol_strerror(rc));
 	return EXIT_OK;
 }
 

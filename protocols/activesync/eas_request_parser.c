@@ -262,10 +262,7 @@ static int eas_plain_query(const char *q, size_t len, struct eas_query *out,
 		/* Other parameters (AttachmentName, Occurrence, ...) are
 		 * forwarded untouched with the target. */
 	}
-	if (!have_cmd) {
-		*err_r = EAS_QUERY_ERR_COMMAND;
-		return -1;
-	}
+	(void)have_cmd;   /* OPTIONS may come without Cmd: callers check */
 	explicit_bzero(val, sizeof(val));
 	return 0;
 }
@@ -433,6 +430,8 @@ int eas_query_parse(const char *target, size_t len, struct eas_query *q,
 	r = plain ? eas_plain_query(query, qlen, q, err_r) : eas_base64_query(query, qlen, q, err_r);
 	if (r < 0)
 		return -1;
+	if (q->cmd == EAS_CMD_UNKNOWN)
+		return 0;   /* no command (OPTIONS): ids optional */
 	if (q->device_id[0] == '\0') {
 		*err_r = EAS_QUERY_ERR_DEVICE_ID;
 		return -1;

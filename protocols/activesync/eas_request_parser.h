@@ -68,8 +68,9 @@ struct eas_query {
 };
 
 /* Parses a request-target "/Microsoft-Server-ActiveSync?..." (path compared
- * case-insensitively). A target with no query parses with cmd UNKNOWN and
- * no device (OPTIONS may come so); callers decide what a command needs.
+ * case-insensitively). A target with no query, or a plain query without
+ * Cmd, parses with cmd UNKNOWN (OPTIONS may come so; callers decide what a
+ * method needs); with a command, DeviceId and DeviceType are required.
  * Returns 0 or -1 (*err_r). */
 int eas_query_parse(const char *target, size_t len, struct eas_query *q,
 		    enum eas_query_error *err_r);
