@@ -154,7 +154,10 @@ int eas_http_request_parse(const char *buf, size_t len, const struct eas_http_li
 		return -1;
 	}
 	if (http_version(sp2 + 1, (size_t)(eol - sp2 - 1), &head->minor) < 0) {
-		*err_r = memcmp(sp2 + 1, "HTTP/", eol - sp2 - 1 < 5 ? (size_t)(eol - sp2 - 1) : 5) == 0 ?
+		/* "HTTP/d.d" of another version: 505; anything else: 400. */
+		const char *v = sp2 + 1;
+		*err_r = eol - v == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' &&
+			 v[6] == '.' && v[7] >= '0' && v[7] <= '9' ?
 			 EAS_HTTP_ERR_BAD_VERSION : EAS_HTTP_ERR_BAD_LINE;
 		return -1;
 	}
