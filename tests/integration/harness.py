@@ -1349,3 +1349,483 @@ if __name__ == "__main__":
         selftest_main(sys.argv[2:])
     else:
         sys.exit("usage: harness.py demo [--dir DIR] | selftest")
+
+
+# ---------------------------------------------------------------------------
+# delivery (LMTP): a Dovecot with LMTP, postern with LMTP listeners and a
+# spool, LMTP clients, a fault-injecting TCP proxy and a private Postfix.
+# Used by tests/integration/test_delivery.py.
+
+import smtplib  # noqa: E402  (appended section)
+
+
+class DeliveryDovecot(Dovecot):
+    """A private Dovecot that also speaks LMTP on 127.0.0.1:lmtp_port
+    (Debian dovecot-lmtpd) and delivers into the same maildirs. Unknown
+    users get "550 5.1.1" at RCPT (static userdb checked against the
+    passwd-file)."""
+
+    def __init__(self, name="dovecot-lmtp", lmtp_port=None, **kw):
+        self.lmtp_port = lmtp_port or free_port()
+        super().__init__(name=name, **kw)
+
+    def _write_config(self):
+        super()._write_config()
+        with open(self.conf_path, "a") as f:
+            f.write("""\
+# LMTP for the delivery tests
+protocols = $protocols lmtp
+postmaster_address = postmaster@{domain}
+recipient_delimiter = +
+lmtp_rcpt_check_quota = no
+service lmtp {{
+  inet_listener lmtp {{
+    address = {host}
+    port = {port}
+  }}
+  process_limit = 64
+}}
+""".format(domain=DOMAIN, host=HOST, port=self.lmtp_port))
+
+    def start(self):
+        super().start()
+        wait_ports([self.lmtp_port], proc=self.proc, what="dovecot lmtp")
+        return self
+
+    def stop(self):
+        super().stop()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and port_accepts(self.lmtp_port):
+            time.sleep(0.05)
+
+    def messages(self, user):
+        """The raw files of user's INBOX (new/ and cur/), oldest first."""
+        md = self.maildir(user)
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(md, sub)
+            if not os.path.isdir(d):
+                continue
+            for name in os.listdir(d):
+                p = os.path.join(d, name)
+                out.append((os.path.getmtime(p), name, p))
+        out.sort()
+        data = []
+        for _, _, p in out:
+            with open(p, "rb") as f:
+                data.append(f.read())
+        return data
+
+    def count_with(self, user, needle):
+        """How many of user's messages contain needle (bytes or str)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        return sum(1 for m in self.messages(user) if needle in m)
+
+
+class LmtpListener(dict):
+    """An LMTP listener entry: TCP (address/port) or a UNIX socket (path),
+    trusted_networks (None: the key is left out), backend pool name."""
+
+    def __init__(self, port=None, path=None, trusted=("127.0.0.0/8",), backend="store",
+                 address=HOST, mode="0666"):
+        super().__init__(protocol="lmtp", tls="none", backend=backend)
+        if path:
+            self["path"] = path
+            self["mode"] = mode
+        else:
+            self["address"] = address
+            self["port"] = port or free_port()
+        if trusted is not None:
+            self["trusted_networks"] = list(trusted)
+
+    @property
+    def port(self):
+        return self.get("port")
+
+    @property
+    def path(self):
+        return self.get("path")
+
+
+def _cfg_any(v):
+    if isinstance(v, (list, tuple)):
+        return "[ %s ]" % ", ".join(_cfg_value(x) for x in v)
+    return _cfg_value(v)
+
+
+class DeliveryPostern(Postern):
+    """postern with LMTP listeners (LmtpListener) next to ordinary ones
+    (Listener), one backend pool "store" (IMAP, POP3 and LMTP of a
+    DeliveryDovecot, or lmtp_port overridden, e.g. by a CutProxy), a spool
+    group and the delivery group."""
+
+    def __init__(self, dovecot, listeners, lmtp_port=None, spool_memory_max=1048576,
+                 message_max=52428800, unknown_recipients="pass", name="postern-lmtp",
+                 **kw):
+        self.lmtp_store_port = lmtp_port or dovecot.lmtp_port
+        self.spool_memory_max = spool_memory_max
+        self.message_max = message_max
+        self.unknown_recipients = unknown_recipients
+        self.spool_dir = os.path.join(run_root(), name + "-spool")
+        while os.path.exists(self.spool_dir):
+            self.spool_dir += "_"
+        os.makedirs(self.spool_dir)
+        backends = [{"name": "store",
+                     "servers": [(HOST, dovecot.imap_port, dovecot.pop3_port)]}]
+        super().__init__(dovecot, listeners=listeners, backends=backends, name=name, **kw)
+
+    def config_text(self):
+        # The base class renders scalars only: give it no listeners, then
+        # put ours in (lists, paths).
+        saved, self.listeners = self.listeners, []
+        try:
+            text = super().config_text()
+        finally:
+            self.listeners = saved
+        start = text.index("listeners = (")
+        end = text.index("\n);", start) + 3
+        rendered = ",\n  ".join("{ " + " ".join("%s = %s;" % (k, _cfg_any(v))
+                                                for k, v in l.items()) + " }"
+                                for l in self.listeners)
+        text = text[:start] + "listeners = (\n  %s\n);" % rendered + text[end:]
+        # Every server of the pool also gets the LMTP port.
+        text = re.sub(r"(pop3_port = \d+;)", r"\1 lmtp_port = %d;" % self.lmtp_store_port,
+                      text)
+        text += ("spool: { directory = %s; memory_max = %d; message_max = %d; };\n"
+                 "delivery: { unknown_recipients = %s; };\n" %
+                 (_cfg_value(self.spool_dir), self.spool_memory_max, self.message_max,
+                  _cfg_value(self.unknown_recipients)))
+        return text
+
+    def start(self, wait=True):
+        super().start(wait=False)
+        if wait:
+            try:
+                ports = [l.port for l in self.listeners if l.port]
+                if self.admin_port:
+                    ports.append(self.admin_port)
+                wait_ports(ports, proc=self.proc, what="postern")
+                for l in self.listeners:
+                    if l.get("path"):
+                        wait_for(lambda: os.path.exists(l["path"]), START_TIMEOUT,
+                                 what="socket %s" % l["path"])
+            except (RuntimeError, AssertionError):
+                log("postern failed to start; log:\n%s" % tail(self.log_path))
+                raise
+        return self
+
+    def lmtp(self, trusted=True):
+        """The first TCP LMTP listener whose trusted_networks do (not)
+        include the test clients' address (127.0.0.1)."""
+        import ipaddress
+        me = ipaddress.ip_address(HOST)
+        for l in self.listeners:
+            if l.get("protocol") != "lmtp" or not l.port:
+                continue
+            nets = [ipaddress.ip_network(n, strict=False)
+                    for n in l.get("trusted_networks") or []]
+            if any(me in n for n in nets if n.version == me.version) == trusted:
+                return l
+        raise KeyError(("lmtp", trusted))
+
+
+def lmtp_connect(target, timeout=IO_TIMEOUT, lhlo="mta.postern-test"):
+    """smtplib.LMTP to a port on 127.0.0.1 or a UNIX socket path, after
+    LHLO."""
+    if isinstance(target, str) and target.startswith("/"):
+        c = smtplib.LMTP(target, timeout=timeout)
+    else:
+        c = smtplib.LMTP(HOST, target, timeout=timeout)
+    code, msg = c.ehlo(lhlo)
+    if code != 250:
+        raise AssertionError("LHLO answered %d %r" % (code, msg))
+    return c
+
+
+def lmtp_transaction(c, sender, rcpts, message, xforward=None):
+    """One LMTP transaction on an open smtplib.LMTP. Returns
+    {recipient: (code, text)}: the RCPT refusal, or the recipient's own
+    reply after DATA. (smtplib reads one reply after DATA; LMTP sends one per
+    accepted recipient, so the others are read here.)"""
+    if xforward:
+        code, msg = c.docmd("XFORWARD", xforward)
+        if code != 250:
+            raise AssertionError("XFORWARD answered %d %r" % (code, msg))
+    opts = ["SIZE=%d" % len(message)] if c.has_extn("size") else []
+    code, msg = c.mail(sender, opts)
+    if code != 250:
+        return {r: (code, msg) for r in rcpts}
+    result, accepted = {}, []
+    for r in rcpts:
+        code, msg = c.rcpt(r)
+        if code in (250, 251):
+            accepted.append(r)
+        else:
+            result[r] = (code, msg)
+    if not accepted:
+        c.rset()
+        return result
+    try:
+        code, msg = c.data(message)
+    except smtplib.SMTPDataError as e:
+        return dict(result, **{r: (e.smtp_code, e.smtp_error) for r in accepted})
+    result[accepted[0]] = (code, msg)
+    for r in accepted[1:]:
+        result[r] = c.getreply()
+    return result
+
+
+def lmtp_deliver(target, sender, rcpts, message, xforward=None, timeout=IO_TIMEOUT):
+    """Connect, one transaction, QUIT. Returns lmtp_transaction()'s dict."""
+    c = lmtp_connect(target, timeout=timeout)
+    try:
+        return lmtp_transaction(c, sender, rcpts, message, xforward=xforward)
+    finally:
+        try:
+            c.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
+class CutProxy:
+    """A TCP proxy on its own port in front of target_port, for injecting a
+    store failure: with cut_after = N, a connection is cut (both sides
+    closed) once N bytes went from the client to the target; with
+    refuse = True, connections are accepted and closed at once. Counts
+    connections and cuts."""
+
+    def __init__(self, target_port, host=HOST):
+        self.target = (host, target_port)
+        self.port = free_port()
+        self.cut_after = None
+        self.refuse = False
+        self.connections = 0
+        self.cuts = 0
+        self._stop = threading.Event()
+        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind((host, self.port))
+        self._srv.listen(64)
+        self._srv.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            if self.refuse:
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn, self.cut_after),
+                             daemon=True).start()
+
+    def _serve(self, conn, cut_after):
+        try:
+            up = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            conn.close()
+            return
+        up.settimeout(None)
+        conn.settimeout(None)
+        # Like postern and Dovecot: no Nagle, or a small write behind a
+        # larger one waits for a delayed ACK (40 ms per message).
+        for s in (conn, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        done = threading.Event()
+
+        def pump(src, dst, limit):
+            sent = 0
+            try:
+                while not done.is_set():
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if limit is not None and sent + len(data) >= limit:
+                        dst.sendall(data[:max(0, limit - sent)])
+                        self.cuts += 1
+                        break
+                    dst.sendall(data)
+                    sent += len(data)
+            except OSError:
+                pass
+            done.set()
+            for s in (conn, up):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pump, args=(up, conn, None), daemon=True)
+        t.start()
+        pump(conn, up, cut_after)
+        t.join(5)
+        conn.close()
+        up.close()
+
+    def stop(self):
+        self._stop.set()
+        self._srv.close()
+        self._thread.join(5)
+
+
+class PrivatePostfix:
+    """A private Postfix (Debian postfix) as the MTA in front of postern: its
+    own config_directory, queue_directory and data_directory under the run
+    directory, smtpd on 127.0.0.1:smtp_port, mail for virtual_domains handed
+    to `virtual_transport = lmtp:inet:127.0.0.1:<lmtp_port>` with XFORWARD.
+    Never touches the system's Postfix; stop() stops this one."""
+
+    def __init__(self, lmtp_port, name="postfix", smtp_port=None, domains=(DOMAIN,)):
+        self.dir = os.path.join(run_root(), name)
+        while os.path.exists(self.dir):
+            self.dir += "_"
+        self.conf_dir = os.path.join(self.dir, "etc")
+        self.queue_dir = os.path.join(self.dir, "queue")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "maillog")
+        self.smtp_port = smtp_port or free_port()
+        self.lmtp_port = lmtp_port
+        self.domains = domains
+        self.running = False
+        os.makedirs(self.conf_dir)
+        os.makedirs(self.data_dir)
+        os.makedirs(self.queue_dir)
+        os.chmod(self.dir, 0o755)
+        pw = pwd.getpwnam("postfix")
+        os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+        self._write_config()
+
+    def _write_config(self):
+        main = """\
+# private Postfix for postern's delivery tests (generated)
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.postern-test
+mydomain = postern-test
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = permit_mynetworks, reject
+virtual_mailbox_domains = {domains}
+virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
+lmtp_send_xforward_command = yes
+# The LMTP conversation with postern in the log (XFORWARD is checked).
+debug_peer_list = 127.0.0.1
+debug_peer_level = 1
+lmtp_connection_cache_on_demand = no
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = no
+biff = no
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+queue_run_delay = 300s
+minimal_backoff_time = 300s
+maximal_backoff_time = 600s
+delay_warning_time = 0
+notify_classes =
+""".format(queue=self.queue_dir, data=self.data_dir, domains=", ".join(self.domains),
+           lmtp=self.lmtp_port, log=self.log_path, dir=self.dir)
+        master = """\
+127.0.0.1:{smtp} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""".format(smtp=self.smtp_port)
+        with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
+            f.write(main)
+        with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
+            f.write(master)
+
+    def _postfix(self, *args, check=True):
+        r = subprocess.run(["postfix", "-c", self.conf_dir] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, timeout=120)
+        out = r.stdout.decode("utf-8", "replace")
+        if check and r.returncode != 0:
+            # Postfix reports to stderr only on a terminal; the log has it.
+            raise RuntimeError("postfix %s failed (%d): %s%s" % (
+                " ".join(args), r.returncode, out, tail(self.log_path, 10)))
+        return out
+
+    def start(self):
+        self._postfix("check")
+        self._postfix("start")
+        self.running = True
+        wait_ports([self.smtp_port], what="postfix")
+        return self
+
+    def stop(self):
+        if not self.running:
+            return
+        self._postfix("stop", check=False)
+        self.running = False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and port_accepts(self.smtp_port):
+            time.sleep(0.1)
+
+    def flush(self):
+        """Asks the queue manager to retry deferred mail now."""
+        subprocess.run(["postqueue", "-c", self.conf_dir, "-f"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+
+    def queue(self):
+        """`postqueue -p` output."""
+        r = subprocess.run(["postqueue", "-c", self.conf_dir, "-p"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        return r.stdout.decode("utf-8", "replace")
+
+    def log_text(self, offset=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_size(self):
+        return file_size(self.log_path)
+
+    def send(self, sender, rcpts, message, timeout=IO_TIMEOUT):
+        """SMTP to this Postfix; returns smtplib's refused dict."""
+        s = smtplib.SMTP(HOST, self.smtp_port, timeout=timeout)
+        try:
+            s.ehlo("client.postern-test")
+            return s.sendmail(sender, rcpts, message)
+        finally:
+            try:
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                pass

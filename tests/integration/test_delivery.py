@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""The delivery hop: LMTP from the MTA into postern, LMTP onwards to a real
+Dovecot (dovecot-lmtpd). Per-recipient policy (refused, held, unknown),
+one reply per recipient mirroring the store, a 30 MB message byte for byte,
+1,000 messages pipelined through one session, the store failing mid-DATA
+(451, then delivered exactly once on retry), hostile input, and a real
+Postfix in front (virtual_transport = lmtp:, XFORWARD on).
+
+The store is reached through a CutProxy in front of Dovecot's LMTP listener
+so a test can cut a delivery in the middle of DATA."""
+
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (HOST, USERS, CutProxy, DeliveryDovecot, DeliveryPostern,  # noqa: E402
+                     GatewayTestCase, Listener, LmtpListener, PrivatePostfix, RawClient,
+                     imap_starttls, lmtp_connect, lmtp_deliver, lmtp_transaction,
+                     make_big_message, make_message, main, run_root, wait_for)
+
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+CAROL = "carol@example.com"
+DAVE = "dave@example.com"
+ERIN = "erin@example.com"
+SENDER = "sender@example.net"
+
+TEMPFAIL = 451
+THOUSAND_BOUND_S = 120.0
+# Peak RSS of postern after a 30 MB delivery: the message must not be held
+# whole in memory (spool spills past 1 MiB, the body streams in bursts).
+# Sanitizer builds carry shadow memory and quarantines.
+RSS_BOUND_KB = 24 * 1024
+RSS_BOUND_SANITIZED_KB = 160 * 1024
+
+
+def tag():
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+def lmtp_raw(port, lhlo=True):
+    """A RawClient after the greeting (and LHLO, whose reply is returned)."""
+    c = RawClient(port)
+    greeting = c.readline()
+    assert greeting.startswith(b"220 "), greeting
+    lines = []
+    if lhlo:
+        c.send(b"LHLO raw.postern-test\r\n")
+        while True:
+            line = c.readline()
+            lines.append(line)
+            if line[3:4] == b" ":
+                break
+    return c, lines
+
+
+def reply(c):
+    """One (possibly multi-line) reply: (code, last line)."""
+    while True:
+        line = c.readline()
+        if line[3:4] != b"-":
+            return int(line[:3]), line
+
+
+class DeliveryTest(GatewayTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = DeliveryDovecot().start()
+        cls.proxy = CutProxy(cls.dovecot.lmtp_port)
+        cls.sock_path = os.path.join(run_root(), "lmtp.sock")
+        cls.listeners = [
+            LmtpListener(),                                  # trusted (XFORWARD)
+            LmtpListener(trusted=["192.0.2.0/24"]),          # not trusted
+            LmtpListener(path=cls.sock_path),                # UNIX socket
+            Listener("imap", "starttls", backend="store"),   # to read mail back
+        ]
+        try:
+            cls.postern = DeliveryPostern(cls.dovecot, cls.listeners,
+                                          lmtp_port=cls.proxy.port).start()
+        except Exception:
+            cls.proxy.stop()
+            cls.dovecot.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.proxy.cut_after = None
+        self.proxy.refuse = False
+        if not self.dovecot.running():
+            self.dovecot.start()
+
+    @property
+    def trusted_port(self):
+        return self.postern.lmtp(trusted=True).port
+
+    @property
+    def untrusted_port(self):
+        return self.postern.lmtp(trusted=False).port
+
+    def deliver(self, rcpts, message, **kw):
+        return lmtp_deliver(self.trusted_port, SENDER, rcpts, message, **kw)
+
+    def assertStillDelivers(self, port=None):
+        t = tag()
+        res = lmtp_deliver(port or self.trusted_port, SENDER, [DAVE],
+                           make_message(subject=t, to=DAVE))
+        self.assertEqual(res[DAVE][0], 250, res)
+        wait_for(lambda: self.dovecot.count_with(DAVE, t) == 1, 10, what="delivery")
+
+    # -- delivery and policy
+
+    def test_deliver_and_fetch_through_imap(self):
+        t = tag()
+        res = self.deliver([ALICE], make_message(subject=t, to=ALICE),
+                           xforward="NAME=client.example.net ADDR=192.0.2.7 PROTO=ESMTP "
+                                    "HELO=client.example.net IDENT=4XyZQID1 SOURCE=REMOTE")
+        self.assertEqual(res[ALICE][0], 250, res)
+        # The reply is the store's own (Dovecot's "Saved").
+        self.assertIn(b"Saved", res[ALICE][1])
+        self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
+        # ... and it can be read through postern's IMAP front.
+        c = imap_starttls(self.postern.port("imap", "starttls"))
+        try:
+            c.login(ALICE, USERS[ALICE])
+            c.select("INBOX")
+            typ, data = c.search(None, "SUBJECT", t)
+            self.assertEqual(typ, "OK")
+            nums = data[0].split()
+            self.assertEqual(len(nums), 1)
+            typ, data = c.fetch(nums[0], "(RFC822)")
+            self.assertIn(t.encode(), data[0][1])
+            c.logout()
+        finally:
+            try:
+                c.shutdown()
+            except Exception:
+                pass
+        self.postern.wait_log(r"proto=lmtp event=decision .*user=alice@example.com "
+                              r"result=allowed")
+
+    def test_unix_socket(self):
+        t = tag()
+        res = lmtp_deliver(self.sock_path, SENDER, [DAVE], make_message(subject=t, to=DAVE),
+                           xforward="IDENT=UNIXQID")
+        self.assertEqual(res[DAVE][0], 250, res)
+        self.assertEqual(self.dovecot.count_with(DAVE, t), 1)
+
+    def test_incoming_off_refused_others_delivered(self):
+        self.postern.set_user(BOB, incoming="off", message="Bob does not receive mail here.")
+        try:
+            t = tag()
+            res = self.deliver([ALICE, BOB, ERIN], make_message(subject=t, to=ALICE))
+            self.assertEqual(res[BOB][0], 550, res)
+            self.assertTrue(res[BOB][1].startswith(b"5.2.1 Bob does not receive mail here."),
+                            res)
+            self.assertEqual(res[ALICE][0], 250, res)
+            self.assertEqual(res[ERIN][0], 250, res)
+            self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
+            self.assertEqual(self.dovecot.count_with(ERIN, t), 1)
+            self.assertEqual(self.dovecot.count_with(BOB, t), 0)
+            # a subaddress obeys the same flag
+            res = self.deliver(["bob+news@example.com"], make_message(subject=t, to=BOB))
+            self.assertEqual(res["bob+news@example.com"][0], 550, res)
+        finally:
+            self.postern.set_user(BOB, incoming="on")
+
+    def test_hold_gives_450_then_delivers(self):
+        self.postern.set_user(CAROL, incoming="off", message="Held for review.")
+        self.postern.ctl("user", "set", CAROL, "incoming=hold")
+        t = tag()
+        msg = make_message(subject=t, to=CAROL)
+        try:
+            res = self.deliver([CAROL, ALICE], msg)
+            self.assertEqual(res[CAROL][0], 450, res)
+            self.assertTrue(res[CAROL][1].startswith(b"4.2.1"), res)
+            self.assertEqual(res[ALICE][0], 250, res)
+            self.assertEqual(self.dovecot.count_with(CAROL, t), 0)
+        finally:
+            self.postern.set_user(CAROL, incoming="on")
+        # The MTA retries later: now it goes through, once.
+        res = self.deliver([CAROL], msg)
+        self.assertEqual(res[CAROL][0], 250, res)
+        self.assertEqual(self.dovecot.count_with(CAROL, t), 1)
+
+    def test_unknown_recipient_mirrors_the_store(self):
+        t = tag()
+        res = self.deliver([ALICE, "nobody@example.com"], make_message(subject=t))
+        # postern passes unknown recipients on (unknown_recipients = "pass")
+        # and mirrors the store's refusal in the per-recipient reply.
+        self.assertEqual(res["nobody@example.com"][0], 550, res)
+        self.assertIn(b"5.1.1", res["nobody@example.com"][1])
+        self.assertEqual(res[ALICE][0], 250, res)
+
+    def test_replies_in_rcpt_order(self):
+        t = tag()
+        c, _ = lmtp_raw(self.trusted_port)
+        try:
+            body = make_message(subject=t)
+            c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nRCPT TO:<nobody@example.com>\r\n"
+                   b"RCPT TO:<%s>\r\nDATA\r\n" % (SENDER.encode(), ERIN.encode(),
+                                                 DAVE.encode()))
+            codes = [reply(c)[0] for _ in range(5)]
+            self.assertEqual(codes, [250, 250, 250, 250, 354])
+            c.send(body + b".\r\n")
+            finals = [reply(c) for _ in range(3)]
+            self.assertEqual([f[0] for f in finals], [250, 550, 250])
+            self.assertIn(b"<erin@example.com>", finals[0][1])
+            self.assertIn(b"nobody@example.com", finals[1][1])
+            self.assertIn(b"<dave@example.com>", finals[2][1])
+            c.send(b"QUIT\r\n")
+            self.assertEqual(reply(c)[0], 221)
+        finally:
+            c.close()
+
+    # -- the body
+
+    def test_dot_stuffing_and_bare_lf(self):
+        t = tag()
+        c, _ = lmtp_raw(self.trusted_port)
+        try:
+            c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER.encode(),
+                                                                  ALICE.encode()))
+            self.assertEqual([reply(c)[0] for _ in range(3)], [250, 250, 354])
+            c.send(b"Subject: " + t.encode() + b"\r\n\r\n"
+                   b"..leading dot\r\n"
+                   b"a lone . inside\r\n"
+                   b"..\r\n"
+                   b"bare lf line\n"
+                   b"...two\n"
+                   b"end.\r\n"
+                   b".\r\n")
+            code, line = reply(c)
+            self.assertEqual(code, 250, line)
+            # bare LF everywhere, commands included
+            t2 = tag()
+            c.send(b"MAIL FROM:<%s>\nRCPT TO:<%s>\nDATA\n" % (SENDER.encode(), ALICE.encode()))
+            self.assertEqual([reply(c)[0] for _ in range(3)], [250, 250, 354])
+            c.send(b"Subject: " + t2.encode() + b"\n\nonly bare\n..dot\n.\n")
+            self.assertEqual(reply(c)[0], 250)
+        finally:
+            c.close()
+        # Dovecot's maildir holds LF line ends.
+        msgs = [m for m in self.dovecot.messages(ALICE) if t.encode() in m]
+        self.assertEqual(len(msgs), 1)
+        self.assertTrue(msgs[0].endswith(b"Subject: " + t.encode() + b"\n\n"
+                                         b".leading dot\na lone . inside\n.\nbare lf line\n"
+                                         b"..two\nend.\n"), msgs[0][-120:])
+        msgs = [m for m in self.dovecot.messages(ALICE) if t2.encode() in m]
+        self.assertEqual(len(msgs), 1)
+        self.assertTrue(msgs[0].endswith(b"\n\nonly bare\n.dot\n"), msgs[0][-60:])
+
+    def test_30mb_message_byte_identical(self):
+        t = tag()
+        msg = make_big_message(30 * 1024 * 1024, subject=t, to=ERIN)
+        pid = self.postern.proc.pid
+        t0 = time.monotonic()
+        res = self.deliver([ERIN], msg, timeout=300)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(res[ERIN][0], 250, res)
+        msgs = [m for m in self.dovecot.messages(ERIN) if t.encode() in m]
+        self.assertEqual(len(msgs), 1)
+        # Dovecot adds its trace headers on top and stores LF line ends.
+        self.assertTrue(msgs[0].endswith(msg.replace(b"\r\n", b"\n")),
+                        "stored message differs from the one sent")
+        # Not held whole in memory: postern's peak RSS stays far below the
+        # message size (the spool spills to a file past 1 MiB and the body
+        # streams to the store in bursts).
+        hwm = self._vm_hwm_kb(pid)
+        if hwm is not None:
+            bound = RSS_BOUND_SANITIZED_KB if self._sanitized() else RSS_BOUND_KB
+            self.assertLess(hwm, bound, "peak RSS %d KiB" % hwm)
+        sys.stderr.write("[delivery] 30 MB in %.1fs, postern VmHWM %s KiB\n" % (elapsed, hwm))
+
+    @staticmethod
+    def _vm_hwm_kb(pid):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    @staticmethod
+    def _sanitized():
+        import harness
+        try:
+            with open(harness.POSTERN_BIN, "rb") as f:
+                return b"AddressSanitizer" in f.read()
+        except OSError:
+            return True
+
+    def test_size_limit_announced(self):
+        c, lines = lmtp_raw(self.trusted_port)
+        try:
+            self.assertIn(b"250-SIZE 52428800\r\n", lines)
+            c.send(b"MAIL FROM:<%s> SIZE=52428801\r\n" % SENDER.encode())
+            code, line = reply(c)
+            self.assertEqual(code, 552, line)
+            self.assertIn(b"5.3.4", line)
+        finally:
+            c.close()
+
+    def test_thousand_messages_pipelined_one_session(self):
+        t = tag()
+        c, lines = lmtp_raw(self.trusted_port)
+        self.assertIn(b"250-PIPELINING\r\n", lines)
+        t0 = time.monotonic()
+        try:
+            for i in range(1000):
+                body = make_message(subject="%s #%d" % (t, i), to=DAVE)
+                # MAIL, RCPT and DATA in one write (RFC 2920), then the body.
+                c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER.encode(),
+                                                                      DAVE.encode()))
+                codes = [reply(c)[0] for _ in range(3)]
+                self.assertEqual(codes, [250, 250, 354], "message %d" % i)
+                c.send(body + b".\r\n")
+                code, line = reply(c)
+                self.assertEqual(code, 250, "message %d: %r" % (i, line))
+            c.send(b"QUIT\r\n")
+            self.assertEqual(reply(c)[0], 221)
+        finally:
+            c.close()
+        elapsed = time.monotonic() - t0
+        sys.stderr.write("[delivery] 1000 messages in %.1fs\n" % elapsed)
+        self.assertLess(elapsed, THOUSAND_BOUND_S)
+        self.assertEqual(self.dovecot.count_with(DAVE, t), 1000)
+
+    # -- the store failing
+
+    def test_store_cut_mid_data_then_retry_delivers_once(self):
+        t = tag()
+        msg = make_big_message(2 * 1024 * 1024, subject=t, to=ALICE)
+        self.proxy.cut_after = 256 * 1024   # inside the body
+        cuts = self.proxy.cuts
+        res = self.deliver([ALICE, ERIN], msg)
+        self.assertEqual(res[ALICE][0], TEMPFAIL, res)
+        self.assertEqual(res[ERIN][0], TEMPFAIL, res)
+        self.assertTrue(res[ALICE][1].startswith(b"4.3.0"), res)
+        self.assertEqual(self.proxy.cuts, cuts + 1)
+        time.sleep(0.5)
+        self.assertEqual(self.dovecot.count_with(ALICE, t), 0)
+        self.assertEqual(self.dovecot.count_with(ERIN, t), 0)
+        # The MTA retries: delivered, exactly once each.
+        self.proxy.cut_after = None
+        res = self.deliver([ALICE, ERIN], msg)
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(res[ERIN][0], 250, res)
+        self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
+        self.assertEqual(self.dovecot.count_with(ERIN, t), 1)
+
+    def test_store_killed_then_restarted_delivers_once(self):
+        t = tag()
+        msg = make_message(subject=t, to=ALICE)
+        self.dovecot.stop()
+        try:
+            res = self.deliver([ALICE], msg)
+            self.assertEqual(res[ALICE][0], TEMPFAIL, res)
+            # the session stays usable while the store is down
+            c = lmtp_connect(self.trusted_port)
+            try:
+                self.assertEqual(c.noop()[0], 250)
+            finally:
+                c.quit()
+        finally:
+            self.dovecot.start()
+        res = self.deliver([ALICE], msg)
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
+
+    def test_store_refusing_connections(self):
+        self.proxy.refuse = True
+        res = self.deliver([ALICE], make_message(subject=tag()))
+        self.assertEqual(res[ALICE][0], TEMPFAIL, res)
+        self.proxy.refuse = False
+        self.assertStillDelivers()
+
+    # -- hostile input
+
+    def test_hostile_long_line(self):
+        c, _ = lmtp_raw(self.trusted_port)
+        try:
+            c.send(b"NOOP " + b"A" * (1024 * 1024) + b"\r\n")
+            code, line = reply(c)
+            self.assertEqual(code, 500, line)
+            self.assertIn(b"too long", line)
+            c.send(b"NOOP\r\n")
+            self.assertEqual(reply(c)[0], 250)
+        finally:
+            c.close()
+        self.assertStillDelivers()
+
+    def test_hostile_sequence_and_xforward_untrusted(self):
+        # untrusted: no XFORWARD offered, XFORWARD refused
+        c, lines = lmtp_raw(self.untrusted_port)
+        try:
+            self.assertFalse(any(b"XFORWARD" in l for l in lines), lines)
+            c.send(b"XFORWARD ADDR=203.0.113.5 NAME=forged.example\r\n")
+            code, line = reply(c)
+            self.assertEqual(code, 550, line)
+            self.assertIn(b"5.7.0 XFORWARD not permitted", line)
+            # RCPT before MAIL
+            c.send(b"RCPT TO:<%s>\r\n" % ALICE.encode())
+            code, line = reply(c)
+            self.assertEqual(code, 503, line)
+            self.assertIn(b"5.5.1", line)
+            c.send(b"HELO x\r\n")
+            self.assertEqual(reply(c)[0], 500)
+            c.send(b"NOOP\r\n")
+            self.assertEqual(reply(c)[0], 250)
+        finally:
+            c.close()
+        # trusted: offered and accepted
+        c, lines = lmtp_raw(self.trusted_port)
+        try:
+            self.assertIn(b"250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE\r\n", lines)
+            c.send(b"XFORWARD ADDR=203.0.113.5 NAME=[UNAVAILABLE]\r\n")
+            self.assertEqual(reply(c)[0], 250)
+        finally:
+            c.close()
+        self.assertStillDelivers(self.untrusted_port)
+
+    def test_hostile_bad_commands_close(self):
+        c, _ = lmtp_raw(self.trusted_port)
+        try:
+            for _ in range(9):
+                c.send(b"BOGUS\r\n")
+                self.assertEqual(reply(c)[0], 500)
+            c.send(b"BOGUS\r\n")
+            code, line = reply(c)
+            self.assertEqual(code, 421, line)
+            c.expect_closed(10)
+        finally:
+            c.close()
+        self.assertStillDelivers()
+
+    def test_hostile_data_never_ends(self):
+        short = DeliveryPostern(self.dovecot, [LmtpListener()], lmtp_port=self.proxy.port,
+                                name="postern-short",
+                                timeouts={"idle": 2, "preauth": 2, "login": 10})
+        short.start()
+        try:
+            t = tag()
+            c, _ = lmtp_raw(short.lmtp().port)
+            try:
+                c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER.encode(),
+                                                                      ALICE.encode()))
+                self.assertEqual([reply(c)[0] for _ in range(3)], [250, 250, 354])
+                c.send(b"Subject: " + t.encode() + b"\r\n\r\nand then nothing")
+                t0 = time.monotonic()
+                rest = c.expect_closed(15)
+                self.assertIn(b"421 4.4.2", rest)
+                self.assertLess(time.monotonic() - t0, 10)
+            finally:
+                c.close()
+            self.assertEqual(self.dovecot.count_with(ALICE, t), 0)
+        finally:
+            rc = short.stop()
+            problem = short.exit_problem(rc)
+            if problem:
+                self.fail(problem)
+
+
+class PostfixInFrontTest(GatewayTestCase):
+    """A real Postfix as the MTA: virtual_transport = lmtp:inet:postern,
+    XFORWARD on."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("postfix") is None or not os.path.exists("/usr/lib/postfix/sbin/master"):
+            raise __import__("unittest").SkipTest("postfix not installed (scripts/deps.sh)")
+        if os.geteuid() != 0:
+            raise __import__("unittest").SkipTest("a private Postfix needs root")
+        cls.dovecot = DeliveryDovecot(name="dovecot-pf").start()
+        try:
+            cls.postern = DeliveryPostern(cls.dovecot, [LmtpListener()],
+                                          name="postern-pf").start()
+            cls.postfix = PrivatePostfix(cls.postern.lmtp().port).start()
+        except Exception:
+            if cls.postern is not None:
+                cls.postern.stop()
+            cls.dovecot.stop()
+            raise
+        cls.extra_logs = (cls.postfix,)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.postfix.stop()
+        super().tearDownClass()
+
+    def wait_postfix_log(self, pattern, timeout=30):
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.postfix.log_text()), timeout,
+                        what="postfix log /%s/" % pattern)
+
+    def test_mail_through_postfix_lands_in_dovecot(self):
+        t = tag()
+        refused = self.postfix.send(SENDER, [ALICE], make_message(subject=t, to=ALICE))
+        self.assertEqual(refused, {})
+        wait_for(lambda: self.dovecot.count_with(ALICE, t) == 1, 30, what="delivery")
+        self.wait_postfix_log(r"to=<alice@example\.com>.*relay=127\.0\.0\.1\[127\.0\.0\.1\]"
+                              r":\d+.*status=sent \(250 2\.0\.0")
+        # Postfix spoke XFORWARD to postern (offered on a trusted listener)
+        # and postern accepted it.
+        self.wait_postfix_log(r"> 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: XFORWARD .*ADDR=127\.0\.0\.1")
+        self.wait_postfix_log(r"< 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: 250 2\.0\.0 Ok")
+        self.postern.wait_log(r"proto=lmtp event=decision .*user=alice@example\.com")
+
+    def test_hold_leaves_mail_queued(self):
+        self.postern.ctl("user", "set", CAROL, "incoming=hold", "message=On hold.")
+        t = tag()
+        try:
+            refused = self.postfix.send(SENDER, [CAROL], make_message(subject=t, to=CAROL))
+            self.assertEqual(refused, {})
+            self.wait_postfix_log(r"to=<carol@example\.com>.*status=deferred.*450 4\.2\.1")
+            q = self.postfix.queue()
+            self.assertIn("carol@example.com", q)
+            self.assertIn("450 4.2.1", q)
+            self.assertEqual(self.dovecot.count_with(CAROL, t), 0)
+        finally:
+            self.postern.set_user(CAROL, incoming="on")
+        # released: the queued message is delivered once on the next run
+        self.postfix.flush()
+        wait_for(lambda: self.dovecot.count_with(CAROL, t) == 1, 60, what="release")
+        wait_for(lambda: "carol@example.com" not in self.postfix.queue(), 30,
+                 what="queue empty")
+
+    def test_incoming_off_bounces_only_that_recipient(self):
+        self.postern.set_user(BOB, incoming="off", message="No mail for Bob.")
+        t = tag()
+        try:
+            # the null sender: the bounce goes nowhere
+            refused = self.postfix.send("<>", [BOB, ERIN], make_message(subject=t, to=BOB))
+            self.assertEqual(refused, {})
+            self.wait_postfix_log(r"to=<bob@example\.com>.*status=bounced.*550 5\.2\.1 No mail "
+                                  r"for Bob\.")
+            wait_for(lambda: self.dovecot.count_with(ERIN, t) == 1, 30, what="erin")
+            self.assertEqual(self.dovecot.count_with(BOB, t), 0)
+        finally:
+            self.postern.set_user(BOB, incoming="on")
+
+
+if __name__ == "__main__":
+    main()
