@@ -63,7 +63,7 @@ struct gw_session {
 	uint64_t bytes_c2b, bytes_b2c;
 	char sid[17];
 	char client_ip[INET6_ADDRSTRLEN], local_ip[INET6_ADDRSTRLEN];
-	char sni[256];
+	char *sni;                           /* TLS SNI or PROXY authority, or NULL */
 	char user[POL_ADDRESS_MAX + 1];
 	char result[16], reason[POL_REASON_MAX];
 	char close_reason[32];
@@ -98,6 +98,16 @@ static void enter_phase(struct gw_session *s, enum gw_phase p)
 		gw_log(GW_LOG_DEBUG, "session=%s phase=%s->%s", s->sid, phase_names[s->phase],
 		       phase_names[p]);
 	s->phase = p;
+}
+
+/* The SNI name for logs and the front: printable ASCII only, bounded. */
+static void set_sni(struct gw_session *s, const char *name)
+{
+	char clean[256];
+
+	gw_log_escape(clean, sizeof(clean), name, 253);
+	free(s->sni);
+	s->sni = strdup(clean);
 }
 
 /* ---- handle bookkeeping ---- */
@@ -158,7 +168,7 @@ static void session_free(struct gw_session *s)
 		 "user=%s result=%s reason=%s tls=%s sni=%s bytes_in=%" PRIu64 " bytes_out=%" PRIu64
 		 " duration_ms=%" PRIu64 " close=%s",
 		 u, s->result[0] ? s->result : "none", s->reason[0] ? s->reason : "-",
-		 s->client.tls_up ? "yes" : "no", s->sni[0] ? s->sni : "-", s->bytes_c2b,
+		 s->client.tls_up ? "yes" : "no", s->sni != NULL ? s->sni : "-", s->bytes_c2b,
 		 s->bytes_b2c, dur, s->close_reason[0] ? s->close_reason : "-");
 	log_event(s, "end", extra);
 	if (s->fs != NULL)
@@ -168,6 +178,7 @@ static void session_free(struct gw_session *s)
 		gw_metrics_session_close(mproto(s));
 	gw_worker_remove_session(s->w, s);
 	free(s->pp);
+	free(s->sni);
 	if (s->spool != NULL) {
 		gw_spool_deinit(s->spool);
 		free(s->spool);
@@ -351,8 +362,10 @@ static void client_read(struct gw_stream *st, const char *buf, ssize_t n)
 			s->info.client_port = h->src_port;
 			s->info.local_port = h->dst_port;
 		}
-		if (h->authority[0] != '\0')
-			snprintf(s->sni, sizeof(s->sni), "%s", h->authority);
+		if (h->authority[0] != '\0') {
+			set_sni(s, h->authority);
+			s->info.sni = s->sni;
+		}
 		free(s->pp);
 		s->pp = NULL;
 		log_event(s, "proxy", NULL);
@@ -400,8 +413,8 @@ static void client_tls_done(struct gw_stream *st, int status)
 	}
 	sni = gw_stream_sni(st);
 	if (sni != NULL)
-		snprintf(s->sni, sizeof(s->sni), "%s", sni);
-	s->info.sni = s->sni[0] != '\0' ? s->sni : NULL;
+		set_sni(s, sni);
+	s->info.sni = s->sni;
 	if (s->phase == PH_TLS) {
 		s->info.tls = true;
 		front_start(s, NULL, 0);

@@ -8,7 +8,8 @@
 
 #include <openssl/err.h>
 
-#define READ_BUF_SIZE 65536
+/* Large reads halve the syscalls of a bulk relay (a 10 MB FETCH). */
+#define READ_BUF_SIZE (256 * 1024)
 #define PENDING_MAX (1 << 20)
 
 struct write_req {

@@ -45,6 +45,12 @@ struct backend_reader {
 	bool ignore_line;          /* the rest of a line with a literal */
 };
 
+struct imap_preauth {
+	char sni[256];
+	char user[SASL_PLAIN_FIELD_MAX + 1];
+	char pass[SASL_PLAIN_FIELD_MAX + 1];
+};
+
 struct imap_session {
 	const struct proto_io *io;
 	const struct proto_conn_info *info;
@@ -52,7 +58,8 @@ struct imap_session {
 	enum imap_state state;
 
 	bool tls;
-	char sni[256];
+	/* Pre-auth state that the relay does not need: freed at login. */
+	struct imap_preauth *pa;
 
 	struct imap_parser *parser;
 	/* Client bytes not parsed yet; while run_input() runs the parser's
@@ -67,8 +74,6 @@ struct imap_session {
 
 	/* The command in progress (async). */
 	char tag[IMAP_TAG_MAX + 1];
-	char user[SASL_PLAIN_FIELD_MAX + 1];
-	char pass[SASL_PLAIN_FIELD_MAX + 1];
 	char norm_user[POL_ADDRESS_MAX + 1];
 	bool norm_ok;
 
@@ -334,14 +339,20 @@ static void *imap_session_new(const struct proto_io *io, const struct proto_conn
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
+	s->pa = calloc(1, sizeof(*s->pa));
+	if (s->pa == NULL) {
+		free(s);
+		return NULL;
+	}
 	s->io = io;
 	s->info = info;
 	s->set = set;
 	s->tls = info->tls;
 	if (info->sni != NULL)
-		sanitize_text(s->sni, sizeof(s->sni), info->sni, strlen(info->sni));
+		sanitize_text(s->pa->sni, sizeof(s->pa->sni), info->sni, strlen(info->sni));
 	s->parser = imap_parser_new(&lim);
 	if (s->parser == NULL) {
+		free(s->pa);
 		free(s);
 		return NULL;
 	}
@@ -365,8 +376,10 @@ static void imap_start(void *ctx)
 
 static void wipe_credentials(struct imap_session *s)
 {
-	explicit_bzero(s->user, sizeof(s->user));
-	explicit_bzero(s->pass, sizeof(s->pass));
+	if (s->pa == NULL)
+		return;
+	explicit_bzero(s->pa->user, sizeof(s->pa->user));
+	explicit_bzero(s->pa->pass, sizeof(s->pa->pass));
 }
 
 static void free_id(struct imap_session *s)
@@ -392,6 +405,11 @@ static void release_preauth(struct imap_session *s)
 	free(s->caps);
 	s->caps = NULL;
 	free_id(s);
+	if (s->pa != NULL) {
+		explicit_bzero(s->pa, sizeof(*s->pa));
+		free(s->pa);
+		s->pa = NULL;
+	}
 }
 
 static void imap_free(void *ctx)
@@ -731,7 +749,7 @@ static void imap_tls_ready(void *ctx, const char *sni)
 		return;
 	s->tls = true;
 	if (sni != NULL)
-		sanitize_text(s->sni, sizeof(s->sni), sni, strlen(sni));
+		sanitize_text(s->pa->sni, sizeof(s->pa->sni), sni, strlen(sni));
 	if (s->parser != NULL)
 		imap_parser_reset(s->parser);
 	if (s->in != NULL)
@@ -770,10 +788,10 @@ static void imap_proceed_login(struct imap_session *s, const struct imap_command
 	imap_arg_get_astring(&cmd->args[0], &user, &ulen);
 	imap_arg_get_astring(&cmd->args[1], &pass, &plen);
 	snprintf(s->tag, sizeof(s->tag), "%s", cmd->tag);
-	memcpy(s->user, user, ulen);
-	s->user[ulen] = '\0';
-	memcpy(s->pass, pass, plen);
-	s->pass[plen] = '\0';
+	memcpy(s->pa->user, user, ulen);
+	s->pa->user[ulen] = '\0';
+	memcpy(s->pa->pass, pass, plen);
+	s->pa->pass[plen] = '\0';
 	login_start(s);
 }
 
@@ -847,8 +865,8 @@ static void handle_sasl_response(struct imap_session *s, const char *b64, size_t
 		return;
 	}
 	/* Both fields are at most SASL_PLAIN_FIELD_MAX, NUL-terminated. */
-	memcpy(s->user, plain.authcid, sizeof(s->user));
-	memcpy(s->pass, plain.passwd, sizeof(s->pass));
+	memcpy(s->pa->user, plain.authcid, sizeof(s->pa->user));
+	memcpy(s->pa->pass, plain.passwd, sizeof(s->pa->pass));
 	sasl_plain_clear(&plain);
 	login_start(s);
 }
@@ -1071,7 +1089,7 @@ static void backend_send_login(struct imap_session *s)
 	const struct proto_conn_info *info = s->info;
 	/* Our fields, then the client's: every value quoted with at worst
 	 * every byte escaped. */
-	size_t size = 1024 + 2 * sizeof(s->sni);
+	size_t size = 1024 + 2 * sizeof(s->pa->sni);
 	size_t pos;
 	char *id, num[16];
 	char b64[SASL_B64_ENCODED_SIZE(2 * SASL_PLAIN_FIELD_MAX + 2)];
@@ -1096,8 +1114,8 @@ static void backend_send_login(struct imap_session *s)
 	id_pair(id, size, &pos, "x-connected-port", num, strlen(num));
 	if (info->session_id != NULL)
 		id_pair(id, size, &pos, "x-session-id", info->session_id, strlen(info->session_id));
-	if (s->sni[0] != '\0')
-		id_pair(id, size, &pos, "x-connected-name", s->sni, strlen(s->sni));
+	if (s->pa->sni[0] != '\0')
+		id_pair(id, size, &pos, "x-connected-name", s->pa->sni, strlen(s->pa->sni));
 	for (unsigned i = 0; i < s->id_count; i++)
 		id_pair(id, size, &pos, s->id[i].key, s->id[i].value, s->id[i].value_len);
 	if (pos + 4 > size) {
@@ -1108,8 +1126,8 @@ static void backend_send_login(struct imap_session *s)
 	memcpy(id + pos, ")\r\n", 4);
 	pos += 3;
 
-	n = sasl_plain_encode(s->user, s->pass, b64, sizeof(b64));
-	explicit_bzero(s->pass, sizeof(s->pass));
+	n = sasl_plain_encode(s->pa->user, s->pa->pass, b64, sizeof(b64));
+	explicit_bzero(s->pa->pass, sizeof(s->pa->pass));
 	if (n < 0) {
 		free(id);
 		backend_unavailable(s, "protocol");
@@ -1128,7 +1146,7 @@ static void backend_send_login(struct imap_session *s)
 /* The login name in the store's form; false when it has none. */
 static bool normalize_user(struct imap_session *s)
 {
-	s->norm_ok = pol_normalize_address(s->user, s->set->default_domain, s->norm_user,
+	s->norm_ok = pol_normalize_address(s->pa->user, s->set->default_domain, s->norm_user,
 					   sizeof(s->norm_user)) == 0;
 	if (!s->norm_ok)
 		s->norm_user[0] = '\0';
@@ -1143,7 +1161,7 @@ static void login_failed(struct imap_session *s)
 	s->io->backend_close(s->io->ctx);
 	free(s->br);
 	s->br = NULL;
-	s->io->set_user(s->io->ctx, normalize_user(s) ? s->norm_user : s->user);
+	s->io->set_user(s->io->ctx, normalize_user(s) ? s->norm_user : s->pa->user);
 	wipe_credentials(s);
 	imap_enter_state(s, IMAP_STATE_AUTH_PENALTY);
 	delay = s->io->auth_failed(s->io->ctx);
