@@ -64,7 +64,7 @@ struct gw_session {
 	char sid[17];
 	char client_ip[INET6_ADDRSTRLEN], local_ip[INET6_ADDRSTRLEN];
 	char *sni;                           /* TLS SNI or PROXY authority, or NULL */
-	char user[POL_ADDRESS_MAX + 1];
+	char *user;                          /* login name for logs, or NULL */
 	char result[16], reason[POL_REASON_MAX];
 	char close_reason[32];
 };
@@ -163,7 +163,7 @@ static void session_free(struct gw_session *s)
 	char extra[768], u[POL_ADDRESS_MAX * 2];
 	uint64_t dur = now_ms(s) - s->start_ms;
 
-	gw_log_escape(u, sizeof(u), s->user[0] != '\0' ? s->user : "-", GW_LOG_PEER_MAX);
+	gw_log_escape(u, sizeof(u), s->user != NULL ? s->user : "-", GW_LOG_PEER_MAX);
 	snprintf(extra, sizeof(extra),
 		 "user=%s result=%s reason=%s tls=%s sni=%s bytes_in=%" PRIu64 " bytes_out=%" PRIu64
 		 " duration_ms=%" PRIu64 " close=%s",
@@ -179,6 +179,7 @@ static void session_free(struct gw_session *s)
 	gw_worker_remove_session(s->w, s);
 	free(s->pp);
 	free(s->sni);
+	free(s->user);
 	if (s->spool != NULL) {
 		gw_spool_deinit(s->spool);
 		free(s->spool);
@@ -738,7 +739,8 @@ static void io_set_user(void *ctx, const char *user)
 {
 	struct gw_session *s = ctx;
 
-	snprintf(s->user, sizeof(s->user), "%s", user);
+	free(s->user);
+	s->user = strndup(user, POL_ADDRESS_MAX);
 }
 
 static void io_set_decision(void *ctx, const struct pol_decision *d)
@@ -751,7 +753,7 @@ static void io_set_decision(void *ctx, const struct pol_decision *d)
 	snprintf(s->result, sizeof(s->result), "%s", result);
 	snprintf(s->reason, sizeof(s->reason), "%s", d->reason);
 	gw_metrics_login(mproto(s), result, d->reason);
-	gw_log_escape(u, sizeof(u), s->user, GW_LOG_PEER_MAX);
+	gw_log_escape(u, sizeof(u), s->user != NULL ? s->user : "-", GW_LOG_PEER_MAX);
 	snprintf(extra, sizeof(extra), "user=%s result=%s reason=%s source=%s generation=%" PRIu64,
 		 u, result, d->reason, pol_source_name(d->source), d->generation);
 	log_event(s, "decision", extra);
@@ -765,7 +767,7 @@ static unsigned io_auth_failed(void *ctx)
 	snprintf(s->result, sizeof(s->result), "auth-failed");
 	snprintf(s->reason, sizeof(s->reason), "auth-failed");
 	gw_metrics_login(mproto(s), "auth-failed", "auth-failed");
-	gw_log_escape(u, sizeof(u), s->user[0] ? s->user : "-", GW_LOG_PEER_MAX);
+	gw_log_escape(u, sizeof(u), s->user != NULL ? s->user : "-", GW_LOG_PEER_MAX);
 	snprintf(extra, sizeof(extra), "user=%s", u);
 	log_event(s, "auth-failed", extra);
 	return gw_penalty_fail(s->client_ip, &s->conf->penalty);

@@ -362,6 +362,7 @@ static void shutdown_done(uv_shutdown_t *req, int status)
 	struct gw_stream *s = req->data;
 
 	(void)status;
+	free(req);
 	if (!s->handle_closing) {
 		s->handle_closing = 1;
 		uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
@@ -383,9 +384,14 @@ void gw_stream_close(struct gw_stream *s, bool flush)
 			tls_flush(s);
 		}
 		if (s->queued > 0) {
-			s->shutdown_req.data = s;
-			if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, shutdown_done) == 0)
-				return;
+			/* Allocated only here: idle streams stay small. */
+			uv_shutdown_t *req = malloc(sizeof(*req));
+			if (req != NULL) {
+				req->data = s;
+				if (uv_shutdown(req, (uv_stream_t *)&s->tcp, shutdown_done) == 0)
+					return;
+				free(req);
+			}
 		}
 	}
 	s->handle_closing = 1;

@@ -52,7 +52,6 @@ struct gw_stream {
 
 	size_t queued;
 	size_t low_water;
-	uv_shutdown_t shutdown_req;
 
 	unsigned int initialized:1;
 	unsigned int reading:1;
