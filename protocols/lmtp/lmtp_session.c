@@ -575,7 +575,7 @@ static bool lmtp_check_lhlo(struct lmtp_session *s, const struct smtp_command *c
 
 static void lmtp_proceed_lhlo(struct lmtp_session *s, const struct smtp_command *cmd)
 {
-	char buf[512];
+	char buf[1024];   /* hostname (<= 255) and the extensions */
 	char size[32];
 	int n;
 
