@@ -923,10 +923,28 @@ static int eas_build_backend_head(struct eas_session *s, const struct eas_http_h
 		if (n < 0 || (size_t)n >= EAS_BHEAD_MAX - o) goto full; \
 		o += (size_t)n; \
 	} while (0)
-	PUT("%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method, (int)h->target_len, h->target);
+	if (s->q.base64) {
+		/* The binary query, decoded and checked, goes on in the plain
+		 * form with its version and policy key as headers: backends
+		 * such as SOGo do not take the binary form. */
+		char plain[EAS_QUERY_MAX * 3];
+		if (eas_query_plain(&s->q, s->user, plain, sizeof(plain)) < 0)
+			goto full;
+		PUT("%.*s " EAS_PATH "?%s HTTP/1.1\r\n", (int)h->method_len, h->method, plain);
+		PUT("MS-ASProtocolVersion: %u.%u\r\n", s->version / 10, s->version % 10);
+		if (s->q.has_policy_key)
+			PUT("X-MS-PolicyKey: %u\r\n", (unsigned)s->q.policy_key);
+	} else {
+		PUT("%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method, (int)h->target_len,
+		    h->target);
+	}
 	for (size_t i = 0; i < h->nheaders; i++) {
 		const struct eas_http_header *hd = &h->headers[i];
 		if (eas_header_dropped(hd, true))
+			continue;
+		if (s->q.base64 &&
+		    ((hd->name_len == 20 && strncasecmp(hd->name, "MS-ASProtocolVersion", 20) == 0) ||
+		     (hd->name_len == 14 && strncasecmp(hd->name, "X-MS-PolicyKey", 14) == 0)))
 			continue;
 		PUT("%.*s: %.*s\r\n", (int)hd->name_len, hd->name, (int)hd->value_len, hd->value);
 	}

@@ -373,9 +373,11 @@ static int eas_base64_query(const char *q, size_t len, struct eas_query *out,
 		char *dst = NULL;
 		size_t dsize = EAS_PARAM_MAX + 1;
 		switch (tag) {
+		case 0: dst = out->attachment_name; break;
 		case 1: dst = out->collection_id; break;
 		case 3: dst = out->item_id; break;
 		case 4: dst = out->long_id; break;
+		case 6: dst = out->occurrence; break;
 		case 7:
 			if (vl >= 1)
 				out->save_in_sent = (bin[p] & 0x01) != 0;
@@ -441,6 +443,66 @@ int eas_query_parse(const char *target, size_t len, struct eas_query *q,
 		return -1;
 	}
 	return 0;
+}
+
+/* Appends "&name=value" (value percent-encoded; unreserved kept). */
+static int eas_put_param(char *out, size_t size, size_t *o, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(name);
+
+	if (*o + n + 2 >= size)
+		return -1;
+	if (*o > 0)
+		out[(*o)++] = '&';
+	memcpy(out + *o, name, n);
+	*o += n;
+	out[(*o)++] = '=';
+	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+		if (*o + 4 >= size)
+			return -1;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+			out[(*o)++] = (char)*p;
+		} else {
+			out[(*o)++] = '%';
+			out[(*o)++] = hex[*p >> 4];
+			out[(*o)++] = hex[*p & 15];
+		}
+	}
+	out[*o] = '\0';
+	return 0;
+}
+
+int eas_query_plain(const struct eas_query *q, const char *user, char *out, size_t out_size)
+{
+	size_t o = 0;
+	const struct {
+		const char *name;
+		const char *value;
+	} opt[] = {
+		{ "AttachmentName", q->attachment_name },
+		{ "CollectionId", q->collection_id },
+		{ "ItemId", q->item_id },
+		{ "LongId", q->long_id },
+		{ "Occurrence", q->occurrence },
+	};
+
+	if (out_size == 0)
+		return -1;
+	out[0] = '\0';
+	if (eas_put_param(out, out_size, &o, "Cmd", eas_cmd_name(q->cmd)) < 0 ||
+	    eas_put_param(out, out_size, &o, "User", q->user[0] != '\0' ? q->user : user) < 0 ||
+	    eas_put_param(out, out_size, &o, "DeviceId", q->device_id) < 0 ||
+	    eas_put_param(out, out_size, &o, "DeviceType", q->device_type) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
+		if (opt[i].value[0] != '\0' &&
+		    eas_put_param(out, out_size, &o, opt[i].name, opt[i].value) < 0)
+			return -1;
+	if (q->save_in_sent && eas_put_param(out, out_size, &o, "SaveInSent", "T") < 0)
+		return -1;
+	return (int)o;
 }
 
 bool eas_auth_is_bearer(const char *value, size_t len)

@@ -64,6 +64,8 @@ struct eas_query {
 	char item_id[EAS_PARAM_MAX + 1];
 	char collection_id[EAS_PARAM_MAX + 1];
 	char long_id[EAS_PARAM_MAX + 1];
+	char attachment_name[EAS_PARAM_MAX + 1];
+	char occurrence[EAS_PARAM_MAX + 1];
 	bool save_in_sent;
 };
 
@@ -95,6 +97,12 @@ int eas_version_parse(const char *s, size_t len);
  * 0, -1 (not Basic, bad base64, no colon, empty user, a NUL or CTL inside,
  * too long). On -1 nothing secret is left in user/pass. */
 int eas_basic_decode(const char *value, size_t len, char *user, char *pass);
+
+/* The plain query equivalent of q ("Cmd=...&User=...&DeviceId=...&
+ * DeviceType=..." and the parameters), percent-encoded, for a backend that
+ * does not take the base64 form. user is used when q has none. Returns the
+ * length written (NUL-terminated), or -1 when out_size is too small. */
+int eas_query_plain(const struct eas_query *q, const char *user, char *out, size_t out_size);
 
 /* Bearer? (scheme compared case-insensitively) */
 bool eas_auth_is_bearer(const char *value, size_t len);
