@@ -23,6 +23,10 @@ PACKAGES=(
   # submission tests: Dovecot's submission service; swaks (its TLS needs
   # Net::SSLeay)
   dovecot-submissiond swaks libnet-ssleay-perl
+  # ActiveSync tests: a real SOGo EAS server with its stack
+  # (tests/integration/sogo/start-sogo-eas.sh)
+  sogo sogo-activesync memcached postgresql python3-aiosmtpd nginx
+  ca-certificates procps
 )
 
 missing=()
