@@ -13,8 +13,14 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/deps.sh"
-echo "Building postern..." >&2
-BUILD_DIR=$(bash "$ROOT/scripts/build.sh" | tail -n 1)
+LOG="$ROOT/build/quickstart-build.log"
+mkdir -p "$ROOT/build"
+echo "Building postern (log: build/quickstart-build.log)..." >&2
+if ! BUILD_DIR=$(bash "$ROOT/scripts/build.sh" 2>"$LOG" | tail -n 1); then
+  tail -n 40 "$LOG" >&2
+  echo "quickstart: the build failed; see $LOG" >&2
+  exit 1
+fi
 export POSTERN_SRC="$ROOT"
 export POSTERN_BIN="$BUILD_DIR/postern"
 export POSTERNCTL_BIN="$BUILD_DIR/posternctl"
