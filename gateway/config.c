@@ -576,6 +576,11 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 
 	g = get_group(&l, &cf, "messages");
 	get_str(&l, g, "disabled", "", c->msg_disabled, sizeof(c->msg_disabled));
+	{
+		const char *pct = strchr(c->msg_disabled, '%');
+		if (pct != NULL && (pct[1] != 's' || strchr(pct + 2, '%') != NULL))
+			fail(&l, g, "messages.disabled may contain one \"%%s\" and no other '%%'");
+	}
 
 	g = get_group(&l, &cf, "spool");
 	get_str(&l, g, "directory", "/var/spool/postern", c->spool_directory,

@@ -881,6 +881,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	s->set.backend_timeout_ms = conf->backend_ms;
 	s->set.default_domain = conf->default_domain[0] ? conf->default_domain : NULL;
 	s->set.hostname = conf->hostname;
+	s->set.msg_disabled = conf->msg_disabled[0] ? conf->msg_disabled : NULL;
 	s->set.store = w->store;
 	s->set.message_max = conf->spool_message_max;
 	s->set.refuse_unknown = conf->refuse_unknown;

@@ -41,7 +41,8 @@ static void decision_set(struct pol_decision *out, enum pol_verdict verdict,
 			 enum pol_source source, const char *reason,
 			 const char *message);
 static void decision_refuse(struct pol_decision *out, enum pol_service service,
-			    const struct pol_effective *eff, const char *admin_message);
+			    const struct pol_effective *eff, const char *admin_message,
+			    const char *default_fmt);
 
 static int chain_load(struct chain *c, enum level lv)
 {
@@ -149,8 +150,20 @@ static void decision_set(struct pol_decision *out, enum pol_verdict verdict,
 
 /* A service that is off: deny (or hold, for incoming) with the admin's
  * message, or a builtin text naming the service. */
+/* Expands fmt's one optional "%s" with title, copying every other byte. */
+static void format_default(char *out, size_t size, const char *fmt, const char *title)
+{
+	const char *p = strstr(fmt, "%s");
+
+	if (p == NULL)
+		snprintf(out, size, "%s", fmt);
+	else
+		snprintf(out, size, "%.*s%s%s", (int)(p - fmt), fmt, title, p + 2);
+}
+
 static void decision_refuse(struct pol_decision *out, enum pol_service service,
-			    const struct pol_effective *eff, const char *admin_message)
+			    const struct pol_effective *eff, const char *admin_message,
+			    const char *default_fmt)
 {
 	if (eff->hold) {
 		decision_set(out, POL_TEMPFAIL, eff->source, POL_REASON_INCOMING_HELD,
@@ -167,6 +180,9 @@ static void decision_refuse(struct pol_decision *out, enum pol_service service,
 		 pol_service_name(service));
 	if (admin_message[0] != '\0')
 		snprintf(out->message, sizeof(out->message), "%s", admin_message);
+	else if (default_fmt != NULL && default_fmt[0] != '\0')
+		format_default(out->message, sizeof(out->message), default_fmt,
+			       pol_service_title(service));
 	else
 		snprintf(out->message, sizeof(out->message),
 			 "%s access is disabled for this account. "
@@ -184,7 +200,7 @@ void pol_decide(struct pol_store *store, const char *user,
 	enum pol_source msrc;
 	int rc;
 
-	(void)ctx;   /* client IP, TLS and device rules come later */
+	/* client IP, TLS and device rules come later; ctx gives the text */
 	memset(out, 0, sizeof(*out));
 	if ((unsigned)service >= POL_SERVICE_COUNT) {
 		decision_set(out, POL_DENY, POL_SRC_BUILTIN, POL_REASON_INVALID_SERVICE,
@@ -211,7 +227,8 @@ void pol_decide(struct pol_store *store, const char *user,
 	if (eff.on)
 		decision_set(out, POL_ALLOW, eff.source, POL_REASON_ALLOWED, "");
 	else
-		decision_refuse(out, service, &eff, message);
+		decision_refuse(out, service, &eff, message,
+				ctx != NULL ? ctx->default_message : NULL);
 	return;
 
 store_error:
@@ -273,7 +290,7 @@ void pol_explanation_decide(const struct pol_explanation *ex,
 		decision_set(out, POL_ALLOW, ex->service[service].source,
 			     POL_REASON_ALLOWED, "");
 	else
-		decision_refuse(out, service, &ex->service[service], ex->message);
+		decision_refuse(out, service, &ex->service[service], ex->message, NULL);
 }
 
 int pol_backend_route(struct pol_store *store, const char *user, char *out,

@@ -50,6 +50,11 @@ struct pol_context {
 	const char *client_ip;   /* may be NULL */
 	bool tls;
 	const char *device_id;   /* ActiveSync, may be NULL */
+	/* Text for a refusal when no admin message is set for the user, the
+	 * domain or the organisation; one optional "%s" is replaced by the
+	 * service's title ("IMAP"). NULL: the builtin text. The gateway
+	 * passes its messages.disabled setting here. */
+	const char *default_message;
 };
 
 struct pol_decision {

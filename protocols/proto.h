@@ -44,6 +44,8 @@ struct proto_settings {
 	unsigned backend_timeout_ms; /* wait for one backend reply during login */
 	const char *default_domain;  /* appended to bare user names, may be NULL */
 	const char *hostname;        /* shown in greetings */
+	const char *msg_disabled;    /* refusal text when the policy has none
+	                                (pol_context.default_message), or NULL */
 	struct pol_store *store;
 };
 

@@ -1193,7 +1193,8 @@ static void count_auth_failure(struct imap_session *s)
 static void login_succeeded(struct imap_session *s, const struct imap_resp *r,
 			    const char *rest, size_t rest_len)
 {
-	struct pol_context pctx = { .client_ip = s->info->client_ip, .tls = s->tls };
+	struct pol_context pctx = { .client_ip = s->info->client_ip, .tls = s->tls,
+				     .default_message = s->set->msg_disabled };
 	struct pol_decision d;
 	char text[POL_MESSAGE_MAX];
 	const char *caps = s->caps;
@@ -1338,7 +1339,8 @@ static void imap_shutdown(void *ctx)
 static void imap_policy_changed(void *ctx)
 {
 	struct imap_session *s = ctx;
-	struct pol_context pctx = { .client_ip = s->info->client_ip, .tls = s->tls };
+	struct pol_context pctx = { .client_ip = s->info->client_ip, .tls = s->tls,
+				     .default_message = s->set->msg_disabled };
 	struct pol_decision d;
 	char text[POL_MESSAGE_MAX], bye[POL_MESSAGE_MAX + 32];
 

@@ -802,6 +802,7 @@ static void lmtp_proceed_rcpt(struct lmtp_session *s, const struct smtp_command 
 	pctx.client_ip = client_ip != NULL ? client_ip : s->info.client_ip;
 	pctx.tls = s->info.tls;
 	pctx.device_id = NULL;
+	pctx.default_message = s->set.msg_disabled;
 	pol_decide(s->set.store, policy_addr, POL_INCOMING, &pctx, &d);
 	lmtp_record_decision(s, address, &d);
 	lmtp_sanitize(msg, sizeof(msg), d.message, sizeof(d.message));

@@ -876,6 +876,7 @@ static void pop3_login_ok(struct pop3_session *s)
 		.client_ip = s->info.client_ip,
 		.tls = s->tls,
 		.device_id = NULL,
+		.default_message = s->set.msg_disabled,
 	};
 	struct pol_decision d;
 	char msg[POP3_TEXT_MAX + 1];
@@ -1047,6 +1048,7 @@ static void pop3_policy_changed(void *ctx)
 		.client_ip = s->info.client_ip,
 		.tls = s->tls,
 		.device_id = NULL,
+		.default_message = s->set.msg_disabled,
 	};
 	struct pol_decision d;
 

@@ -1282,6 +1282,7 @@ static void submission_login_ok(struct submission_session *s)
 		.client_ip = s->info.client_ip,
 		.tls = s->tls,
 		.device_id = NULL,
+		.default_message = s->set.msg_disabled,
 	};
 	struct pol_decision d;
 	bool tempfail = false;
@@ -1447,6 +1448,7 @@ static void submission_policy_changed(void *ctx)
 		.client_ip = s->info.client_ip,
 		.tls = s->tls,
 		.device_id = NULL,
+		.default_message = s->set.msg_disabled,
 	};
 	struct pol_decision d;
 

@@ -235,6 +235,32 @@ static void test_message_precedence(void **state)
 	expect(s, "u@example.com", POL_IMAP, POL_ALLOW, POL_SRC_USER, "allowed", "");
 }
 
+/* The gateway's messages.disabled text, used only when no admin message is
+ * set at any level. */
+static void test_default_message_from_context(void **state)
+{
+	struct fixture *f = *state;
+	struct pol_store *s = f->store;
+	struct pol_context ctx = { .default_message = "No %s here, ask IT." };
+	struct pol_decision d;
+
+	set_user(s, "w@example.com", POL_IMAP, POL_FLAG_OFF, "");
+	pol_decide(s, "w@example.com", POL_IMAP, &ctx, &d);
+	assert_int_equal(d.verdict, POL_DENY);
+	assert_string_equal(d.message, "No IMAP here, ask IT.");
+	ctx.default_message = "Switched off.";
+	pol_decide(s, "w@example.com", POL_IMAP, &ctx, &d);
+	assert_string_equal(d.message, "Switched off.");
+	/* an admin message wins over the context's text */
+	set_user(s, "w@example.com", POL_IMAP, POL_FLAG_KEEP, "admin text");
+	pol_decide(s, "w@example.com", POL_IMAP, &ctx, &d);
+	assert_string_equal(d.message, "admin text");
+	/* no context: the builtin text */
+	set_user(s, "w@example.com", POL_IMAP, POL_FLAG_KEEP, "");
+	pol_decide(s, "w@example.com", POL_IMAP, NULL, &d);
+	assert_non_null(strstr(d.message, "IMAP access is disabled"));
+}
+
 static void test_incoming_hold(void **state)
 {
 	struct fixture *f = *state;
@@ -488,6 +514,7 @@ int main(void)
 		DECIDE_TEST(test_inheritance_chain),
 		DECIDE_TEST(test_every_service_reason),
 		DECIDE_TEST(test_message_precedence),
+		DECIDE_TEST(test_default_message_from_context),
 		DECIDE_TEST(test_incoming_hold),
 		DECIDE_TEST(test_normalises_user),
 		DECIDE_TEST(test_bad_input),
