@@ -148,7 +148,7 @@ class AdminTest(GatewayTestCase):
             return None
 
         l = wait_for(line, 15, what="a session log line for alice")
-        for field in ("session=", "user=", "reason=", "127.0.0.1", "imap"):
+        for field in ("session=", "user=", "result=", "reason=", "127.0.0.1", "imap"):
             self.assertIn(field, l)
         self.assertRegex(l, r"bytes")
         self.assertNotIn(USERS[ALICE], self.postern.log_text())

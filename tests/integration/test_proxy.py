@@ -222,5 +222,46 @@ class ProxyTest(GatewayTestCase):
         self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "127.0.0.1")
 
 
+class PenaltyTest(GatewayTestCase):
+    """The failed-login penalty grows per client address -- the PROXY
+    address. Dovecot itself answers a failure after about 0.5 s, so the
+    penalty here is large enough to be told apart (initial 1 s, doubling,
+    max 4 s). Lower bounds and one comparison only: never a speed check."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_default(listeners=[Listener("imap", "implicit", proxy_protocol=True)],
+                          auth_penalty={"initial_ms": 1000, "max_ms": 4000})
+
+    def fail_login(self, client_ip, n):
+        port = self.postern.port("imap", "implicit", proxy_protocol=True)
+        c = RawClient(port, prefix=proxy_v1(client_ip, HOST, 41000 + n, port))
+        c.wrap_tls()
+        self.assertTrue(c.readline().startswith(b"* OK"))
+        t0 = time.monotonic()
+        tagged, _ = c.cmd("a", "LOGIN %s %s" % (imap_quote(ALICE), imap_quote("bad%d" % n)))
+        elapsed = time.monotonic() - t0
+        self.assertTrue(tagged.startswith(b"a NO [AUTHENTICATIONFAILED]"), tagged)
+        c.close()
+        return elapsed
+
+    def test_penalty_grows_per_client_address(self):
+        delays = [self.fail_login("192.0.2.177", i) for i in range(3)]
+        self.assertGreaterEqual(delays[0], 0.95, "no penalty delay: %r" % delays)
+        self.assertGreaterEqual(delays[2], 3.9, "penalty did not double: %r" % delays)
+        # another client address starts from the initial delay
+        other = self.fail_login("192.0.2.178", 9)
+        self.assertGreaterEqual(other, 0.95)
+        self.assertLess(other, delays[2], "penalty is not per client address")
+        # a correct password from the penalised address is not refused
+        port = self.postern.port("imap", "implicit", proxy_protocol=True)
+        c = RawClient(port, prefix=proxy_v1("192.0.2.177", HOST, 41100, port))
+        c.wrap_tls()
+        c.readline()
+        tagged, _ = c.cmd("b", "LOGIN %s %s" % (imap_quote(ALICE), imap_quote(USERS[ALICE])))
+        self.assertTrue(tagged.startswith(b"b OK"), tagged)
+        c.close()
+
+
 if __name__ == "__main__":
     main()
