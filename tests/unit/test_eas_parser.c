@@ -257,7 +257,8 @@ static int decode_body(enum eas_body_kind kind, uint64_t length, const char *in,
 		int r = eas_body_feed(&b, in + off, avail, &used, &data, &dlen, &err);
 		if (r < 0)
 			return -1;
-		memcpy(out + o, data, dlen);
+		if (dlen > 0)
+			memcpy(out + o, data, dlen);
 		o += dlen;
 		off += used;
 	}
