@@ -536,7 +536,7 @@ static void eas_client_data(void *ctx, const char *buf, size_t len)
 {
 	struct eas_session *s = ctx;
 
-	if (s->state == EAS_STATE_CLOSED || s->state == EAS_STATE_INIT)
+	if (s->state == EAS_STATE_CLOSED || s->state == EAS_STATE_INIT || len == 0)
 		return;
 	if (s->in_len + len > EAS_IN_MAX) {
 		eas_close(s, "input-overflow");
@@ -1245,7 +1245,7 @@ static void eas_backend_data(void *ctx, const char *buf, size_t len)
 {
 	struct eas_session *s = ctx;
 
-	if (s->state != EAS_STATE_VERIFY && s->state != EAS_STATE_FORWARD)
+	if ((s->state != EAS_STATE_VERIFY && s->state != EAS_STATE_FORWARD) || len == 0)
 		return;
 	if (s->state == EAS_STATE_FORWARD && s->rbuf == NULL && s->resp_started) {
 		eas_response_body(s, buf, len);
