@@ -163,10 +163,11 @@ class ImapTest(GatewayTestCase):
         # postern forwards its session id (ID x-session-id); Dovecot logs it.
         off_p, off_d = self.postern.log_size(), self.dovecot.log_size()
         c = imap_tls(self.tls_port)
+        port = c.sock.getsockname()[1]
         c.login(ALICE, USERS[ALICE])
         c.logout()
-        m = self.postern.wait_log(r"session=([0-9a-f]{16})\b[^\n]*user=alice@example\.com",
-                                  offset=off_p)
+        m = self.postern.wait_log(r"session=([0-9a-f]{16})\b[^\n]*client=127\.0\.0\.1:%d\b"
+                                  % port, offset=off_p)
         sid = m.group(1)
         self.dovecot.wait_log(r"Login: user=<alice@example\.com>.*session=<%s>" % sid,
                               offset=off_d)
