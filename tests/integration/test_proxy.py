@@ -17,8 +17,8 @@ from harness import (HOST, USERS, Closed, GatewayTestCase, Listener, RawClient, 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 
-PREAUTH_S = 20
-PROMPT_S = 15
+PREAUTH_S = 12
+PROMPT_S = 10
 TIMEOUT_CLOSE_S = PREAUTH_S + 25
 
 
