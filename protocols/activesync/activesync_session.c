@@ -52,7 +52,8 @@ struct eas_session {
 	size_t in_len, in_size;
 	bool in_input;              /* eas_input() is on the stack */
 	bool paused;                /* client reading paused */
-	bool wait_drain;            /* backend write queue above its mark */
+	bool wait_drain;            /* backend_want_drain() asked, no answer yet */
+	size_t ahead;               /* body bytes written since the last drain */
 	unsigned bad_count, auth_failures;
 	bool verified_conn;         /* some request of this connection was verified */
 	bool login_done;
@@ -367,7 +368,8 @@ static void eas_wipe_credentials(struct eas_session *s)
  * request hangs, so a client that goes away is noticed at once. */
 static void eas_flow(struct eas_session *s)
 {
-	bool want = s->wait_drain || s->in_len >= EAS_IN_HIGH;
+	bool want = (s->wait_drain && s->ahead > EAS_BACKEND_AHEAD_MAX) ||
+		    s->in_len >= EAS_IN_HIGH;
 
 	if (s->state == EAS_STATE_CLOSED || want == s->paused)
 		return;
@@ -477,6 +479,7 @@ static void eas_request_reset(struct eas_session *s)
 	s->resp_chunked = false;
 	s->resp_raw_close = false;
 	s->wait_drain = false;
+	s->ahead = 0;
 	eas_body_init(&s->sbody, EAS_BODY_NONE, 0, 0);
 }
 
@@ -610,6 +613,7 @@ static bool eas_body_step(struct eas_session *s, bool forward)
 			} else {
 				s->io.backend_write(s->io.ctx, data, dlen);
 			}
+			s->ahead += dlen;
 			if (!s->wait_drain) {
 				s->wait_drain = true;
 				s->io.backend_want_drain(s->io.ctx);
@@ -1570,6 +1574,7 @@ static void eas_backend_drained(void *ctx)
 	struct eas_session *s = ctx;
 
 	s->wait_drain = false;
+	s->ahead = 0;
 	if (s->state == EAS_STATE_FORWARD)
 		eas_input(s);
 	eas_flow(s);

@@ -80,6 +80,12 @@ enum eas_state {
  * response): reading pauses above this. */
 #define EAS_IN_HIGH        (64 * 1024)
 #define EAS_IN_MAX         (256 * 1024)
+/* Request body bytes written to the backend and not yet confirmed by
+ * front->backend_drained() (which comes once the gateway's backend queue is
+ * below its low-water mark): client reading pauses above this. Kept well
+ * above one read burst so that a backend that keeps up never causes a
+ * pause (see the report on resuming a paused TLS stream). */
+#define EAS_BACKEND_AHEAD_MAX (1024 * 1024)
 /* Longest backend response head. */
 #define EAS_RESP_HEAD_MAX  (64 * 1024)
 /* How often a running request re-checks the store generation (live

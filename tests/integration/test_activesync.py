@@ -523,6 +523,52 @@ class ActiveSyncTest(GatewayTestCase):
         self.assertEqual(r.status, 200)
         self.assertIsNotNone(self.sogo.sink_has("ClientId %s" % cid, wait=15))
 
+    def test_sendmail_big_streamed_with_expect_continue(self):
+        """A 6 MB 12.1 SendMail, chunked, after Expect: 100-continue: streamed
+        through (postern's memory stays far below the message size) and
+        delivered whole."""
+        import base64
+        cid = "ptbig-%d-%d" % (os.getpid(), int(time.time()))
+        blob = base64.encodebytes(os.urandom(4 * 1024 * 1024)).replace(b"\n", b"\r\n")
+        mime = ("From: user1@%s\r\nTo: user2@%s\r\nSubject: big %s\r\nMIME-Version: 1.0\r\n"
+                "Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\n"
+                "Content-Type: text/plain\r\n\r\nClientId %s\r\n--BB\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                % (DOMAIN, DOMAIN, cid, cid)).encode() + blob + b"\r\n--BB--\r\n"
+        rss_before = self.rss_kb()
+        c = EasConn(self.port, timeout=60)
+        try:
+            head = ("POST %s?Cmd=SendMail&User=user1&DeviceId=ptbig&DeviceType=SmartPhone&SaveInSent=F "
+                    "HTTP/1.1\r\nHost: mail.example.test\r\nAuthorization: %s\r\n"
+                    "MS-ASProtocolVersion: 12.1\r\nContent-Type: message/rfc822\r\n"
+                    "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n" %
+                    (PATH, basic("user1", PASSWORD)))
+            c.send(head.encode())
+            while b"\r\n\r\n" not in c.buf:
+                c._fill()
+            self.assertTrue(c.buf.startswith(b"HTTP/1.1 100 "), c.buf[:80])
+            c.buf = c.buf.split(b"\r\n\r\n", 1)[1]
+            for off in range(0, len(mime), 65536):
+                piece = mime[off:off + 65536]
+                c.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            c.send(b"0\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 200)
+        finally:
+            c.close()
+        f = self.sogo.sink_has("ClientId %s" % cid, wait=30)
+        self.assertIsNotNone(f)
+        self.assertGreater(os.path.getsize(f), 5 * 1024 * 1024)   # whole (LF line ends)
+        grew = self.rss_kb() - rss_before
+        self.assertLess(grew, 3 * 1024, "postern grew %d KiB for a 6 MB message" % grew)
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.postern.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
     def test_sendmail_outgoing_off_refused_never_sent(self):
         self.postern.set_user("user3@%s" % DOMAIN, outgoing="off")
         try:
