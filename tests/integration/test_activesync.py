@@ -35,7 +35,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, IO_TIMEOUT, GatewayTestCase, Listener, Postern, log,  # noqa: E402
-                     main, pki, port_accepts, run_root)
+                     main, pki, run_root)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOGO_DIR = os.path.join(HERE, "sogo")
@@ -263,8 +263,11 @@ class Sogo:
         return self
 
     def stop(self):
-        subprocess.run(["bash", os.path.join(SOGO_DIR, "stop-sogo-eas.sh"), self.dir],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        r = subprocess.run(["bash", os.path.join(SOGO_DIR, "stop-sogo-eas.sh"), self.dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        if r.returncode != 0 or not os.path.isdir(self.dir):
+            log("stop-sogo-eas.sh %s (rc %d):\n%s" % (self.dir, r.returncode,
+                                                    r.stdout.decode("utf-8", "replace")))
 
     def log_size(self):
         try:
