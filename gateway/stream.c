@@ -245,6 +245,44 @@ void gw_stream_feed_raw(struct gw_stream *s, const char *buf, size_t len)
 		read_cb((uv_stream_t *)&s->tcp, (ssize_t)len, &b);
 }
 
+static void resume_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void cancel_resume(struct gw_stream *s)
+{
+	if (s->resume == NULL)
+		return;
+	uv_idle_stop(s->resume);
+	uv_close((uv_handle_t *)s->resume, resume_closed);
+	s->resume = NULL;
+}
+
+static void resume_cb(uv_idle_t *h)
+{
+	struct gw_stream *s = h->data;
+
+	cancel_resume(s);
+	if (!s->closing && s->reading)
+		tls_drive(s);
+}
+
+/* Ciphertext or plaintext may sit inside OpenSSL from before a pause; the
+ * socket will not signal it again. Drive it on the next loop turn, so the
+ * caller of gw_stream_read_start() is never re-entered. */
+static void schedule_resume(struct gw_stream *s)
+{
+	if (s->resume != NULL)
+		return;
+	s->resume = malloc(sizeof(*s->resume));
+	if (s->resume == NULL)
+		return;
+	uv_idle_init(s->tcp.loop, s->resume);
+	s->resume->data = s;
+	uv_idle_start(s->resume, resume_cb);
+}
+
 int gw_stream_read_start(struct gw_stream *s)
 {
 	int r;
@@ -256,9 +294,9 @@ int gw_stream_read_start(struct gw_stream *s)
 	r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
 	if (r == 0)
 		s->reading = 1;
-	/* Plaintext may already sit decrypted inside OpenSSL. */
-	if (r == 0 && s->tls_up && SSL_pending(s->ssl) > 0)
-		tls_drive(s);
+	if (r == 0 && s->ssl != NULL &&
+	    (SSL_pending(s->ssl) > 0 || BIO_ctrl_pending(s->rbio) > 0))
+		schedule_resume(s);
 	return r;
 }
 
@@ -376,6 +414,7 @@ void gw_stream_close(struct gw_stream *s, bool flush)
 	if (!s->initialized || s->handle_closing)
 		return;
 	s->closing = 1;
+	cancel_resume(s);
 	gw_stream_read_stop(s);
 	if (first && flush) {
 		if (s->tls_up) {

@@ -52,6 +52,7 @@ struct gw_stream {
 
 	size_t queued;
 	size_t low_water;
+	uv_idle_t *resume;             /* deferred drive of buffered TLS input */
 
 	unsigned int initialized:1;
 	unsigned int reading:1;

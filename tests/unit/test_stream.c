@@ -55,12 +55,23 @@ struct fixture {
 	unsigned char *expect;
 	int handshakes, closes, eofs, drains;
 	int switched;
+	int pause;             /* server pauses after every chunk, resumes later */
+	int pauses;
+	uv_timer_t resume;
 };
 
 static void closed(struct gw_stream *s)
 {
 	struct fixture *f = s->data;
 	f->closes++;
+}
+
+static void resume_server(uv_timer_t *t)
+{
+	struct fixture *f = t->data;
+
+	if (!f->server.closing)
+		assert_int_equal(gw_stream_read_start(&f->server), 0);
 }
 
 static void server_read(struct gw_stream *s, const char *buf, ssize_t n)
@@ -85,6 +96,13 @@ static void server_read(struct gw_stream *s, const char *buf, ssize_t n)
 	f->server_got += (size_t)n;
 	/* echo back */
 	assert_int_equal(gw_stream_write(s, buf, (size_t)n), 0);
+	if (f->pause) {
+		/* Stop mid-way: TLS records already read from the socket stay
+		 * inside OpenSSL and must still arrive after the resume. */
+		gw_stream_read_stop(s);
+		f->pauses++;
+		uv_timer_start(&f->resume, resume_server, 1, 0);
+	}
 }
 
 static void client_send_all(struct fixture *f)
@@ -120,6 +138,7 @@ static void client_read(struct gw_stream *s, const char *buf, ssize_t n)
 		gw_stream_close(s, true);
 		gw_stream_close(&f->server, true);
 		uv_close((uv_handle_t *)&f->listener, NULL);
+		uv_close((uv_handle_t *)&f->resume, NULL);
 	}
 }
 
@@ -162,7 +181,7 @@ static void on_connected(uv_connect_t *req, int status)
 		assert_int_equal(gw_stream_write(&f->client, "STARTTLS\n", 9), 0);
 }
 
-static void run(int tls, size_t total)
+static void run_paused(int tls, size_t total, int pause)
 {
 	struct fixture f;
 	struct sockaddr_in addr;
@@ -171,12 +190,15 @@ static void run(int tls, size_t total)
 	memset(&f, 0, sizeof(f));
 	f.tls = tls;
 	f.total = total;
+	f.pause = pause;
 	f.expect = malloc(total);
 	for (size_t i = 0; i < total; i++)
 		f.expect[i] = (unsigned char)(i * 7 + (i >> 8));
 	f.sctx = make_server_ctx();
 	f.cctx = SSL_CTX_new(TLS_client_method());
 	assert_int_equal(uv_loop_init(&f.loop), 0);
+	uv_timer_init(&f.loop, &f.resume);
+	f.resume.data = &f;
 	uv_tcp_init(&f.loop, &f.listener);
 	f.listener.data = &f;
 	uv_ip4_addr("127.0.0.1", 0, &addr);
@@ -195,16 +217,25 @@ static void run(int tls, size_t total)
 	assert_int_equal(f.client_got, total);
 	assert_int_equal(f.closes, 2);
 	assert_int_equal(f.handshakes, tls ? 2 : 0);
+	if (pause)
+		assert_true(f.pauses > 0);
 	assert_int_equal(uv_loop_close(&f.loop), 0);
 	SSL_CTX_free(f.sctx);
 	SSL_CTX_free(f.cctx);
 	free(f.expect);
 }
 
+static void run(int tls, size_t total)
+{
+	run_paused(tls, total, 0);
+}
+
 static void test_plain_echo(void **state) { (void)state; run(0, 100000); }
 static void test_tls_echo(void **state) { (void)state; run(1, 100000); }
 static void test_starttls_echo(void **state) { (void)state; run(2, 1000); }
 static void test_tls_large(void **state) { (void)state; run(1, 8 << 20); }
+static void test_tls_paused_reader(void **state) { (void)state; run_paused(1, 2 << 20, 1); }
+static void test_plain_paused_reader(void **state) { (void)state; run_paused(0, 2 << 20, 1); }
 
 static void test_close_is_idempotent(void **state)
 {
@@ -233,6 +264,8 @@ int main(void)
 		cmocka_unit_test(test_tls_echo),
 		cmocka_unit_test(test_starttls_echo),
 		cmocka_unit_test(test_tls_large),
+		cmocka_unit_test(test_tls_paused_reader),
+		cmocka_unit_test(test_plain_paused_reader),
 		cmocka_unit_test(test_close_is_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
