@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "gateway/config.h"
+#include "gateway/frontlog.h"
 #include "gateway/log.h"
 #include "gateway/worker.h"
 #include "policy/policy.h"
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	gw_frontlog_install();
 	gw_log_set_level((enum gw_log_level)conf->log_level);
 	r = pol_store_open(conf->policy_path, conf->policy_map_size, 0, &store);
 	if (r != 0) {

@@ -64,6 +64,7 @@ static void labelled_inc(const char *family, const char *l1, const char *l2, con
 static const char FAMILY_LOGINS[] = "postern_logins_total";
 static const char FAMILY_BACKEND[] = "postern_backend_errors_total";
 static const char FAMILY_REFUSED[] = "postern_connections_refused_total";
+static const char FAMILY_DELIVERIES[] = "postern_deliveries_total";
 
 void gw_metrics_session_open(gw_metric_proto_t p)
 {
@@ -95,6 +96,11 @@ void gw_metrics_bytes(gw_metric_proto_t p, size_t to_backend, size_t to_client)
 {
 	atomic_fetch_add(&bytes_to_backend[p], to_backend);
 	atomic_fetch_add(&bytes_to_client[p], to_client);
+}
+
+void gw_metrics_delivery(const char *result, const char *reason)
+{
+	labelled_inc(FAMILY_DELIVERIES, result, reason, "");
 }
 
 void gw_metrics_refused_connection(const char *why)
@@ -158,12 +164,17 @@ int gw_metrics_render(char *buf, size_t size)
 		       "# TYPE %s counter\n", FAMILY_BACKEND, FAMILY_BACKEND);
 	out_printf(&o, "# HELP %s Connections refused before a session started.\n"
 		       "# TYPE %s counter\n", FAMILY_REFUSED, FAMILY_REFUSED);
+	out_printf(&o, "# HELP %s Recipients of deliveries by result and reason.\n"
+		       "# TYPE %s counter\n", FAMILY_DELIVERIES, FAMILY_DELIVERIES);
 	pthread_mutex_lock(&table_lock);
 	for (size_t i = 0; i < table_used; i++) {
 		const struct labelled *e = &table[i];
 		if (e->family == FAMILY_LOGINS)
 			out_printf(&o, "%s{protocol=\"%s\",result=\"%s\",reason=\"%s\"} %lu\n",
 				   e->family, e->l1, e->l2, e->l3, e->value);
+		else if (e->family == FAMILY_DELIVERIES)
+			out_printf(&o, "%s{result=\"%s\",reason=\"%s\"} %lu\n",
+				   e->family, e->l1, e->l2, e->value);
 		else if (e->family == FAMILY_BACKEND)
 			out_printf(&o, "%s{backend=\"%s\",kind=\"%s\"} %lu\n",
 				   e->family, e->l1, e->l2, e->value);

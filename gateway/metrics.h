@@ -21,6 +21,9 @@ void gw_metrics_backend_error(const char *backend, const char *kind);
 void gw_metrics_policy_kick(gw_metric_proto_t p);
 void gw_metrics_bytes(gw_metric_proto_t p, size_t to_backend, size_t to_client);
 void gw_metrics_refused_connection(const char *why);
+/* One recipient of one delivery: result "delivered", "deferred" or
+ * "refused"; reason a decision or failure token. */
+void gw_metrics_delivery(const char *result, const char *reason);
 
 /* Renders every metric into buf. Returns the length, or -1 if buf is too
  * small (the caller retries larger). */

@@ -175,6 +175,19 @@ class DeliveryTest(GatewayTestCase):
         finally:
             self.postern.set_user(BOB, incoming="on")
 
+    def test_delivery_log_line_and_metrics(self):
+        # one log line per recipient per delivery, with what the MTA got
+        t = tag()
+        off = self.postern.log_size()
+        res = self.deliver([ALICE, ERIN], make_message(subject=t, to=ALICE))
+        self.assertEqual(res[ALICE][0], 250, res)
+        for rcpt in (ALICE, ERIN):
+            self.postern.wait_log(r'proto=lmtp event=delivery .*recipient="%s" decision=allowed '
+                                  r'result=delivered code=250 ' % re.escape(rcpt), offset=off)
+        if self.postern.admin_port:
+            status, body = self.postern.http_get("/metrics")
+            self.assertIn('postern_deliveries_total{result="delivered",reason="allowed"}', body)
+
     def test_hold_gives_450_then_delivers(self):
         self.postern.set_user(CAROL, incoming="off", message="Held for review.")
         self.postern.ctl("user", "set", CAROL, "incoming=hold")
