@@ -54,6 +54,7 @@ struct eas_session {
 	bool paused;                /* client reading paused */
 	bool wait_drain;            /* backend_want_drain() asked, no answer yet */
 	size_t ahead;               /* body bytes written since the last drain */
+	bool backend_behind;        /* paused for the backend (set from the timer) */
 	unsigned bad_count, auth_failures;
 	bool verified_conn;         /* some request of this connection was verified */
 	bool login_done;
@@ -122,6 +123,7 @@ static void eas_flow(struct eas_session *s);
 static void eas_input(struct eas_session *s);
 static void eas_consume(struct eas_session *s, size_t n);
 static bool eas_body_step(struct eas_session *s, bool forward);
+static void eas_backend_behind(struct eas_session *s);
 static void eas_respond(struct eas_session *s, unsigned status, const char *headers,
 			const void *body, size_t body_len);
 static void eas_answer_done(struct eas_session *s);
@@ -368,8 +370,7 @@ static void eas_wipe_credentials(struct eas_session *s)
  * request hangs, so a client that goes away is noticed at once. */
 static void eas_flow(struct eas_session *s)
 {
-	bool want = (s->wait_drain && s->ahead > EAS_BACKEND_AHEAD_MAX) ||
-		    s->in_len >= EAS_IN_HIGH;
+	bool want = s->backend_behind || s->in_len >= EAS_IN_HIGH;
 
 	if (s->state == EAS_STATE_CLOSED || want == s->paused)
 		return;
@@ -480,6 +481,7 @@ static void eas_request_reset(struct eas_session *s)
 	s->resp_raw_close = false;
 	s->wait_drain = false;
 	s->ahead = 0;
+	s->backend_behind = false;
 	eas_body_init(&s->sbody, EAS_BODY_NONE, 0, 0);
 }
 
@@ -572,6 +574,23 @@ static void eas_client_data(void *ctx, const char *buf, size_t len)
 	eas_flow(s);
 }
 
+/* The backend is more than EAS_BACKEND_AHEAD_MAX behind: pause the client.
+ * Inside the gateway's read callback that is safe on a plain connection,
+ * and on TLS only while more of the body must still arrive: paused there,
+ * TLS records already read but not decrypted yet wait for socket data
+ * (gateway/stream.c resumes on SSL_pending() only), which never comes from
+ * a client that sent its whole body. Otherwise the pause is taken from the
+ * timer, outside the read callback, which reads a little more first. */
+static void eas_backend_behind(struct eas_session *s)
+{
+	if (!s->info.tls ||
+	    (s->rbody.kind == EAS_BODY_LENGTH && s->rbody.remaining > EAS_TLS_SAFE_REMAINING)) {
+		s->backend_behind = true;   /* eas_flow() applies it */
+		return;
+	}
+	s->io.timer(s->io.ctx, 1);
+}
+
 /* Feeds the request body from `in`: to the backend (forward) or nowhere.
  * Returns false when the session left the state (error, close). */
 static bool eas_body_step(struct eas_session *s, bool forward)
@@ -618,6 +637,8 @@ static bool eas_body_step(struct eas_session *s, bool forward)
 				s->wait_drain = true;
 				s->io.backend_want_drain(s->io.ctx);
 			}
+			if (s->wait_drain && s->ahead > EAS_BACKEND_AHEAD_MAX && !s->backend_behind)
+				eas_backend_behind(s);
 		}
 		eas_consume(s, used);
 	}
@@ -980,7 +1001,7 @@ static void eas_decide(struct eas_session *s)
 		.device_id = s->q.device_id[0] != '\0' ? s->q.device_id : NULL,
 	};
 	struct pol_decision d;
-	bool hanging;
+	bool hanging, big;
 
 	s->cred_ok = eas_cred_cached(s->cred_key);
 	if (pol_normalize_address(s->user, s->set.default_domain, s->address,
@@ -1022,7 +1043,12 @@ static void eas_decide(struct eas_session *s)
 	 * the credentials are known good (and login_done lifted the login
 	 * deadline). */
 	hanging = s->q.cmd == EAS_CMD_PING || s->q.cmd == EAS_CMD_SYNC;
-	if (!s->cred_ok && (s->action != EAS_ACT_FORWARD || hanging)) {
+	/* So are big uploads: an unauthenticated client does not get to
+	 * stream megabytes to the backend, and an upload slowed down by the
+	 * backend is not cut by the pre-auth timeouts. */
+	big = s->rbody.kind == EAS_BODY_CHUNKED ||
+	      (s->rbody.kind == EAS_BODY_LENGTH && s->rbody.remaining > EAS_BACKEND_AHEAD_MAX);
+	if (!s->cred_ok && (s->action != EAS_ACT_FORWARD || hanging || big)) {
 		eas_verify_start(s);
 		return;
 	}
@@ -1533,6 +1559,7 @@ static void eas_response_done(struct eas_session *s)
 		/* The backend answered before the whole body came: it never
 		 * gets the rest. */
 		s->wait_drain = false;
+		s->backend_behind = false;
 		eas_enter_state(s, EAS_STATE_DISCARD);
 		eas_input(s);
 		return;
@@ -1575,6 +1602,7 @@ static void eas_backend_drained(void *ctx)
 
 	s->wait_drain = false;
 	s->ahead = 0;
+	s->backend_behind = false;
 	if (s->state == EAS_STATE_FORWARD)
 		eas_input(s);
 	eas_flow(s);
@@ -1629,6 +1657,10 @@ static void eas_timer(void *ctx)
 		eas_penalty_done(s);
 		break;
 	case EAS_STATE_FORWARD:
+		if (s->wait_drain && s->ahead > EAS_BACKEND_AHEAD_MAX && !s->req_done) {
+			s->backend_behind = true;
+			eas_flow(s);
+		}
 		eas_recheck_policy(s);
 		if (s->state == EAS_STATE_FORWARD)
 			s->io.timer(s->io.ctx, EAS_POLICY_POLL_MS);

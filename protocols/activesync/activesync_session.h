@@ -18,10 +18,11 @@
  *              locally (400/404/405/401) -> DISCARD or READ_HEAD.
  *              The decision (activesync for every command, outgoing too for
  *              SendMail/SmartReply/SmartForward):
- *                allowed, credentials known good or command not hanging
- *                                              -> CONNECT
- *                refused / Autodiscover / hanging command, credentials not
- *                known good                    -> VERIFY
+ *                allowed, credentials known good, or a command that
+ *                neither hangs nor uploads more than EAS_BACKEND_AHEAD_MAX
+ *                (or chunked)                  -> CONNECT
+ *                refused / Autodiscover / hanging command / big upload,
+ *                credentials not known good    -> VERIFY
  *                refused, credentials known good -> the refusal -> DISCARD
  *                policy store error            -> 503 -> DISCARD
  *   VERIFY     an authenticated OPTIONS to the backend checks the
@@ -82,10 +83,13 @@ enum eas_state {
 #define EAS_IN_MAX         (256 * 1024)
 /* Request body bytes written to the backend and not yet confirmed by
  * front->backend_drained() (which comes once the gateway's backend queue is
- * below its low-water mark): client reading pauses above this. Kept well
- * above one read burst so that a backend that keeps up never causes a
- * pause (see the report on resuming a paused TLS stream). */
+ * below its low-water mark): above this, client reading pauses. On TLS with
+ * a chunked body, or the last EAS_TLS_SAFE_REMAINING bytes of a
+ * Content-Length body, the pause is taken from the front's timer instead of
+ * inside the read callback (see eas_backend_behind()), so a few more reads
+ * get through first. */
 #define EAS_BACKEND_AHEAD_MAX (1024 * 1024)
+#define EAS_TLS_SAFE_REMAINING (256 * 1024)
 /* Longest backend response head. */
 #define EAS_RESP_HEAD_MAX  (64 * 1024)
 /* How often a running request re-checks the store generation (live

@@ -203,6 +203,18 @@ static bool backend_has(struct harness *h, const char *needle)
 	return memmem(h->backend, h->backend_len, needle, strlen(needle)) != NULL;
 }
 
+/* Plays the backend's part in a credential check that succeeds, then the
+ * forwarding connect. */
+static void verify_ok_then_connect(struct harness *h)
+{
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_VERIFY);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_CONNECT);
+	h->backend_len = 0;
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+}
+
 static void reset_out(struct harness *h)
 {
 	h->client_len = 0;
@@ -293,7 +305,7 @@ static void test_chunked_and_capping(void **state)
 	client(h, "POST " Q("SendMail") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
 	       "MS-ASProtocolVersion: 12.1\r\nContent-Type: message/rfc822\r\n"
 	       "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	verify_ok_then_connect(h);   /* chunked: credentials first */
 	assert_true(backend_has(h, "Transfer-Encoding: chunked\r\n"));
 	assert_true(backend_has(h, "\r\n\r\n5\r\nhello\r\n"));
 	client(h, "0\r\n\r\n");
@@ -460,7 +472,7 @@ static void test_hostile(void **state)
 	h = harness_new();
 	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
 	       "MS-ASProtocolVersion: 14.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	verify_ok_then_connect(h);
 	client(h, "3\r\nabcdef\r\n0\r\n\r\n");
 	assert_true(client_has(h, "HTTP/1.1 400 "));
 	assert_int_equal(h->close_calls, 1);
@@ -528,26 +540,49 @@ static void test_autodiscover(void **state)
 }
 
 /* Backpressure: a backend that does not drain pauses the client once more
- * than EAS_BACKEND_AHEAD_MAX bytes are ahead; the drain resumes it. */
+ * than EAS_BACKEND_AHEAD_MAX bytes are ahead; the drain resumes it. With
+ * much of a Content-Length body still to come the pause is immediate; for a
+ * chunked body on TLS it is taken from the timer. */
 static void test_backpressure(void **state)
 {
 	struct harness *h = harness_new();
-	char *chunk = malloc(65536);
+	char *chunk = malloc(65536 + 16);
+	int i;
 
 	(void)state;
-	memset(chunk, 'x', 65536);
+	memset(chunk, 'x', 65536 + 16);
 	client(h, "POST " Q("SendMail") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
 	       "MS-ASProtocolVersion: 12.1\r\nContent-Length: 4194304\r\n\r\n");
-	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
-	for (int i = 0; i < 32 && !h->paused; i++) {
+	verify_ok_then_connect(h);   /* a big upload: credentials first */
+	for (i = 0; i < 32 && !h->paused; i++) {
 		h->backend_len = 0;   /* the harness keeps 1 MB only */
 		client_n(h, chunk, 65536);
 	}
 	assert_true(h->paused);
+	assert_int_equal(i, 17);   /* just over EAS_BACKEND_AHEAD_MAX */
 	assert_int_equal(h->drain_calls, 1);
 	activesync_front.backend_drained(h->s);
 	assert_false(h->paused);
-	h->backend_len = 0;
+	harness_free(h);
+
+	h = harness_new();
+	client(h, "POST " Q("SendMail") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 12.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+	verify_ok_then_connect(h);
+	memcpy(chunk, "10000\r\n", 7);
+	for (i = 0; i < 32 && h->timer_ms != 1; i++) {
+		h->backend_len = 0;
+		client_n(h, chunk, 7);
+		client_n(h, chunk + 16, 65536);
+		client_n(h, "\r\n", 2);
+	}
+	assert_int_equal(h->timer_ms, 1);
+	assert_false(h->paused);
+	activesync_front.timer(h->s);
+	assert_true(h->paused);
+	assert_int_equal(h->timer_ms, 1000);
+	activesync_front.backend_drained(h->s);
+	assert_false(h->paused);
 	free(chunk);
 	harness_free(h);
 }
