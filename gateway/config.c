@@ -441,6 +441,8 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 		if (!l->failed && (*mend != '\0' || lc->mode > 0777))
 			fail(l, s, "listener mode must be octal permissions like \"0660\"");
 		load_cidrs(l, s, "trusted_networks", &lc->trusted, &lc->ntrusted);
+		lc->idle_s = (unsigned)get_int(l, s, "idle", 0, 0, 7 * 86400);
+		get_str(l, s, "public_url", "", lc->public_url, sizeof(lc->public_url));
 		get_str(l, s, "tls", "starttls", tls, sizeof(tls));
 		lc->proxy_protocol = get_bool(l, s, "proxy_protocol", false);
 		lc->plaintext_auth = get_bool(l, s, "plaintext_auth", false);

@@ -38,6 +38,8 @@ struct gw_listener_conf {
 	char path[108];              /* UNIX socket path; empty for TCP */
 	unsigned mode;               /* UNIX socket permissions */
 	struct gw_cidr *trusted;     /* clients trusted to send XFORWARD etc. */
+	unsigned idle_s;             /* this listener's idle timeout, 0 = global */
+	char public_url[256];        /* e.g. https://mail.example.com, or "" */
 	size_t ntrusted;
 	enum gw_tls_mode tls;
 	bool proxy_protocol;

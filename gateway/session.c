@@ -43,6 +43,7 @@ struct gw_session {
 	enum gw_phase phase;
 	struct gw_stream client, backend;
 	uv_timer_t t_front, t_io, t_conn;
+	uv_timer_t t_drain;                  /* deferred drained() calls to the front */
 	struct proxy_parser *pp;
 	uv_connect_t connect_req;
 	size_t server;                       /* backend server being tried */
@@ -56,6 +57,7 @@ struct gw_session {
 	bool counted;
 	bool logged_in;                      /* io->login_done(): no login deadline */
 	bool drain_wanted;                   /* front asked for backend_drained() */
+	bool client_drain_wanted;            /* front asked for client_drained() */
 	bool trusted;                        /* client in trusted_networks */
 	struct gw_spool *spool;              /* delivery fronts, on first use */
 
@@ -140,6 +142,8 @@ static void client_closed(struct gw_stream *st)
 		uv_close((uv_handle_t *)&s->t_io, handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&s->t_conn))
 		uv_close((uv_handle_t *)&s->t_conn, handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&s->t_drain))
+		uv_close((uv_handle_t *)&s->t_drain, handle_closed);
 	if (--s->handles == 0)
 		session_free(s);
 }
@@ -200,6 +204,7 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
 	uv_timer_stop(&s->t_front);
 	uv_timer_stop(&s->t_conn);
+	uv_timer_stop(&s->t_drain);
 	if (s->backend_busy)
 		gw_stream_close(&s->backend, false);
 	gw_stream_close(&s->client, flush);
@@ -207,6 +212,12 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 }
 
 /* ---- timers ---- */
+
+/* The listener's idle timeout, else the global one. */
+static uint64_t idle_ms(const struct gw_session *s)
+{
+	return (uint64_t)(s->lc->idle_s != 0 ? s->lc->idle_s : s->conf->idle_s) * 1000;
+}
 
 static void set_close_reason(struct gw_session *s, const char *reason)
 {
@@ -224,7 +235,7 @@ static void t_io_fired(uv_timer_t *t)
 		return;
 	}
 	if (s->phase == PH_RELAY) {
-		uint64_t idle = (uint64_t)s->conf->idle_s * 1000;
+		uint64_t idle = idle_ms(s);
 		if (now - s->last_activity_ms < idle) {
 			uv_timer_start(t, t_io_fired, idle - (now - s->last_activity_ms), 0);
 			return;
@@ -235,7 +246,7 @@ static void t_io_fired(uv_timer_t *t)
 		gw_session_close(s, true, NULL);
 		return;
 	}
-	uint64_t inactivity = (uint64_t)(s->logged_in ? s->conf->idle_s : s->conf->preauth_s) * 1000;
+	uint64_t inactivity = (s->logged_in ? idle_ms(s) : (uint64_t)s->conf->preauth_s * 1000);
 	if ((s->logged_in || now < s->login_deadline_ms) && now - s->last_activity_ms < inactivity) {
 		io_rearm(s);
 		return;
@@ -257,9 +268,9 @@ static void io_rearm(struct gw_session *s)
 		return;
 	}
 	if (s->phase == PH_RELAY) {
-		due = (uint64_t)s->conf->idle_s * 1000;
+		due = idle_ms(s);
 	} else if (s->logged_in) {
-		uint64_t until = s->last_activity_ms + (uint64_t)s->conf->idle_s * 1000;
+		uint64_t until = s->last_activity_ms + idle_ms(s);
 		due = until > now ? until - now : 0;
 	} else {
 		uint64_t inactivity = s->last_activity_ms + (uint64_t)s->conf->preauth_s * 1000;
@@ -300,8 +311,16 @@ static void client_drained(struct gw_stream *st)
 {
 	struct gw_session *s = st->data;
 
-	if (!s->closing && s->phase == PH_RELAY && s->backend_ready)
-		gw_stream_read_start(&s->backend);
+	if (s->closing)
+		return;
+	if (s->phase == PH_RELAY) {
+		if (s->backend_ready)
+			gw_stream_read_start(&s->backend);
+	} else if (s->client_drain_wanted) {
+		s->client_drain_wanted = false;
+		if (s->front->client_drained != NULL)
+			s->front->client_drained(s->fs);
+	}
 }
 
 static void backend_drained(struct gw_stream *st)
@@ -319,12 +338,15 @@ static void backend_drained(struct gw_stream *st)
 	}
 }
 
-/* t_conn, once the backend is up: a deferred backend_drained(). */
+/* t_drain: deferred drained() calls. */
 static void drain_deferred(uv_timer_t *t)
 {
 	struct gw_session *s = t->data;
 
-	backend_drained(&s->backend);
+	if (s->drain_wanted && s->backend.queued <= s->backend.low_water)
+		backend_drained(&s->backend);
+	if (s->client_drain_wanted && s->client.queued <= s->client.low_water)
+		client_drained(&s->client);
 }
 
 /* ---- client side ---- */
@@ -451,6 +473,8 @@ static void backend_read(struct gw_stream *st, const char *buf, ssize_t n)
 			relay_to(s, &s->client, &s->backend, buf, (size_t)n);
 		return;
 	}
+	if (s->logged_in)
+		s->last_activity_ms = now_ms(s);   /* a long download is not idle */
 	if (s->backend_events)
 		s->front->backend_data(s->fs, buf, (size_t)n);
 }
@@ -677,10 +701,26 @@ static void io_backend_want_drain(void *ctx)
 	s->backend.low_water = s->conf->relay_buffer / 2;
 	if (s->backend.queued <= s->backend.low_water) {
 		/* Never call the front back from inside its own call. */
-		uv_timer_start(&s->t_conn, drain_deferred, 0, 0);
+		uv_timer_start(&s->t_drain, drain_deferred, 0, 0);
 		return;
 	}
 	s->backend.want_drain = 1;
+}
+
+static void io_client_want_drain(void *ctx)
+{
+	struct gw_session *s = ctx;
+
+	if (s->client.closing)
+		return;
+	s->client_drain_wanted = true;
+	s->client.low_water = s->conf->relay_buffer / 2;
+	if (s->client.queued <= s->client.low_water) {
+		/* Never call the front back from inside its own call. */
+		uv_timer_start(&s->t_drain, drain_deferred, 0, 0);
+		return;
+	}
+	s->client.want_drain = 1;
 }
 
 static struct gw_spool *session_spool(struct gw_session *s)
@@ -843,6 +883,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	timer_init(s, &s->t_front);
 	timer_init(s, &s->t_io);
 	timer_init(s, &s->t_conn);
+	timer_init(s, &s->t_drain);
 	gw_worker_add_session(w, s);
 	snprintf(s->sid, sizeof(s->sid), "%016" PRIx64, w->id_seed ^ ++w->id_next);
 	s->start_ms = s->last_activity_ms = now_ms(s);
@@ -882,6 +923,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	s->set.default_domain = conf->default_domain[0] ? conf->default_domain : NULL;
 	s->set.hostname = conf->hostname;
 	s->set.msg_disabled = conf->msg_disabled[0] ? conf->msg_disabled : NULL;
+	s->set.public_url = s->lc->public_url[0] ? s->lc->public_url : NULL;
 	s->set.store = w->store;
 	s->set.message_max = conf->spool_message_max;
 	s->set.refuse_unknown = conf->refuse_unknown;
@@ -902,6 +944,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.backend_error = io_backend_error,
 		.login_done = io_login_done,
 		.backend_want_drain = io_backend_want_drain,
+		.client_want_drain = io_client_want_drain,
 		.spool_append = io_spool_append,
 		.spool_read = io_spool_read,
 		.spool_size = io_spool_size,
@@ -946,7 +989,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 
 void gw_session_policy_changed(struct gw_session *s)
 {
-	if (!s->closing && s->phase == PH_RELAY && s->fs != NULL) {
+	if (!s->closing && (s->phase == PH_RELAY || s->phase == PH_FRONT) && s->fs != NULL) {
 		s->front->policy_changed(s->fs);
 		if (s->closing)
 			gw_metrics_policy_kick(mproto(s));

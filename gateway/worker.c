@@ -120,8 +120,7 @@ static void poll_policy(uv_timer_t *t)
 		return;
 	w->generation = gen;
 	for (struct gw_session *s = w->sessions; s != NULL; s = gw_session_next(s))
-		if (gw_session_in_relay(s))
-			gw_session_policy_changed(s);
+		gw_session_policy_changed(s);   /* fronts ignore it where it means nothing */
 }
 
 /* Ends the worker's loop once no session is left. */

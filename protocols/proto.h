@@ -44,6 +44,8 @@ struct proto_settings {
 	unsigned backend_timeout_ms; /* wait for one backend reply during login */
 	const char *default_domain;  /* appended to bare user names, may be NULL */
 	const char *hostname;        /* shown in greetings */
+	const char *public_url;      /* the listener's public URL (ActiveSync
+	                                Autodiscover, redirects), or NULL */
 	const char *msg_disabled;    /* refusal text when the policy has none
 	                                (pol_context.default_message), or NULL */
 	struct pol_store *store;
@@ -104,6 +106,11 @@ struct proto_io {
 	/* Ask for one front->backend_drained() once the backend write queue
 	 * fell below its low-water mark (immediately if it already is). */
 	void (*backend_want_drain)(void *ctx);
+	/* The same for the client side: front->client_drained() once the
+	 * client's write queue fell below its low-water mark. A front that
+	 * streams backend bytes to the client stops reading the backend
+	 * until then. */
+	void (*client_want_drain)(void *ctx);
 	/* The message spool of this session: appended bytes stay in memory up
 	 * to spool.memory_max, then spill to an unlinked file in
 	 * spool.directory. Synchronous (page cache). spool_append returns 0,
@@ -134,6 +141,8 @@ struct proto_front {
 	/* After io->backend_want_drain(): the backend can take more. May be
 	 * NULL for fronts that never ask. */
 	void (*backend_drained)(void *s);
+	/* After io->client_want_drain(). May be NULL. */
+	void (*client_drained)(void *s);
 	/* Relay phase: every backend->client chunk, for framing awareness
 	 * (e.g. IMAP knows whether a BYE can be injected). May be NULL. */
 	void (*relay_backend_data)(void *s, const char *buf, size_t len);

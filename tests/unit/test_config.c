@@ -171,6 +171,37 @@ static void test_current_swap_keeps_references(void **state)
 	unlink(f);
 }
 
+static void test_listener_overrides(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(
+		"backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+		"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\";\n"
+		"  idle = 3700; public_url = \"https://mail.example.com\"; trusted_networks = [\"10.0.0.0/8\"]; },\n"
+		"  { protocol = \"imap\"; path = \"/tmp/x.sock\"; mode = \"0600\"; tls = \"none\"; } );\n");
+
+	(void)state;
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_int_equal(c->listeners[0].idle_s, 3700);
+	assert_string_equal(c->listeners[0].public_url, "https://mail.example.com");
+	assert_int_equal(c->listeners[0].ntrusted, 1);
+	assert_int_equal(c->listeners[1].idle_s, 0);   /* the global one applies */
+	assert_string_equal(c->listeners[1].path, "/tmp/x.sock");
+	assert_int_equal(c->listeners[1].mode, 0600);
+	gw_config_unref(&c);
+	unlink(f);
+	f = write_conf("backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+		       "listeners = ( { protocol = \"imap\"; path = \"/tmp/x.sock\"; port = 1; tls = \"none\"; } );\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "takes no 'port'"));
+	unlink(f);
+	f = write_conf(MINIMAL "messages: { disabled = \"%d users\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "messages.disabled"));
+	unlink(f);
+}
+
 static void test_cidr(void **state)
 {
 	struct gw_cidr c[3];
@@ -205,6 +236,7 @@ int main(void)
 		cmocka_unit_test(test_limits_at_bounds),
 		cmocka_unit_test(test_current_swap_keeps_references),
 		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_listener_overrides),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
