@@ -1096,9 +1096,28 @@ static void eas_refuse(struct eas_session *s)
 /* Autodiscover (MS-ASCMD 2.2.2.1, POX): answered here with our own public
  * URL, so clients never learn the backend's. The request body is not read
  * (the authenticated address is the answer's EMailAddress). */
+/* The base URL handed to clients: the listener's public_url when the admin
+ * set one (clients never learn a backend's address), else https:// and the
+ * request's Host. */
+static const char *eas_public_base(struct eas_session *s, char *buf, size_t size)
+{
+	size_t n;
+
+	if (s->set.public_url != NULL && s->set.public_url[0] != '\0') {
+		snprintf(buf, size, "%s", s->set.public_url);
+		n = strlen(buf);
+		while (n > 0 && buf[n - 1] == '/')
+			buf[--n] = '\0';
+	} else {
+		snprintf(buf, size, "https://%s", s->host);
+	}
+	return buf;
+}
+
 static void eas_autodiscover(struct eas_session *s)
 {
-	char body[2048];
+	char body[2048], base[300];
+	const char *url = eas_public_base(s, base, sizeof(base));
 	int n = snprintf(body, sizeof(body),
 		"<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n"
 		"<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\">"
@@ -1106,9 +1125,9 @@ static void eas_autodiscover(struct eas_session *s)
 		"<Culture>en:us</Culture>"
 		"<User><EMailAddress>%s</EMailAddress></User>"
 		"<Action><Settings><Server><Type>MobileSync</Type>"
-		"<Url>https://%s" EAS_PATH "</Url><Name>https://%s" EAS_PATH "</Name>"
+		"<Url>%s" EAS_PATH "</Url><Name>%s" EAS_PATH "</Name>"
 		"</Server></Settings></Action></Response></Autodiscover>\r\n",
-		s->address, s->host, s->host);
+		s->address, url, url);
 
 	if (n < 0 || (size_t)n >= sizeof(body)) {
 		eas_tempfail(s, "internal");
@@ -1476,7 +1495,9 @@ static void eas_response_head(struct eas_session *s, const struct eas_http_head 
 		}
 		if (hd->name_len == 13 && strncasecmp(hd->name, "X-MS-Location", 13) == 0) {
 			/* Never send a client around us (spec 0.8). */
-			PUT("X-MS-Location: https://%s" EAS_PATH "\r\n", s->host);
+			char base[300];
+			PUT("X-MS-Location: %s" EAS_PATH "\r\n",
+			    eas_public_base(s, base, sizeof(base)));
 			continue;
 		}
 		PUT("%.*s: %.*s\r\n", (int)hd->name_len, hd->name, (int)hd->value_len, hd->value);
