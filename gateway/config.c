@@ -206,12 +206,6 @@ static void load_tls(struct loader *l, const config_t *cf, struct gw_config *c)
 		fail(l, g, "tls.min_version must be \"TLSv1.2\" or \"TLSv1.3\"");
 		return;
 	}
-	c->backend_tls = SSL_CTX_new(TLS_client_method());
-	if (c->backend_tls == NULL) {
-		fail(l, g, "TLS client context: %s", ssl_error_text());
-		return;
-	}
-	SSL_CTX_set_min_proto_version(c->backend_tls, TLS1_2_VERSION);
 	if (list == NULL)
 		return;
 	if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
@@ -259,6 +253,26 @@ static void load_tls(struct loader *l, const config_t *cf, struct gw_config *c)
 	 * it too, in case OpenSSL consults the new context. */
 }
 
+/* A client TLS context for one backend server: TLS 1.2+, and unless
+ * tls_verify is off, the chain checked against ca_file (or the system's
+ * store) and the name against tls_name. */
+static int backend_tls_ctx(struct loader *l, const config_setting_t *at,
+			   struct gw_backend_server *srv, const char *ca)
+{
+	srv->tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (srv->tls_ctx == NULL)
+		return fail(l, at, "TLS client context: %s", ssl_error_text());
+	SSL_CTX_set_min_proto_version(srv->tls_ctx, TLS1_2_VERSION);
+	if (!srv->tls_verify)
+		return 0;
+	SSL_CTX_set_verify(srv->tls_ctx, SSL_VERIFY_PEER, NULL);
+	if (ca[0] != '\0' ? SSL_CTX_load_verify_locations(srv->tls_ctx, ca, NULL) != 1 :
+			     SSL_CTX_set_default_verify_paths(srv->tls_ctx) != 1)
+		return fail(l, at, "backend CA file '%s': %s", ca[0] ? ca : "(system)",
+			    ssl_error_text());
+	return 0;
+}
+
 static void load_backends(struct loader *l, const config_t *cf, struct gw_config *c)
 {
 	const config_setting_t *list = config_lookup(cf, "backends");
@@ -300,7 +314,13 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				srv->port[pr] = (int)get_int(l, s, key, 0, 0, 65535);
 			}
 			srv->tls = get_bool(l, s, "tls", false);
+			srv->tls_verify = get_bool(l, s, "tls_verify", true);
+			get_str(l, s, "tls_name", srv->host, srv->tls_name, sizeof(srv->tls_name));
+			char ca[1024];
+			get_str(l, s, "ca_file", "", ca, sizeof(ca));
 			if (l->failed)
+				break;
+			if (srv->tls && backend_tls_ctx(l, s, srv, ca) != 0)
 				break;
 			if (srv->host[0] == '\0') {
 				fail(l, s, "backend server needs a 'host'");
@@ -627,9 +647,11 @@ void gw_config_unref(struct gw_config **confp)
 		free(c->certs[i].names);
 	}
 	free(c->certs);
-	SSL_CTX_free(c->backend_tls);
-	for (size_t i = 0; i < c->npools; i++)
+	for (size_t i = 0; i < c->npools; i++) {
+		for (size_t k = 0; k < c->pools[i].nservers; k++)
+			SSL_CTX_free(c->pools[i].servers[k].tls_ctx);
 		free(c->pools[i].servers);
+	}
 	free(c->pools);
 	for (size_t i = 0; i < c->nlisteners; i++)
 		free(c->listeners[i].trusted);

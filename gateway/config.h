@@ -52,6 +52,9 @@ struct gw_backend_server {
 	char host[256];
 	int port[PROTO_FRONT_MAX];   /* by front index: <name>_port */
 	bool tls;
+	bool tls_verify;             /* verify the chain and the name (default) */
+	char tls_name[256];          /* name to send (SNI) and verify; host */
+	SSL_CTX *tls_ctx;            /* client context (CA file or system store) */
 	struct sockaddr_storage addr[PROTO_FRONT_MAX]; /* resolved at load */
 };
 
@@ -83,7 +86,6 @@ struct gw_config {
 
 	struct gw_cert *certs;       /* certs[0] is the default */
 	size_t ncerts;
-	SSL_CTX *backend_tls;        /* client context for TLS backends */
 
 	struct gw_backend_pool *pools;
 	size_t npools;

@@ -517,7 +517,8 @@ static void backend_connected(uv_connect_t *req, int status)
 	}
 	srv = &s->pool->servers[s->server];
 	if (srv->tls) {
-		if (gw_stream_tls_client(&s->backend, s->conf->backend_tls, srv->host) != 0 ||
+		if (gw_stream_tls_client(&s->backend, srv->tls_ctx, srv->tls_name,
+					 srv->tls_verify ? srv->tls_name : NULL) != 0 ||
 		    gw_stream_read_start(&s->backend) != 0) {
 			backend_failed(s, "tls");
 			return;

@@ -331,7 +331,8 @@ int gw_stream_write(struct gw_stream *s, const void *buf, size_t len)
 	return tls_write_plain(s, buf, len);
 }
 
-static int tls_start(struct gw_stream *s, SSL_CTX *ctx, int server, const char *sni)
+static int tls_start(struct gw_stream *s, SSL_CTX *ctx, int server, const char *sni,
+		     const char *verify_name)
 {
 	if (s->ssl != NULL)
 		return -1;
@@ -354,6 +355,8 @@ static int tls_start(struct gw_stream *s, SSL_CTX *ctx, int server, const char *
 		SSL_set_connect_state(s->ssl);
 		if (sni != NULL)
 			SSL_set_tlsext_host_name(s->ssl, sni);
+		if (verify_name != NULL && SSL_set1_host(s->ssl, verify_name) != 1)
+			return -1;
 	}
 	s->handshaking = 1;
 	if (!server) {
@@ -368,12 +371,13 @@ static int tls_start(struct gw_stream *s, SSL_CTX *ctx, int server, const char *
 
 int gw_stream_tls_server(struct gw_stream *s, SSL_CTX *ctx)
 {
-	return tls_start(s, ctx, 1, NULL);
+	return tls_start(s, ctx, 1, NULL, NULL);
 }
 
-int gw_stream_tls_client(struct gw_stream *s, SSL_CTX *ctx, const char *sni)
+int gw_stream_tls_client(struct gw_stream *s, SSL_CTX *ctx, const char *sni,
+			 const char *verify_name)
 {
-	return tls_start(s, ctx, 0, sni);
+	return tls_start(s, ctx, 0, sni, verify_name);
 }
 
 const char *gw_stream_sni(const struct gw_stream *s)

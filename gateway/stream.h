@@ -77,7 +77,10 @@ int gw_stream_write(struct gw_stream *s, const void *buf, size_t len);
  * (backend side; sni may be NULL). Writes already queued go out in
  * plaintext first. on_tls reports the result. Returns 0 or -1. */
 int gw_stream_tls_server(struct gw_stream *s, SSL_CTX *ctx);
-int gw_stream_tls_client(struct gw_stream *s, SSL_CTX *ctx, const char *sni);
+/* verify_name: when not NULL, the certificate must be valid for it (the
+ * context decides whether the chain is checked). */
+int gw_stream_tls_client(struct gw_stream *s, SSL_CTX *ctx, const char *sni,
+			 const char *verify_name);
 
 /* Hands bytes already read from the socket to the stream as if they had just
  * arrived (e.g. the bytes after a PROXY header, once TLS started). */

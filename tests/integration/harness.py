@@ -699,9 +699,14 @@ class Postern:
                    ",\n    ".join(certs))
         pools = []
         for b in self.backends:
+            # a server is (host, imap_port, pop3_port[, {extra settings}])
             servers = ",\n        ".join(
-                "{ host = %s; imap_port = %d; pop3_port = %d; tls = false; }" %
-                (_cfg_value(h), ip, pp) for (h, ip, pp) in b["servers"])
+                "{ host = %s; imap_port = %d; pop3_port = %d; %s }" %
+                (_cfg_value(srv[0]), srv[1], srv[2],
+                 " ".join("%s = %s;" % (k, _cfg_value(v))
+                          for k, v in dict({"tls": False}, **(srv[3] if len(srv) > 3 else {}))
+                          .items()))
+                for srv in b["servers"])
             pools.append("  {\n    name = %s;\n    connect_timeout_ms = %d;\n"
                          "    servers = (\n        %s\n    );\n  }" %
                          (_cfg_value(b["name"]), b.get("connect_timeout_ms", 3000), servers))

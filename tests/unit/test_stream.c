@@ -129,7 +129,7 @@ static void client_read(struct gw_stream *s, const char *buf, ssize_t n)
 	if (f->tls == 2 && f->handshakes == 0) {
 		assert_int_equal(n, 3);
 		assert_memory_equal(buf, "OK\n", 3);
-		assert_int_equal(gw_stream_tls_client(s, f->cctx, "test.example"), 0);
+		assert_int_equal(gw_stream_tls_client(s, f->cctx, "test.example", NULL), 0);
 		return;
 	}
 	assert_memory_equal(buf, f->expect + f->client_got, (size_t)n);
@@ -176,7 +176,7 @@ static void on_connected(uv_connect_t *req, int status)
 	if (f->tls == 0)
 		client_send_all(f);
 	else if (f->tls == 1)
-		assert_int_equal(gw_stream_tls_client(&f->client, f->cctx, "test.example"), 0);
+		assert_int_equal(gw_stream_tls_client(&f->client, f->cctx, "test.example", NULL), 0);
 	else
 		assert_int_equal(gw_stream_write(&f->client, "STARTTLS\n", 9), 0);
 }
