@@ -1,6 +1,7 @@
 /*
- * tests/bench/bench_mail.c: a load generator for IMAP and POP3 servers
- * (postern, or Dovecot directly), for tests/bench/run_bench.py.
+ * tests/bench/bench_mail.c: a load generator for IMAP, POP3, LMTP and SMTP
+ * submission servers (postern, or Dovecot directly), for
+ * tests/bench/run_bench.py.
  *
  * One thread, one epoll loop, non-blocking sockets; every connection runs a
  * short script of steps ("send this, wait for a line starting with that").
@@ -13,6 +14,26 @@
  *   bench_mail fetch   --port P [--port2 Q] --user U --password W [--duration S]
  *                      [--count N]
  *   bench_mail latency --port P [--port2 Q] --user U --password W [--count N]
+ *   bench_mail lmtp    --port P [--concurrency 20] [--rcpts R] [--size B]
+ *                      [--per-session M] [--pipelining 0|1] [--duration S]
+ *                      [--count N] [--warmup S] [--pid PID]
+ *   bench_mail submission --port P [--concurrency 20] [--size B]
+ *                      [--pipelining 0|1] [--duration S] [--count N]
+ *
+ * lmtp: each client says LHLO, then delivers --per-session messages of
+ * --size bytes to --rcpts distinct recipients each (PREFIX<i>@DOMAIN, round
+ * robin), then QUIT and a new connection. With --pipelining 1 (the default,
+ * as Postfix does when PIPELINING is offered) MAIL, every RCPT and DATA go
+ * in one write and their replies are read together; with 0 each command
+ * waits for its reply. A message counts when all R per-recipient replies
+ * after the final dot are 2xx; anything else fails the connection. Prints
+ * messages/s (and recipient deliveries/s).
+ *
+ * submission: each client runs one whole session: greeting, EHLO, AUTH
+ * PLAIN with an initial response, MAIL, RCPT (one recipient, --rcpts
+ * more), DATA of a --size byte message, QUIT, close; then a new connection.
+ * --pipelining 0 (the default here) waits for every reply; 1 sends MAIL,
+ * RCPT and DATA in one write. Prints sessions/s.
  *
  * fetch and latency with --port2 log in to both targets and let them take
  * turns, one operation each, so background load falls on both alike.
@@ -40,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -48,11 +70,11 @@
 
 #define LINE_MAX_BYTES  16384
 #define READ_CHUNK      (256 * 1024)
-#define SEND_MAX        1024
+#define SEND_MAX        4096
 #define MAX_EVENTS      256
 
-enum mode { MODE_LOGIN, MODE_IDLE, MODE_FETCH, MODE_LATENCY };
-enum proto { PROTO_IMAP, PROTO_POP3 };
+enum mode { MODE_LOGIN, MODE_IDLE, MODE_FETCH, MODE_LATENCY, MODE_LMTP, MODE_SUBMISSION };
+enum proto { PROTO_IMAP, PROTO_POP3, PROTO_SMTP };
 
 /* What a step waits for. */
 enum expect { EXPECT_LINE, EXPECT_EOF, EXPECT_NONE };
@@ -69,6 +91,10 @@ enum step {
 	ST_NOOP,
 	ST_LAT_SELECT,
 	ST_LAT_FETCH,
+	ST_EHLO,         /* lmtp/submission: LHLO / EHLO */
+	ST_AUTH,         /* submission: AUTH PLAIN */
+	ST_ENV,          /* MAIL, RCPT..., DATA replies */
+	ST_BODY,         /* replies after the final dot */
 	ST_LOGOUT,
 	ST_DONE,
 };
@@ -88,7 +114,13 @@ struct conn {
 	size_t line_len;
 	uint64_t lit_left;       /* bytes of an IMAP literal still to skip */
 	char out[SEND_MAX];
+	const char *outp;        /* c->out, or a shared buffer (message body) */
 	size_t out_len, out_off;
+	unsigned env_n;          /* lmtp/submission: MAIL + RCPTs + DATA */
+	unsigned env_sent, env_got, body_got;
+	unsigned rcpt0;          /* first recipient index of this message */
+	unsigned msgs;           /* messages sent on this connection */
+	bool has_size;           /* LHLO/EHLO offered SIZE (Dovecot's LMTP does not) */
 	unsigned iter;
 	unsigned side;           /* fetch/latency: 0 = --port, 1 = --port2 */
 	bool ready;              /* fetch/latency: logged in, INBOX selected */
@@ -119,6 +151,12 @@ struct opts {
 	const char *label;
 	int port2;               /* fetch/latency: a second target, interleaved */
 	const char *label2;
+	unsigned rcpts;          /* lmtp/submission: recipients per message */
+	size_t size;             /* lmtp/submission: message size in bytes */
+	unsigned per_session;    /* lmtp: messages per connection */
+	int pipelining;          /* -1: the mode's default */
+	const char *sender;
+	const char *rcpt_to;     /* submission: recipient address */
 };
 
 static struct opts o = {
@@ -127,6 +165,8 @@ static struct opts o = {
 	.sessions = 1000, .pid = 0, .user_prefix = "bench", .domain = "example.com",
 	.users = 100, .user = NULL, .password = "bench-secret", .timeout = 300.0,
 	.step_timeout = 30.0, .label = "", .port2 = 0, .label2 = "",
+	.rcpts = 1, .size = 10240, .per_session = 10, .pipelining = -1,
+	.sender = "bench-sender@example.net", .rcpt_to = "rcpt@example.net",
 };
 
 static int ep = -1;
@@ -258,8 +298,11 @@ static int conn_start(struct conn *c)
 	c->connecting = true;
 	c->line_len = 0;
 	c->lit_left = 0;
+	c->outp = c->out;
 	c->out_len = c->out_off = 0;
 	c->iter = 0;
+	c->msgs = 0;
+	c->has_size = false;
 	c->user = next_user++;
 	started++;
 	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 && errno != EINPROGRESS) {
@@ -270,8 +313,11 @@ static int conn_start(struct conn *c)
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 		die("epoll_ctl: %s", strerror(errno));
 	/* every script starts with the server's greeting */
-	conn_expect(c, ST_GREETING, EXPECT_LINE, o.proto == PROTO_IMAP ? "* OK" : "+OK",
-		    o.proto == PROTO_IMAP ? "* " : "-ERR");
+	if (o.proto == PROTO_SMTP)
+		conn_expect(c, ST_GREETING, EXPECT_LINE, "2", NULL);
+	else
+		conn_expect(c, ST_GREETING, EXPECT_LINE, o.proto == PROTO_IMAP ? "* OK" : "+OK",
+			    o.proto == PROTO_IMAP ? "* " : "-ERR");
 	return 0;
 }
 
@@ -310,7 +356,7 @@ static void conn_expect(struct conn *c, enum step st, enum expect ex, const char
 static void flush_out(struct conn *c)
 {
 	while (c->out_off < c->out_len) {
-		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		ssize_t n = write(c->fd, c->outp + c->out_off, c->out_len - c->out_off);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;   /* EPOLLOUT stays armed via the level-triggered set */
@@ -334,6 +380,7 @@ static void conn_send(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(c->out))
 		die("command too long");
+	c->outp = c->out;
 	c->out_len = (size_t)n;
 	c->out_off = 0;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
@@ -366,9 +413,15 @@ static uint64_t literal_size(const char *line, size_t len)
 	return v;
 }
 
+static void smtp_line(struct conn *c, const char *line, size_t len);
+
 /* A complete line (without CRLF) arrived on c. */
 static void on_line(struct conn *c, const char *line, size_t len)
 {
+	if (o.proto == PROTO_SMTP) {
+		smtp_line(c, line, len);
+		return;
+	}
 	if (o.proto == PROTO_IMAP)
 		c->lit_left = literal_size(line, len);
 	if (c->expect != EXPECT_LINE)
@@ -495,7 +548,9 @@ static bool measuring;
 static void finish_conn(struct conn *c)
 {
 	conn_close(c);
-	if (measuring || o.mode != MODE_LOGIN)
+	if (o.mode == MODE_LMTP)
+		return;   /* counted per message */
+	if (measuring || (o.mode != MODE_LOGIN && o.mode != MODE_SUBMISSION))
 		completed++;
 }
 
@@ -581,6 +636,9 @@ static void step_done(struct conn *c)
 			conn_send(c, "s SELECT INBOX\r\n");
 			conn_expect(c, ST_SELECT, EXPECT_LINE, "s OK", "s ");
 			return;
+		case MODE_LMTP:
+		case MODE_SUBMISSION:
+			return;   /* not reached: SMTP lines go to smtp_line() */
 		}
 		return;
 	case ST_IDLE:
@@ -619,10 +677,213 @@ static void step_done(struct conn *c)
 	case ST_LOGOUT:
 		finish_conn(c);
 		return;
+	case ST_EHLO:
+	case ST_AUTH:
+	case ST_ENV:
+	case ST_BODY:
 	case ST_HOLD:
 	case ST_DONE:
+		return;   /* SMTP steps are driven by smtp_line() */
+	}
+}
+
+/* ---- lmtp and submission ---- */
+
+static char *msg_body;          /* the message, dot-terminated, shared */
+static size_t msg_body_len;
+static unsigned next_rcpt;
+static unsigned long rcpt_done; /* lmtp: recipient deliveries while measuring */
+
+static void make_body(void)
+{
+	static const char line[] =
+		"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod";
+	size_t cap = o.size + 256;
+	msg_body = malloc(cap);
+	if (msg_body == NULL)
+		die("out of memory");
+	int n = snprintf(msg_body, cap,
+			 "From: <%s>\r\nTo: <bench@example.com>\r\nSubject: bench_mail %zu bytes\r\n"
+			 "Message-ID: <bench@bench.test>\r\nMIME-Version: 1.0\r\n"
+			 "Content-Type: text/plain; charset=us-ascii\r\n\r\n", o.sender, o.size);
+	size_t len = (size_t)n;
+	/* body lines up to the size; no line starts with a dot */
+	while (len + 2 < o.size) {
+		size_t take = o.size - len - 2;
+		if (take > sizeof(line) - 1)
+			take = sizeof(line) - 1;
+		memcpy(msg_body + len, line, take);
+		len += take;
+		memcpy(msg_body + len, "\r\n", 2);
+		len += 2;
+	}
+	memcpy(msg_body + len, ".\r\n", 3);
+	msg_body_len = len + 3;
+}
+
+static void b64(const unsigned char *in, size_t n, char *out, size_t size)
+{
+	static const char t[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t j = 0;
+	if ((n + 2) / 3 * 4 + 1 > size)
+		die("credentials too long");
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[j++] = t[(v >> 18) & 63];
+		out[j++] = t[(v >> 12) & 63];
+		out[j++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
+		out[j++] = i + 2 < n ? t[v & 63] : '=';
+	}
+	out[j] = '\0';
+}
+
+static void conn_send_ext(struct conn *c, const char *buf, size_t len)
+{
+	c->outp = buf;
+	c->out_len = len;
+	c->out_off = 0;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+	flush_out(c);
+}
+
+/* Envelope command i of the current message: MAIL, RCPT x rcpts, DATA. */
+static int env_cmd(struct conn *c, unsigned i, char *buf, size_t size)
+{
+	char u[256];
+	if (i == 0) {
+		if (o.mode == MODE_SUBMISSION)
+			user_name(c->user, u, sizeof(u));
+		if (!c->has_size)
+			return snprintf(buf, size, "MAIL FROM:<%s>\r\n",
+					o.mode == MODE_SUBMISSION ? u : o.sender);
+		return snprintf(buf, size, "MAIL FROM:<%s> SIZE=%zu\r\n",
+				o.mode == MODE_SUBMISSION ? u : o.sender, msg_body_len - 3);
+	}
+	if (i <= o.rcpts) {
+		if (o.mode == MODE_LMTP)
+			user_name(c->rcpt0 + i - 1, u, sizeof(u));
+		else
+			snprintf(u, sizeof(u), "%s", o.rcpt_to);
+		return snprintf(buf, size, "RCPT TO:<%s>\r\n", u);
+	}
+	return snprintf(buf, size, "DATA\r\n");
+}
+
+static void start_message(struct conn *c)
+{
+	char buf[SEND_MAX];
+	size_t len = 0;
+
+	c->env_n = o.rcpts + 2;
+	c->env_got = c->body_got = 0;
+	c->rcpt0 = next_rcpt;
+	next_rcpt += o.rcpts;
+	c->msgs++;
+	c->env_sent = o.pipelining ? c->env_n : 1;
+	for (unsigned i = 0; i < c->env_sent; i++) {
+		int n = env_cmd(c, i, buf + len, sizeof(buf) - len);
+		if (n < 0 || (size_t)n >= sizeof(buf) - len)
+			die("envelope too long");
+		len += (size_t)n;
+	}
+	conn_send(c, "%s", buf);
+	conn_expect(c, ST_ENV, EXPECT_LINE, "2", NULL);
+}
+
+static void smtp_quit(struct conn *c)
+{
+	conn_send(c, "QUIT\r\n");
+	conn_expect(c, ST_LOGOUT, EXPECT_EOF, NULL, NULL);
+}
+
+/* One final SMTP/LMTP reply line (continuations are skipped). */
+static void smtp_reply(struct conn *c, char code)
+{
+	char buf[SEND_MAX], u[256], cred[600], enc[900];
+
+	switch (c->step) {
+	case ST_GREETING:
+		conn_send(c, "%s bench.test\r\n", o.mode == MODE_LMTP ? "LHLO" : "EHLO");
+		conn_expect(c, ST_EHLO, EXPECT_LINE, "2", NULL);
+		return;
+	case ST_EHLO:
+		if (o.mode == MODE_LMTP) {
+			start_message(c);
+			return;
+		}
+		{
+			user_name(c->user, u, sizeof(u));
+			int n = snprintf(cred, sizeof(cred), "%c%s%c%s", 0, u, 0, o.password);
+			if (n < 0 || (size_t)n >= sizeof(cred))
+				die("credentials too long");
+			b64((const unsigned char *)cred, (size_t)n, enc, sizeof(enc));
+		}
+		conn_send(c, "AUTH PLAIN %s\r\n", enc);
+		conn_expect(c, ST_AUTH, EXPECT_LINE, "2", NULL);
+		return;
+	case ST_AUTH:
+		start_message(c);
+		return;
+	case ST_ENV:
+		c->env_got++;
+		if (c->env_got < c->env_n) {
+			/* every reply but DATA's is 2xx; the next one may be DATA's */
+			c->ok = c->env_got + 1 == c->env_n ? "3" : "2";
+			if (c->env_sent < c->env_n) {
+				int k = env_cmd(c, c->env_sent++, buf, sizeof(buf));
+				if (k < 0 || (size_t)k >= sizeof(buf))
+					die("envelope too long");
+				conn_send(c, "%s", buf);
+			}
+			c->deadline_ns = now_ns() + (uint64_t)(o.step_timeout * 1e9);
+			return;
+		}
+		conn_send_ext(c, msg_body, msg_body_len);
+		conn_expect(c, ST_BODY, EXPECT_LINE, "2", NULL);
+		return;
+	case ST_BODY:
+		c->body_got++;
+		if (o.mode == MODE_LMTP && c->body_got < o.rcpts) {
+			c->deadline_ns = now_ns() + (uint64_t)(o.step_timeout * 1e9);
+			return;
+		}
+		if (o.mode == MODE_LMTP && measuring) {
+			completed++;
+			rcpt_done += o.rcpts;
+		}
+		if (o.mode == MODE_LMTP && !stopping && c->msgs < o.per_session)
+			start_message(c);
+		else
+			smtp_quit(c);
+		return;
+	default:
+		(void)code;
 		return;
 	}
+}
+
+static void smtp_line(struct conn *c, const char *line, size_t len)
+{
+	if (c->expect != EXPECT_LINE)
+		return;   /* QUIT's 221 before the close */
+	if (c->step == ST_EHLO && len >= 8 && strncasecmp(line + 4, "SIZE", 4) == 0 &&
+	    (len == 8 || line[8] == ' '))
+		c->has_size = true;
+	if (len >= 4 && line[3] == '-')
+		return;   /* a continuation of a multi-line reply */
+	if (len < 3 || line[0] < '2' || line[0] > '5' || line[0] != c->ok[0]) {
+		char detail[200];
+		snprintf(detail, sizeof(detail), "%.*s", (int)(len < 160 ? len : 160), line);
+		conn_fail(c, "server said", detail);
+		return;
+	}
+	smtp_reply(c, line[0]);
 }
 
 /* ---- the loop ---- */
@@ -742,12 +1003,35 @@ static int do_login(uint64_t hard)
 	double secs = (double)(end - measure_start_ns) / 1e9;
 	(void)login_end_ns;
 	double rate = secs > 0 ? (double)completed / secs : 0;
-	printf("%s%slogins: %lu in %.3f s = %.1f/s at concurrency %u (errors %lu, %lu during warm-up)\n",
-	       o.label, *o.label ? ": " : "", completed, secs, rate, o.concurrency,
-	       failed - failed_warm, failed_warm);
-	printf("RESULT mode=login proto=%s label=%s logins=%lu secs=%.4f rate=%.2f errors=%lu",
-	       o.proto == PROTO_IMAP ? "imap" : "pop3", *o.label ? o.label : "-", completed, secs,
-	       rate, failed);
+	if (o.mode == MODE_LMTP) {
+		printf("%s%slmtp: %lu messages (%lu recipient deliveries) of %zu bytes in %.3f s = "
+		       "%.1f messages/s, %.1f deliveries/s; %u recipients, %u messages per "
+		       "session, %s, concurrency %u (errors %lu, %lu during warm-up)\n",
+		       o.label, *o.label ? ": " : "", completed, rcpt_done, msg_body_len - 3, secs,
+		       rate, secs > 0 ? (double)rcpt_done / secs : 0, o.rcpts, o.per_session,
+		       o.pipelining ? "pipelined" : "not pipelined", o.concurrency,
+		       failed - failed_warm, failed_warm);
+		printf("RESULT mode=lmtp label=%s messages=%lu rcpt_deliveries=%lu rcpts=%u "
+		       "size=%zu pipelining=%d secs=%.4f rate=%.2f rcpt_rate=%.2f errors=%lu",
+		       *o.label ? o.label : "-", completed, rcpt_done, o.rcpts, msg_body_len - 3,
+		       o.pipelining, secs, rate, secs > 0 ? (double)rcpt_done / secs : 0, failed);
+	} else if (o.mode == MODE_SUBMISSION) {
+		printf("%s%ssubmission: %lu sessions (EHLO, AUTH PLAIN, MAIL, %u RCPT, DATA of %zu "
+		       "bytes, QUIT) in %.3f s = %.1f/s, %s, concurrency %u (errors %lu, %lu "
+		       "during warm-up)\n", o.label, *o.label ? ": " : "", completed, o.rcpts,
+		       msg_body_len - 3, secs, rate, o.pipelining ? "pipelined" : "not pipelined",
+		       o.concurrency, failed - failed_warm, failed_warm);
+		printf("RESULT mode=submission label=%s sessions=%lu rcpts=%u size=%zu "
+		       "pipelining=%d secs=%.4f rate=%.2f errors=%lu", *o.label ? o.label : "-",
+		       completed, o.rcpts, msg_body_len - 3, o.pipelining, secs, rate, failed);
+	} else {
+		printf("%s%slogins: %lu in %.3f s = %.1f/s at concurrency %u (errors %lu, %lu during warm-up)\n",
+		       o.label, *o.label ? ": " : "", completed, secs, rate, o.concurrency,
+		       failed - failed_warm, failed_warm);
+		printf("RESULT mode=login proto=%s label=%s logins=%lu secs=%.4f rate=%.2f errors=%lu",
+		       o.proto == PROTO_IMAP ? "imap" : "pop3", *o.label ? o.label : "-", completed,
+		       secs, rate, failed);
+	}
 	if (cpu0 >= 0 && cpu1 >= 0 && completed > 0)
 		printf(" cpu_s=%.3f cpu_per_1000=%.4f", cpu1 - cpu0,
 		       (cpu1 - cpu0) * 1000.0 / (double)completed);
@@ -905,7 +1189,7 @@ static int do_single(uint64_t hard)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_mail login|idle|fetch|latency --port P [options]\n"
+		"usage: bench_mail login|idle|fetch|latency|lmtp|submission --port P [options]\n"
 		"  --host A          IPv4 address (127.0.0.1)\n"
 		"  --proto imap|pop3 (imap; login mode)\n"
 		"  --concurrency N   clients at once (50); idle: logins in progress at once\n"
@@ -921,7 +1205,16 @@ static void usage(void)
 		"  --timeout S       overall bound (300); --step-timeout S per reply (30)\n"
 		"  --label L         name printed with the results\n"
 		"  --port2 P --label2 L   fetch/latency: a second target; the two take turns,\n"
-		"                    one operation each, and each gets its own figures\n");
+		"                    one operation each, and each gets its own figures\n"
+		"  --rcpts R         lmtp/submission: recipients per message (1)\n"
+		"  --size B          lmtp/submission: message size in bytes (10240)\n"
+		"  --per-session M   lmtp: messages per connection (10)\n"
+		"  --pipelining 0|1  lmtp/submission: MAIL, RCPTs and DATA in one write\n"
+		"                    (lmtp: 1, submission: 0)\n"
+		"  --sender A        lmtp: MAIL FROM (bench-sender@example.net)\n"
+		"  --rcpt-to A       submission: RCPT TO (rcpt@example.net)\n"
+		"  lmtp: --count is messages, users are recipients; submission: --count is\n"
+		"  sessions, users log in and are the senders\n");
 	exit(2);
 }
 
@@ -948,6 +1241,10 @@ int main(int argc, char **argv)
 		o.mode = MODE_FETCH;
 	else if (strcmp(argv[1], "latency") == 0)
 		o.mode = MODE_LATENCY;
+	else if (strcmp(argv[1], "lmtp") == 0)
+		o.mode = MODE_LMTP;
+	else if (strcmp(argv[1], "submission") == 0)
+		o.mode = MODE_SUBMISSION;
 	else
 		usage();
 	for (int i = 2; i < argc; i++) {
@@ -997,6 +1294,18 @@ int main(int argc, char **argv)
 			o.port2 = (int)num(v);
 		else if (strcmp(a, "--label2") == 0)
 			o.label2 = v;
+		else if (strcmp(a, "--rcpts") == 0)
+			o.rcpts = (unsigned)num(v);
+		else if (strcmp(a, "--size") == 0)
+			o.size = (size_t)num(v);
+		else if (strcmp(a, "--per-session") == 0)
+			o.per_session = (unsigned)num(v);
+		else if (strcmp(a, "--pipelining") == 0)
+			o.pipelining = num(v) != 0;
+		else if (strcmp(a, "--sender") == 0)
+			o.sender = v;
+		else if (strcmp(a, "--rcpt-to") == 0)
+			o.rcpt_to = v;
 		else
 			usage();
 	}
@@ -1006,6 +1315,15 @@ int main(int argc, char **argv)
 		o.proto = PROTO_IMAP;
 	if (o.mode == MODE_FETCH || o.mode == MODE_LATENCY)
 		o.proto = PROTO_IMAP;
+	if (o.mode == MODE_LMTP || o.mode == MODE_SUBMISSION) {
+		o.proto = PROTO_SMTP;
+		if (o.pipelining < 0)
+			o.pipelining = o.mode == MODE_LMTP;
+		if (o.rcpts == 0 || o.rcpts > 50 || o.per_session == 0 || o.size < 300 ||
+		    o.size > 64u * 1024 * 1024)
+			die("--rcpts 1..50, --per-session >= 1, --size 300..64M");
+		make_body();
+	}
 
 	/* as many files as the hard limit allows */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -1021,6 +1339,8 @@ int main(int argc, char **argv)
 	uint64_t hard = now_ns() + (uint64_t)(o.timeout * 1e9);
 	switch (o.mode) {
 	case MODE_LOGIN:
+	case MODE_LMTP:
+	case MODE_SUBMISSION:
 		return do_login(hard);
 	case MODE_IDLE:
 		return do_idle(hard);
