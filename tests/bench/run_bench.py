@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """tests/bench/run_bench.py: postern against direct-to-Dovecot, same run.
 
-Starts a private Dovecot tuned for load and postern in front of it (plaintext
-listeners, `tls = "none"; plaintext_auth = true;`), both on 127.0.0.1, using
-tests/integration/harness.py; runs bench_mail against each and prints a
-table of figures with the targets of issue 2 beside them.
+Starts a private Dovecot tuned for load (IMAP, POP3, LMTP and submission
+relaying to an SMTP sink) and postern in front of it (plaintext listeners,
+`tls = "none"; plaintext_auth = true;`), all on 127.0.0.1, using
+tests/integration/harness.py and tests/bench/bench_flows.py; runs bench_mail
+against each and prints a table of figures with the targets of issues 2 and 3
+beside them.
 
     python3 tests/bench/run_bench.py [--build DIR] [--duration S]
         [--sessions N] [--workers N] [--skip-idle] [--direct-only]
+        [--phases imap,pop3,fetch,latency,idle,lmtp,submission]
 
 What it measures (bench_mail does the measuring):
   logins/s      IMAP (greeting, LOGIN, LOGOUT) and POP3 (greeting, USER,
@@ -22,6 +25,19 @@ What it measures (bench_mail does the measuring):
   latency       p50/p99 of NOOP and of SELECT+FETCH (small message) round
                 trips, one client per target taking turns, TCP_NODELAY on
                 the client
+  lmtp          messages/s of 10 KB messages to 1 and to 10 recipients,
+                --flow-concurrency clients (20, Postfix's default destination
+                concurrency), 10 messages per LMTP session, MAIL/RCPT/DATA
+                pipelined (as Postfix does); straight to Dovecot's LMTP and
+                through postern's LMTP listener (which spools the message and
+                makes one LMTP transaction to the same Dovecot)
+  submission    sessions/s of: connect, EHLO, AUTH PLAIN (initial
+                response), MAIL, RCPT, DATA of a small message, QUIT, each
+                command waiting for its reply, at --flow-concurrency;
+                straight to Dovecot's submission service and through
+                postern's plaintext submission listener (plaintext_auth);
+                Dovecot relays every message to smtp-sink (Postfix's, which
+                discards it) or, without it, to a Python sink
 
 Bounded: every bench_mail run has its own timeout, the whole run stops by
 itself, and everything listens on and connects to 127.0.0.1 only.
@@ -42,6 +58,12 @@ SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 import harness  # noqa: E402
+import bench_flows  # noqa: E402
+
+PHASES = ("imap", "pop3", "fetch", "latency", "idle", "lmtp", "submission")
+LMTP_USERS = 100
+LMTP_SIZE = 10 * 1024
+LMTP_RCPTS = (1, 10)
 
 BENCH_USERS = 100
 BENCH_PASSWORD = "bench-secret"
@@ -66,11 +88,11 @@ def raise_nofile():
     return hard
 
 
-class BenchDovecot(harness.Dovecot):
-    """The harness's private Dovecot, with bench users and settings for load:
-    high-performance login processes (service_count = 0) kept warm, mail
-    processes reused and pre-forked, and limits raised for thousands of
-    concurrent sessions."""
+class BenchDovecot(bench_flows.FlowDovecot):
+    """The harness's private Dovecot (with LMTP and submission), with bench
+    users and settings for load: high-performance login processes
+    (service_count = 0) kept warm, mail processes reused and pre-forked, and
+    limits raised for thousands of concurrent sessions."""
 
     def _write_config(self):
         super()._write_config()
@@ -104,6 +126,20 @@ service pop3 {
   process_min_avail = 16
   process_limit = 2000
 }
+service submission-login {
+  service_count = 0
+  process_min_avail = 2
+  process_limit = 8
+  client_limit = 10000
+}
+service submission {
+  process_min_avail = 16
+  process_limit = 2000
+}
+service lmtp {
+  process_min_avail = 8
+  process_limit = 200
+}
 service auth {
   client_limit = 15000
 }
@@ -116,9 +152,10 @@ service stats {
 """)
 
 
-class BenchPostern(harness.Postern):
-    """postern with plaintext listeners and info-level logs (the harness
-    logs at debug, which is not what a deployment runs)."""
+class BenchPostern(bench_flows.FlowPostern):
+    """postern with plaintext listeners (IMAP, POP3, submission; LMTP), one
+    backend pool "store", and info-level logs (the harness logs at debug,
+    which is not what a deployment runs)."""
 
     def config_text(self):
         return super().config_text().replace('log: { level = "debug"; };',
@@ -192,6 +229,54 @@ class Runner:
         return results
 
 
+def flow_phases(runner, args, names, targets, flow_ports, R):
+    """LMTP deliveries and submission sessions, direct and through postern
+    taking turns run by run (a warm-up run of each first, not counted)."""
+    phases = args.phase_list
+    common = ["--concurrency", args.flow_concurrency, "--password", BENCH_PASSWORD,
+              "--duration", args.flow_duration]
+    tmo = int(args.flow_duration * 4 + 60)
+    if "lmtp" in phases:
+        lmtp = common + ["--user-prefix", "lmtp", "--users", LMTP_USERS, "--size", LMTP_SIZE,
+                         "--per-session", args.lmtp_per_session, "--pipelining", 1]
+        print("\n== warm-up (lmtp)")
+        for n in names:
+            runner.run("lmtp", "--port", flow_ports[n][0], "--count", 200, "--warmup", 0,
+                       "--label", n + " lmtp warm-up", *lmtp, timeout=60)
+        for rcpts in LMTP_RCPTS:
+            print("\n== LMTP, %d KB messages to %d recipient%s, %d concurrent, "
+                  "%d per session, pipelined, %.0f s each" %
+                  (LMTP_SIZE // 1024, rcpts, "" if rcpts == 1 else "s",
+                   args.flow_concurrency, args.lmtp_per_session, args.flow_duration))
+            for rnd in range(args.rounds):
+                for n in names:
+                    pid = targets[n][2]
+                    extra = ["--pid", pid] if pid else []
+                    res = runner.run("lmtp", "--port", flow_ports[n][0], "--rcpts", rcpts,
+                                     "--label", "%s lmtp x%d" % (n, rcpts), *lmtp, *extra,
+                                     timeout=tmo)
+                    keep_best(R[n], "lmtp%d" % rcpts, res, "rate", higher=True)
+                    keep_best(R[n], "lmtp%d-cpu" % rcpts, res, "cpu_per_1000", higher=False)
+    if "submission" in phases:
+        sub = common + ["--users", BENCH_USERS, "--size", args.submission_size,
+                        "--pipelining", 0]
+        print("\n== warm-up (submission)")
+        for n in names:
+            runner.run("submission", "--port", flow_ports[n][1], "--count", 100, "--warmup", 0,
+                       "--label", n + " submission warm-up", *sub, timeout=60)
+        print("\n== submission sessions (EHLO, AUTH PLAIN, MAIL, RCPT, DATA %d bytes, QUIT), "
+              "%d concurrent, %.0f s each" % (args.submission_size, args.flow_concurrency,
+                                              args.flow_duration))
+        for rnd in range(args.rounds):
+            for n in names:
+                pid = targets[n][2]
+                extra = ["--pid", pid] if pid else []
+                res = runner.run("submission", "--port", flow_ports[n][1], "--label",
+                                 "%s submission" % n, *sub, *extra, timeout=tmo)
+                keep_best(R[n], "submission", res, "rate", higher=True)
+                keep_best(R[n], "submission-cpu", res, "cpu_per_1000", higher=False)
+
+
 def keep_best(results, phase, res, key, higher):
     """Keeps the best of the rounds of a phase: other work on a shared
     machine only ever makes a figure worse, so the best round is the one
@@ -226,7 +311,24 @@ def main():
                          "the best round of each is reported")
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--direct-only", action="store_true", help="measure Dovecot only")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help="comma-separated subset of %s (default: all)" % ",".join(PHASES))
+    ap.add_argument("--flow-duration", type=float, default=5.0,
+                    help="measured seconds per LMTP / submission run")
+    ap.add_argument("--flow-concurrency", type=int, default=20,
+                    help="clients at once for LMTP and submission")
+    ap.add_argument("--lmtp-per-session", type=int, default=10,
+                    help="LMTP messages per connection")
+    ap.add_argument("--submission-size", type=int, default=1024,
+                    help="bytes per submitted message")
     args = ap.parse_args()
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    bad = [x for x in phases if x not in PHASES]
+    if bad:
+        ap.error("unknown phase(s) %s; known: %s" % (",".join(bad), ",".join(PHASES)))
+    if args.skip_idle and "idle" in phases:
+        phases.remove("idle")
+    args.phase_list = phases
 
     hard = raise_nofile()
     postern_bin = args.postern or os.path.join(args.build, "postern")
@@ -254,43 +356,59 @@ def main():
         users["bench%d@example.com" % i] = BENCH_PASSWORD
     users[FETCH_USER] = BENCH_PASSWORD
     users[LAT_USER] = BENCH_PASSWORD
+    for i in range(LMTP_USERS):
+        users["lmtp%d@example.com" % i] = BENCH_PASSWORD
 
     print("bench: run directory %s" % root)
     print("bench: machine: %d cores, open-files limit %d; loopback only; load average %s" %
           (os.cpu_count(), hard, loadavg()))
-    dv = BenchDovecot(name="dovecot-bench", users=users)
-    dv.deliver(FETCH_USER, harness.make_big_message(BIG_SIZE, to=FETCH_USER))
+    sink = bench_flows.Sink(os.path.join(root, "sink"))
+    dv = BenchDovecot(relay_port=sink.port, name="dovecot-bench", users=users)
+    if "fetch" in phases:
+        dv.deliver(FETCH_USER, harness.make_big_message(BIG_SIZE, to=FETCH_USER))
     dv.deliver(LAT_USER, harness.make_message(subject="latency probe", to=LAT_USER))
     for i in range(BENCH_USERS):
         # give every bench mailbox a message so LOGIN opens a real INBOX
         dv.deliver("bench%d@example.com" % i, harness.make_message(subject="hello %d" % i))
     pg = None
+    sink_started = False
     t_start = time.monotonic()
+    print("bench: phases %s" % ",".join(phases))
     try:
+        if "submission" in phases:
+            sink.start()
+            sink_started = True
+            print("bench: submission relay sink: %s on port %d" % (sink.kind, sink.port))
         dv.start()
         if have_postern:
-            listeners = [harness.Listener("imap", "none", plaintext_auth=True),
-                         harness.Listener("pop3", "none", plaintext_auth=True)]
+            listeners = [harness.Listener("imap", "none", plaintext_auth=True, backend="store"),
+                         harness.Listener("pop3", "none", plaintext_auth=True, backend="store"),
+                         harness.Listener("submission", "none", plaintext_auth=True,
+                                          backend="store"),
+                         harness.LmtpListener()]
             pg = BenchPostern(dv, listeners=listeners, name="postern-bench",
                               workers=args.workers,
                               limits={"max_sessions": 20000})
             pg.start()
         targets = {"direct": (dv.imap_port, dv.pop3_port, None)}
+        flow_ports = {"direct": (dv.lmtp_port, dv.submission_port)}
         if pg is not None:
             targets["postern"] = (pg.port("imap", "none"), pg.port("pop3", "none"), pg.proc.pid)
+            flow_ports["postern"] = (pg.lmtp(trusted=True).port, pg.port("submission", "none"))
         names = list(targets)
         R = {n: {} for n in names}
 
         common = ["--concurrency", args.concurrency, "--users", BENCH_USERS,
                   "--password", BENCH_PASSWORD]
         # prime: a first pass of each so process pools and caches are warm
-        print("\n== warm-up")
-        for n in names:
-            imap, pop3, _ = targets[n]
-            runner.run("login", "--port", imap, "--proto", "imap", "--count", 200,
-                       "--warmup", 0, "--label", n + " imap warm-up", *common, timeout=60)
+        if set(phases) & {"imap", "pop3", "fetch", "latency", "idle"}:
+            print("\n== warm-up")
+            for n in names:
+                imap, pop3, _ = targets[n]
+                runner.run("login", "--port", imap, "--proto", "imap", "--count", 200,
+                           "--warmup", 0, "--label", n + " imap warm-up", *common, timeout=60)
 
-        for proto in ("imap", "pop3"):
+        for proto in [x for x in ("imap", "pop3") if x in phases]:
             print("\n== %s logins, %d concurrent, %.0f s each" % (proto.upper(), args.concurrency,
                                                                  args.duration))
             for rnd in range(args.rounds):
@@ -311,25 +429,29 @@ def main():
         for n in names:
             pair += (["--port", targets[n][0], "--label", n] if not pair else
                      ["--port2", targets[n][0], "--label2", n])
-        print("\n== 10 MB FETCH, one client per target taking turns, %.0f s" %
-              args.fetch_duration)
-        for rnd in range(args.rounds):
+        if "fetch" in phases:
+            print("\n== 10 MB FETCH, one client per target taking turns, %.0f s" %
+                  args.fetch_duration)
+        for rnd in range(args.rounds if "fetch" in phases else 0):
             res = runner.run_multi("fetch", *pair, "--user", FETCH_USER, "--password",
                                    BENCH_PASSWORD, "--duration", args.fetch_duration,
                                    timeout=int(args.fetch_duration * 4 + 60))
             for n in names:
                 keep_best(R[n], "fetch", res.get(n), "mb_per_s", higher=True)
 
-        print("\n== latency, one client per target taking turns, %d round trips each" %
-              args.latency_count)
-        for rnd in range(args.rounds):
+        if "latency" in phases:
+            print("\n== latency, one client per target taking turns, %d round trips each" %
+                  args.latency_count)
+        for rnd in range(args.rounds if "latency" in phases else 0):
             res = runner.run_multi("latency", *pair, "--user", LAT_USER, "--password",
                                    BENCH_PASSWORD, "--count", args.latency_count,
                                    timeout=180)
             for n in names:
                 keep_best(R[n], "latency", res.get(n), "sf_p50_us", higher=False)
 
-        if pg is not None and not args.skip_idle:
+        flow_phases(runner, args, names, targets, flow_ports, R)
+
+        if pg is not None and "idle" in phases:
             print("\n== %d idle sessions through postern (LOGIN, IDLE)" % sessions)
             R["postern"]["idle"] = runner.run(
                 "idle", "--port", targets["postern"][0], "--sessions", sessions,
@@ -343,6 +465,8 @@ def main():
         if pg is not None:
             pg.stop()
         dv.stop()
+        if sink_started:
+            sink.stop()
 
     report(R, have_postern, args, sessions)
     elapsed = time.monotonic() - t_start
@@ -374,29 +498,34 @@ def report(R, have_postern, args, sessions):
         return "" if ok is None else ("  ok" if ok else "  MISSED")
 
     rows = []
-    for proto in ("imap", "pop3"):
+    ph = args.phase_list
+    for proto in [x for x in ("imap", "pop3") if x in ph]:
         dr, pr = g(d.get(proto), "rate"), g(p.get(proto), "rate")
         r = ratio(pr, dr)
         rows.append(("%s logins/s @%d" % (proto.upper(), args.concurrency), fmt(dr, "%.0f"),
                      fmt(pr, "%.0f"), fmt(r, "%.2fx"), ">= 0.90x (nginx 0.70x)",
                      mark(None if r is None else r >= TARGETS["login_ratio"][0])))
-    for proto in ("imap", "pop3"):
+    for proto in [x for x in ("imap", "pop3") if x in ph and have_postern]:
         c = g(p.get(proto + "-cpu"), "cpu_per_1000")
         rows.append(("postern CPU-s/1000 %s" % proto.upper(), "", fmt(c, "%.3f"), "",
                      "<= 0.12 (nginx 0.23)",
                      mark(None if c is None else c <= TARGETS["cpu_per_1000"][0])))
-    b = g(p.get("idle"), "bytes_per_session")
-    rows.append(("postern bytes/idle session", "", fmt(b, "%.0f"),
-                 "N=%d" % int(g(p.get("idle"), "sessions") or 0) if b is not None else "",
-                 "<= 4096 (nginx 9.7 KB)",
-                 mark(None if b is None else b <= TARGETS["bytes_per_session"][0])))
-    df, pf = g(d.get("fetch"), "mb_per_s"), g(p.get("fetch"), "mb_per_s")
-    r = ratio(pf, df)
-    rows.append(("10 MB FETCH MB/s", fmt(df, "%.0f"), fmt(pf, "%.0f"), fmt(r, "%.2fx"),
-                 ">= 0.95x (nginx 0.27x)",
-                 mark(None if r is None else r >= TARGETS["fetch_ratio"][0])))
+    if "idle" in ph and have_postern:
+        b = g(p.get("idle"), "bytes_per_session")
+        rows.append(("postern bytes/idle session", "", fmt(b, "%.0f"),
+                     "N=%d" % int(g(p.get("idle"), "sessions") or 0) if b is not None else "",
+                     "<= 4096 (nginx 9.7 KB)",
+                     mark(None if b is None else b <= TARGETS["bytes_per_session"][0])))
+    if "fetch" in ph:
+        df, pf = g(d.get("fetch"), "mb_per_s"), g(p.get("fetch"), "mb_per_s")
+        r = ratio(pf, df)
+        rows.append(("10 MB FETCH MB/s", fmt(df, "%.0f"), fmt(pf, "%.0f"), fmt(r, "%.2fx"),
+                     ">= 0.95x (nginx 0.27x)",
+                     mark(None if r is None else r >= TARGETS["fetch_ratio"][0])))
     for key, name in (("noop", "NOOP"), ("sf", "SELECT+FETCH")):
         for q in ("p50", "p99"):
+            if "latency" not in ph:
+                continue
             dv_, pv = g(d.get("latency"), "%s_%s_us" % (key, q)), \
                 g(p.get("latency"), "%s_%s_us" % (key, q))
             add = None if dv_ is None or pv is None else pv - dv_
@@ -406,11 +535,30 @@ def report(R, have_postern, args, sessions):
                 ok = add <= TARGETS["added_latency_us"][0]
             rows.append(("%s %s us" % (name, q), fmt(dv_), fmt(pv),
                          "" if add is None else "%+.1f us" % add, tgt, mark(ok)))
+    # issue 3 sets no figure for the mail flows: the ratio is reported
+    flows = []
+    if "lmtp" in ph:
+        flows += [("lmtp%d" % n, "LMTP 10KB x%d rcpt msgs/s @%d" % (n, args.flow_concurrency))
+                  for n in LMTP_RCPTS]
+    if "submission" in ph:
+        flows.append(("submission", "submission sessions/s @%d" % args.flow_concurrency))
+    for key, name in flows:
+        dr, pr = g(d.get(key), "rate"), g(p.get(key), "rate")
+        r = ratio(pr, dr)
+        rows.append((name, fmt(dr, "%.0f"), fmt(pr, "%.0f"), fmt(r, "%.2fx"),
+                     "none set (issue 3)", ""))
+    for key, name in flows:
+        if not have_postern:
+            continue
+        c = g(p.get(key + "-cpu"), "cpu_per_1000")
+        unit = "sessions" if key == "submission" else "msgs"
+        rows.append(("postern CPU-s/1000 %s %s" % (key.replace("lmtp", "lmtp x"), unit), "",
+                     fmt(c, "%.3f"), "", "", ""))
 
     print("\n== figures (best of %d rounds; %d cores shared by load generator, postern and "
           "Dovecot)" % (args.rounds, os.cpu_count()))
     hdr = ("measure", "direct", "postern", "postern vs direct", "target")
-    widths = [30, 10, 10, 18, 24]
+    widths = [36, 10, 10, 18, 24]
     print("".join(h.ljust(w) for h, w in zip(hdr, widths)))
     print("-" * (sum(widths) + 8))
     for row in rows:
