@@ -25,139 +25,21 @@
 #include "protocols/pop3/pop3_session.h"
 #include "protocols/proto.h"
 #include "protocols/sasl/sasl_parser.h"
-
-#define OUT_MAX 65536
+#include "tests/support/fake_io.h"
 
 struct harness {
-	/* recorded */
-	char client[OUT_MAX];
-	size_t client_len;
-	char backend[OUT_MAX];
-	size_t backend_len;
-	int starttls_calls;
-	int connect_calls;
-	int backend_close_calls;
-	int relay_calls;
-	char relay_rest[OUT_MAX];
-	size_t relay_len;
-	unsigned timer_ms;
-	int timer_calls;
-	bool paused;
-	int close_calls;
-	char close_reason[64];
-	char user[POL_ADDRESS_MAX + 1];
-	int decision_calls;
-	struct pol_decision decision;
-	int auth_failed_calls;
-	char backend_error[64];
-	int backend_error_calls;
-	/* script */
-	unsigned penalty_ms;
-	bool connect_sync;
-	int connect_sync_status;
-	/* the session */
-	struct proto_io io;
-	struct proto_conn_info info;
-	struct proto_settings set;
-	void *s;
+	struct fake_io f;               /* the shared fake proto_io (the session) */
 	struct pol_store *store;
 	char dir[64];
 };
 
-/* ---- the fake proto_io ---------------------------------------------- */
-
-static void append(char *dst, size_t *len, const void *buf, size_t n)
-{
-	assert_true(*len + n <= OUT_MAX);
-	memcpy(dst + *len, buf, n);
-	*len += n;
-}
-
-static void io_client_write(void *ctx, const void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	assert_int_equal(h->close_calls, 0);
-	append(h->client, &h->client_len, buf, len);
-}
-
-static void io_backend_write(void *ctx, const void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	append(h->backend, &h->backend_len, buf, len);
-}
-
-static void io_client_starttls(void *ctx)
-{
-	((struct harness *)ctx)->starttls_calls++;
-}
-
-static void io_backend_connect(void *ctx)
-{
-	struct harness *h = ctx;
-	h->connect_calls++;
-	if (h->connect_sync)
-		pop3_front.backend_ready(h->s, h->connect_sync_status);
-}
-
-static void io_backend_close(void *ctx)
-{
-	((struct harness *)ctx)->backend_close_calls++;
-}
-
-static void io_relay_start(void *ctx, const void *rest, size_t len)
-{
-	struct harness *h = ctx;
-	h->relay_calls++;
-	append(h->relay_rest, &h->relay_len, rest, len);
-}
-
-static void io_timer(void *ctx, unsigned ms)
-{
-	struct harness *h = ctx;
-	h->timer_calls++;
-	h->timer_ms = ms;
-}
-
-static void io_client_pause(void *ctx, bool paused)
-{
-	((struct harness *)ctx)->paused = paused;
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct harness *h = ctx;
-	h->close_calls++;
-	snprintf(h->close_reason, sizeof(h->close_reason), "%s", reason);
-}
-
-static void io_set_user(void *ctx, const char *user)
-{
-	struct harness *h = ctx;
-	snprintf(h->user, sizeof(h->user), "%s", user);
-}
-
-static void io_set_decision(void *ctx, const struct pol_decision *d)
-{
-	struct harness *h = ctx;
-	h->decision_calls++;
-	h->decision = *d;
-}
-
-static unsigned io_auth_failed(void *ctx)
-{
-	struct harness *h = ctx;
-	h->auth_failed_calls++;
-	return h->penalty_ms;
-}
-
-static void io_backend_error(void *ctx, const char *what)
-{
-	struct harness *h = ctx;
-	h->backend_error_calls++;
-	snprintf(h->backend_error, sizeof(h->backend_error), "%s", what);
-}
-
 /* ---- helpers -------------------------------------------------------- */
+
+static void cmocka_fail(struct fake_io *f, const char *what)
+{
+	(void)f;
+	fail_msg("%s", what);
+}
 
 enum {
 	TLS_NONE = 0,
@@ -171,27 +53,12 @@ static struct harness *harness_new(unsigned flags)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 	assert_non_null(h);
-	snprintf(h->dir, sizeof(h->dir), "/tmp/postern-pop3-XXXXXX");
-	assert_non_null(mkdtemp(h->dir));
-	assert_int_equal(pol_store_open(h->dir, 16u << 20, 0, &h->store), 0);
+	assert_int_equal(fake_store_open("pop3", h->dir, sizeof(h->dir), &h->store), 0);
 
-	h->io = (struct proto_io){
-		.ctx = h,
-		.client_write = io_client_write,
-		.backend_write = io_backend_write,
-		.client_starttls = io_client_starttls,
-		.backend_connect = io_backend_connect,
-		.backend_close = io_backend_close,
-		.relay_start = io_relay_start,
-		.timer = io_timer,
-		.client_pause = io_client_pause,
-		.close = io_close,
-		.set_user = io_set_user,
-		.set_decision = io_set_decision,
-		.auth_failed = io_auth_failed,
-		.backend_error = io_backend_error,
-	};
-	h->info = (struct proto_conn_info){
+	fake_io_init(&h->f);
+	h->f.fail = cmocka_fail;
+	h->f.checks = FAKE_CHECK_CLIENT_CLOSED;
+	h->f.info = (struct proto_conn_info){
 		.session_id = "0123456789abcdef",
 		.client_ip = "192.0.2.10",
 		.client_port = 50000,
@@ -201,7 +68,7 @@ static struct harness *harness_new(unsigned flags)
 		.starttls_offered = (flags & NO_STARTTLS) == 0,
 		.plaintext_auth = (flags & PLAINTEXT_AUTH) != 0,
 	};
-	h->set = (struct proto_settings){
+	h->f.set = (struct proto_settings){
 		.line_max = 512,
 		.literal_max = 8192,
 		.bad_max = 3,
@@ -211,62 +78,46 @@ static struct harness *harness_new(unsigned flags)
 		.hostname = "mx.test",
 		.store = (flags & NO_STORE) ? NULL : h->store,
 	};
-	h->penalty_ms = 2000;
-	h->s = pop3_front.session_new(&h->io, &h->info, &h->set);
-	assert_non_null(h->s);
-	pop3_front.start(h->s);
+	h->f.penalty_ms = 2000;
+	assert_non_null(fake_io_open(&h->f, &pop3_front, true));
 	return h;
 }
 
 static void harness_free(struct harness *h)
 {
-	char cmd[128];
-
-	pop3_front.free(h->s);
-	pol_store_close(&h->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
-	assert_int_equal(system(cmd), 0);
+	fake_io_free(&h->f);
+	assert_int_equal(fake_store_remove(h->dir, &h->store), 0);
 	free(h);
 }
 
 static void client(struct harness *h, const char *text)
 {
-	pop3_front.client_data(h->s, text, strlen(text));
+	fake_io_client_str(&h->f, text);
 }
 
 static void client_bytewise(struct harness *h, const char *text)
 {
-	for (size_t i = 0; text[i] != '\0'; i++)
-		pop3_front.client_data(h->s, text + i, 1);
+	fake_io_client_bytewise(&h->f, text);
 }
 
 static void backend(struct harness *h, const char *text)
 {
-	pop3_front.backend_data(h->s, text, strlen(text));
+	fake_io_backend_str(&h->f, text);
 }
 
 /* Compares and forgets what the client received. */
 static void expect_client(struct harness *h, const char *expected)
 {
-	size_t n = strlen(expected);
-	if (h->client_len != n || memcmp(h->client, expected, n) != 0)
-		fail_msg("client got [%.*s]\nexpected [%s]", (int)h->client_len, h->client,
-			 expected);
-	h->client_len = 0;
+	fake_io_expect(&h->f, &h->f.client, "client", expected);
 }
 
 static void expect_backend(struct harness *h, const char *expected)
 {
-	size_t n = strlen(expected);
-	if (h->backend_len != n || memcmp(h->backend, expected, n) != 0)
-		fail_msg("backend got [%.*s]\nexpected [%s]", (int)h->backend_len,
-			 h->backend, expected);
-	h->backend_len = 0;
+	fake_io_expect(&h->f, &h->f.backend, "backend", expected);
 }
-
 static void expect_state(struct harness *h, enum pop3_state state)
 {
-	assert_string_equal(pop3_state_name(pop3_session_state(h->s)),
+	assert_string_equal(pop3_state_name(pop3_session_state(h->f.s)),
 			    pop3_state_name(state));
 }
 
@@ -309,18 +160,18 @@ static void backend_login(struct harness *h, const char *user, const char *pass,
 	char expected[4096], auth[3000];
 
 	expect_state(h, POP3_STATE_BACKEND_CONNECT);
-	assert_true(h->paused);
-	assert_int_equal(h->connect_calls, 1);
-	pop3_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	assert_true(h->f.paused);
+	assert_int_equal(h->f.connect_calls, 1);
+	pop3_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 	expect_state(h, POP3_STATE_BACKEND_GREETING);
-	assert_int_equal(h->timer_ms, 30000);
+	assert_int_equal(h->f.timer_ms, 30000);
 	backend(h, xclient ? "+OK [XCLIENT] Dovecot ready.\r\n" : "+OK Dovecot ready.\r\n");
 	auth_line(auth, sizeof(auth), user, pass);
 	snprintf(expected, sizeof(expected), "%s%s",
 		 xclient ? "XCLIENT ADDR=192.0.2.10 PORT=50000 SESSION=0123456789abcdef TTL=5\r\n" : "",
 		 auth);
 	expect_backend(h, expected);
-	assert_int_equal(h->timer_ms, 30000);
+	assert_int_equal(h->f.timer_ms, 30000);
 	if (xclient) {
 		expect_state(h, POP3_STATE_BACKEND_XCLIENT);
 		backend(h, "+OK Updated\r\n");
@@ -350,8 +201,8 @@ static void test_greeting_and_quit(void **state)
 	expect_state(h, POP3_STATE_AUTHORIZATION);
 	client(h, "QUIT\r\n");
 	expect_client(h, "+OK Logging out.\r\n");
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "logout");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "logout");
 	expect_state(h, POP3_STATE_CLOSED);
 	/* nothing more is read */
 	client(h, "CAPA\r\n");
@@ -366,28 +217,28 @@ static void test_capa_variants(void **state)
 
 	/* plaintext port with STLS offered: no USER/SASL before TLS */
 	h = harness_new(TLS_NONE);
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "CAPA\r\n");
 	expect_capa(h, true, false);
 	harness_free(h);
 
 	/* implicit TLS */
 	h = harness_new(TLS_IMPLICIT);
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "capa\r\n");
 	expect_capa(h, false, true);
 	harness_free(h);
 
 	/* plaintext auth allowed by the listener */
 	h = harness_new(PLAINTEXT_AUTH);
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "CAPA\r\n");
 	expect_capa(h, true, true);
 	harness_free(h);
 
 	/* neither TLS nor STLS */
 	h = harness_new(NO_STARTTLS);
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "CAPA\n");
 	expect_capa(h, false, false);
 	client(h, "STLS\r\n");
@@ -401,7 +252,7 @@ static void test_plaintext_refused(void **state)
 	char line[512], b64[256];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	plain_b64(b64, sizeof(b64), "", "bob", "secret");
 	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", b64);
 	for (int i = 0; i < 5; i++) {   /* more than bad_max: not counted */
@@ -417,8 +268,8 @@ static void test_plaintext_refused(void **state)
 	}
 	client(h, "AUTH\r\n");
 	expect_client(h, "+OK\r\n.\r\n");
-	assert_int_equal(h->connect_calls, 0);
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	harness_free(h);
 }
 
@@ -427,15 +278,15 @@ static void test_stls_discards_injection(void **state)
 	struct harness *h = harness_new(TLS_NONE);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "STLS\r\nUSER evil\r\nPASS x\r\n");
 	expect_client(h, "+OK Begin TLS negotiation now.\r\n");
-	assert_int_equal(h->starttls_calls, 1);
+	assert_int_equal(h->f.starttls_calls, 1);
 	expect_state(h, POP3_STATE_STLS);
 	/* plaintext before the handshake finished: dropped too */
 	client(h, "USER evil2\r\nPA");
 	expect_client(h, "");
-	pop3_front.tls_ready(h->s, "mx.test");
+	pop3_front.tls_ready(h->f.s, "mx.test");
 	expect_state(h, POP3_STATE_AUTHORIZATION);
 	/* the injected USER is gone, and the partial "PA" too */
 	client(h, "SS y\r\n");
@@ -446,8 +297,8 @@ static void test_stls_discards_injection(void **state)
 	expect_capa(h, false, true);
 	client(h, "STLS\r\n");
 	expect_client(h, "-ERR TLS is already active.\r\n");
-	assert_int_equal(h->starttls_calls, 1);
-	assert_int_equal(h->connect_calls, 0);
+	assert_int_equal(h->f.starttls_calls, 1);
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 }
 
@@ -456,7 +307,7 @@ static void test_user_pass_login(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\n");
 	expect_client(h, "+OK\r\n");
 	client(h, "PASS my secret\r\n");
@@ -465,14 +316,14 @@ static void test_user_pass_login(void **state)
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "+OK Logged in.\r\n");
 	expect_state(h, POP3_STATE_RELAY);
-	assert_int_equal(h->relay_calls, 1);
-	assert_int_equal(h->relay_len, 0);
-	assert_string_equal(h->user, "bob@example.com");
-	assert_int_equal(h->decision_calls, 1);
-	assert_int_equal(h->decision.verdict, POL_ALLOW);
-	assert_int_equal(h->timer_ms, 0);
-	assert_int_equal(h->backend_close_calls, 0);
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.relay_calls, 1);
+	assert_int_equal(h->f.relay_rest.len, 0);
+	assert_string_equal(h->f.user, "bob@example.com");
+	assert_int_equal(h->f.decision_calls, 1);
+	assert_int_equal(h->f.decision.verdict, POL_ALLOW);
+	assert_int_equal(h->f.timer_ms, 0);
+	assert_int_equal(h->f.backend_close_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	/* the relay is the gateway's: more client bytes are not ours */
 	client(h, "STAT\r\n");
 	expect_client(h, "");
@@ -484,7 +335,7 @@ static void test_xclient_and_pipelining(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER Bob@Example.COM\r\nPASS pw\r\nSTAT\r\nLIST\r\nRETR");
 	expect_client(h, "+OK\r\n");
 	backend_login(h, "Bob@Example.COM", "pw", true);
@@ -492,9 +343,9 @@ static void test_xclient_and_pipelining(void **state)
 	client(h, " 1\r\n");
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "+OK Logged in.\r\n");
-	assert_int_equal(h->relay_len, strlen("STAT\r\nLIST\r\nRETR 1\r\n"));
-	assert_memory_equal(h->relay_rest, "STAT\r\nLIST\r\nRETR 1\r\n", h->relay_len);
-	assert_string_equal(h->user, "bob@example.com");
+	assert_int_equal(h->f.relay_rest.len, strlen("STAT\r\nLIST\r\nRETR 1\r\n"));
+	assert_memory_equal(h->f.relay_rest.p, "STAT\r\nLIST\r\nRETR 1\r\n", h->f.relay_rest.len);
+	assert_string_equal(h->f.user, "bob@example.com");
 	harness_free(h);
 }
 
@@ -504,7 +355,7 @@ static void test_auth_plain_initial_response(void **state)
 	char line[512], b64[256];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	plain_b64(b64, sizeof(b64), "", "alice", "pa ss");
 	snprintf(line, sizeof(line), "auth plain %s\r\nNOOP\r\n", b64);
 	client(h, line);
@@ -513,8 +364,8 @@ static void test_auth_plain_initial_response(void **state)
 	backend(h, "+OK Logged in.\r\n+OK extra\r\n");
 	/* bytes the backend sent after its reply reach the client in order */
 	expect_client(h, "+OK Logged in.\r\n+OK extra\r\n");
-	assert_memory_equal(h->relay_rest, "NOOP\r\n", 6);
-	assert_string_equal(h->user, "alice@example.com");
+	assert_memory_equal(h->f.relay_rest.p, "NOOP\r\n", 6);
+	assert_string_equal(h->f.user, "alice@example.com");
 	harness_free(h);
 }
 
@@ -524,7 +375,7 @@ static void test_auth_plain_continuation_bytewise(void **state)
 	char line[512], b64[256];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client_bytewise(h, "AUTH PLAIN\r\n");
 	expect_client(h, "+ \r\n");
 	expect_state(h, POP3_STATE_AUTH_CONT);
@@ -536,7 +387,7 @@ static void test_auth_plain_continuation_bytewise(void **state)
 	backend_login(h, "carl@example.org", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "+OK Logged in.\r\n");
-	assert_string_equal(h->user, "carl@example.org");
+	assert_string_equal(h->f.user, "carl@example.org");
 	harness_free(h);
 }
 
@@ -546,7 +397,7 @@ static void test_auth_errors(void **state)
 	char line[512], b64[256];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "AUTH\r\n");
 	expect_client(h, "+OK\r\nPLAIN\r\n.\r\n");
 	client(h, "AUTH LOGIN\r\n");
@@ -567,8 +418,8 @@ static void test_auth_errors(void **state)
 	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", b64);
 	client(h, line);
 	expect_client(h, "-ERR Too many invalid commands.\r\n");
-	assert_string_equal(h->close_reason, "bad-commands");
-	assert_int_equal(h->connect_calls, 0);
+	assert_string_equal(h->f.close_reason, "bad-commands");
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 }
 
@@ -578,12 +429,12 @@ static void test_authzid_refused(void **state)
 	char line[512], b64[256];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	plain_b64(b64, sizeof(b64), "admin", "bob", "pw");
 	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", b64);
 	client(h, line);
 	expect_client(h, "-ERR [AUTH] Authorization identity not supported.\r\n");
-	assert_int_equal(h->connect_calls, 0);
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 }
 
@@ -593,7 +444,7 @@ static void test_sasl_response_limit(void **state)
 	char big[9000];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "AUTH PLAIN\r\n");
 	expect_client(h, "+ \r\n");
 	/* literal_max 8192: one byte over, in a line longer than line_max */
@@ -612,21 +463,21 @@ static void test_wrong_password_penalty(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	for (int attempt = 1; attempt <= 3; attempt++) {
-		h->connect_calls = 0;
+		h->f.connect_calls = 0;
 		client(h, "USER bob\r\nPASS wrong\r\nCAPA\r\n");
 		expect_client(h, "+OK\r\n");
 		backend_login(h, "bob", "wrong", false);
 		backend(h, "-ERR [AUTH] Authentication failed.\r\n");
-		assert_int_equal(h->backend_close_calls, attempt);
-		assert_int_equal(h->auth_failed_calls, attempt);
+		assert_int_equal(h->f.backend_close_calls, attempt);
+		assert_int_equal(h->f.auth_failed_calls, attempt);
 		/* nothing before the penalty ran out */
 		expect_client(h, "");
 		expect_state(h, POP3_STATE_PENALTY);
-		assert_int_equal(h->timer_ms, 2000);
-		assert_true(h->paused);
-		pop3_front.timer(h->s);
+		assert_int_equal(h->f.timer_ms, 2000);
+		assert_true(h->f.paused);
+		pop3_front.timer(h->f.s);
 		if (attempt < 3) {
 			/* then the reply, then the pipelined CAPA */
 			char expected[512];
@@ -635,16 +486,16 @@ static void test_wrong_password_penalty(void **state)
 				 "USER\r\nSASL PLAIN\r\n%s", capa_head, "", capa_tail);
 			expect_client(h, expected);
 			expect_state(h, POP3_STATE_AUTHORIZATION);
-			assert_false(h->paused);
+			assert_false(h->f.paused);
 		} else {
 			expect_client(h, "-ERR [AUTH] Authentication failed.\r\n");
-			assert_int_equal(h->close_calls, 1);
-			assert_string_equal(h->close_reason, "auth-failures");
+			assert_int_equal(h->f.close_calls, 1);
+			assert_string_equal(h->f.close_reason, "auth-failures");
 		}
 	}
-	assert_int_equal(h->relay_calls, 0);
-	assert_int_equal(h->decision_calls, 0);
-	assert_string_equal(h->user, "");
+	assert_int_equal(h->f.relay_calls, 0);
+	assert_int_equal(h->f.decision_calls, 0);
+	assert_string_equal(h->f.user, "");
 	harness_free(h);
 }
 
@@ -653,8 +504,8 @@ static void test_backend_err_without_code_zero_penalty(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->penalty_ms = 0;
-	h->client_len = 0;
+	h->f.penalty_ms = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS wrong\r\n");
 	expect_client(h, "+OK\r\n");
 	backend_login(h, "bob", "wrong", false);
@@ -670,20 +521,20 @@ static void test_policy_denied(void **state)
 	(void)state;
 
 	deny_pop(h, "carol@example.com", "POP is off for you.");
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER carol\r\nPASS pw\r\nSTAT\r\n");
 	expect_client(h, "+OK\r\n");
 	backend_login(h, "carol", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "-ERR [SYS/PERM] POP is off for you.\r\n");
 	expect_backend(h, "QUIT\r\n");
-	assert_int_equal(h->backend_close_calls, 1);
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "policy");
-	assert_string_equal(h->user, "carol@example.com");
-	assert_int_equal(h->decision.verdict, POL_DENY);
-	assert_int_equal(h->relay_calls, 0);
-	assert_int_equal(h->auth_failed_calls, 0);
+	assert_int_equal(h->f.backend_close_calls, 1);
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "policy");
+	assert_string_equal(h->f.user, "carol@example.com");
+	assert_int_equal(h->f.decision.verdict, POL_DENY);
+	assert_int_equal(h->f.relay_calls, 0);
+	assert_int_equal(h->f.auth_failed_calls, 0);
 	harness_free(h);
 }
 
@@ -692,19 +543,19 @@ static void test_policy_store_error(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT | NO_STORE);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS pw\r\n");
 	expect_client(h, "+OK\r\n");
 	backend_login(h, "bob", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "-ERR [SYS/TEMP] Backend server unavailable, try again later.\r\n");
 	expect_backend(h, "QUIT\r\n");
-	assert_int_equal(h->decision.verdict, POL_TEMPFAIL);
-	assert_int_equal(h->backend_error_calls, 1);
-	assert_int_equal(h->relay_calls, 0);
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.decision.verdict, POL_TEMPFAIL);
+	assert_int_equal(h->f.backend_error_calls, 1);
+	assert_int_equal(h->f.relay_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	expect_state(h, POP3_STATE_AUTHORIZATION);
-	assert_false(h->paused);
+	assert_false(h->f.paused);
 	harness_free(h);
 }
 
@@ -713,16 +564,16 @@ static void test_backend_unavailable(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS pw\r\n");
 	expect_client(h, "+OK\r\n");
-	pop3_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+	pop3_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);
 	expect_client(h, "-ERR [SYS/TEMP] Backend server unavailable, try again later.\r\n");
-	assert_string_equal(h->backend_error, "connect");
-	assert_int_equal(h->backend_close_calls, 0);
-	assert_int_equal(h->auth_failed_calls, 0);
+	assert_string_equal(h->f.backend_error, "connect");
+	assert_int_equal(h->f.backend_close_calls, 0);
+	assert_int_equal(h->f.auth_failed_calls, 0);
 	expect_state(h, POP3_STATE_AUTHORIZATION);
-	assert_false(h->paused);
+	assert_false(h->f.paused);
 	/* USER is needed again */
 	client(h, "PASS pw\r\n");
 	expect_client(h, "-ERR No username given.\r\n");
@@ -735,9 +586,9 @@ static void test_backend_unavailable_sync(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->connect_sync = true;
-	h->connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
-	h->client_len = 0;
+	h->f.connect_sync = true;
+	h->f.connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS pw\r\nCAPA\r\n");
 	char expected[512];
 	snprintf(expected, sizeof(expected),
@@ -769,28 +620,28 @@ static void test_backend_failures(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct harness *h = harness_new(TLS_IMPLICIT);
 		print_message("case %zu\n", i);
-		h->client_len = 0;
+		h->f.client.len = 0;
 		client(h, "USER bob\r\nPASS pw\r\n");
 		expect_client(h, "+OK\r\n");
-		pop3_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		pop3_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 		if (cases[i].greeting == NULL) {
-			pop3_front.timer(h->s);
+			pop3_front.timer(h->f.s);
 		} else {
 			backend(h, cases[i].greeting);
 			if (cases[i].auth_reply == NULL)
-				pop3_front.timer(h->s);
+				pop3_front.timer(h->f.s);
 			else if (cases[i].auth_reply[0] == '\0')
-				pop3_front.backend_closed(h->s);
+				pop3_front.backend_closed(h->f.s);
 			else
 				backend(h, cases[i].auth_reply);
 		}
 		expect_client(h, "-ERR [SYS/TEMP] Backend server unavailable, "
 			      "try again later.\r\n");
-		assert_string_equal(h->backend_error, cases[i].what);
-		assert_int_equal(h->auth_failed_calls, 0);
-		assert_int_equal(h->timer_ms, 0);
+		assert_string_equal(h->f.backend_error, cases[i].what);
+		assert_int_equal(h->f.auth_failed_calls, 0);
+		assert_int_equal(h->f.timer_ms, 0);
 		expect_state(h, POP3_STATE_AUTHORIZATION);
-		assert_false(h->paused);
+		assert_false(h->f.paused);
 		harness_free(h);
 	}
 }
@@ -809,14 +660,14 @@ static void test_backend_codes_passed_on(void **state)
 
 	for (size_t i = 0; i < 3; i++) {
 		struct harness *h = harness_new(TLS_IMPLICIT);
-		h->client_len = 0;
+		h->f.client.len = 0;
 		client(h, "USER bob\r\nPASS pw\r\n");
 		expect_client(h, "+OK\r\n");
 		backend_login(h, "bob", "pw", false);
 		backend(h, replies[i][0]);
 		expect_client(h, replies[i][1]);
-		assert_int_equal(h->auth_failed_calls, 0);
-		assert_int_equal(h->backend_close_calls, 1);
+		assert_int_equal(h->f.auth_failed_calls, 0);
+		assert_int_equal(h->f.backend_close_calls, 1);
 		expect_state(h, POP3_STATE_AUTHORIZATION);
 		harness_free(h);
 	}
@@ -829,15 +680,15 @@ static void test_backend_bytewise(void **state)
 	static const char script[] = "+OK [XCLIENT] Dovecot ready.\r\n";
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS pw\r\n");
-	pop3_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	pop3_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 	for (size_t i = 0; i < sizeof(script) - 1; i++)
-		pop3_front.backend_data(h->s, script + i, 1);
+		pop3_front.backend_data(h->f.s, script + i, 1);
 	expect_state(h, POP3_STATE_BACKEND_XCLIENT);
 	static const char rest[] = "+OK Updated\r\n+OK Logged in.\r\n";
 	for (size_t i = 0; i < sizeof(rest) - 1; i++)
-		pop3_front.backend_data(h->s, rest + i, 1);
+		pop3_front.backend_data(h->f.s, rest + i, 1);
 	expect_state(h, POP3_STATE_RELAY);
 	expect_client(h, "+OK\r\n+OK Logged in.\r\n");
 	harness_free(h);
@@ -852,16 +703,16 @@ static void test_retry_from_backend_callback(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->penalty_ms = 0;
-	h->client_len = 0;
+	h->f.penalty_ms = 0;
+	h->f.client.len = 0;
 	client(h, "USER bob\r\nPASS no\r\nUSER bob\r\nPASS pw2\r\n");
 	expect_client(h, "+OK\r\n");
 	backend_login(h, "bob", "no", false);
-	h->connect_sync = true;
-	h->connect_sync_status = PROTO_BACKEND_OK;
+	h->f.connect_sync = true;
+	h->f.connect_sync_status = PROTO_BACKEND_OK;
 	backend(h, "-ERR [AUTH] Authentication failed.\r\n+OK stale greeting\r\n");
 	expect_client(h, "-ERR [AUTH] Authentication failed.\r\n+OK\r\n");
-	assert_int_equal(h->connect_calls, 2);
+	assert_int_equal(h->f.connect_calls, 2);
 	expect_state(h, POP3_STATE_BACKEND_GREETING);
 	expect_backend(h, "");
 	backend(h, "+OK fresh\r\n");
@@ -877,7 +728,7 @@ static void test_bad_commands(void **state)
 	char big[700];
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "FOO\r\n");
 	expect_client(h, "-ERR Unknown command.\r\n");
 	memset(big, 'X', 600);
@@ -886,8 +737,8 @@ static void test_bad_commands(void **state)
 	expect_client(h, "-ERR Line too long.\r\n");
 	client(h, "\r\nCAPA\r\n");
 	expect_client(h, "-ERR Too many invalid commands.\r\n");
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "bad-commands");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "bad-commands");
 	harness_free(h);
 }
 
@@ -896,14 +747,14 @@ static void test_pass_without_user_and_bad_args(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "PASS x\r\n");
 	expect_client(h, "-ERR No username given.\r\n");
 	client(h, "USER\r\n");
 	expect_client(h, "-ERR Invalid user name.\r\n");
 	client(h, "USER bob\r\nPASS\r\n");
 	expect_client(h, "+OK\r\n-ERR Too many invalid commands.\r\n");
-	assert_int_equal(h->connect_calls, 0);
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 }
 
@@ -912,20 +763,20 @@ static void test_relay_policy_changed(void **state)
 	struct harness *h = harness_new(TLS_IMPLICIT);
 	(void)state;
 
-	h->client_len = 0;
+	h->f.client.len = 0;
 	client(h, "USER dave\r\nPASS pw\r\n");
 	backend_login(h, "dave", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
 	expect_client(h, "+OK\r\n+OK Logged in.\r\n");
 	/* unchanged: the session stays */
-	pop3_front.policy_changed(h->s);
-	assert_int_equal(h->close_calls, 0);
+	pop3_front.policy_changed(h->f.s);
+	assert_int_equal(h->f.close_calls, 0);
 	/* POP turned off for dave: closed, nothing injected */
 	deny_pop(h, "dave@example.com", "no");
-	pop3_front.policy_changed(h->s);
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "policy");
-	assert_int_equal(h->decision.verdict, POL_DENY);
+	pop3_front.policy_changed(h->f.s);
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "policy");
+	assert_int_equal(h->f.decision.verdict, POL_DENY);
 	expect_client(h, "");
 	harness_free(h);
 }
@@ -936,48 +787,48 @@ static void test_timeouts_and_shutdown(void **state)
 	(void)state;
 
 	h = harness_new(TLS_NONE);
-	h->client_len = 0;
-	pop3_front.timeout(h->s, PROTO_TIMEOUT_PREAUTH);
+	h->f.client.len = 0;
+	pop3_front.timeout(h->f.s, PROTO_TIMEOUT_PREAUTH);
 	expect_client(h, "-ERR Disconnected for inactivity.\r\n");
-	assert_string_equal(h->close_reason, "preauth-timeout");
+	assert_string_equal(h->f.close_reason, "preauth-timeout");
 	harness_free(h);
 
 	h = harness_new(TLS_IMPLICIT);
 	client(h, "USER bob\r\nPASS pw\r\n");
 	backend_login(h, "bob", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
-	h->client_len = 0;
-	pop3_front.timeout(h->s, PROTO_TIMEOUT_IDLE);
+	h->f.client.len = 0;
+	pop3_front.timeout(h->f.s, PROTO_TIMEOUT_IDLE);
 	expect_client(h, "-ERR Disconnected for inactivity.\r\n");
-	assert_string_equal(h->close_reason, "idle-timeout");
+	assert_string_equal(h->f.close_reason, "idle-timeout");
 	harness_free(h);
 
 	h = harness_new(TLS_NONE);
-	h->client_len = 0;
-	pop3_front.shutdown(h->s);
+	h->f.client.len = 0;
+	pop3_front.shutdown(h->f.s);
 	expect_client(h, "-ERR [SYS/TEMP] Server shutting down.\r\n");
-	assert_string_equal(h->close_reason, "shutdown");
-	pop3_front.shutdown(h->s);
-	assert_int_equal(h->close_calls, 1);
+	assert_string_equal(h->f.close_reason, "shutdown");
+	pop3_front.shutdown(h->f.s);
+	assert_int_equal(h->f.close_calls, 1);
 	harness_free(h);
 
 	/* nothing in plaintext while the STLS handshake runs */
 	h = harness_new(TLS_NONE);
 	client(h, "STLS\r\n");
-	h->client_len = 0;
-	pop3_front.timeout(h->s, PROTO_TIMEOUT_PREAUTH);
+	h->f.client.len = 0;
+	pop3_front.timeout(h->f.s, PROTO_TIMEOUT_PREAUTH);
 	expect_client(h, "");
-	assert_string_equal(h->close_reason, "preauth-timeout");
+	assert_string_equal(h->f.close_reason, "preauth-timeout");
 	harness_free(h);
 
 	h = harness_new(TLS_IMPLICIT);
 	client(h, "USER bob\r\nPASS pw\r\n");
 	backend_login(h, "bob", "pw", false);
 	backend(h, "+OK Logged in.\r\n");
-	h->client_len = 0;
-	pop3_front.shutdown(h->s);
+	h->f.client.len = 0;
+	pop3_front.shutdown(h->f.s);
 	expect_client(h, "");   /* nothing injected into a relay */
-	assert_string_equal(h->close_reason, "shutdown");
+	assert_string_equal(h->f.close_reason, "shutdown");
 	harness_free(h);
 }
 
@@ -1006,10 +857,10 @@ static void test_trace_and_no_secret_leak(void **state)
 	assert_non_null(strstr(trace_log, "0123456789abcdef init->authorization\n"));
 	assert_non_null(strstr(trace_log, "backend-auth->relay\n"));
 	assert_null(strstr(trace_log, "S3cr3t"));
-	assert_null(memmem(h->client, h->client_len, "S3cr3t", 6));
-	assert_null(strstr(h->user, "S3cr3t"));
-	assert_null(strstr(h->decision.reason, "S3cr3t"));
-	assert_null(strstr(h->decision.message, "S3cr3t"));
+	assert_null(memmem(h->f.client.p, h->f.client.len, "S3cr3t", 6));
+	assert_null(strstr(h->f.user, "S3cr3t"));
+	assert_null(strstr(h->f.decision.reason, "S3cr3t"));
+	assert_null(strstr(h->f.decision.message, "S3cr3t"));
 	assert_string_equal(pop3_state_name(POP3_STATE_COUNT), "unknown");
 	harness_free(h);
 }
@@ -1017,11 +868,11 @@ static void test_trace_and_no_secret_leak(void **state)
 static void test_session_new_bad_limits(void **state)
 {
 	struct harness *h = harness_new(TLS_NONE);
-	struct proto_settings set = h->set;
+	struct proto_settings set = h->f.set;
 	(void)state;
 
 	set.line_max = 0;
-	assert_null(pop3_front.session_new(&h->io, &h->info, &set));
+	assert_null(pop3_front.session_new(&h->f.io, &h->f.info, &set));
 	assert_string_equal(pop3_front.name, "pop3");
 	assert_int_equal(pop3_front.service, POL_POP);
 	harness_free(h);
