@@ -22,153 +22,19 @@
 #include "policy/store.h"
 #include "protocols/sasl/sasl_parser.h"
 #include "protocols/smtp/submission_session.h"
+#include "tests/support/fake_io.h"
 
-/* ---- the fake io ------------------------------------------------------ */
+/* ---- the fake io (tests/support/fake_io.h) --------------------------- */
 
-struct fake {
-	char client[16384];
-	size_t client_len;
-	char backend[16384];
-	size_t backend_len;
-	unsigned starttls, connects, backend_closes, relays, pauses, resumes;
-	bool paused;
-	char relay_rest[4096];
-	size_t relay_rest_len;
-	unsigned timer_ms;
-	unsigned timers_set;
-	bool closed;
-	char close_reason[64];
-	char user[POL_ADDRESS_MAX + 1];
-	struct pol_decision decision;
-	unsigned decisions;
-	unsigned auth_fails;
-	unsigned penalty_ms;
-	char backend_error[64];
-	unsigned backend_errors;
-	/* connect behaviour: 0 = async (the test calls backend_ready),
-	 * 1 = fail at once */
-	int connect_mode;
-	void *s;
-};
-
-static struct fake F;
+static struct fake_io F;
 static struct pol_store *store;
 static char store_dir[64];
 
-static void io_client_write(void *ctx, const void *buf, size_t len)
+static void cmocka_fail(struct fake_io *f, const char *what)
 {
-	struct fake *f = ctx;
-	assert_true(f->client_len + len < sizeof(f->client));
-	memcpy(f->client + f->client_len, buf, len);
-	f->client_len += len;
-	f->client[f->client_len] = '\0';
+	(void)f;
+	fail_msg("%s", what);
 }
-
-static void io_backend_write(void *ctx, const void *buf, size_t len)
-{
-	struct fake *f = ctx;
-	assert_true(f->backend_len + len < sizeof(f->backend));
-	memcpy(f->backend + f->backend_len, buf, len);
-	f->backend_len += len;
-	f->backend[f->backend_len] = '\0';
-}
-
-static void io_client_starttls(void *ctx)
-{
-	((struct fake *)ctx)->starttls++;
-}
-
-static void io_backend_connect(void *ctx)
-{
-	struct fake *f = ctx;
-	f->connects++;
-	if (f->connect_mode == 1)
-		submission_front.backend_ready(f->s, PROTO_BACKEND_UNAVAILABLE);
-}
-
-static void io_backend_close(void *ctx)
-{
-	((struct fake *)ctx)->backend_closes++;
-}
-
-static void io_relay_start(void *ctx, const void *rest, size_t len)
-{
-	struct fake *f = ctx;
-	assert_true(len < sizeof(f->relay_rest));
-	f->relays++;
-	memcpy(f->relay_rest, rest, len);
-	f->relay_rest_len = len;
-	f->relay_rest[len] = '\0';
-	f->paused = false;
-}
-
-static void io_timer(void *ctx, unsigned ms)
-{
-	struct fake *f = ctx;
-	f->timer_ms = ms;
-	f->timers_set++;
-}
-
-static void io_client_pause(void *ctx, bool paused)
-{
-	struct fake *f = ctx;
-	f->paused = paused;
-	if (paused)
-		f->pauses++;
-	else
-		f->resumes++;
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct fake *f = ctx;
-	assert_false(f->closed);
-	f->closed = true;
-	snprintf(f->close_reason, sizeof(f->close_reason), "%s", reason);
-}
-
-static void io_set_user(void *ctx, const char *user)
-{
-	snprintf(((struct fake *)ctx)->user, sizeof(F.user), "%s", user);
-}
-
-static void io_set_decision(void *ctx, const struct pol_decision *d)
-{
-	struct fake *f = ctx;
-	f->decision = *d;
-	f->decisions++;
-}
-
-static unsigned io_auth_failed(void *ctx)
-{
-	struct fake *f = ctx;
-	f->auth_fails++;
-	return f->penalty_ms;
-}
-
-static void io_backend_error(void *ctx, const char *what)
-{
-	struct fake *f = ctx;
-	f->backend_errors++;
-	snprintf(f->backend_error, sizeof(f->backend_error), "%s", what);
-}
-
-static const struct proto_io fake_io = {
-	.ctx = &F,
-	.client_write = io_client_write,
-	.backend_write = io_backend_write,
-	.client_starttls = io_client_starttls,
-	.backend_connect = io_backend_connect,
-	.backend_close = io_backend_close,
-	.relay_start = io_relay_start,
-	.timer = io_timer,
-	.client_pause = io_client_pause,
-	.close = io_close,
-	.set_user = io_set_user,
-	.set_decision = io_set_decision,
-	.auth_failed = io_auth_failed,
-	.backend_error = io_backend_error,
-};
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -183,7 +49,12 @@ static struct proto_settings set;
 
 static void *open_session(const struct opts *o)
 {
-	memset(&F, 0, sizeof(F));
+	fake_io_free(&F);
+	fake_io_init(&F);
+	F.fail = cmocka_fail;
+	F.checks = FAKE_CHECK_CLOSE_ONCE;
+	F.relay_resumes = true;
+	F.front = &submission_front;
 	info = (struct proto_conn_info){
 		.session_id = "0123456789abcdef",
 		.client_ip = "192.0.2.7",
@@ -204,7 +75,7 @@ static void *open_session(const struct opts *o)
 		.hostname = "mx.postern.test",
 		.store = store,
 	};
-	F.s = submission_front.session_new(&fake_io, &info, &set);
+	F.s = submission_front.session_new(&F.io, &info, &set);
 	assert_non_null(F.s);
 	submission_front.start(F.s);
 	return F.s;
@@ -218,30 +89,24 @@ static void close_session(void)
 
 static void client(const char *text)
 {
-	submission_front.client_data(F.s, text, strlen(text));
+	fake_io_client_str(&F, text);
 }
 
 static void backend(const char *text)
 {
-	submission_front.backend_data(F.s, text, strlen(text));
+	fake_io_backend_str(&F, text);
 }
 
 /* Asserts the client got exactly `want` since the last call, then forgets
  * it. */
 static void expect_client(const char *want)
 {
-	if (strcmp(F.client, want) != 0)
-		fail_msg("client got:\n%s\nwanted:\n%s", F.client, want);
-	F.client_len = 0;
-	F.client[0] = '\0';
+	fake_io_expect(&F, &F.client, "client", want);
 }
 
 static void expect_backend(const char *want)
 {
-	if (strcmp(F.backend, want) != 0)
-		fail_msg("backend got:\n%s\nwanted:\n%s", F.backend, want);
-	F.backend_len = 0;
-	F.backend[0] = '\0';
+	fake_io_expect(&F, &F.backend, "backend", want);
 }
 
 static enum submission_state state(void)
@@ -331,9 +196,7 @@ static int group_setup(void **state_)
 	enum pol_service all_held[] = { POL_IMAP, POL_POP, POL_ACTIVESYNC, POL_OUTGOING };
 
 	(void)state_;
-	snprintf(store_dir, sizeof(store_dir), "/tmp/test-submission-XXXXXX");
-	assert_non_null(mkdtemp(store_dir));
-	assert_int_equal(pol_store_open(store_dir, 16u << 20, 0, &store), 0);
+	assert_int_equal(fake_store_open("submission", store_dir, sizeof(store_dir), &store), 0);
 	set_flags("bob@example.com", out, 1, POL_FLAG_OFF,
 		  "Sending is switched off for bob. Ask IT.");
 	set_flags("carol@example.com", out, 1, POL_FLAG_OFF, NULL);
@@ -349,12 +212,9 @@ static int group_setup(void **state_)
 
 static int group_teardown(void **state_)
 {
-	char cmd[128];
-
 	(void)state_;
-	pol_store_close(&store);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(fake_store_remove(store_dir, &store), 0);
+	fake_io_free(&F);
 	return 0;
 }
 
@@ -450,7 +310,7 @@ static void test_line_limits(void **state_)
 	expect_client(GREETING);
 	/* 32 bytes: at the limit */
 	client("EHLO abcdefghijklmnopqrstuvwxyz1\r\n");
-	assert_true(strncmp(F.client, "250-", 4) == 0);
+	assert_true(strncmp(F.client.p, "250-", 4) == 0);
 	expect_client(EHLO_TLS);
 	client("EHLO abcdefghijklmnopqrstuvwxyz12\r\n");
 	expect_client("500 5.5.2 Line too long\r\n");
@@ -475,17 +335,17 @@ static void test_starttls(void **state_)
 	open_session(&o);
 	expect_client(GREETING);
 	client("EHLO client.example\r\n");
-	F.client_len = 0;
+	F.client.len = 0;
 	/* injected commands after STARTTLS in the same packet are dropped */
 	client("STARTTLS\r\nAUTH PLAIN AGFsaWNlAHB3\r\nQUIT\r\n");
 	expect_client("220 2.0.0 Ready to start TLS\r\n");
-	assert_int_equal(F.starttls, 1);
+	assert_int_equal(F.starttls_calls, 1);
 	assert_int_equal(state(), SUBMISSION_STATE_STARTTLS);
 	client("NOOP\r\n");   /* plaintext before the handshake: ignored */
 	expect_client("");
 	submission_front.tls_ready(F.s, NULL);
 	assert_int_equal(state(), SUBMISSION_STATE_READY);
-	assert_int_equal(F.connects, 0);
+	assert_int_equal(F.connect_calls, 0);
 	/* the EHLO state was forgotten */
 	client("AUTH PLAIN\r\n");
 	expect_client("503 5.5.1 Send HELO/EHLO first\r\n");
@@ -510,17 +370,17 @@ static void test_auth_plain_ir_relay(void **state_)
 		 plain_ir("alice", "alice-secret"));
 	client(line);
 	expect_client("");
-	assert_int_equal(F.connects, 1);
+	assert_int_equal(F.connect_calls, 1);
 	backend_login_until_auth("alice", "alice-secret", true);
 	backend("235 2.7.0 Logged in.\r\n");
 	expect_client("235 2.7.0 Authentication successful\r\n");
 	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
-	assert_int_equal(F.relays, 1);
-	assert_string_equal(F.relay_rest, "MAIL FROM:<alice@example.com>\r\nRC");
+	assert_int_equal(F.relay_calls, 1);
+	assert_string_equal(F.relay_rest.p, "MAIL FROM:<alice@example.com>\r\nRC");
 	assert_string_equal(F.user, "alice@example.com");
 	assert_int_equal(F.decision.verdict, POL_ALLOW);
 	assert_int_equal(F.timer_ms, 0);
-	assert_int_equal(F.backend_closes, 0);
+	assert_int_equal(F.backend_close_calls, 0);
 	/* backend bytes in the relay phase are the gateway's, but any that
 	 * arrive through the front go to the client */
 	backend("250 2.1.0 Ok\r\n");
@@ -567,8 +427,8 @@ static void test_auth_plain_continuation(void **state_)
 	expect_client("235 2.7.0 Authentication successful\r\n");
 	assert_int_equal(state(), SUBMISSION_STATE_NO_SEND);
 	expect_backend("QUIT\r\n");
-	assert_int_equal(F.backend_closes, 1);
-	assert_int_equal(F.relays, 0);
+	assert_int_equal(F.backend_close_calls, 1);
+	assert_int_equal(F.relay_calls, 0);
 	assert_false(F.paused);
 	assert_int_equal(F.decision.verdict, POL_DENY);
 	assert_string_equal(F.decision.reason, "outgoing-disabled");
@@ -605,8 +465,8 @@ static void test_no_send_builtin_message(void **state_)
 	expect_client("235 2.7.0 Authentication successful\r\n");
 	assert_string_equal(F.user, "carol@example.com");
 	client("MAIL FROM:<>\r\n");
-	assert_true(strncmp(F.client, "550 5.7.1 ", 10) == 0);
-	assert_non_null(strstr(F.client, "disabled"));
+	assert_true(strncmp(F.client.p, "550 5.7.1 ", 10) == 0);
+	assert_non_null(strstr(F.client.p, "disabled"));
 }
 
 static void test_auth_login(void **state_)
@@ -633,8 +493,8 @@ static void test_auth_login(void **state_)
 	backend_login_until_auth("alice@example.com", "pass word", true);
 	backend("235 2.7.0 Logged in.\r\n");
 	expect_client("235 2.7.0 Authentication successful\r\n");
-	assert_int_equal(F.relays, 1);
-	assert_int_equal(F.relay_rest_len, 0);
+	assert_int_equal(F.relay_calls, 1);
+	assert_int_equal(F.relay_rest.len, 0);
 }
 
 static void test_auth_syntax(void **state_)
@@ -664,7 +524,7 @@ static void test_auth_syntax(void **state_)
 			      "connection\r\n");
 	}
 	assert_true(F.closed);
-	assert_int_equal(F.connects, 0);
+	assert_int_equal(F.connect_calls, 0);
 }
 
 static void test_auth_response_too_long(void **state_)
@@ -699,7 +559,7 @@ static void test_wrong_password(void **state_)
 		backend("535 5.7.8 Authentication failed\r\n");
 		expect_backend("QUIT\r\n");
 		assert_int_equal(state(), SUBMISSION_STATE_PENALTY);
-		assert_int_equal(F.auth_fails, (unsigned)i + 1);
+		assert_int_equal(F.auth_failed_calls, (unsigned)i + 1);
 		assert_int_equal(F.timer_ms, 250);
 		expect_client("");
 		submission_front.timer(F.s);
@@ -714,7 +574,7 @@ static void test_wrong_password(void **state_)
 	expect_client("535 5.7.8 Authentication credentials invalid\r\n");
 	assert_true(F.closed);
 	assert_string_equal(F.close_reason, "auth-failures");
-	assert_int_equal(F.relays, 0);
+	assert_int_equal(F.relay_calls, 0);
 }
 
 static void test_account_disabled(void **state_)
@@ -774,21 +634,22 @@ static void test_backend_failures(void **state_)
 		snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nNOOP\r\n", plain_ir("alice", "pw"));
 		client(line);
 		submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
-		F.backend_len = 0;
+		F.backend.len = 0;
 		backend(scripts[i]);
 		expect_client("454 4.7.0 Temporary authentication failure\r\n250 2.0.0 OK\r\n");
 		assert_int_equal(state(), SUBMISSION_STATE_READY);
-		assert_int_equal(F.backend_errors, i + 1);
+		assert_int_equal(F.backend_error_calls, i + 1);
 		assert_false(F.paused);
-		assert_int_equal(F.auth_fails, 0);
+		assert_int_equal(F.auth_failed_calls, 0);
 	}
 	/* unavailable pool, synchronous */
-	F.connect_mode = 1;
+	F.connect_sync = true;
+	F.connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
 	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
 	client(line);
 	expect_client("454 4.7.0 Temporary authentication failure\r\n");
 	assert_string_equal(F.backend_error, "unavailable");
-	F.connect_mode = 0;
+	F.connect_sync = false;
 	/* timeout */
 	client(line);
 	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
@@ -808,7 +669,7 @@ static void test_backend_failures(void **state_)
 	submission_front.timer(F.s);
 	expect_client("");
 	assert_false(F.closed);
-	assert_int_equal(F.relays, 0);
+	assert_int_equal(F.relay_calls, 0);
 }
 
 /* A backend without XCLIENT gets AUTH right after EHLO; replies split at
@@ -828,8 +689,8 @@ static void test_backend_split_replies(void **state_)
 		submission_front.backend_data(F.s, script + i, 1);
 	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
 	expect_client("235 2.7.0 Authentication successful\r\n");
-	assert_non_null(strstr(F.backend, "AUTH PLAIN "));
-	assert_null(strstr(F.backend, "XCLIENT"));
+	assert_non_null(strstr(F.backend.p, "AUTH PLAIN "));
+	assert_null(strstr(F.backend.p, "XCLIENT"));
 }
 
 /* Pipelined pre-auth commands in one chunk are answered in order. */
@@ -894,8 +755,8 @@ static void test_hostname_sanitised(void **state_)
 	open_session(&o);
 	close_session();
 	set.hostname = "bad host\r\nX";
-	F.client_len = 0;
-	F.s = submission_front.session_new(&fake_io, &info, &set);
+	F.client.len = 0;
+	F.s = submission_front.session_new(&F.io, &info, &set);
 	submission_front.start(F.s);
 	expect_client("220 postern ESMTP postern\r\n");
 	assert_string_equal(submission_state_name(SUBMISSION_STATE_NO_SEND), "no-send");
@@ -912,15 +773,15 @@ static void test_xclient_ipv6(void **state_)
 	open_session(&o);
 	close_session();
 	info.client_ip = "2001:db8::7";
-	F.s = submission_front.session_new(&fake_io, &info, &set);
+	F.s = submission_front.session_new(&F.io, &info, &set);
 	submission_front.start(F.s);
 	client("EHLO [x-tag:a+b=c]\r\n");
-	F.client_len = 0;
+	F.client.len = 0;
 	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
 	client(line);
 	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
 	backend("220 b\r\n");
-	F.backend_len = 0;
+	F.backend.len = 0;
 	backend("250-b\r\n250 XCLIENT ADDR HELO NAME\r\n");
 	expect_backend("XCLIENT ADDR=IPV6:2001:db8::7 HELO=[x-tag:a+2Bb+3Dc]\r\n");
 }
