@@ -3,7 +3,7 @@
  * driven through lmtp_front with a scripted fake proto_io and a real policy
  * store in a mkdtemp directory.
  *
- * The fake proto_io below is a test harness for the state machine, not a
+ * The shared fake proto_io (tests/support/fake_io.h) is a test harness for the state machine, not a
  * gateway: it records every byte written to the client and the store and
  * every call (pause, connect, close, timer, drain requests, decisions), keeps
  * the spool in memory (with injectable -EIO and a size cap for -EFBIG), and
@@ -25,47 +25,12 @@
 #include "policy/store.h"
 #include "protocols/lmtp/lmtp_session.h"
 #include "protocols/proto.h"
+#include "tests/support/fake_io.h"
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-#define MAX_DECISIONS 16
 #define MAX_RECORDS 16
 
 struct harness {
-	/* recorded */
-	struct buf client, backend, spool;
-	int connect_calls;
-	int backend_close_calls;
-	unsigned timer_ms;
-	int timer_calls;
-	bool paused;
-	int close_calls;
-	char close_reason[64];
-	int login_done_calls;
-	int want_drain_calls;
-	bool drain_pending;
-	size_t backend_at_drain;        /* backend bytes when the last drain was asked */
-	int spool_reset_calls;
-	int decision_calls;
-	char decision_user[MAX_DECISIONS][POL_ADDRESS_MAX + 1];
-	char decision_reason[MAX_DECISIONS][POL_REASON_MAX];
-	enum pol_verdict decision_verdict[MAX_DECISIONS];
-	int backend_error_calls;
-	char backend_error[64];
-	/* script */
-	bool trusted;
-	bool connect_sync;
-	int connect_sync_status;
-	bool spool_fail;                /* spool_append gives -EIO */
-	size_t spool_cap;               /* > 0: -EFBIG past it */
-	/* the session */
-	struct proto_io io;
-	struct proto_conn_info info;
-	struct proto_settings set;
-	void *s;
+	struct fake_io f;               /* the shared fake proto_io (the session) */
 	struct pol_store *store;
 	char dir[64];
 };
@@ -105,164 +70,10 @@ static void record_delivery(const struct lmtp_delivery *d)
 	nrecords++;
 }
 
-/* ---- the fake proto_io ---------------------------------------------- */
-
-static void buf_append(struct buf *b, const void *p, size_t n)
+static void cmocka_fail(struct fake_io *f, const char *what)
 {
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap > 0 ? b->cap : 4096;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		assert_non_null(b->p);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-static void io_client_write(void *ctx, const void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	assert_int_equal(h->close_calls, 0);
-	buf_append(&h->client, buf, len);
-}
-
-static void io_backend_write(void *ctx, const void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	buf_append(&h->backend, buf, len);
-}
-
-static void io_client_starttls(void *ctx)
-{
-	(void)ctx;
-	fail_msg("LMTP never starts TLS");
-}
-
-static void io_backend_connect(void *ctx)
-{
-	struct harness *h = ctx;
-	h->connect_calls++;
-	if (h->connect_sync)
-		lmtp_front.backend_ready(h->s, h->connect_sync_status);
-}
-
-static void io_backend_close(void *ctx)
-{
-	((struct harness *)ctx)->backend_close_calls++;
-}
-
-static void io_relay_start(void *ctx, const void *rest, size_t len)
-{
-	(void)ctx;
-	(void)rest;
-	(void)len;
-	fail_msg("LMTP never relays");
-}
-
-static void io_timer(void *ctx, unsigned ms)
-{
-	struct harness *h = ctx;
-	h->timer_calls++;
-	h->timer_ms = ms;
-}
-
-static void io_client_pause(void *ctx, bool paused)
-{
-	((struct harness *)ctx)->paused = paused;
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct harness *h = ctx;
-	h->close_calls++;
-	snprintf(h->close_reason, sizeof(h->close_reason), "%s", reason);
-}
-
-static void io_set_user(void *ctx, const char *user)
-{
-	struct harness *h = ctx;
-	if (h->decision_calls < MAX_DECISIONS)
-		snprintf(h->decision_user[h->decision_calls], sizeof(h->decision_user[0]), "%s",
-			 user);
-}
-
-static void io_set_decision(void *ctx, const struct pol_decision *d)
-{
-	struct harness *h = ctx;
-	if (h->decision_calls < MAX_DECISIONS) {
-		snprintf(h->decision_reason[h->decision_calls], sizeof(h->decision_reason[0]),
-			 "%s", d->reason);
-		h->decision_verdict[h->decision_calls] = d->verdict;
-	}
-	h->decision_calls++;
-}
-
-static unsigned io_auth_failed(void *ctx)
-{
-	(void)ctx;
-	fail_msg("LMTP has no logins");
-	return 0;
-}
-
-static void io_backend_error(void *ctx, const char *what)
-{
-	struct harness *h = ctx;
-	h->backend_error_calls++;
-	snprintf(h->backend_error, sizeof(h->backend_error), "%s", what);
-}
-
-static void io_login_done(void *ctx)
-{
-	((struct harness *)ctx)->login_done_calls++;
-}
-
-static void io_backend_want_drain(void *ctx)
-{
-	struct harness *h = ctx;
-	h->want_drain_calls++;
-	h->drain_pending = true;
-	h->backend_at_drain = h->backend.len;
-}
-
-static int io_spool_append(void *ctx, const void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	if (h->spool_fail)
-		return -EIO;
-	if (h->spool_cap > 0 && h->spool.len + len > h->spool_cap)
-		return -EFBIG;
-	buf_append(&h->spool, buf, len);
-	return 0;
-}
-
-static long io_spool_read(void *ctx, size_t offset, void *buf, size_t len)
-{
-	struct harness *h = ctx;
-	if (offset >= h->spool.len)
-		return 0;
-	if (len > h->spool.len - offset)
-		len = h->spool.len - offset;
-	memcpy(buf, h->spool.p + offset, len);
-	return (long)len;
-}
-
-static size_t io_spool_size(void *ctx)
-{
-	return ((struct harness *)ctx)->spool.len;
-}
-
-static void io_spool_reset(void *ctx)
-{
-	struct harness *h = ctx;
-	h->spool_reset_calls++;
-	h->spool.len = 0;
-}
-
-static bool io_client_trusted(void *ctx)
-{
-	return ((struct harness *)ctx)->trusted;
+	(void)f;
+	fail_msg("%s", what);
 }
 
 /* ---- helpers -------------------------------------------------------- */
@@ -278,41 +89,21 @@ static struct harness *harness_new(unsigned flags)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 	assert_non_null(h);
-	snprintf(h->dir, sizeof(h->dir), "/tmp/postern-lmtp-XXXXXX");
-	assert_non_null(mkdtemp(h->dir));
-	assert_int_equal(pol_store_open(h->dir, 16u << 20, 0, &h->store), 0);
-	h->trusted = (flags & TRUSTED) != 0;
-	h->io = (struct proto_io){
-		.ctx = h,
-		.client_write = io_client_write,
-		.backend_write = io_backend_write,
-		.client_starttls = io_client_starttls,
-		.backend_connect = io_backend_connect,
-		.backend_close = io_backend_close,
-		.relay_start = io_relay_start,
-		.timer = io_timer,
-		.client_pause = io_client_pause,
-		.close = io_close,
-		.set_user = io_set_user,
-		.set_decision = io_set_decision,
-		.auth_failed = io_auth_failed,
-		.backend_error = io_backend_error,
-		.login_done = io_login_done,
-		.backend_want_drain = io_backend_want_drain,
-		.spool_append = io_spool_append,
-		.spool_read = io_spool_read,
-		.spool_size = io_spool_size,
-		.spool_reset = io_spool_reset,
-		.client_trusted = io_client_trusted,
-	};
-	h->info = (struct proto_conn_info){
+	assert_int_equal(fake_store_open("lmtp", h->dir, sizeof(h->dir), &h->store), 0);
+	fake_io_init(&h->f);
+	h->f.fail = cmocka_fail;
+	h->f.checks = FAKE_CHECK_CLIENT_CLOSED | FAKE_NO_STARTTLS | FAKE_NO_RELAY | FAKE_NO_AUTH;
+	h->f.backend.max = 64u << 20;   /* streamed deliveries of a few MB */
+	h->f.spool.max = 64u << 20;
+	h->f.trusted = (flags & TRUSTED) != 0;
+	h->f.info = (struct proto_conn_info){
 		.session_id = "0123456789abcdef",
 		.client_ip = "127.0.0.1",
 		.client_port = 50000,
 		.local_ip = "127.0.0.1",
 		.local_port = 24,
 	};
-	h->set = (struct proto_settings){
+	h->f.set = (struct proto_settings){
 		.message_max = (flags & UNLIMITED) ? 0 : 10000,
 		.refuse_unknown = (flags & REFUSE_UNKNOWN) != 0,
 		.line_max = 512,
@@ -326,67 +117,47 @@ static struct harness *harness_new(unsigned flags)
 	};
 	nrecords = 0;
 	lmtp_session_set_delivery_log(record_delivery);
-	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
-	assert_non_null(h->s);
-	if (!(flags & NO_START))
-		lmtp_front.start(h->s);
+	assert_non_null(fake_io_open(&h->f, &lmtp_front, !(flags & NO_START)));
 	return h;
 }
 
 static void harness_free(struct harness *h)
 {
-	char cmd[128];
-
-	lmtp_front.free(h->s);
+	fake_io_free(&h->f);
 	lmtp_session_set_delivery_log(NULL);
-	pol_store_close(&h->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
-	assert_int_equal(system(cmd), 0);
-	free(h->client.p);
-	free(h->backend.p);
-	free(h->spool.p);
+	assert_int_equal(fake_store_remove(h->dir, &h->store), 0);
 	free(h);
 }
 
 static void client(struct harness *h, const char *text)
 {
-	lmtp_front.client_data(h->s, text, strlen(text));
+	fake_io_client_str(&h->f, text);
 }
 
 static void client_bytewise(struct harness *h, const char *text)
 {
-	for (size_t i = 0; text[i] != '\0'; i++)
-		lmtp_front.client_data(h->s, text + i, 1);
+	fake_io_client_bytewise(&h->f, text);
 }
 
 static void backend(struct harness *h, const char *text)
 {
-	lmtp_front.backend_data(h->s, text, strlen(text));
-}
-
-static void expect_buf(struct buf *b, const char *who, const char *expected)
-{
-	size_t n = strlen(expected);
-	if (b->len != n || memcmp(b->p, expected, n) != 0)
-		fail_msg("%s got [%.*s]\nexpected [%s]", who, (int)b->len, b->len ? b->p : "",
-			 expected);
-	b->len = 0;
+	fake_io_backend_str(&h->f, text);
 }
 
 /* Compares and forgets what the client / the store received. */
 static void expect_client(struct harness *h, const char *expected)
 {
-	expect_buf(&h->client, "client", expected);
+	fake_io_expect(&h->f, &h->f.client, "client", expected);
 }
 
 static void expect_backend(struct harness *h, const char *expected)
 {
-	expect_buf(&h->backend, "store", expected);
+	fake_io_expect(&h->f, &h->f.backend, "store", expected);
 }
 
 static void expect_state(struct harness *h, enum lmtp_state state)
 {
-	assert_string_equal(lmtp_state_name(lmtp_session_state(h->s)), lmtp_state_name(state));
+	assert_string_equal(lmtp_state_name(lmtp_session_state(h->f.s)), lmtp_state_name(state));
 }
 
 static void set_incoming(struct harness *h, const char *address, enum pol_flag_op op,
@@ -400,10 +171,7 @@ static void set_incoming(struct harness *h, const char *address, enum pol_flag_o
 /* Answers every pending drain request, as a gateway whose store reads. */
 static void pump_drains(struct harness *h)
 {
-	while (h->drain_pending) {
-		h->drain_pending = false;
-		lmtp_front.backend_drained(h->s);
-	}
+	fake_io_pump_drains(&h->f);
 }
 
 /* LHLO and its reply (checked), then forgets the output. */
@@ -411,7 +179,7 @@ static void lhlo(struct harness *h)
 {
 	client(h, "LHLO mta.example.com\r\n");
 	expect_state(h, LMTP_STATE_READY);
-	h->client.len = 0;
+	h->f.client.len = 0;
 }
 
 /* Plays the store up to the envelope: connect, greeting, LHLO. The store
@@ -419,11 +187,11 @@ static void lhlo(struct harness *h)
 static void store_hello(struct harness *h, bool plain)
 {
 	expect_state(h, LMTP_STATE_STORE_CONNECT);
-	assert_true(h->paused);
-	h->backend.len = 0;   /* the QUIT of an earlier delivery */
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	assert_true(h->f.paused);
+	h->f.backend.len = 0;   /* the QUIT of an earlier delivery */
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 	expect_state(h, LMTP_STATE_STORE_GREETING);
-	assert_int_equal(h->timer_ms, 30000);
+	assert_int_equal(h->f.timer_ms, 30000);
 	backend(h, "220 store.test Dovecot ready.\r\n");
 	expect_backend(h, "LHLO mx.test\r\n");
 	if (plain)
@@ -445,16 +213,16 @@ static void store_body(struct harness *h, const char *stuffed_body)
 	pump_drains(h);
 	expect_state(h, LMTP_STATE_STORE_REPLIES);
 	n = (size_t)snprintf(want, sizeof(want), "%s.\r\n", stuffed_body);
-	if (h->backend.len < n || memcmp(h->backend.p + h->backend.len - n, want, n) != 0)
-		fail_msg("store got [%.*s]\nexpected it to end with [%s]", (int)h->backend.len,
-			 h->backend.len ? h->backend.p : "", want);
-	h->backend.len = 0;
+	if (h->f.backend.len < n || memcmp(h->f.backend.p + h->f.backend.len - n, want, n) != 0)
+		fail_msg("store got [%.*s]\nexpected it to end with [%s]", (int)h->f.backend.len,
+			 h->f.backend.len ? h->f.backend.p : "", want);
+	h->f.backend.len = 0;
 }
 
 /* Whether the client output holds text (it is not NUL-terminated). */
 static bool client_has(struct harness *h, const char *text)
 {
-	return h->client.len > 0 && memmem(h->client.p, h->client.len, text, strlen(text)) != NULL;
+	return h->f.client.len > 0 && memmem(h->f.client.p, h->f.client.len, text, strlen(text)) != NULL;
 }
 
 /* A body of n lines of 1000 bytes (CRLF), more than one burst when n > 262. */
@@ -488,28 +256,28 @@ static void test_greeting_and_lhlo(void **state)
 	expect_client(h, "500 5.5.1 Error: this is LMTP, send LHLO\r\n");
 	client(h, "LHLO\r\n");
 	expect_client(h, "501 5.5.4 Syntax: LHLO hostname\r\n");
-	assert_int_equal(h->login_done_calls, 0);
+	assert_int_equal(h->f.login_done_calls, 0);
 	client(h, "LHLO mta.example.com\r\n");
 	expect_client(h, "250-mx.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
 			 "250-8BITMIME\r\n250 SIZE 10000\r\n");
-	assert_int_equal(h->login_done_calls, 1);
+	assert_int_equal(h->f.login_done_calls, 1);
 	expect_state(h, LMTP_STATE_READY);
 	/* again: no second login_done */
 	client(h, "lhlo again.example.com\r\n");
-	h->client.len = 0;
-	assert_int_equal(h->login_done_calls, 1);
+	h->f.client.len = 0;
+	assert_int_equal(h->f.login_done_calls, 1);
 	client(h, "NOOP\r\nVRFY alice\r\nRSET\r\nQUIT\r\n");
 	expect_client(h, "250 2.0.0 Ok\r\n"
 			 "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n"
 			 "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n");
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "logout");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "logout");
 	expect_state(h, LMTP_STATE_CLOSED);
 	harness_free(h);
 
 	/* trusted clients are offered XFORWARD */
 	h = harness_new(TRUSTED);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	client(h, "LHLO mta.example.com\r\n");
 	expect_client(h, "250-mx.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
 			 "250-8BITMIME\r\n250-SIZE 10000\r\n"
@@ -531,13 +299,13 @@ static void test_delivery_one_recipient(void **state)
 		  "DATA\r\n");
 	expect_client(h, "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
 			 "354 End data with <CR><LF>.<CR><LF>\r\n");
-	assert_int_equal(h->decision_calls, 1);
-	assert_string_equal(h->decision_user[0], "alice@example.com");
-	assert_string_equal(h->decision_reason[0], "allowed");
+	assert_int_equal(h->f.decision_calls, 1);
+	assert_string_equal(h->f.decisions[0].user, "alice@example.com");
+	assert_string_equal(h->f.decisions[0].reason, "allowed");
 	expect_state(h, LMTP_STATE_DATA);
 	client(h, "Subject: hi\r\n\r\nbody\r\n.\r\n");
-	assert_int_equal(h->connect_calls, 1);
-	assert_int_equal(h->spool.len, 21);
+	assert_int_equal(h->f.connect_calls, 1);
+	assert_int_equal(h->f.spool.len, 21);
 	expect_client(h, "");
 	store_hello(h, false);
 	expect_backend(h, "MAIL FROM:<sender@example.net> SIZE=21 BODY=8BITMIME\r\n"
@@ -550,11 +318,11 @@ static void test_delivery_one_recipient(void **state)
 	backend(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
 	expect_client(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
 	expect_backend(h, "QUIT\r\n");
-	assert_int_equal(h->backend_close_calls, 1);
+	assert_int_equal(h->f.backend_close_calls, 1);
 	expect_state(h, LMTP_STATE_READY);
-	assert_false(h->paused);
-	assert_int_equal(h->timer_ms, 0);
-	assert_int_equal(h->spool.len, 0);
+	assert_false(h->f.paused);
+	assert_int_equal(h->f.timer_ms, 0);
+	assert_int_equal(h->f.spool.len, 0);
 	/* the delivery record */
 	assert_int_equal(nrecords, 1);
 	assert_string_equal(records[0].recipient, "alice@example.com");
@@ -568,7 +336,7 @@ static void test_delivery_one_recipient(void **state)
 
 	/* XFORWARD attributes belonged to that transaction only */
 	client(h, "MAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	expect_backend(h, "MAIL FROM:<> SIZE=3\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n");
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -609,12 +377,12 @@ static void test_per_recipient_refusals(void **state)
 			 "250 2.1.5 Ok\r\n"
 			 "550 5.1.3 Recipient address not supported here\r\n"
 			 "354 End data with <CR><LF>.<CR><LF>\r\n");
-	assert_int_equal(h->decision_calls, 5);
-	assert_string_equal(h->decision_reason[1], "incoming-disabled");
-	assert_int_equal(h->decision_verdict[1], POL_DENY);
-	assert_string_equal(h->decision_reason[2], "incoming-held");
-	assert_string_equal(h->decision_reason[3], "unknown-recipient");
-	assert_string_equal(h->decision_user[4], "erin@example.com");
+	assert_int_equal(h->f.decision_calls, 5);
+	assert_string_equal(h->f.decisions[1].reason, "incoming-disabled");
+	assert_int_equal(h->f.decisions[1].verdict, POL_DENY);
+	assert_string_equal(h->f.decisions[2].reason, "incoming-held");
+	assert_string_equal(h->f.decisions[3].reason, "unknown-recipient");
+	assert_string_equal(h->f.decisions[4].user, "erin@example.com");
 	client(h, "hello\r\n.\r\n");
 	store_hello(h, false);
 	expect_backend(h, "MAIL FROM:<s@example.net> SIZE=7\r\n"
@@ -633,17 +401,17 @@ static void test_policy_store_unavailable(void **state)
 	struct harness *h = harness_new(NO_START);
 
 	(void)state;
-	lmtp_front.free(h->s);
-	h->set.store = NULL;
-	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
-	lmtp_front.start(h->s);
+	lmtp_front.free(h->f.s);
+	h->f.set.store = NULL;
+	h->f.s = lmtp_front.session_new(&h->f.io, &h->f.info, &h->f.set);
+	lmtp_front.start(h->f.s);
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	expect_client(h, "250 2.1.0 Ok\r\n451 4.3.0 Policy store unavailable, try again later\r\n"
 			 "503 5.5.1 Error: no valid recipients\r\n");
-	assert_int_equal(h->decision_calls, 1);
-	assert_int_equal(h->decision_verdict[0], POL_TEMPFAIL);
-	assert_string_equal(h->decision_reason[0], "store-error");
+	assert_int_equal(h->f.decision_calls, 1);
+	assert_int_equal(h->f.decisions[0].verdict, POL_TEMPFAIL);
+	assert_string_equal(h->f.decisions[0].reason, "store-error");
 	harness_free(h);
 }
 
@@ -658,9 +426,9 @@ static void test_mixed_store_outcomes_in_order(void **state)
 		  "RCPT TO:<r1@example.com>\r\nRCPT TO:<r2@example.com>\r\n"
 		  "RCPT TO:<r3@example.com>\r\nRCPT TO:<r4@example.com>\r\n"
 		  "DATA\r\nbody\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
-	h->backend.len = 0;
+	h->f.backend.len = 0;
 	/* the store refuses r2 at RCPT (an unknown user passed through) */
 	backend(h, "250 ok\r\n250 ok\r\n550 5.1.1 <r2@example.com> User doesn't exist: r2@example.com\r\n"
 		   "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -690,7 +458,7 @@ static void test_store_refuses_all_rcpts(void **state)
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
 		  "DATA\r\nbody\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, true);
 	/* not pipelined: one command at a time */
 	expect_backend(h, "MAIL FROM:<s@example.net>\r\n");
@@ -714,7 +482,7 @@ static void test_store_refuses_mail_or_data(void **state)
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
 		  "DATA\r\nbody\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "452 4.3.1 Insufficient system storage\r\n");
 	expect_client(h, "452 4.3.1 Insufficient system storage\r\n"
@@ -723,14 +491,14 @@ static void test_store_refuses_mail_or_data(void **state)
 
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\n"
 		  "DATA\r\nbody\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n550 5.1.1 no x\r\n250 ok\r\n554 5.6.0 Rejected\r\n");
 	expect_client(h, "550 5.1.1 no x\r\n554 5.6.0 Rejected\r\n");
 	/* a 3xx where a refusal was due is a protocol error: 451 */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<x@example.com>\r\n"
 		  "DATA\r\nbody\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n334 what\r\n");
 	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n");
@@ -748,16 +516,16 @@ static void test_store_dies(void **state)
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 		  "DATA\r\n");
 	client_big_body(h, 600);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
 	expect_state(h, LMTP_STATE_STORE_BODY);
-	assert_true(h->drain_pending);
+	assert_true(h->f.drain_pending);
 	/* it dies before draining */
-	lmtp_front.backend_closed(h->s);
+	lmtp_front.backend_closed(h->f.s);
 	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
 			 "451 4.3.0 Mail store unavailable, try again later\r\n");
-	assert_string_equal(h->backend_error, "store-closed");
+	assert_string_equal(h->f.backend_error, "store-closed");
 	expect_state(h, LMTP_STATE_READY);
 	assert_int_equal(nrecords, 2);
 	assert_string_equal(records[0].failure, "store-closed");
@@ -766,15 +534,15 @@ static void test_store_dies(void **state)
 	expect_client(h, "");
 
 	/* dies after answering the first of two */
-	h->backend.len = 0;
+	h->f.backend.len = 0;
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 		  "DATA\r\nline\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
 	store_body(h, "line\r\n");
 	backend(h, "250 2.0.0 <a@example.com> saved\r\n");
-	lmtp_front.backend_closed(h->s);
+	lmtp_front.backend_closed(h->f.s);
 	expect_client(h, "250 2.0.0 <a@example.com> saved\r\n"
 			 "451 4.3.0 Mail store unavailable, try again later\r\n");
 	harness_free(h);
@@ -792,62 +560,62 @@ static void test_store_failures(void **state)
 	lhlo(h);
 	/* unavailable */
 	client(h, msg);
-	h->client.len = 0;
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+	h->f.client.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);
 	expect_client(h, tempfail);
-	assert_string_equal(h->backend_error, "store-unavailable");
+	assert_string_equal(h->f.backend_error, "store-unavailable");
 	expect_state(h, LMTP_STATE_READY);
-	assert_false(h->paused);
+	assert_false(h->f.paused);
 	/* unavailable, synchronously from backend_connect() */
-	h->connect_sync = true;
-	h->connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
+	h->f.connect_sync = true;
+	h->f.connect_sync_status = PROTO_BACKEND_UNAVAILABLE;
 	client(h, msg);
 	expect_client(h, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
 			 "451 4.3.0 Mail store unavailable, try again later\r\n");
-	h->connect_sync = false;
+	h->f.connect_sync = false;
 	/* no greeting in time */
 	client(h, msg);
-	h->client.len = 0;
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
-	lmtp_front.timer(h->s);
+	h->f.client.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
+	lmtp_front.timer(h->f.s);
 	expect_client(h, tempfail);
-	assert_string_equal(h->backend_error, "store-timeout");
+	assert_string_equal(h->f.backend_error, "store-timeout");
 	/* greeting refused */
 	client(h, msg);
-	h->client.len = 0;
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	h->f.client.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 	backend(h, "421 4.3.2 busy\r\n");
 	expect_client(h, tempfail);
 	/* garbage */
 	client(h, msg);
-	h->client.len = 0;
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	h->f.client.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 	backend(h, "HTTP/1.1 400 Bad Request\r\n");
 	expect_client(h, tempfail);
-	assert_string_equal(h->backend_error, "store-protocol");
+	assert_string_equal(h->f.backend_error, "store-protocol");
 	/* the store stops reading mid-body: the drain never comes */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	client_big_body(h, 300);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	expect_state(h, LMTP_STATE_STORE_BODY);
-	assert_int_equal(h->timer_ms, 30000);
-	lmtp_front.timer(h->s);
+	assert_int_equal(h->f.timer_ms, 30000);
+	lmtp_front.timer(h->f.s);
 	expect_client(h, tempfail);
-	h->drain_pending = false;
+	h->f.drain_pending = false;
 	/* no final reply in time */
 	client(h, msg);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	pump_drains(h);
 	expect_state(h, LMTP_STATE_STORE_REPLIES);
-	lmtp_front.timer(h->s);
+	lmtp_front.timer(h->f.s);
 	expect_client(h, tempfail);
 	/* more final replies than recipients */
 	client(h, msg);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	pump_drains(h);
@@ -856,14 +624,14 @@ static void test_store_failures(void **state)
 	/* a reply while the body goes out */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	client_big_body(h, 300);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	expect_state(h, LMTP_STATE_STORE_BODY);
 	backend(h, "421 4.4.2 timeout\r\n");
 	expect_client(h, tempfail);
 	expect_state(h, LMTP_STATE_READY);
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	harness_free(h);
 }
 
@@ -881,16 +649,16 @@ static void test_dot_stuffing(void **state)
 			(void)state;
 			lhlo(h);
 			client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
-			h->client.len = 0;
+			h->f.client.len = 0;
 			if (bytewise)
 				client_bytewise(h, feeds[f]);
 			else
 				client(h, feeds[f]);
-			assert_int_equal(h->spool.len, strlen(".leading dot\r\nmid.dot . here\r\n"));
-			assert_memory_equal(h->spool.p, ".leading dot\r\nmid.dot . here\r\n",
-					    h->spool.len);
+			assert_int_equal(h->f.spool.len, strlen(".leading dot\r\nmid.dot . here\r\n"));
+			assert_memory_equal(h->f.spool.p, ".leading dot\r\nmid.dot . here\r\n",
+					    h->f.spool.len);
 			store_hello(h, false);
-			h->backend.len = 0;
+			h->f.backend.len = 0;
 			backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 			store_body(h, "..leading dot\r\nmid.dot . here\r\n");
 			backend(h, "250 saved\r\n");
@@ -909,18 +677,18 @@ static void test_dot_split_across_chunks(void **state)
 		struct harness *h = harness_new(0);
 		lhlo(h);
 		client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
-		h->client.len = 0;
-		lmtp_front.client_data(h->s, body, split);
-		lmtp_front.client_data(h->s, body + split, sizeof(body) - 1 - split);
-		assert_int_equal(h->spool.len, 9);
-		assert_memory_equal(h->spool.p, "a\r\nb\r\n.\r\n", 9);
+		h->f.client.len = 0;
+		lmtp_front.client_data(h->f.s, body, split);
+		lmtp_front.client_data(h->f.s, body + split, sizeof(body) - 1 - split);
+		assert_int_equal(h->f.spool.len, 9);
+		assert_memory_equal(h->f.spool.p, "a\r\nb\r\n.\r\n", 9);
 		/* QUIT waits until the delivery is answered */
 		expect_state(h, LMTP_STATE_STORE_CONNECT);
-		assert_int_equal(h->close_calls, 0);
-		lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
+		assert_int_equal(h->f.close_calls, 0);
+		lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);
 		expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
 				 "221 2.0.0 Bye\r\n");
-		assert_int_equal(h->close_calls, 1);
+		assert_int_equal(h->f.close_calls, 1);
 		harness_free(h);
 	}
 }
@@ -950,36 +718,36 @@ static void test_size_limit(void **state)
 	for (int i = 0; i < 10; i++)
 		client(h, line);
 	client(h, ".\r\n");
-	assert_int_equal(h->spool.len, 10000);
+	assert_int_equal(h->f.spool.len, 10000);
 	expect_state(h, LMTP_STATE_STORE_CONNECT);
-	lmtp_front.backend_ready(h->s, PROTO_BACKEND_UNAVAILABLE);
-	h->client.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);
+	h->f.client.len = 0;
 	/* over it: read to the end, 552 per recipient, no store */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 		  "DATA\r\n");
 	for (int i = 0; i < 11; i++)
 		client(h, line);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	client(h, ".\r\n");
 	expect_client(h, "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
 			 "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
-	assert_int_equal(h->connect_calls, 1);
+	assert_int_equal(h->f.connect_calls, 1);
 	expect_state(h, LMTP_STATE_READY);
 	assert_string_equal(records[nrecords - 1].failure, "too-big");
 	/* the spool refusing (-EFBIG) is the same */
-	h->spool_cap = 500;
+	h->f.spool_max = 500;
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	client(h, line);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	client(h, ".\r\n");
 	expect_client(h, "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
-	h->spool_cap = 0;
+	h->f.spool_max = 0;
 	/* far over it (twice message_max): answered at once, closed */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
-	for (int i = 0; i < 21 && h->close_calls == 0; i++)
+	for (int i = 0; i < 21 && h->f.close_calls == 0; i++)
 		client(h, line);
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "message-too-big");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "message-too-big");
 	assert_true(client_has(h, "552 5.3.4"));
 	harness_free(h);
 }
@@ -990,11 +758,11 @@ static void test_spool_error(void **state)
 
 	(void)state;
 	lhlo(h);
-	h->spool_fail = true;
+	h->f.spool_fail = true;
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nx\r\n.\r\n");
 	expect_client(h, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
 			 "451 4.3.0 Local error in processing, try again later\r\n");
-	assert_int_equal(h->connect_calls, 0);
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 }
 
@@ -1012,14 +780,14 @@ static void test_bad_commands(void **state)
 	expect_client(h, "503 5.5.1 Error: need MAIL command\r\n");
 	client(h, "MAIL FROM:<s@example.net>\r\nMAIL FROM:<s@example.net>\r\n");
 	expect_client(h, "250 2.1.0 Ok\r\n503 5.5.1 Error: nested MAIL command\r\n");
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	/* bad_max is 5: the fifth closes */
 	client(h, "RCPT TO:a@example.com\r\n");
 	expect_client(h, "501 5.1.3 Bad recipient address syntax\r\n");
 	client(h, "BOGUS\r\n");
 	expect_client(h, "421 4.7.0 mx.test Error: too many errors\r\n");
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "bad-commands");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "bad-commands");
 	harness_free(h);
 
 	h = harness_new(0);
@@ -1042,9 +810,9 @@ static void test_bad_commands(void **state)
 	client(h, "RCPT TO:<off@example.com>\r\nDATA\r\nRSET\r\n");
 	expect_client(h, "550 5.2.1 Off.\r\n503 5.5.1 Error: no valid recipients\r\n"
 			 "250 2.0.0 Ok\r\n");
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.close_calls, 0);
 	/* NUL in a command */
-	lmtp_front.client_data(h->s, "NO\0OP\r\n", 7);
+	lmtp_front.client_data(h->f.s, "NO\0OP\r\n", 7);
 	expect_client(h, "421 4.7.0 mx.test Error: too many errors\r\n");
 	harness_free(h);
 }
@@ -1085,7 +853,7 @@ static void test_pipelined_transactions(void **state)
 		  "one\r\n.\r\nMAIL FROM:<t@example.net>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
 		  "two\r\n.\r\nQUIT\r\n");
 	expect_state(h, LMTP_STATE_STORE_CONNECT);
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	expect_backend(h, "MAIL FROM:<s@example.net> SIZE=5\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -1101,7 +869,7 @@ static void test_pipelined_transactions(void **state)
 	store_body(h, "two\r\n");
 	backend(h, "250 two saved\r\n");
 	expect_client(h, "250 two saved\r\n221 2.0.0 Bye\r\n");
-	assert_int_equal(h->close_calls, 1);
+	assert_int_equal(h->f.close_calls, 1);
 	harness_free(h);
 }
 
@@ -1115,27 +883,27 @@ static void test_many_messages(void **state)
 	for (int i = 0; i < 1000; i++) {
 		client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
 			  "Subject: x\r\n\r\nhello\r\n.\r\n");
-		lmtp_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
 		backend(h, "220 s\r\n250-s\r\n250 PIPELINING\r\n");
 		backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 		pump_drains(h);
 		backend(h, "250 2.0.0 saved\r\n");
 		expect_state(h, LMTP_STATE_READY);
-		assert_int_equal(h->spool.len, 0);
-		h->backend.len = 0;
+		assert_int_equal(h->f.spool.len, 0);
+		h->f.backend.len = 0;
 		if (i % 100 == 99) {
 			/* MAIL, RCPT, 354, the final reply */
-			assert_int_equal(h->client.len,
+			assert_int_equal(h->f.client.len,
 					 100 * strlen("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
 						      "354 End data with <CR><LF>.<CR><LF>\r\n"
 						      "250 2.0.0 saved\r\n"));
-			h->client.len = 0;
+			h->f.client.len = 0;
 		}
 	}
-	assert_int_equal(h->connect_calls, 1000);
-	assert_int_equal(h->backend_close_calls, 1000);
-	assert_int_equal(h->login_done_calls, 1);
-	assert_int_equal(h->close_calls, 0);
+	assert_int_equal(h->f.connect_calls, 1000);
+	assert_int_equal(h->f.backend_close_calls, 1000);
+	assert_int_equal(h->f.login_done_calls, 1);
+	assert_int_equal(h->f.close_calls, 0);
 	harness_free(h);
 }
 
@@ -1153,20 +921,20 @@ static void test_recipient_limit(void **state)
 		client(h, line);
 	}
 	assert_true(client_has(h, "250 2.1.5 Ok"));
-	h->client.len = 0;
+	h->f.client.len = 0;
 	client(h, "RCPT TO:<one-more@example.com>\r\n");
 	expect_client(h, "452 4.5.3 Error: too many recipients\r\n");
 	client(h, "DATA\r\nx\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	/* all 1000 RCPTs pipelined */
-	assert_int_equal(h->backend.len, strlen("MAIL FROM:<s@example.net> SIZE=3\r\nDATA\r\n") +
+	assert_int_equal(h->f.backend.len, strlen("MAIL FROM:<s@example.net> SIZE=3\r\nDATA\r\n") +
 					 10 * strlen("RCPT TO:<r0@example.com>\r\n") +
 					 90 * strlen("RCPT TO:<r10@example.com>\r\n") +
 					 900 * strlen("RCPT TO:<r100@example.com>\r\n"));
-	lmtp_front.backend_closed(h->s);
+	lmtp_front.backend_closed(h->f.s);
 	assert_int_equal(nrecords, LMTP_RCPT_MAX);
-	assert_int_equal(h->client.len, LMTP_RCPT_MAX *
+	assert_int_equal(h->f.client.len, LMTP_RCPT_MAX *
 					strlen("451 4.3.0 Mail store unavailable, try again later\r\n"));
 	harness_free(h);
 }
@@ -1200,45 +968,45 @@ static void test_shutdown_and_timeout(void **state)
 
 	(void)state;
 	lhlo(h);
-	lmtp_front.shutdown(h->s);
+	lmtp_front.shutdown(h->f.s);
 	expect_client(h, "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
-	assert_int_equal(h->close_calls, 1);
-	assert_string_equal(h->close_reason, "shutdown");
+	assert_int_equal(h->f.close_calls, 1);
+	assert_string_equal(h->f.close_reason, "shutdown");
 	harness_free(h);
 
 	h = harness_new(0);
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 		  "DATA\r\nx\r\n.\r\n");
-	h->client.len = 0;
+	h->f.client.len = 0;
 	store_hello(h, false);
 	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
 	pump_drains(h);
 	backend(h, "250 2.0.0 <a@example.com> saved\r\n");
-	lmtp_front.shutdown(h->s);
+	lmtp_front.shutdown(h->f.s);
 	expect_client(h, "250 2.0.0 <a@example.com> saved\r\n"
 			 "451 4.3.0 Mail store unavailable, try again later\r\n"
 			 "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
-	assert_int_equal(h->backend_close_calls, 1);
+	assert_int_equal(h->f.backend_close_calls, 1);
 	assert_string_equal(records[1].failure, "shutdown");
 	harness_free(h);
 
 	h = harness_new(0);
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nnever ends");
-	h->client.len = 0;
-	lmtp_front.timeout(h->s, PROTO_TIMEOUT_IDLE);
+	h->f.client.len = 0;
+	lmtp_front.timeout(h->f.s, PROTO_TIMEOUT_IDLE);
 	expect_client(h, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
-	assert_string_equal(h->close_reason, "timeout");
-	assert_int_equal(h->connect_calls, 0);
+	assert_string_equal(h->f.close_reason, "timeout");
+	assert_int_equal(h->f.connect_calls, 0);
 	harness_free(h);
 
 	/* timeout while the store works: 451 first */
 	h = harness_new(0);
 	lhlo(h);
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nx\r\n.\r\n");
-	h->client.len = 0;
-	lmtp_front.timeout(h->s, PROTO_TIMEOUT_PREAUTH);
+	h->f.client.len = 0;
+	lmtp_front.timeout(h->f.s, PROTO_TIMEOUT_PREAUTH);
 	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
 			 "421 4.4.2 mx.test Error: timeout exceeded\r\n");
 	harness_free(h);
@@ -1267,20 +1035,20 @@ static void test_backpressure(void **state)
 	}
 	client(h, ".\r\n");
 	/* every line lost its leading dot */
-	assert_int_equal(h->spool.len, (total / 1000 + (total % 1000 != 0)) * 999);
+	assert_int_equal(h->f.spool.len, (total / 1000 + (total % 1000 != 0)) * 999);
 	store_hello(h, false);
-	h->backend.len = 0;
+	h->f.backend.len = 0;
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
-	while (h->drain_pending) {
+	while (h->f.drain_pending) {
 		/* what went out since the last drain: one burst, give or take
 		 * a chunk and the stuffing */
-		assert_int_equal(h->backend.len, h->backend_at_drain);
-		assert_true(h->backend.len <= LMTP_STREAM_BURST + 2 * LMTP_STREAM_CHUNK);
+		assert_int_equal(h->f.backend.len, h->f.backend_at_drain);
+		assert_true(h->f.backend.len <= LMTP_STREAM_BURST + 2 * LMTP_STREAM_CHUNK);
 		expect_state(h, LMTP_STATE_STORE_BODY);
-		h->backend.len = 0;
+		h->f.backend.len = 0;
 		drains++;
-		h->drain_pending = false;
-		lmtp_front.backend_drained(h->s);
+		h->f.drain_pending = false;
+		lmtp_front.backend_drained(h->f.s);
 	}
 	assert_true(drains >= 7);
 	expect_state(h, LMTP_STATE_STORE_REPLIES);
@@ -1297,7 +1065,7 @@ static struct harness *sync_drain_h;
 static void io_backend_want_drain_sync(void *ctx)
 {
 	(void)ctx;
-	lmtp_front.backend_drained(sync_drain_h->s);
+	lmtp_front.backend_drained(sync_drain_h->f.s);
 }
 
 static void test_sync_drain(void **state)
@@ -1307,11 +1075,11 @@ static void test_sync_drain(void **state)
 
 	(void)state;
 	/* the session copied io at creation: make a new one */
-	lmtp_front.free(h->s);
-	h->io.backend_want_drain = io_backend_want_drain_sync;
+	lmtp_front.free(h->f.s);
+	h->f.io.backend_want_drain = io_backend_want_drain_sync;
 	sync_drain_h = h;
-	h->s = lmtp_front.session_new(&h->io, &h->info, &h->set);
-	lmtp_front.start(h->s);
+	h->f.s = lmtp_front.session_new(&h->f.io, &h->f.info, &h->f.set);
+	lmtp_front.start(h->f.s);
 	lhlo(h);
 	memset(line, 'q', sizeof(line));
 	line[998] = '\r';
@@ -1322,10 +1090,10 @@ static void test_sync_drain(void **state)
 		client(h, line);
 	client(h, ".\r\n");
 	store_hello(h, false);
-	h->backend.len = 0;
+	h->f.backend.len = 0;
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	expect_state(h, LMTP_STATE_STORE_REPLIES);
-	assert_int_equal(h->backend.len, 3000 * 1000 + 3);
+	assert_int_equal(h->f.backend.len, 3000 * 1000 + 3);
 	harness_free(h);
 }
 

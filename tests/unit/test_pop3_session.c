@@ -3,7 +3,7 @@
  * through pop3_front with a scripted fake proto_io and a real policy store
  * in a mkdtemp directory.
  *
- * The fake proto_io below is a test harness for the state machine: it
+ * The shared fake proto_io (tests/support/fake_io.h) is a test harness for the state machine: it
  * records every byte written to the client and the backend and every call
  * (pause, connect, timer, close, user, decision, penalty), and never calls
  * back on its own, so each test plays the gateway's and the backend's part

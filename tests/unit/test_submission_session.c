@@ -2,7 +2,7 @@
  * tests/unit/test_submission_session.c: the submission front, driven
  * through struct proto_front with a scripted fake struct proto_io.
  *
- * The fake io below is a TEST HARNESS, not a model of the gateway: it
+ * The fake io (tests/support/fake_io.h) is a TEST HARNESS, not a model of the gateway: it
  * records what the front writes to the client and the backend and which
  * hooks it calls, and lets each test play the gateway's part by hand
  * (deliver client bytes, backend_ready, backend bytes, fire the timer).
