@@ -26,19 +26,7 @@
 #include "policy/store.h"
 #include "protocols/pop3/pop3_session.h"
 #include "protocols/proto.h"
-
-struct fake {
-	void *s;
-	bool closed;
-	bool connect_pending;
-	bool connected;
-	bool starttls_pending;
-	bool timer_armed;
-	bool relay;
-	bool user_set;
-	int relay_calls;
-	unsigned penalty_ms;
-};
+#include "tests/support/fake_io.h"
 
 static struct pol_store *store;
 static char store_dir[64];
@@ -80,122 +68,18 @@ static void check_lines(const char *buf, size_t len)
 	}
 }
 
-static void io_client_write(void *ctx, const void *buf, size_t len)
+/* The POP3-specific checks; fake_io keeps the generic contract. */
+static void observe(struct fake_io *f, enum fake_call call, const void *buf, size_t len)
 {
-	struct fake *f = ctx;
-	if (f->closed)
-		abort();
-	if (!f->relay)
+	if (call == FAKE_CLIENT_WRITE && !f->relay)
 		check_lines(buf, len);
-}
-
-static void io_backend_write(void *ctx, const void *buf, size_t len)
-{
-	struct fake *f = ctx;
-	(void)buf;
-	if (f->closed || !f->connected || len == 0)
-		abort();
-}
-
-static void io_client_starttls(void *ctx)
-{
-	struct fake *f = ctx;
-	if (f->closed || f->starttls_pending)
-		abort();
-	f->starttls_pending = true;
-}
-
-static void io_backend_connect(void *ctx)
-{
-	struct fake *f = ctx;
-	if (f->closed || f->connect_pending || f->connected)
-		abort();
-	f->connect_pending = true;
-}
-
-static void io_backend_close(void *ctx)
-{
-	struct fake *f = ctx;
-	f->connected = false;
-}
-
-static void io_relay_start(void *ctx, const void *rest, size_t len)
-{
-	struct fake *f = ctx;
-	(void)rest;
-	if (f->closed || f->relay_calls++ > 0 || !f->connected || !f->user_set ||
-	    len > POP3_PENDING_MAX)
-		abort();
-	f->relay = true;
-}
-
-static void io_timer(void *ctx, unsigned ms)
-{
-	struct fake *f = ctx;
-	f->timer_armed = ms > 0;
-}
-
-static void io_client_pause(void *ctx, bool paused)
-{
-	(void)ctx;
-	(void)paused;
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct fake *f = ctx;
-	if (f->closed || reason == NULL || reason[0] == '\0')
-		abort();
-	f->closed = true;
-}
-
-static void io_set_user(void *ctx, const char *user)
-{
-	struct fake *f = ctx;
-	if (strlen(user) > POL_ADDRESS_MAX)
-		abort();
-	f->user_set = true;
-}
-
-static void io_set_decision(void *ctx, const struct pol_decision *d)
-{
-	struct fake *f = ctx;
-	if (!f->user_set || d == NULL)
-		abort();
-}
-
-static unsigned io_auth_failed(void *ctx)
-{
-	struct fake *f = ctx;
-	return f->penalty_ms;
-}
-
-static void io_backend_error(void *ctx, const char *what)
-{
-	(void)ctx;
-	if (what == NULL)
+	if (call == FAKE_RELAY_START && len > POP3_PENDING_MAX)
 		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fake f;
-	struct proto_io io = {
-		.ctx = &f,
-		.client_write = io_client_write,
-		.backend_write = io_backend_write,
-		.client_starttls = io_client_starttls,
-		.backend_connect = io_backend_connect,
-		.backend_close = io_backend_close,
-		.relay_start = io_relay_start,
-		.timer = io_timer,
-		.client_pause = io_client_pause,
-		.close = io_close,
-		.set_user = io_set_user,
-		.set_decision = io_set_decision,
-		.auth_failed = io_auth_failed,
-		.backend_error = io_backend_error,
-	};
+	struct fake_io f;
 	struct proto_conn_info info = {
 		.session_id = "00000000deadbeef",
 		.client_ip = "2001:db8::1",
@@ -221,10 +105,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	info.tls = data[0] & 1;
 	info.starttls_offered = data[0] & 2;
 	info.plaintext_auth = data[0] & 4;
-	memset(&f, 0, sizeof(f));
+	fake_io_init(&f);
+	f.checks = FAKE_CHECK_CLIENT_CLOSED | FAKE_CHECK_CLOSE_ONCE | FAKE_CHECK_CONNECTED |
+		   FAKE_CHECK_CONNECT_ONCE | FAKE_CHECK_RELAY_ONCE | FAKE_CHECK_STARTTLS_ONCE |
+		   FAKE_CHECK_USER;
+	f.observe = observe;
+	f.record = false;
+	f.front = &pop3_front;
 	f.penalty_ms = (data[0] & 16) ? 0 : 500;
 
-	f.s = pop3_front.session_new(&io, &info, &set);
+	f.s = pop3_front.session_new(&f.io, &info, &set);
 	if (f.s == NULL)
 		abort();
 	pop3_front.start(f.s);
@@ -295,6 +185,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (f.closed != (pop3_session_state(f.s) == POP3_STATE_CLOSED))
 			abort();
 	}
-	pop3_front.free(f.s);
+	fake_io_free(&f);
 	return 0;
 }

@@ -116,7 +116,7 @@ static void io_backend_write(void *ctx, const void *buf, size_t len)
 	struct fake_io *f = ctx;
 
 	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "backend_write after close");
-	check(f, FAKE_CHECK_CONNECTED, f->connected && len > 0,
+	check(f, FAKE_CHECK_CONNECTED, !f->closed && f->connected && len > 0,
 	      "backend_write without a backend");
 	f->backend_writes++;
 	if (f->record)
@@ -130,7 +130,8 @@ static void io_client_starttls(void *ctx)
 
 	check(f, FAKE_NO_STARTTLS, false, "client_starttls: this front never starts TLS");
 	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "client_starttls after close");
-	check(f, FAKE_CHECK_STARTTLS_ONCE, !f->starttls_pending, "client_starttls twice");
+	check(f, FAKE_CHECK_STARTTLS_ONCE, !f->closed && !f->starttls_pending,
+	      "client_starttls twice or after close");
 	f->starttls_calls++;
 	f->starttls_pending = true;
 	observe(f, FAKE_CLIENT_STARTTLS, NULL, 0);
@@ -141,8 +142,8 @@ static void io_backend_connect(void *ctx)
 	struct fake_io *f = ctx;
 
 	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "backend_connect after close");
-	check(f, FAKE_CHECK_CONNECT_ONCE, !f->connect_pending && !f->connected,
-	      "backend_connect twice");
+	check(f, FAKE_CHECK_CONNECT_ONCE, !f->closed && !f->connect_pending && !f->connected,
+	      "backend_connect twice or after close");
 	f->connect_calls++;
 	f->connect_pending = true;
 	observe(f, FAKE_BACKEND_CONNECT, NULL, 0);
@@ -168,7 +169,8 @@ static void io_relay_start(void *ctx, const void *rest, size_t len)
 
 	check(f, FAKE_NO_RELAY, false, "relay_start: this front never relays");
 	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "relay_start after close");
-	check(f, FAKE_CHECK_RELAY_ONCE, f->relay_calls == 0, "relay_start twice");
+	check(f, FAKE_CHECK_RELAY_ONCE, !f->closed && f->relay_calls == 0,
+	      "relay_start twice or after close");
 	check(f, FAKE_CHECK_RELAY_ONCE, f->connected, "relay_start without a backend");
 	check(f, FAKE_CHECK_RELAY_ONCE, f->user_set, "relay_start before set_user");
 	f->relay_calls++;

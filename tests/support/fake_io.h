@@ -53,11 +53,13 @@ enum fake_call {
 enum {
 	FAKE_CHECK_AFTER_CLOSE = 1 << 0,   /* no call but close-time queries after close() */
 	FAKE_CHECK_CLOSE_ONCE = 1 << 1,    /* close() once, with a reason */
-	FAKE_CHECK_CONNECTED = 1 << 2,     /* backend_write / want_drain only while
-	                                      connected (needs fake_io_backend_ready) */
-	FAKE_CHECK_CONNECT_ONCE = 1 << 3,  /* backend_connect never overlaps */
-	FAKE_CHECK_RELAY_ONCE = 1 << 4,    /* relay_start once, connected, after set_user */
-	FAKE_CHECK_STARTTLS_ONCE = 1 << 5, /* no STARTTLS while one is pending */
+	FAKE_CHECK_CONNECTED = 1 << 2,     /* backend_write (non-empty) / want_drain only
+	                                      while connected and not closed (needs
+	                                      fake_io_backend_ready) */
+	FAKE_CHECK_CONNECT_ONCE = 1 << 3,  /* backend_connect never overlaps, not after close */
+	FAKE_CHECK_RELAY_ONCE = 1 << 4,    /* relay_start once, connected, after set_user,
+	                                      not after close */
+	FAKE_CHECK_STARTTLS_ONCE = 1 << 5, /* no STARTTLS while one is pending or after close */
 	FAKE_CHECK_USER = 1 << 6,          /* set_user <= POL_ADDRESS_MAX, decision after user,
 	                                      backend_error with a what */
 	FAKE_NO_STARTTLS = 1 << 7,         /* the front must never start TLS */
