@@ -33,22 +33,9 @@
 #include "protocols/proto.h"
 #include "protocols/sasl/sasl_parser.h"
 #include "protocols/smtp/submission_session.h"
+#include "tests/support/fake_io.h"
 
 #define PASSWORD "Sekrit-Pw-42"
-
-struct fake {
-	void *s;
-	bool closed;
-	bool connect_pending;
-	bool connected;
-	bool starttls_pending;
-	bool timer_armed;
-	bool paused;
-	bool relay;
-	bool user_set;
-	int relay_calls;
-	unsigned penalty_ms;
-};
 
 static struct pol_store *store;
 static char store_dir[64];
@@ -105,105 +92,18 @@ static void check_lines(const char *buf, size_t len, bool client)
 		abort();
 }
 
-static void io_client_write(void *ctx, const void *buf, size_t len)
+/* The submission-specific checks; fake_io keeps the generic contract. */
+static void observe(struct fake_io *f, enum fake_call call, const void *buf, size_t len)
 {
-	struct fake *f = ctx;
-	if (f->closed)
-		abort();
-	if (!f->relay)
+	if (call == FAKE_CLIENT_WRITE && !f->relay)
 		check_lines(buf, len, true);
-}
-
-static void io_backend_write(void *ctx, const void *buf, size_t len)
-{
-	struct fake *f = ctx;
-	if (f->closed || !f->connected || len == 0)
-		abort();
-	check_lines(buf, len, false);
-}
-
-static void io_client_starttls(void *ctx)
-{
-	struct fake *f = ctx;
-	if (f->closed || f->starttls_pending)
-		abort();
-	f->starttls_pending = true;
-}
-
-static void io_backend_connect(void *ctx)
-{
-	struct fake *f = ctx;
-	if (f->closed || f->connect_pending || f->connected)
-		abort();
-	f->connect_pending = true;
-}
-
-static void io_backend_close(void *ctx)
-{
-	struct fake *f = ctx;
-	f->connected = false;
-}
-
-static void io_relay_start(void *ctx, const void *rest, size_t len)
-{
-	struct fake *f = ctx;
-	(void)rest;
-	if (f->closed || f->relay_calls++ > 0 || !f->connected || !f->user_set ||
-	    len > SUBMISSION_PENDING_MAX)
-		abort();
-	f->relay = true;
-	f->paused = false;
-}
-
-static void io_timer(void *ctx, unsigned ms)
-{
-	struct fake *f = ctx;
-	f->timer_armed = ms > 0;
-}
-
-static void io_client_pause(void *ctx, bool paused)
-{
-	struct fake *f = ctx;
-	f->paused = paused;
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct fake *f = ctx;
-	if (f->closed || reason == NULL || reason[0] == '\0')
-		abort();
-	f->closed = true;
-}
-
-static void io_set_user(void *ctx, const char *user)
-{
-	struct fake *f = ctx;
-	if (strlen(user) > POL_ADDRESS_MAX)
-		abort();
-	f->user_set = true;
-}
-
-static void io_set_decision(void *ctx, const struct pol_decision *d)
-{
-	struct fake *f = ctx;
-	if (!f->user_set || d == NULL)
+	if (call == FAKE_BACKEND_WRITE)
+		check_lines(buf, len, false);
+	if (call == FAKE_RELAY_START && len > SUBMISSION_PENDING_MAX)
 		abort();
 }
 
-static unsigned io_auth_failed(void *ctx)
-{
-	struct fake *f = ctx;
-	return f->penalty_ms;
-}
-
-static void io_backend_error(void *ctx, const char *what)
-{
-	(void)ctx;
-	if (what == NULL)
-		abort();
-}
-
-static bool reads_client(const struct fake *f)
+static bool reads_client(const struct fake_io *f)
 {
 	return !f->closed && !f->paused && !f->relay && !f->starttls_pending;
 }
@@ -222,23 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		"535 5.7.8 Authentication failed\r\n",
 		"454 4.7.0 Try later\r\n",
 	};
-	struct fake f;
-	struct proto_io io = {
-		.ctx = &f,
-		.client_write = io_client_write,
-		.backend_write = io_backend_write,
-		.client_starttls = io_client_starttls,
-		.backend_connect = io_backend_connect,
-		.backend_close = io_backend_close,
-		.relay_start = io_relay_start,
-		.timer = io_timer,
-		.client_pause = io_client_pause,
-		.close = io_close,
-		.set_user = io_set_user,
-		.set_decision = io_set_decision,
-		.auth_failed = io_auth_failed,
-		.backend_error = io_backend_error,
-	};
+	struct fake_io f;
 	struct proto_conn_info info = {
 		.session_id = "00000000deadbeef",
 		.client_ip = "192.0.2.1",
@@ -261,12 +145,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	store_init();
 	set.store = store;
-	memset(&f, 0, sizeof(f));
+	fake_io_init(&f);
+	f.checks = FAKE_CHECK_CLIENT_CLOSED | FAKE_CHECK_CLOSE_ONCE | FAKE_CHECK_CONNECTED |
+		   FAKE_CHECK_CONNECT_ONCE | FAKE_CHECK_RELAY_ONCE | FAKE_CHECK_STARTTLS_ONCE |
+		   FAKE_CHECK_USER;
+	f.observe = observe;
+	f.record = false;
+	f.relay_resumes = true;
+	f.front = &submission_front;
 	info.tls = data[0] & 1;
 	info.starttls_offered = (data[0] & 2) != 0;
 	info.plaintext_auth = (data[0] & 4) != 0;
 	f.penalty_ms = (data[0] & 8) ? 10 : 0;
-	f.s = submission_front.session_new(&io, &info, &set);
+	f.s = submission_front.session_new(&f.io, &info, &set);
 	if (f.s == NULL)
 		abort();
 	submission_front.start(f.s);
@@ -360,6 +251,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (strcmp(submission_state_name(submission_session_state(f.s)), "unknown") == 0)
 			abort();
 	}
-	submission_front.free(f.s);
+	fake_io_free(&f);
 	return 0;
 }
