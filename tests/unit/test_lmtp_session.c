@@ -3,8 +3,8 @@
  * driven through lmtp_front with a scripted fake proto_io and a real policy
  * store in a mkdtemp directory.
  *
- * The shared fake proto_io (tests/support/fake_io.h) is a test harness for the state machine, not a
- * gateway: it records every byte written to the client and the store and
+ * The shared fake proto_io (tests/support/fake_io.h) is a test harness for
+ * the state machine, not a gateway: it records every byte written to the client and the store and
  * every call (pause, connect, close, timer, drain requests, decisions), keeps
  * the spool in memory (with injectable -EIO and a size cap for -EFBIG), and
  * never calls back on its own. Each test plays the MTA's and the store's
