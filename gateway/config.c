@@ -246,11 +246,12 @@ static void load_tls(struct loader *l, const config_t *cf, struct gw_config *c)
 			}
 		}
 	}
-	if (!l->failed && c->ncerts > 0)
-		SSL_CTX_set_tlsext_servername_callback(c->certs[0].ctx, sni_callback),
+	/* SNI is answered by the default context's callback, which switches the
+	 * connection to the matching certificate's context. */
+	if (!l->failed && c->ncerts > 0) {
+		SSL_CTX_set_tlsext_servername_callback(c->certs[0].ctx, sni_callback);
 		SSL_CTX_set_tlsext_servername_arg(c->certs[0].ctx, c);
-	/* Later certificates switch in from the default's callback; they need
-	 * it too, in case OpenSSL consults the new context. */
+	}
 }
 
 /* A client TLS context for one backend server: TLS 1.2+, and unless

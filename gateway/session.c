@@ -1011,11 +1011,6 @@ struct gw_session *gw_session_next(struct gw_session *s)
 	return s->next;
 }
 
-bool gw_session_in_relay(const struct gw_session *s)
-{
-	return s->phase == PH_RELAY;
-}
-
 /* Worker list linkage lives in the session; worker.c uses these. */
 void gw_worker_add_session(struct gw_worker *w, struct gw_session *s)
 {

@@ -34,6 +34,5 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason);
 void gw_session_policy_changed(struct gw_session *s);
 void gw_session_shutdown(struct gw_session *s);
 struct gw_session *gw_session_next(struct gw_session *s);
-bool gw_session_in_relay(const struct gw_session *s);
 
 #endif
