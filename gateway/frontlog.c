@@ -1,7 +1,7 @@
 /*
- * gateway/frontlog.c: the gateway's sinks for what fronts report outside
- * struct proto_io: state-change traces (debug log) and the delivery hop's
- * one record per recipient per delivery (log line and metrics).
+ * gateway/frontlog.c: the gateway's sink for what the delivery front reports
+ * outside struct proto_io: one record per recipient per delivery (log line
+ * and metrics). State traces go through proto_io.trace (session.c).
  */
 #include "gateway/frontlog.h"
 
@@ -10,17 +10,7 @@
 
 #include "gateway/log.h"
 #include "gateway/metrics.h"
-#include "protocols/activesync/activesync_session.h"
-#include "protocols/imap/imap_session.h"
 #include "protocols/lmtp/lmtp_session.h"
-#include "protocols/pop3/pop3_session.h"
-#include "protocols/smtp/submission_session.h"
-
-static void trace(const char *session_id, const char *from, const char *to)
-{
-	if (gw_log_enabled(GW_LOG_DEBUG))
-		gw_log(GW_LOG_DEBUG, "session=%s state=%s->%s", session_id, from, to);
-}
 
 static const char *esc(char *buf, size_t size, const char *s)
 {
@@ -48,10 +38,5 @@ static void delivery(const struct lmtp_delivery *d)
 
 void gw_frontlog_install(void)
 {
-	imap_session_set_trace(trace);
-	pop3_session_set_trace(trace);
-	submission_session_set_trace(trace);
-	lmtp_session_set_trace(trace);
-	eas_session_set_trace(trace);
 	lmtp_session_set_delivery_log(delivery);
 }

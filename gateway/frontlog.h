@@ -1,7 +1,7 @@
 /*
- * gateway/frontlog.h: installs the gateway's log and metrics sinks in the
- * protocol fronts (state traces, per-recipient delivery records). Call once
- * at start, before any worker runs.
+ * gateway/frontlog.h: installs the gateway's log and metrics sink for the
+ * delivery front's per-recipient records. Call once at start, before any
+ * worker runs.
  */
 #ifndef POSTERN_FRONTLOG_H
 #define POSTERN_FRONTLOG_H

@@ -771,6 +771,15 @@ static bool io_client_trusted(void *ctx)
 	return s->trusted;
 }
 
+static void io_trace(void *ctx, const char *from, const char *to)
+{
+	struct gw_session *s = ctx;
+
+	if (gw_log_enabled(GW_LOG_DEBUG))
+		gw_log(GW_LOG_DEBUG, "session=%s proto=%s state=%s->%s", s->sid, s->front->name,
+		       from, to);
+}
+
 static void io_close(void *ctx, const char *reason)
 {
 	gw_session_close(ctx, true, reason);
@@ -951,6 +960,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.spool_size = io_spool_size,
 		.spool_reset = io_spool_reset,
 		.client_trusted = io_client_trusted,
+		.trace = io_trace,
 	};
 	s->counted = true;
 	gw_metrics_session_open(mproto(s));

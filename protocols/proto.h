@@ -97,6 +97,10 @@ struct proto_io {
 	unsigned (*auth_failed)(void *ctx);
 	/* Any backend failure during login (for the backend-errors metric). */
 	void (*backend_error)(void *ctx, const char *what);
+	/* The front's state machine moved from one state to another (names
+	 * are static strings); the gateway traces it with the session id.
+	 * May be NULL: call it through proto_trace(). */
+	void (*trace)(void *ctx, const char *from, const char *to);
 
 	/* ---- for fronts that never relay (LMTP/SMTP delivery) ---- */
 	/* The client is trusted or authenticated and the session is long-lived:
@@ -155,6 +159,13 @@ struct proto_front {
 	void (*shutdown)(void *s);
 	void (*free)(void *s);
 };
+
+/* Calls io->trace when the gateway (or a test double) set one. */
+static inline void proto_trace(const struct proto_io *io, const char *from, const char *to)
+{
+	if (io->trace != NULL)
+		io->trace(io->ctx, from, to);
+}
 
 extern const struct proto_front imap_front;
 extern const struct proto_front pop3_front;

@@ -173,7 +173,6 @@ static const char *const eas_state_names[] = {
 _Static_assert(sizeof(eas_state_names) / sizeof(eas_state_names[0]) == EAS_STATE_COUNT,
 	       "eas_state_names must name every eas_state");
 
-static eas_trace_fn *eas_trace;
 
 const struct proto_front activesync_front = {
 	.name = "activesync",
@@ -201,11 +200,6 @@ const char *eas_state_name(enum eas_state state)
 	if ((unsigned)state >= EAS_STATE_COUNT)
 		return "unknown";
 	return eas_state_names[state];
-}
-
-void eas_session_set_trace(eas_trace_fn *fn)
-{
-	eas_trace = fn;
 }
 
 enum eas_state eas_session_state(const void *ctx)
@@ -336,9 +330,7 @@ static void eas_enter_state(struct eas_session *s, enum eas_state state)
 {
 	if (s->state == state)
 		return;
-	if (eas_trace != NULL)
-		eas_trace(s->info.session_id != NULL ? s->info.session_id : "-",
-			  eas_state_name(s->state), eas_state_name(state));
+	proto_trace(&s->io, eas_state_name(s->state), eas_state_name(state));
 	s->state = state;
 }
 

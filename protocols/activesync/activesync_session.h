@@ -109,10 +109,6 @@ extern const struct proto_front activesync_front;
 /* "read-head", "forward", ...: static, never NULL. */
 const char *eas_state_name(enum eas_state state);
 
-typedef void eas_trace_fn(const char *session_id, const char *old_state,
-			  const char *new_state);
-/* Optional trace of every state change; NULL disables it. */
-void eas_session_set_trace(eas_trace_fn *fn);
 
 /* The session's current state (tests). */
 enum eas_state eas_session_state(const void *s);

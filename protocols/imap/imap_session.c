@@ -208,7 +208,6 @@ static const char *const imap_state_names[] = {
 _Static_assert(sizeof(imap_state_names) / sizeof(imap_state_names[0]) == IMAP_STATE_COUNT,
 	       "one name per IMAP state");
 
-static imap_trace_fn *imap_trace;
 
 /* ---- states ---- */
 
@@ -224,16 +223,9 @@ enum imap_state imap_session_state(const void *session)
 	return ((const struct imap_session *)session)->state;
 }
 
-void imap_session_set_trace(imap_trace_fn *fn)
-{
-	imap_trace = fn;
-}
-
 static void imap_enter_state(struct imap_session *s, enum imap_state state)
 {
-	if (imap_trace != NULL)
-		imap_trace(s->info->session_id != NULL ? s->info->session_id : "-",
-			   imap_state_name(s->state), imap_state_name(state));
+	proto_trace(s->io, imap_state_name(s->state), imap_state_name(state));
 	s->state = state;
 }
 

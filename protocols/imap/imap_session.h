@@ -100,10 +100,5 @@ const char *imap_state_name(enum imap_state state);
 /* The state of a session made by imap_front.session_new(), for tests. */
 enum imap_state imap_session_state(const void *session);
 
-/* Optional trace of every state change (session id, old, new), e.g. for
- * debug logging or tests. Set it before any session runs; NULL (the
- * default) disables it. Not synchronised: one setting per process. */
-typedef void imap_trace_fn(const char *session_id, const char *from, const char *to);
-void imap_session_set_trace(imap_trace_fn *fn);
 
 #endif

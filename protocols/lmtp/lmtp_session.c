@@ -218,7 +218,6 @@ static const struct lmtp_cmd_def lmtp_commands[] = {
 	{ SMTP_VERB_VRFY, lmtp_check_vrfy, lmtp_proceed_vrfy },
 };
 
-static lmtp_trace_fn *lmtp_trace;
 static lmtp_delivery_fn *lmtp_delivery_log;
 
 const struct proto_front lmtp_front = {
@@ -249,11 +248,6 @@ const char *lmtp_state_name(enum lmtp_state state)
 	return lmtp_state_names[state];
 }
 
-void lmtp_session_set_trace(lmtp_trace_fn *fn)
-{
-	lmtp_trace = fn;
-}
-
 void lmtp_session_set_delivery_log(lmtp_delivery_fn *fn)
 {
 	lmtp_delivery_log = fn;
@@ -271,9 +265,7 @@ static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state)
 {
 	if (s->state == state)
 		return;
-	if (lmtp_trace != NULL)
-		lmtp_trace(s->info.session_id != NULL ? s->info.session_id : "-",
-			   lmtp_state_name(s->state), lmtp_state_name(state));
+	proto_trace(&s->io, lmtp_state_name(s->state), lmtp_state_name(state));
 	s->state = state;
 }
 

@@ -10,7 +10,8 @@
  *
  * The gateway uses it only through `lmtp_front` (protocols/proto.h); this
  * header documents the states and their transitions and exposes the state
- * names, a trace hook and a per-recipient delivery record hook.
+ * names and a per-recipient delivery record hook (state changes are traced
+ * through proto_io.trace).
  *
  * States (enum lmtp_state, all in lmtp_session.c, entered only through
  * lmtp_enter_state()):
@@ -135,12 +136,6 @@ enum lmtp_state {
  * range). */
 const char *lmtp_state_name(enum lmtp_state state);
 
-/* Optional trace of every state change (session id, old, new), e.g. the
- * gateway's debug log. Set once before sessions run; NULL disables it. Not
- * thread-safe to change while sessions run. */
-typedef void lmtp_trace_fn(const char *session_id, const char *old_state,
-			   const char *new_state);
-void lmtp_session_set_trace(lmtp_trace_fn *fn);
 
 /*
  * One record per accepted recipient per delivery attempt, made when the MTA
@@ -170,7 +165,8 @@ struct lmtp_delivery {
 	uint64_t duration_ms;       /* end of DATA to the reply */
 };
 typedef void lmtp_delivery_fn(const struct lmtp_delivery *d);
-/* Same rules as lmtp_session_set_trace(). */
+/* Set once before sessions run; NULL disables it. Not thread-safe to
+ * change while sessions run. */
 void lmtp_session_set_delivery_log(lmtp_delivery_fn *fn);
 
 /* The session's current state (tests, trace). s is a session returned by

@@ -160,7 +160,6 @@ static const struct pop3_cmd_def pop3_commands[] = {
 	{ "QUIT", pop3_check_quit, pop3_proceed_quit },
 };
 
-static pop3_trace_fn *pop3_trace;
 
 const struct proto_front pop3_front = {
 	.name = "pop3",
@@ -189,11 +188,6 @@ const char *pop3_state_name(enum pop3_state state)
 	return pop3_state_names[state];
 }
 
-void pop3_session_set_trace(pop3_trace_fn *fn)
-{
-	pop3_trace = fn;
-}
-
 enum pop3_state pop3_session_state(const void *ctx)
 {
 	const struct pop3_session *s = ctx;
@@ -206,9 +200,7 @@ static void pop3_enter_state(struct pop3_session *s, enum pop3_state state)
 {
 	if (s->state == state)
 		return;
-	if (pop3_trace != NULL)
-		pop3_trace(s->info.session_id != NULL ? s->info.session_id : "-",
-			   pop3_state_name(s->state), pop3_state_name(state));
+	proto_trace(&s->io, pop3_state_name(s->state), pop3_state_name(state));
 	s->state = state;
 }
 

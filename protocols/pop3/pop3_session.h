@@ -4,7 +4,7 @@
  *
  * The gateway uses it only through `pop3_front` (protocols/proto.h); this
  * header documents the states and their transitions, and exposes the state
- * names and a trace hook for debugging and tests.
+ * names for debugging and tests (state changes go to proto_io.trace).
  *
  * States (enum pop3_state, all in pop3_session.c, entered only through
  * pop3_enter_state()):
@@ -111,12 +111,6 @@ enum pop3_state {
  * range). */
 const char *pop3_state_name(enum pop3_state state);
 
-/* Optional trace of every state change (session id, old, new), e.g. the
- * gateway's debug log. Set once before sessions run; NULL disables it. It is
- * never given credentials. Not thread-safe to change while sessions run. */
-typedef void pop3_trace_fn(const char *session_id, const char *old_state,
-			   const char *new_state);
-void pop3_session_set_trace(pop3_trace_fn *fn);
 
 /* The session's current state (for tests and the trace). s is a session
  * returned by pop3_front.session_new(). */

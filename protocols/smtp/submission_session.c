@@ -234,7 +234,6 @@ static const struct submission_cmd_def submission_commands[] = {
 	{ SMTP_VERB_XFORWARD, submission_check_refused, NULL },
 };
 
-static submission_trace_fn *submission_trace;
 
 const struct proto_front submission_front = {
 	.name = "submission",
@@ -264,11 +263,6 @@ const char *submission_state_name(enum submission_state state)
 	return submission_state_names[state];
 }
 
-void submission_session_set_trace(submission_trace_fn *fn)
-{
-	submission_trace = fn;
-}
-
 enum submission_state submission_session_state(const void *ctx)
 {
 	const struct submission_session *s = ctx;
@@ -282,9 +276,7 @@ static void submission_enter_state(struct submission_session *s,
 {
 	if (s->state == state)
 		return;
-	if (submission_trace != NULL)
-		submission_trace(s->info.session_id != NULL ? s->info.session_id : "-",
-				 submission_state_name(s->state),
+	proto_trace(&s->io, submission_state_name(s->state),
 				 submission_state_name(state));
 	s->state = state;
 }

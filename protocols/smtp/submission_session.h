@@ -136,12 +136,6 @@ enum submission_state {
 /* "ready", "relay", ...: static, never NULL ("unknown" when out of range). */
 const char *submission_state_name(enum submission_state state);
 
-/* Optional trace of every state change (session id, old, new), e.g. the
- * gateway's debug log. Set once before sessions run; NULL disables it. It is
- * never given credentials. Not thread-safe to change while sessions run. */
-typedef void submission_trace_fn(const char *session_id, const char *old_state,
-				 const char *new_state);
-void submission_session_set_trace(submission_trace_fn *fn);
 
 /* The session's current state (for tests and the trace). s is a session
  * returned by submission_front.session_new(). */

@@ -358,11 +358,24 @@ static bool io_client_trusted(void *ctx)
 	return f->trusted;
 }
 
+static void io_trace(void *ctx, const char *from, const char *to)
+{
+	struct fake_io *f = ctx;
+	char line[160];
+	int n = snprintf(line, sizeof(line), "%s %s->%s\n",
+			 f->info.session_id != NULL ? f->info.session_id : "-", from, to);
+
+	if (f->record && n > 0)
+		fake_buf_append(f, &f->trace, "trace", line,
+				(size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 void fake_io_init(struct fake_io *f)
 {
-	struct fake_buf *bufs[] = { &f->client, &f->backend, &f->relay_rest, &f->spool };
+	struct fake_buf *bufs[] = { &f->client, &f->backend, &f->relay_rest, &f->spool,
+				    &f->trace };
 
 	memset(f, 0, sizeof(*f));
 	f->fail = fail_abort;
@@ -387,6 +400,7 @@ void fake_io_init(struct fake_io *f)
 		.set_decision = io_set_decision,
 		.auth_failed = io_auth_failed,
 		.backend_error = io_backend_error,
+		.trace = io_trace,
 		.login_done = io_login_done,
 		.backend_want_drain = io_backend_want_drain,
 		.client_want_drain = io_client_want_drain,
@@ -420,7 +434,8 @@ void fake_io_free(struct fake_io *f)
 	free(f->backend.p);
 	free(f->relay_rest.p);
 	free(f->spool.p);
-	f->client = f->backend = f->relay_rest = f->spool = (struct fake_buf){ 0 };
+	free(f->trace.p);
+	f->client = f->backend = f->relay_rest = f->spool = f->trace = (struct fake_buf){ 0 };
 }
 
 /* ---- drivers ---------------------------------------------------------- */

@@ -99,6 +99,7 @@ struct fake_io {
 
 	/* ---- recorded ---- */
 	struct fake_buf client, backend, relay_rest, spool;
+	struct fake_buf trace;         /* "<session id> from->to\n" per state change */
 	unsigned client_writes, backend_writes;
 	unsigned starttls_calls, connect_calls, backend_close_calls, relay_calls;
 	unsigned timer_ms, timer_calls;

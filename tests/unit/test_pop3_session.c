@@ -833,27 +833,16 @@ static void test_timeouts_and_shutdown(void **state)
 }
 
 /* The password reaches the backend and nothing else. */
-static void trace_record(const char *id, const char *old_state, const char *new_state);
-static char trace_log[4096];
-
-static void trace_record(const char *id, const char *old_state, const char *new_state)
-{
-	size_t n = strlen(trace_log);
-	snprintf(trace_log + n, sizeof(trace_log) - n, "%s %s->%s\n", id, old_state, new_state);
-}
-
 static void test_trace_and_no_secret_leak(void **state)
 {
 	struct harness *h;
 	(void)state;
 
-	trace_log[0] = '\0';
-	pop3_session_set_trace(trace_record);
 	h = harness_new(TLS_IMPLICIT);
 	client(h, "USER bob\r\nPASS S3cr3tPw\r\n");
 	backend_login(h, "bob", "S3cr3tPw", false);
 	backend(h, "+OK Logged in.\r\n");
-	pop3_session_set_trace(NULL);
+	const char *trace_log = h->f.trace.p;   /* proto_io.trace, as recorded */
 	assert_non_null(strstr(trace_log, "0123456789abcdef init->authorization\n"));
 	assert_non_null(strstr(trace_log, "backend-auth->relay\n"));
 	assert_null(strstr(trace_log, "S3cr3t"));
