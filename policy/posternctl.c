@@ -60,6 +60,7 @@
  * kept unless --replace. A malformed entry anywhere aborts the whole
  * import and is named in the error.
  */
+#include "policy/ctl.h"
 #include "policy/decide.h"
 #include "policy/device.h"
 #include "policy/store.h"
@@ -72,37 +73,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_STORE_DIR "/var/lib/postern/policy"
-#define IMPORT_MAX ((size_t)1 << 30)
-
-enum exit_code {
-	EXIT_OK = 0,
-	EXIT_DENY = 1,
-	EXIT_USAGE = 2,
-	EXIT_UNKNOWN = 3,
-	EXIT_STORE = 4,
-	EXIT_TEMPFAIL = 75,
-};
-
-struct ctl {
-	const char *dir;
-	struct pol_store *store;
-};
-
-struct list_ctx {
-	size_t count;
-	bool json;
-};
-
-typedef int cmd_fn(struct ctl *ctl, int argc, char **argv);
 
 static void usage(FILE *f);
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int rc_exit(int rc);
-static int store_fail(int rc, const char *what, const char *name);
-static int ctl_open(struct ctl *ctl, bool write);
 static int parse_settings(int argc, char **argv, struct pol_update *upd);
-static void print_quoted(FILE *f, const char *s);
 static void print_record(FILE *f, const struct pol_record *rec);
 static int print_record_cb(const char *name, const struct pol_record *rec, void *ctx);
 static int print_name_cb(const char *name, void *ctx);
@@ -111,8 +84,6 @@ static int print_group_cb(const char *name, const struct pol_group *group,
 			  size_t member_count, void *ctx);
 static int show_record(const char *what, const char *name, const struct pol_record *rec,
 		       uint64_t gen);
-static int read_all(const char *path, char **buf_r, size_t *len_r);
-static int write_all(const char *path, const char *buf, size_t len);
 
 static int user_show(struct ctl *ctl, const char *addr);
 static int user_list(struct ctl *ctl, int argc, char **argv);
@@ -139,6 +110,8 @@ static const struct {
 	{ "export", cmd_export },
 	{ "generation", cmd_generation },
 	{ "device", cmd_device },
+	{ "rule", ctl_rule },
+	{ "quarantine", ctl_quarantine },
 };
 
 /* --- helpers ------------------------------------------------------------ */
@@ -161,11 +134,13 @@ static void usage(FILE *f)
 	      "  export [FILE|-]\n"
 	      "  generation\n"
 	      "  device list [ADDR]\n"
+	      "  rule ... (posternctl rule help)\n"
+	      "  quarantine ... (posternctl quarantine help)\n"
 	      "SERVICE: imap pop activesync incoming outgoing spamcheck\n"
 	      "STORE_DIR: -d, else $POSTERN_POLICY, else " DEFAULT_STORE_DIR "\n", f);
 }
 
-static int fail(int code, const char *fmt, ...)
+int fail(int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -177,7 +152,7 @@ static int fail(int code, const char *fmt, ...)
 	return code;
 }
 
-static int rc_exit(int rc)
+int rc_exit(int rc)
 {
 	switch (rc) {
 	case 0:
@@ -193,7 +168,7 @@ static int rc_exit(int rc)
 }
 
 /* Reports a failed store call about `what` `name` ("user", "x@y"). */
-static int store_fail(int rc, const char *what, const char *name)
+int store_fail(int rc, const char *what, const char *name)
 {
 	switch (rc) {
 	case -EINVAL:
@@ -207,7 +182,7 @@ static int store_fail(int rc, const char *what, const char *name)
 	}
 }
 
-static int ctl_open(struct ctl *ctl, bool write)
+int ctl_open(struct ctl *ctl, bool write)
 {
 	int rc;
 
@@ -275,7 +250,7 @@ static int parse_settings(int argc, char **argv, struct pol_update *upd)
 	return 0;
 }
 
-static void print_quoted(FILE *f, const char *s)
+void print_quoted(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s != '\0'; s++) {
@@ -381,7 +356,7 @@ static int show_record(const char *what, const char *name, const struct pol_reco
 }
 
 /* Reads a whole file ("-" = stdin) into a NUL-terminated buffer. */
-static int read_all(const char *path, char **buf_r, size_t *len_r)
+int read_all(const char *path, char **buf_r, size_t *len_r)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
 	size_t cap = 1 << 16, len = 0;
@@ -427,7 +402,7 @@ static int read_all(const char *path, char **buf_r, size_t *len_r)
 
 /* Writes buf to path ("-" = stdout); a file is written under a temporary
  * name and renamed, so a reader never sees half an export. */
-static int write_all(const char *path, const char *buf, size_t len)
+int write_all(const char *path, const char *buf, size_t len)
 {
 	char tmp[4096];
 	FILE *f;

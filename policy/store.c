@@ -38,6 +38,10 @@ static const struct {
 	[POL_DB_MEMBERS] = { "members", MDB_DUPSORT },
 	[POL_DB_MEMBEROF] = { "memberof", MDB_DUPSORT },
 	[POL_DB_META] = { "meta", 0 },
+	[POL_DB_RULES] = { "rules", 0 },
+	[POL_DB_RULE_NAMES] = { "rulenames", 0 },
+	[POL_DB_SENDERS] = { "senders", 0 },
+	[POL_DB_QUARANTINE] = { "quarantine", 0 },
 };
 
 static int store_open_dbs(struct pol_store *store, bool create);
@@ -204,6 +208,10 @@ static int store_open_dbs(struct pol_store *store, bool create)
 		rc = mdb_dbi_open(txn, db_specs[i].name,
 				  db_specs[i].flags | (create ? MDB_CREATE : 0),
 				  &store->dbi[i]);
+		if (rc == MDB_NOTFOUND && !create && i >= POL_DB_FIRST_OPTIONAL) {
+			store->absent |= 1u << i;
+			continue;
+		}
 		if (rc != 0) {
 			mdb_txn_abort(txn);
 			return pol__mdb_error(rc);
@@ -346,6 +354,19 @@ int pol__write_commit(struct pol_store *store, MDB_txn **txn)
 	rc = mdb_txn_commit(*txn);
 	*txn = NULL;
 	return pol__mdb_error(rc);
+}
+
+int pol__write_commit_quiet(MDB_txn **txn)
+{
+	int rc = mdb_txn_commit(*txn);
+
+	*txn = NULL;
+	return pol__mdb_error(rc);
+}
+
+bool pol__db_present(const struct pol_store *store, enum pol_db db)
+{
+	return (store->absent & (1u << db)) == 0;
 }
 
 void pol__write_abort(MDB_txn **txn)

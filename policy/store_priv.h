@@ -31,13 +31,23 @@ enum pol_db {
 	POL_DB_MEMBERS,
 	POL_DB_MEMBEROF,
 	POL_DB_META,
+	/* Added with the incoming rules. A store written before them lacks
+	 * these; opened read-only, they read as empty (pol__db_present). */
+	POL_DB_RULES,        /* u32 BE rule id -> rule JSON (policy/rule_store.c) */
+	POL_DB_RULE_NAMES,   /* case-folded rule name -> u32 BE rule id */
+	POL_DB_SENDERS,      /* new-sender history (policy/engine.c) */
+	POL_DB_QUARANTINE,   /* quarantine index (policy/quarantine.c) */
 	POL_DB_COUNT
 };
+#define POL_DB_FIRST_OPTIONAL POL_DB_RULES
 
 struct pol_store {
 	MDB_env *env;
 	MDB_dbi dbi[POL_DB_COUNT];
 	unsigned flags;              /* POL_STORE_RDONLY */
+	unsigned absent;             /* bit (1 << db): an optional database the
+	                                store does not have (read-only open of
+	                                an older store) */
 	pthread_mutex_t pool_lock;   /* guards pool and pool_n */
 	MDB_txn *pool[POL_TXN_POOL_MAX];
 	unsigned pool_n;
@@ -58,6 +68,14 @@ void pol__read_end(struct pol_store *store, MDB_txn **txn);
 int pol__write_begin(struct pol_store *store, MDB_txn **txn_r);
 int pol__write_commit(struct pol_store *store, MDB_txn **txn);
 void pol__write_abort(MDB_txn **txn);
+/* Commits without bumping the generation: for writes that change no policy
+ * (new-sender history, quarantine index), so that they neither recompile
+ * the rules nor make every front re-decide its sessions. */
+int pol__write_commit_quiet(MDB_txn **txn);
+
+/* False for an optional database this store does not have: read it as
+ * empty (a write transaction on such a store fails with -EROFS anyway). */
+bool pol__db_present(const struct pol_store *store, enum pol_db db);
 
 /* Reads the generation inside txn; 0 when missing or corrupt. */
 uint64_t pol__generation(struct pol_store *store, MDB_txn *txn);

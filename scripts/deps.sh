@@ -12,6 +12,9 @@ PACKAGES=(
   cmake make gcc clang pkg-config
   libuv1-dev libssl-dev libxml2-dev libwbxml2-dev liblmdb-dev
   libconfig-dev libjansson-dev libcmocka-dev
+  # incoming rules: MIME (GMime), regex (PCRE2), Unicode case folding and
+  # NFC (libunistring), IDN domains (libidn2)
+  libgmime-3.0-dev libpcre2-dev libunistring-dev libidn2-dev
   # sanitizers and fuzzing with clang; llvm for llvm-symbolizer (readable
   # ASan stack traces)
   libclang-rt-14-dev llvm
@@ -20,6 +23,9 @@ PACKAGES=(
   openssl curl python3 lmdb-utils libwbxml2-utils
   # delivery (LMTP) tests: Dovecot's LMTP server, a real Postfix in front
   dovecot-lmtpd postfix
+  # incoming rules: "move to spam" files into Junk through a sieve_before
+  # script (Pigeonhole)
+  dovecot-sieve
   # submission tests: Dovecot's submission service; swaks (its TLS needs
   # Net::SSLeay)
   dovecot-submissiond swaks libnet-ssleay-perl

@@ -1,0 +1,10 @@
+/* policy/ctl_quarantine.c: placeholder until the command lands. */
+#include "policy/ctl.h"
+
+int ctl_quarantine(struct ctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	(void)argc;
+	(void)argv;
+	return fail(EXIT_USAGE, "not available yet");
+}
