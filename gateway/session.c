@@ -338,15 +338,27 @@ static void backend_drained(struct gw_stream *st)
 	}
 }
 
-/* t_drain: deferred drained() calls. */
+/* t_drain: deferred drained() calls. The front may have written more
+ * between asking and this timer (it asks after its first write of a burst
+ * and goes on writing): then the queue is above the low-water mark again
+ * and the stream's own drain notification must be armed, or the front
+ * would wait for a drained() that never comes. */
 static void drain_deferred(uv_timer_t *t)
 {
 	struct gw_session *s = t->data;
 
-	if (s->drain_wanted && s->backend.queued <= s->backend.low_water)
-		backend_drained(&s->backend);
-	if (s->client_drain_wanted && s->client.queued <= s->client.low_water)
-		client_drained(&s->client);
+	if (s->drain_wanted) {
+		if (s->backend.queued <= s->backend.low_water)
+			backend_drained(&s->backend);
+		else
+			s->backend.want_drain = 1;
+	}
+	if (s->client_drain_wanted && !s->closing) {
+		if (s->client.queued <= s->client.low_water)
+			client_drained(&s->client);
+		else
+			s->client.want_drain = 1;
+	}
 }
 
 /* ---- client side ---- */
