@@ -45,12 +45,19 @@ struct msg_edits {
 
 struct rewrite_options {
 	bool copy;                  /* a BCC/forward copy: loop header, no
-	                               banner */
+	                               banner, no Junk folder header */
 	const char *node;           /* this gateway's name for X-Postern-Loop */
+	/* Required: the same bytes that were given to msg_open() (the spans
+	 * of msg.h point into them; the subject and the text parts are read
+	 * from them). rewrite_plan() returns -EINVAL when data is NULL. */
+	const unsigned char *data;
+	size_t len;
 };
 
-/* The edits for a verdict (v may have no rule: then only the stripping of
- * inbound X-Postern-* fields). Returns 0 or -ENOMEM. */
+/* The edits for a verdict (v may be NULL or have no rule: then only the
+ * stripping of inbound X-Postern-* fields, plus the loop header for a
+ * copy). Returns 0, -EINVAL (opt or opt->data NULL) or -ENOMEM; on error
+ * *out is empty. */
 int rewrite_plan(struct msg *m, const struct rule_verdict *v,
 		 const struct rewrite_options *opt, struct msg_edits *out);
 void msg_edits_free(struct msg_edits *e);
