@@ -59,4 +59,15 @@ void norm_ip_format(const struct norm_ip *ip, char *out, size_t out_size);
  * "." + parent. Both normalised. */
 bool norm_domain_within(const char *domain, const char *parent);
 
+/* Additions (msg.c and tests use them). */
+
+/* A valid UTF-8 copy of s (len bytes): every byte of an invalid or
+ * truncated sequence, and every NUL, becomes U+FFFD. malloc'd,
+ * NUL-terminated; NULL on allocation failure. */
+char *norm_utf8(const char *s, size_t len, size_t *out_len);
+
+/* g_mime_init(), once per process (pthread_once); every GMime user in
+ * policy/ calls this first. Never shut down. */
+void norm_mime_init(void);
+
 #endif

@@ -1,0 +1,790 @@
+/*
+ * policy/norm.c: the normalisation pipeline of spec 1.3.1 (norm.h).
+ *
+ * Every function is pure (no I/O) and thread-safe: libunistring and
+ * libidn2 keep no state, and GMime (used only for RFC 2047 decoding) is
+ * initialised once through pthread_once.
+ *
+ * Text goes through these steps, in order: invalid UTF-8 (and NUL) bytes
+ * become U+FFFD; header text is unfolded and its encoded words decoded;
+ * NFC; trim and collapse whitespace runs (ASCII and Unicode spaces) to one
+ * ASCII space. The comparison key is the full case fold (NFC result) with
+ * the invisible characters removed.
+ */
+#include "policy/norm.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gmime/gmime.h>
+#include <idn2.h>
+#include <unicase.h>
+#include <uninorm.h>
+#include <unistr.h>
+
+#define NORM_DOMAIN_MAX 253
+#define NORM_LABEL_MAX  63
+
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+
+static void mime_init_once(void);
+
+static bool is_space_cp(ucs4_t c);
+static bool is_invisible_cp(ucs4_t c);
+static char *collapse_ws(char *s, size_t len, size_t *out_len);
+static char *nfc(const char *s, size_t len, size_t *out_len);
+static char *unfold(const char *raw, size_t len, size_t *out_len);
+static int domain_ascii(const char *in, size_t len, char *out, size_t out_size);
+static int domain_label_ok(const char *l, size_t len);
+static bool atext(unsigned char c);
+static bool dot_atom(const char *s, size_t len);
+
+static void mime_init_once(void)
+{
+	g_mime_init();
+}
+
+void norm_mime_init(void)
+{
+	pthread_once(&mime_once, mime_init_once);
+}
+
+/* Valid UTF-8 copy of s: each byte of an invalid or truncated sequence,
+ * and each NUL, becomes U+FFFD. Always NUL-terminated. */
+char *norm_utf8(const char *s, size_t len, size_t *out_len)
+{
+	const uint8_t *p = (const uint8_t *)s, *end = p + len;
+	size_t cap = len + 1, n = 0;
+	char *out;
+
+	/* fast path: all valid and no NUL */
+	if (u8_check(p, len) == NULL && memchr(s, 0, len) == NULL) {
+		out = malloc(len + 1);
+		if (out == NULL)
+			return NULL;
+		memcpy(out, s, len);
+		out[len] = 0;
+		if (out_len != NULL)
+			*out_len = len;
+		return out;
+	}
+	/* worst case: every byte becomes 3 */
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	cap = 3 * len + 1;
+	out = malloc(cap);
+	if (out == NULL)
+		return NULL;
+	while (p < end) {
+		ucs4_t c;
+		int k = u8_mbtoucr(&c, p, (size_t)(end - p));
+
+		if (k <= 0 || c == 0) {
+			memcpy(out + n, "\xEF\xBF\xBD", 3);
+			n += 3;
+			p++;
+			continue;
+		}
+		memcpy(out + n, p, (size_t)k);
+		n += (size_t)k;
+		p += k;
+	}
+	out[n] = 0;
+	if (out_len != NULL)
+		*out_len = n;
+	return out;
+}
+
+static bool is_space_cp(ucs4_t c)
+{
+	switch (c) {
+	case ' ': case '\t': case '\r': case '\n': case '\v': case '\f':
+	case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
+	case 0x202F: case 0x205F: case 0x3000:
+		return true;
+	default:
+		return c >= 0x2000 && c <= 0x200A;
+	}
+}
+
+static bool is_invisible_cp(ucs4_t c)
+{
+	return c == 0xAD || (c >= 0x200B && c <= 0x200D) || c == 0x2060 ||
+	       c == 0xFEFF || c == 0x180E;
+}
+
+/* Trims s (valid UTF-8, len bytes, owned) and collapses whitespace runs to
+ * one ASCII space, in place; returns s. */
+static char *collapse_ws(char *s, size_t len, size_t *out_len)
+{
+	const uint8_t *p = (const uint8_t *)s, *end = p + len;
+	size_t n = 0;
+	bool pending = false;
+
+	while (p < end) {
+		ucs4_t c;
+		int k = u8_mbtoucr(&c, p, (size_t)(end - p));
+
+		if (k <= 0) {           /* cannot happen on sanitised input */
+			k = 1;
+			c = 0xFFFD;
+		}
+		if (is_space_cp(c)) {
+			pending = n > 0;
+			p += k;
+			continue;
+		}
+		if (pending) {
+			s[n++] = ' ';
+			pending = false;
+		}
+		memmove(s + n, p, (size_t)k);
+		n += (size_t)k;
+		p += k;
+	}
+	s[n] = 0;
+	if (out_len != NULL)
+		*out_len = n;
+	return s;
+}
+
+/* NFC of valid UTF-8; a malloc'd NUL-terminated string. */
+static char *nfc(const char *s, size_t len, size_t *out_len)
+{
+	size_t n = 0;
+	uint8_t *r;
+	char *out;
+	bool ascii = true;
+
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)s[i] >= 0x80) {
+			ascii = false;
+			break;
+		}
+	}
+	if (ascii || len == 0) {
+		out = malloc(len + 1);
+		if (out == NULL)
+			return NULL;
+		memcpy(out, s, len);
+		out[len] = 0;
+		*out_len = len;
+		return out;
+	}
+	r = u8_normalize(UNINORM_NFC, (const uint8_t *)s, len, NULL, &n);
+	if (r == NULL)
+		return NULL;
+	out = realloc(r, n + 1);
+	if (out == NULL) {
+		free(r);
+		return NULL;
+	}
+	out[n] = 0;
+	*out_len = n;
+	return out;
+}
+
+char *norm_text(const char *s, size_t len, size_t *out_len)
+{
+	size_t n1, n2;
+	char *a, *b;
+
+	a = norm_utf8(s, len, &n1);
+	if (a == NULL)
+		return NULL;
+	b = nfc(a, n1, &n2);
+	free(a);
+	if (b == NULL)
+		return NULL;
+	return collapse_ws(b, n2, out_len);
+}
+
+/* Unfolds raw header text: CRLF or LF followed by WSP is dropped (the WSP
+ * stays); any other CR or LF becomes a space. */
+static char *unfold(const char *raw, size_t len, size_t *out_len)
+{
+	char *out = malloc(len + 1);
+	size_t n = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = raw[i];
+
+		if (c == '\r' || c == '\n') {
+			size_t j = i;
+
+			if (c == '\r' && j + 1 < len && raw[j + 1] == '\n')
+				j++;
+			if (j + 1 < len && (raw[j + 1] == ' ' || raw[j + 1] == '\t')) {
+				i = j;
+				continue;
+			}
+			out[n++] = ' ';
+			i = j;
+			continue;
+		}
+		out[n++] = c;
+	}
+	out[n] = 0;
+	*out_len = n;
+	return out;
+}
+
+char *norm_header_text(const char *raw, size_t len, size_t *out_len)
+{
+	size_t n, n2;
+	char *u, *s, *dec, *r;
+
+	u = unfold(raw, len, &n);
+	if (u == NULL)
+		return NULL;
+	s = norm_utf8(u, n, &n);
+	free(u);
+	if (s == NULL)
+		return NULL;
+	if (strstr(s, "=?") != NULL) {
+		norm_mime_init();
+		dec = g_mime_utils_header_decode_text(NULL, s);
+		if (dec != NULL) {
+			/* the decoded words may carry invalid bytes */
+			r = norm_utf8(dec, strlen(dec), &n);
+			g_free(dec);
+			if (r == NULL) {
+				free(s);
+				return NULL;
+			}
+			free(s);
+			s = r;
+		}
+	}
+	r = nfc(s, n, &n2);
+	free(s);
+	if (r == NULL)
+		return NULL;
+	return collapse_ws(r, n2, out_len);
+}
+
+char *norm_key(const char *s, size_t len, size_t *out_len)
+{
+	size_t n, kn = 0;
+	char *a, *out;
+	uint8_t *k;
+	bool ascii = true;
+
+	a = norm_utf8(s, len, &n);
+	if (a == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)a[i] >= 0x80) {
+			ascii = false;
+			break;
+		}
+	}
+	if (ascii || n == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (a[i] >= 'A' && a[i] <= 'Z')
+				a[i] = (char)(a[i] + 32);
+		}
+		if (out_len != NULL)
+			*out_len = n;
+		return a;
+	}
+	k = u8_casefold((const uint8_t *)a, n, NULL, UNINORM_NFC, NULL, &kn);
+	free(a);
+	if (k == NULL)
+		return NULL;
+	out = malloc(kn + 1);
+	if (out == NULL) {
+		free(k);
+		return NULL;
+	}
+	/* drop the invisible characters */
+	n = 0;
+	for (size_t i = 0; i < kn;) {
+		ucs4_t c;
+		int l = u8_mbtoucr(&c, k + i, kn - i);
+
+		if (l <= 0)
+			l = 1, c = 0xFFFD;
+		if (!is_invisible_cp(c)) {
+			memcpy(out + n, k + i, (size_t)l);
+			n += (size_t)l;
+		}
+		i += (size_t)l;
+	}
+	free(k);
+	out[n] = 0;
+	if (out_len != NULL)
+		*out_len = n;
+	return out;
+}
+
+/* An ASCII label as we accept it: 1..63 bytes of printable ASCII other
+ * than the characters that delimit addresses. Underscores, which UTS #46
+ * with STD3 rules refuses, are common in real host names and accepted. */
+static int domain_label_ok(const char *l, size_t len)
+{
+	if (len == 0 || len > NORM_LABEL_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)l[i];
+
+		if (c <= ' ' || c >= 0x7f || strchr("@<>()[]\\,;:\"/", c) != NULL)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Lowercase copy of an ASCII domain after label checks. */
+static int domain_ascii(const char *in, size_t len, char *out, size_t out_size)
+{
+	size_t start = 0;
+
+	if (len == 0 || len > NORM_DOMAIN_MAX || len + 1 > out_size)
+		return -EINVAL;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || in[i] == '.') {
+			if (domain_label_ok(in + start, i - start) < 0)
+				return -EINVAL;
+			start = i + 1;
+		}
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+
+		out[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	out[len] = 0;
+	return 0;
+}
+
+int norm_domain(const char *in, size_t len, char *out, size_t out_size)
+{
+	const int flags = IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT;
+	bool ascii = true;
+	char *s, *a = NULL;
+	size_t n;
+	int rc;
+
+	if (in == NULL || out == NULL || out_size == 0)
+		return -EINVAL;
+	while (len > 0 && (in[0] == ' ' || in[0] == '\t' || in[0] == '\r' || in[0] == '\n'))
+		in++, len--;
+	while (len > 0 && (in[len - 1] == ' ' || in[len - 1] == '\t' ||
+			   in[len - 1] == '\r' || in[len - 1] == '\n'))
+		len--;
+	/* a domain literal, [192.0.2.1] or [IPv6:...]: kept, lowercased */
+	if (len >= 2 && in[0] == '[' && in[len - 1] == ']') {
+		if (len + 1 > out_size || len > NORM_DOMAIN_MAX)
+			return -EINVAL;
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)in[i];
+
+			if (c <= ' ' || c >= 0x7f)
+				return -EINVAL;
+			out[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+		}
+		out[len] = 0;
+		return 0;
+	}
+	if (len > 0 && in[len - 1] == '.')
+		len--;
+	if (len == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)in[i] >= 0x80) {
+			ascii = false;
+			break;
+		}
+	}
+	/* For ASCII, UTS #46 mapping is lowercasing; an A-label ("xn--")
+	 * idn2 would refuse is still kept lowercase, as for underscores. */
+	if (ascii)
+		return domain_ascii(in, len, out, out_size);
+
+	s = norm_utf8(in, len, &n);
+	if (s == NULL)
+		return -ENOMEM;
+	rc = idn2_to_ascii_8z(s, &a, flags);
+	if (rc == IDN2_OK) {
+		size_t al = strlen(a);
+
+		/* idn2 maps the ideographic full stops; drop a dot it made last */
+		if (al > 0 && a[al - 1] == '.')
+			a[--al] = 0;
+		rc = domain_ascii(a, al, out, out_size);
+		idn2_free(a);
+		free(s);
+		return rc;
+	}
+	/* Label by label: ASCII labels idn2 refused (underscores...) are
+	 * lowercased, the others must convert on their own. */
+	{
+		char buf[NORM_DOMAIN_MAX + 2];
+		size_t bn = 0, start = 0;
+
+		rc = 0;
+		for (size_t i = 0; i <= n && rc == 0; i++) {
+			if (i < n && s[i] != '.')
+				continue;
+			{
+				size_t ll = i - start;
+				char lab[256];
+				bool la = true;
+
+				if (ll == 0 || ll >= sizeof(lab)) {
+					rc = -EINVAL;
+					break;
+				}
+				memcpy(lab, s + start, ll);
+				lab[ll] = 0;
+				for (size_t j = 0; j < ll; j++)
+					if ((unsigned char)lab[j] >= 0x80)
+						la = false;
+				if (!la) {
+					char *al = NULL;
+
+					if (idn2_to_ascii_8z(lab, &al, flags) != IDN2_OK) {
+						rc = -EINVAL;
+						break;
+					}
+					ll = strlen(al);
+					if (ll >= sizeof(lab)) {
+						idn2_free(al);
+						rc = -EINVAL;
+						break;
+					}
+					memcpy(lab, al, ll + 1);
+					idn2_free(al);
+				}
+				if (bn + ll + 1 > sizeof(buf)) {
+					rc = -EINVAL;
+					break;
+				}
+				if (bn > 0)
+					buf[bn++] = '.';
+				memcpy(buf + bn, lab, ll);
+				bn += ll;
+			}
+			start = i + 1;
+		}
+		free(s);
+		if (rc < 0)
+			return rc;
+		return domain_ascii(buf, bn, out, out_size);
+	}
+}
+
+static bool atext(unsigned char c)
+{
+	if (c >= 0x80)          /* UTF-8 (RFC 6532) */
+		return true;
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return true;
+	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+static bool dot_atom(const char *s, size_t len)
+{
+	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.') {
+			if (s[i + 1] == '.')
+				return false;
+		} else if (!atext((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int norm_address(const char *in, size_t len, char *out, size_t out_size)
+{
+	char local[512];
+	size_t ln = 0, at = SIZE_MAX, i, kn;
+	bool quoted = false, inq = false;
+	char *nl, *key;
+	int rc;
+
+	if (in == NULL || out == NULL)
+		return -EINVAL;
+	while (len > 0 && (in[0] == ' ' || in[0] == '\t' || in[0] == '\r' || in[0] == '\n'))
+		in++, len--;
+	while (len > 0 && (in[len - 1] == ' ' || in[len - 1] == '\t' ||
+			   in[len - 1] == '\r' || in[len - 1] == '\n'))
+		len--;
+	if (len >= 2 && in[0] == '<' && in[len - 1] == '>')
+		in++, len -= 2;
+	/* the '@' that separates: the last one outside a quoted string */
+	for (i = 0; i < len; i++) {
+		if (in[i] == '\\' && inq) {
+			i++;
+			continue;
+		}
+		if (in[i] == '"')
+			inq = !inq;
+		else if (in[i] == '@' && !inq)
+			at = i;
+	}
+	if (at == SIZE_MAX || at == 0 || at + 1 >= len)
+		return -EINVAL;
+	/* local part: unquote */
+	if (in[0] == '"') {
+		if (at < 2 || in[at - 1] != '"')
+			return -EINVAL;
+		quoted = true;
+		for (i = 1; i + 1 < at; i++) {
+			char c = in[i];
+
+			if (c == '\\' && i + 2 < at)
+				c = in[++i];
+			else if (c == '"')
+				return -EINVAL;
+			if (ln + 1 >= sizeof(local))
+				return -EINVAL;
+			local[ln++] = c;
+		}
+	} else {
+		if (at >= sizeof(local))
+			return -EINVAL;
+		for (i = 0; i < at; i++) {
+			unsigned char c = (unsigned char)in[i];
+
+			if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>' ||
+			    c == '(' || c == ')' || c == ',' || c == ';' || c == '@')
+				return -EINVAL;
+			local[ln++] = (char)c;
+		}
+	}
+	if (ln == 0)
+		return -EINVAL;
+	local[ln] = 0;
+	/* local part: NFC, case fold */
+	nl = norm_text(local, ln, &kn);
+	if (nl == NULL)
+		return -ENOMEM;
+	key = norm_key(nl, kn, &kn);
+	free(nl);
+	if (key == NULL)
+		return -ENOMEM;
+	if (kn == 0) {
+		free(key);
+		return -EINVAL;
+	}
+	/* unquoted when that is equivalent, else quoted with escapes */
+	ln = 0;
+	if (!quoted || dot_atom(key, kn)) {
+		if (kn + 2 > out_size) {
+			free(key);
+			return -EINVAL;
+		}
+		memcpy(out, key, kn);
+		ln = kn;
+	} else {
+		if (out_size < 3) {
+			free(key);
+			return -EINVAL;
+		}
+		out[ln++] = '"';
+		for (i = 0; i < kn; i++) {
+			if (ln + 4 > out_size) {
+				free(key);
+				return -EINVAL;
+			}
+			if (key[i] == '"' || key[i] == '\\')
+				out[ln++] = '\\';
+			out[ln++] = key[i];
+		}
+		out[ln++] = '"';
+	}
+	free(key);
+	out[ln++] = '@';
+	rc = norm_domain(in + at + 1, len - at - 1, out + ln, out_size - ln);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : -EINVAL;
+	return 0;
+}
+
+void norm_address_strip_detail(char *addr)
+{
+	char *at, *plus;
+	size_t min = 1;
+
+	if (addr == NULL)
+		return;
+	at = strrchr(addr, '@');
+	if (at == NULL)
+		return;
+	if (addr[0] == '"')
+		min = 2;
+	for (plus = addr; plus < at && *plus != '+'; plus++)
+		;
+	if (plus >= at || (size_t)(plus - addr) < min)
+		return;
+	if (addr[0] == '"') {
+		/* "a+b c"@x -> "a"@x */
+		*plus = '"';
+		plus++;
+	}
+	memmove(plus, at, strlen(at) + 1);
+}
+
+int norm_ip_parse(const char *s, struct norm_ip *ip)
+{
+	char buf[64];
+	size_t len;
+	struct in_addr a4;
+
+	if (s == NULL || ip == NULL)
+		return -EINVAL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	len = strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']')
+		s++, len -= 2;
+	if (len >= 5 && strncasecmp(s, "ipv6:", 5) == 0)
+		s += 5, len -= 5;
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	/* a zone index (fe80::1%eth0) does not take part in comparisons */
+	{
+		char *pct = strchr(buf, '%');
+
+		if (pct != NULL)
+			*pct = 0;
+	}
+	memset(ip, 0, sizeof(*ip));
+	if (inet_pton(AF_INET, buf, &a4) == 1) {
+		ip->b[10] = 0xff;
+		ip->b[11] = 0xff;
+		memcpy(ip->b + 12, &a4, 4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, ip->b) == 1)
+		return 0;
+	return -EINVAL;
+}
+
+static bool ip_is_v4(const struct norm_ip *ip)
+{
+	static const uint8_t pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return memcmp(ip->b, pfx, 12) == 0;
+}
+
+int norm_cidr_parse(const char *s, struct norm_cidr *c)
+{
+	char buf[80];
+	const char *slash;
+	unsigned long pl;
+	size_t len;
+
+	if (s == NULL || c == NULL)
+		return -EINVAL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	len = strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	slash = strchr(buf, '/');
+	if (slash == NULL) {
+		if (norm_ip_parse(buf, &c->net) < 0)
+			return -EINVAL;
+		c->prefix = 128;
+		return 0;
+	}
+	buf[slash - buf] = 0;
+	if (slash[1] == 0 || strlen(slash + 1) > 3)
+		return -EINVAL;
+	pl = 0;
+	for (const char *p = slash + 1; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		pl = pl * 10 + (unsigned long)(*p - '0');
+	}
+	if (norm_ip_parse(buf, &c->net) < 0)
+		return -EINVAL;
+	/* a dotted-quad network takes an IPv4 prefix length */
+	if (strchr(buf, ':') == NULL && ip_is_v4(&c->net)) {
+		if (pl > 32)
+			return -EINVAL;
+		pl += 96;
+	} else if (pl > 128) {
+		return -EINVAL;
+	}
+	c->prefix = (unsigned)pl;
+	/* keep only the network bits */
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned bits = c->prefix > i * 8 ? c->prefix - i * 8 : 0;
+
+		if (bits < 8)
+			c->net.b[i] &= (uint8_t)(0xff00u >> bits);
+	}
+	return 0;
+}
+
+bool norm_cidr_match(const struct norm_cidr *c, const struct norm_ip *ip)
+{
+	unsigned full, rest;
+
+	if (c == NULL || ip == NULL || c->prefix > 128)
+		return false;
+	full = c->prefix / 8;
+	rest = c->prefix % 8;
+	if (memcmp(c->net.b, ip->b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	{
+		uint8_t mask = (uint8_t)(0xff00u >> rest);
+
+		return (c->net.b[full] & mask) == (ip->b[full] & mask);
+	}
+}
+
+void norm_ip_format(const struct norm_ip *ip, char *out, size_t out_size)
+{
+	if (out == NULL || out_size == 0)
+		return;
+	out[0] = 0;
+	if (ip == NULL)
+		return;
+	if (ip_is_v4(ip)) {
+		if (inet_ntop(AF_INET, ip->b + 12, out, (socklen_t)out_size) == NULL)
+			out[0] = 0;
+		return;
+	}
+	if (inet_ntop(AF_INET6, ip->b, out, (socklen_t)out_size) == NULL)
+		out[0] = 0;
+}
+
+bool norm_domain_within(const char *domain, const char *parent)
+{
+	size_t dl, pl;
+
+	if (domain == NULL || parent == NULL)
+		return false;
+	if (parent[0] == '.')
+		parent++;
+	dl = strlen(domain);
+	pl = strlen(parent);
+	if (pl == 0 || dl < pl)
+		return false;
+	if (dl == pl)
+		return memcmp(domain, parent, pl) == 0;
+	return domain[dl - pl - 1] == '.' && memcmp(domain + dl - pl, parent, pl) == 0;
+}
