@@ -314,6 +314,7 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				snprintf(key, sizeof(key), "%s_port", proto_front_at(pr)->name);
 				srv->port[pr] = (int)get_int(l, s, key, 0, 0, 65535);
 			}
+			srv->smtp_port = (int)get_int(l, s, "smtp_port", 0, 0, 65535);
 			srv->tls = get_bool(l, s, "tls", false);
 			srv->tls_verify = get_bool(l, s, "tls_verify", true);
 			get_str(l, s, "tls_name", srv->host, srv->tls_name, sizeof(srv->tls_name));
@@ -333,6 +334,9 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 					fail(l, s, "cannot resolve backend host '%s'", srv->host);
 					break;
 				}
+			if (!l->failed && srv->smtp_port != 0 &&
+			    resolve(srv->host, srv->smtp_port, &srv->smtp_addr, 0) != 0)
+				fail(l, s, "cannot resolve backend host '%s'", srv->host);
 		}
 	}
 }
@@ -422,6 +426,21 @@ static void load_cidrs(struct loader *l, const config_setting_t *g, const char *
 			return;
 		}
 		(*n_r)++;
+	}
+}
+
+/* gw_cidr -> the rules engine's 128-bit form (IPv4 as ::ffff:a.b.c.d). */
+static void cidr_to_norm(const struct gw_cidr *in, struct norm_cidr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (in->family == AF_INET) {
+		out->net.b[10] = 0xff;
+		out->net.b[11] = 0xff;
+		memcpy(out->net.b + 12, in->addr, 4);
+		out->prefix = in->prefix + 96;
+	} else {
+		memcpy(out->net.b, in->addr, 16);
+		out->prefix = in->prefix;
 	}
 }
 
@@ -517,6 +536,83 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 		    resolve(lc->address, lc->port, &lc->addr, 1) != 0)
 			fail(l, s, "listener address '%s' is not a numeric IP address", lc->address);
 	}
+}
+
+/* rules { }: the incoming rules on the delivery hop. */
+static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c)
+{
+	const config_setting_t *g = get_group(l, cf, "rules");
+	struct proto_rules *r = &c->rules;
+	struct gw_cidr *nets = NULL;
+	size_t nnets = 0;
+	char host[256];
+
+	r->enabled = get_bool(l, g, "enabled", true);
+	get_str(l, g, "authserv_id", "", c->rules_authserv_id, sizeof(c->rules_authserv_id));
+	get_str(l, g, "auth_header", "", c->rules_auth_header, sizeof(c->rules_auth_header));
+	load_cidrs(l, g, "internal_networks", &nets, &nnets);
+	r->engine.backscatter_guard = get_bool(l, g, "backscatter_guard", true);
+	r->engine.new_sender_days = (unsigned)get_int(l, g, "new_sender_days", 180, 1, 36500);
+	r->engine.regex_match_limit = (unsigned long)get_int(l, g, "regex_match_limit", 1000000,
+							     1000, 1000000000);
+	get_str(l, g, "quarantine_directory", "/var/spool/postern/quarantine",
+		c->rules_quarantine_dir, sizeof(c->rules_quarantine_dir));
+	r->quarantine_retention_days = (unsigned)get_int(l, g, "quarantine_retention_days", 30, 1,
+							 36500);
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "%s", c->hostname);
+	host[sizeof(host) - 1] = '\0';
+	get_str(l, g, "node", host, c->rules_node, sizeof(c->rules_node));
+	get_str(l, g, "copy_backend", "", c->rules_copy_backend, sizeof(c->rules_copy_backend));
+	r->fail_open = get_bool(l, g, "fail_open", false);
+	if (!l->failed && c->rules_auth_header[0] != '\0') {
+		for (const char *p = c->rules_auth_header; *p != '\0'; p++)
+			if (*p <= ' ' || *p >= 0x7f || *p == ':') {
+				fail(l, g, "rules.auth_header must be a header field name");
+				break;
+			}
+	}
+	if (!l->failed) {
+		for (const char *p = c->rules_node; *p != '\0'; p++)
+			if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+				fail(l, g, "rules.node must be printable ASCII without spaces");
+				break;
+			}
+		if (!l->failed && c->rules_node[0] == '\0')
+			fail(l, g, "rules.node must not be empty");
+	}
+	if (!l->failed && c->rules_copy_backend[0] != '\0') {
+		int pi = pool_index(c, c->rules_copy_backend);
+		if (pi < 0) {
+			fail(l, g, "rules.copy_backend refers to unknown backend pool '%s'",
+			     c->rules_copy_backend);
+		} else {
+			const struct gw_backend_pool *pool = &c->pools[pi];
+			for (size_t k = 0; k < pool->nservers; k++)
+				if (pool->servers[k].smtp_port == 0) {
+					fail(l, g, "backend pool '%s' server '%s' has no smtp_port "
+					     "(needed by rules.copy_backend)", pool->name,
+					     pool->servers[k].host);
+					break;
+				}
+		}
+	}
+	if (!l->failed && nnets > 0) {
+		c->rules_internal = calloc(nnets, sizeof(*c->rules_internal));
+		if (c->rules_internal == NULL)
+			fail(l, g, "out of memory");
+		for (size_t i = 0; c->rules_internal != NULL && i < nnets; i++)
+			cidr_to_norm(&nets[i], &c->rules_internal[i]);
+		c->rules_ninternal = c->rules_internal != NULL ? nnets : 0;
+	}
+	free(nets);
+	r->msg.authserv_id = c->rules_authserv_id[0] ? c->rules_authserv_id : NULL;
+	r->msg.auth_header = c->rules_auth_header[0] ? c->rules_auth_header : NULL;
+	r->msg.internal_nets = c->rules_internal;
+	r->msg.n_internal_nets = c->rules_ninternal;
+	r->quarantine_directory = c->rules_quarantine_dir;
+	r->node = c->rules_node;
+	r->copy_pool = c->rules_copy_backend[0] ? c->rules_copy_backend : NULL;
 }
 
 int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
@@ -619,6 +715,9 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 	else if (strcmp(unknown, "pass") != 0)
 		fail(&l, g, "delivery.unknown_recipients must be \"pass\" or \"refuse\"");
 
+	if (!l.failed)
+		load_rules(&l, &cf, c);
+
 	config_destroy(&cf);
 	if (l.failed) {
 		gw_config_unref(&c);
@@ -657,6 +756,7 @@ void gw_config_unref(struct gw_config **confp)
 	for (size_t i = 0; i < c->nlisteners; i++)
 		free(c->listeners[i].trusted);
 	free(c->listeners);
+	free(c->rules_internal);
 	free(c);
 }
 

@@ -51,6 +51,8 @@ struct gw_listener_conf {
 struct gw_backend_server {
 	char host[256];
 	int port[PROTO_FRONT_MAX];   /* by front index: <name>_port */
+	int smtp_port;               /* SMTP relay (rules.copy_backend), 0: none */
+	struct sockaddr_storage smtp_addr;
 	bool tls;
 	bool tls_verify;             /* verify the chain and the name (default) */
 	char tls_name[256];          /* name to send (SNI) and verify; host */
@@ -106,6 +108,18 @@ struct gw_config {
 	char spool_directory[1024];
 	size_t spool_memory_max, spool_message_max;
 	bool refuse_unknown;         /* delivery.unknown_recipients = "refuse" */
+
+	/* rules { }: the incoming rules on the delivery hop. rules.* strings
+	 * point into the buffers below; handed to the LMTP front through
+	 * proto_settings.rules. */
+	struct proto_rules rules;
+	char rules_authserv_id[256];
+	char rules_auth_header[128];
+	struct norm_cidr *rules_internal;
+	size_t rules_ninternal;
+	char rules_quarantine_dir[1024];
+	char rules_node[256];
+	char rules_copy_backend[64];
 };
 
 /* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -1. */

@@ -33,7 +33,10 @@ struct gw_session {
 	struct gw_worker *w;
 	struct gw_config *conf;              /* reference held */
 	const struct gw_listener_conf *lc;
-	const struct gw_backend_pool *pool;
+	const struct gw_backend_pool *pool;  /* the listener's */
+	const struct gw_backend_pool *bpool; /* being connected: pool, or the
+	                                        pool of backend_connect_pool() */
+	bool bsmtp;                          /* bpool's smtp_port (copy relay) */
 	const struct proto_front *front;
 	void *fs;                            /* the front's state */
 	struct proto_io io;
@@ -527,7 +530,7 @@ static void backend_connected(uv_connect_t *req, int status)
 		backend_failed(s, "connect");
 		return;
 	}
-	srv = &s->pool->servers[s->server];
+	srv = &s->bpool->servers[s->server];
 	if (srv->tls) {
 		if (gw_stream_tls_client(&s->backend, srv->tls_ctx, srv->tls_name,
 					 srv->tls_verify ? srv->tls_name : NULL) != 0 ||
@@ -554,8 +557,10 @@ static void backend_try(struct gw_session *s)
 	const struct gw_backend_server *srv;
 	int proto = s->lc->protocol;
 
-	while (s->server < s->pool->nservers) {
-		srv = &s->pool->servers[s->server];
+	if (s->bpool == NULL)
+		s->bpool = s->pool;
+	while (s->server < s->bpool->nservers) {
+		srv = &s->bpool->servers[s->server];
 		if (gw_stream_init(&s->w->loop, &s->backend, s) != 0) {
 			s->server++;
 			continue;
@@ -568,12 +573,14 @@ static void backend_try(struct gw_session *s)
 		s->backend.on_close = backend_closed;
 		s->connect_req.data = s;
 		if (uv_tcp_connect(&s->connect_req, &s->backend.tcp,
-				   (const struct sockaddr *)&srv->addr[proto], backend_connected) != 0) {
+				   (const struct sockaddr *)(s->bsmtp ? &srv->smtp_addr :
+							     &srv->addr[proto]),
+				   backend_connected) != 0) {
 			backend_failed(s, "connect");
 			return;
 		}
 		uv_timer_start(&s->t_conn, t_conn_fired,
-			       s->pool->connect_timeout_ms + (srv->tls ? TLS_HANDSHAKE_MS : 0), 0);
+			       s->bpool->connect_timeout_ms + (srv->tls ? TLS_HANDSHAKE_MS : 0), 0);
 		return;
 	}
 	/* Every server failed. */
@@ -588,9 +595,9 @@ static void backend_failed(struct gw_session *s, const char *kind)
 	char extra[160];
 
 	uv_timer_stop(&s->t_conn);
-	gw_metrics_backend_error(s->pool->name, kind);
-	snprintf(extra, sizeof(extra), "backend=%s server=%s error=%s", s->pool->name,
-		 s->pool->servers[s->server].host, kind);
+	gw_metrics_backend_error(s->bpool->name, kind);
+	snprintf(extra, sizeof(extra), "backend=%s server=%s error=%s", s->bpool->name,
+		 s->bpool->servers[s->server].host, kind);
 	log_event(s, "backend-error", extra);
 	s->backend_events = false;
 	s->server++;
@@ -622,7 +629,8 @@ static void io_backend_write(void *ctx, const void *buf, size_t len)
 		return;
 	if (gw_stream_write(&s->backend, buf, len) != 0) {
 		/* The front's backend deadline turns this into its refusal. */
-		gw_metrics_backend_error(s->pool->name, "write");
+		gw_metrics_backend_error(s->bpool != NULL ? s->bpool->name : s->pool->name,
+					 "write");
 		s->backend_events = false;
 		gw_stream_close(&s->backend, false);
 	}
@@ -640,6 +648,36 @@ static void io_backend_connect(void *ctx)
 {
 	struct gw_session *s = ctx;
 
+	s->bpool = s->pool;
+	s->bsmtp = false;
+	s->server = 0;
+	if (s->backend_busy) {
+		s->backend_wanted = true;
+		if (!s->backend.closing)
+			gw_stream_close(&s->backend, false);
+		return;
+	}
+	backend_try(s);
+}
+
+static void io_backend_connect_pool(void *ctx, const char *name)
+{
+	struct gw_session *s = ctx;
+	const struct gw_backend_pool *pool = NULL;
+
+	for (size_t i = 0; name != NULL && i < s->conf->npools; i++)
+		if (strcmp(s->conf->pools[i].name, name) == 0)
+			pool = &s->conf->pools[i];
+	for (size_t i = 0; pool != NULL && i < pool->nservers; i++)
+		if (pool->servers[i].smtp_port == 0)
+			pool = NULL;   /* config.c refuses it; never half a pool */
+	if (pool == NULL) {
+		gw_metrics_backend_error(name != NULL ? name : "-", "unknown-pool");
+		s->front->backend_ready(s->fs, PROTO_BACKEND_UNAVAILABLE);
+		return;
+	}
+	s->bpool = pool;
+	s->bsmtp = true;
 	s->server = 0;
 	if (s->backend_busy) {
 		s->backend_wanted = true;
@@ -776,6 +814,15 @@ static void io_spool_reset(void *ctx)
 		gw_spool_reset(s->spool);
 }
 
+static int io_spool_map(void *ctx, const unsigned char **data, size_t *len)
+{
+	struct gw_spool *sp = session_spool(ctx);
+
+	*data = NULL;
+	*len = 0;
+	return sp != NULL ? gw_spool_map(sp, data, len) : -EIO;
+}
+
 static bool io_client_trusted(void *ctx)
 {
 	struct gw_session *s = ctx;
@@ -839,7 +886,7 @@ static void io_backend_error(void *ctx, const char *what)
 {
 	struct gw_session *s = ctx;
 
-	gw_metrics_backend_error(s->pool->name, what);
+	gw_metrics_backend_error(s->bpool != NULL ? s->bpool->name : s->pool->name, what);
 	if (strcmp(what, "unavailable") == 0 || strcmp(what, "tempfail") == 0)
 		gw_metrics_login(mproto(s), "tempfail", "backend-unavailable");
 }
@@ -949,6 +996,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 	s->set.store = w->store;
 	s->set.message_max = conf->spool_message_max;
 	s->set.refuse_unknown = conf->refuse_unknown;
+	s->set.rules = &conf->rules;
 	s->io = (struct proto_io){
 		.ctx = s,
 		.client_write = io_client_write,
@@ -971,6 +1019,8 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.spool_read = io_spool_read,
 		.spool_size = io_spool_size,
 		.spool_reset = io_spool_reset,
+		.spool_map = io_spool_map,
+		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
 		.trace = io_trace,
 	};

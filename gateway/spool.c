@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,14 @@ static int spill(struct gw_spool *sp)
 	return 0;
 }
 
+static void unmap(struct gw_spool *sp)
+{
+	if (sp->map != NULL)
+		munmap(sp->map, sp->map_len);
+	sp->map = NULL;
+	sp->map_len = 0;
+}
+
 static int write_all(int fd, const char *p, size_t len)
 {
 	while (len > 0) {
@@ -58,6 +67,7 @@ int gw_spool_append(struct gw_spool *sp, const void *buf, size_t len)
 {
 	if (len > sp->message_max || sp->total > sp->message_max - len)
 		return -EFBIG;
+	unmap(sp);
 	if (sp->fd < 0 && sp->mem_len + len <= sp->memory_max) {
 		if (sp->mem_len + len > sp->mem_cap) {
 			size_t cap = sp->mem_cap > 0 ? sp->mem_cap : 4096;
@@ -76,8 +86,17 @@ int gw_spool_append(struct gw_spool *sp, const void *buf, size_t len)
 		sp->total += len;
 		return 0;
 	}
-	if (sp->fd < 0 && spill(sp) != 0)
-		return -EIO;
+	if (sp->fd < 0) {
+		/* The memory part moves to the file: one file, one mapping. */
+		if (spill(sp) != 0)
+			return -EIO;
+		if (write_all(sp->fd, sp->mem, sp->mem_len) != 0) {
+			close(sp->fd);
+			sp->fd = -1;
+			return -EIO;
+		}
+		sp->mem_len = 0;
+	}
 	if (write_all(sp->fd, buf, len) != 0)
 		return -EIO;
 	sp->total += len;
@@ -88,21 +107,46 @@ long gw_spool_read(struct gw_spool *sp, size_t offset, void *buf, size_t len)
 {
 	if (offset >= sp->total || len == 0)
 		return 0;
-	if (offset < sp->mem_len) {
+	if (sp->fd < 0) {
 		size_t n = sp->mem_len - offset < len ? sp->mem_len - offset : len;
 		memcpy(buf, sp->mem + offset, n);
 		return (long)n;
 	}
 	for (;;) {
-		ssize_t n = pread(sp->fd, buf, len, (off_t)(offset - sp->mem_len));
+		ssize_t n = pread(sp->fd, buf, len, (off_t)offset);
 		if (n < 0 && errno == EINTR)
 			continue;
 		return n < 0 ? -EIO : (long)n;
 	}
 }
 
+int gw_spool_map(struct gw_spool *sp, const unsigned char **data, size_t *len)
+{
+	void *p;
+
+	*data = NULL;
+	*len = sp->total;
+	if (sp->total == 0)
+		return 0;
+	if (sp->fd < 0) {
+		*data = (const unsigned char *)sp->mem;
+		return 0;
+	}
+	if (sp->map == NULL || sp->map_len != sp->total) {
+		unmap(sp);
+		p = mmap(NULL, sp->total, PROT_READ, MAP_SHARED, sp->fd, 0);
+		if (p == MAP_FAILED)
+			return -EIO;
+		sp->map = p;
+		sp->map_len = sp->total;
+	}
+	*data = sp->map;
+	return 0;
+}
+
 void gw_spool_reset(struct gw_spool *sp)
 {
+	unmap(sp);
 	if (sp->fd >= 0)
 		close(sp->fd);
 	sp->fd = -1;

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/engine.h"
+#include "policy/msg.h"
 #include "policy/policy.h"
 
 struct proto_conn_info {
@@ -31,6 +33,23 @@ struct proto_conn_info {
 	bool tls;                  /* client side is encrypted from the start */
 	bool starttls_offered;     /* listener offers STARTTLS/STLS */
 	bool plaintext_auth;       /* listener allows auth before TLS */
+};
+
+/* The incoming rules on the delivery hop (the gateway's rules { } section;
+ * conf/postern.conf documents each setting). Strings and arrays belong to
+ * the gateway's configuration and stay valid for the session's life. */
+struct proto_rules {
+	bool enabled;                 /* false: deliveries skip the rules */
+	struct rules_settings engine; /* backscatter guard, new-sender window */
+	struct msg_config msg;        /* authserv-id, auth header, internal nets */
+	const char *quarantine_directory;
+	unsigned quarantine_retention_days;
+	const char *node;             /* X-Postern-Loop value on copies */
+	const char *copy_pool;        /* backend pool (SMTP) for BCC/forward
+	                                 copies; NULL: rules with copies get
+	                                 451 4.3.0 */
+	bool fail_open;               /* a rule error delivers as if no rule
+	                                 matched instead of 451 4.3.0 */
 };
 
 struct proto_settings {
@@ -49,6 +68,7 @@ struct proto_settings {
 	const char *msg_disabled;    /* refusal text when the policy has none
 	                                (pol_context.default_message), or NULL */
 	struct pol_store *store;
+	const struct proto_rules *rules; /* delivery: NULL or !enabled: no rules */
 };
 
 enum proto_timeout {
@@ -124,6 +144,17 @@ struct proto_io {
 	long (*spool_read)(void *ctx, size_t offset, void *buf, size_t len);
 	size_t (*spool_size)(void *ctx);
 	void (*spool_reset)(void *ctx);
+	/* The whole spooled message as one read-only buffer (memory spool: the
+	 * buffer itself; file spool: a mapping of the file), valid until
+	 * spool_reset() or spool_append(). 0 or -EIO. An empty spool gives
+	 * len 0 (data may then be NULL). */
+	int (*spool_map)(void *ctx, const unsigned char **data, size_t *len);
+	/* Like backend_connect(), to another pool than the listener's: the
+	 * servers' smtp_port of the named pool (the relay that re-injects
+	 * BCC/forward copies speaks SMTP). front->backend_ready() follows
+	 * exactly once (PROTO_BACKEND_UNAVAILABLE for an unknown pool). The
+	 * next backend_connect() goes to the listener's pool again. */
+	void (*backend_connect_pool)(void *ctx, const char *pool);
 	/* Is the client's address in the listener's trusted_networks (the
 	 * MTAs allowed to send XFORWARD)? */
 	bool (*client_trusted)(void *ctx);

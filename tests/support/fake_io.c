@@ -146,7 +146,26 @@ static void io_backend_connect(void *ctx)
 	      "backend_connect twice or after close");
 	f->connect_calls++;
 	f->connect_pending = true;
+	f->connect_pool[0] = '\0';
 	observe(f, FAKE_BACKEND_CONNECT, NULL, 0);
+	if (f->connect_sync)
+		fake_io_backend_ready(f, f->connect_sync_status);
+}
+
+static void io_backend_connect_pool(void *ctx, const char *pool)
+{
+	struct fake_io *f = ctx;
+
+	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "backend_connect_pool after close");
+	check(f, FAKE_CHECK_CONNECT_ONCE, !f->closed && !f->connect_pending && !f->connected,
+	      "backend_connect_pool twice or after close");
+	check(f, FAKE_CHECK_USER, pool != NULL && pool[0] != '\0',
+	      "backend_connect_pool without a pool");
+	f->connect_calls++;
+	f->connect_pool_calls++;
+	f->connect_pending = true;
+	snprintf(f->connect_pool, sizeof(f->connect_pool), "%s", pool != NULL ? pool : "");
+	observe(f, FAKE_BACKEND_CONNECT_POOL, pool, pool != NULL ? strlen(pool) : 0);
 	if (f->connect_sync)
 		fake_io_backend_ready(f, f->connect_sync_status);
 }
@@ -350,6 +369,22 @@ static void io_spool_reset(void *ctx)
 	observe(f, FAKE_SPOOL_RESET, NULL, 0);
 }
 
+static int io_spool_map(void *ctx, const unsigned char **data, size_t *len)
+{
+	struct fake_io *f = ctx;
+
+	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "spool_map after close");
+	f->spool_map_calls++;
+	observe(f, FAKE_SPOOL_MAP, NULL, 0);
+	*data = NULL;
+	*len = 0;
+	if (f->spool_map_fail)
+		return -EIO;
+	*data = (const unsigned char *)f->spool.p;
+	*len = f->spool.len;
+	return 0;
+}
+
 static bool io_client_trusted(void *ctx)
 {
 	struct fake_io *f = ctx;
@@ -408,6 +443,8 @@ void fake_io_init(struct fake_io *f)
 		.spool_read = io_spool_read,
 		.spool_size = io_spool_size,
 		.spool_reset = io_spool_reset,
+		.spool_map = io_spool_map,
+		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
 	};
 }

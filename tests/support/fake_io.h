@@ -47,6 +47,7 @@ enum fake_call {
 	FAKE_AUTH_FAILED, FAKE_BACKEND_ERROR, FAKE_LOGIN_DONE,
 	FAKE_BACKEND_WANT_DRAIN, FAKE_CLIENT_WANT_DRAIN, FAKE_SPOOL_APPEND,
 	FAKE_SPOOL_READ, FAKE_SPOOL_SIZE, FAKE_SPOOL_RESET, FAKE_CLIENT_TRUSTED,
+	FAKE_SPOOL_MAP, FAKE_BACKEND_CONNECT_POOL,
 };
 
 /* Contract checks (bits of fake_io.checks); each failure names itself. */
@@ -96,12 +97,18 @@ struct fake_io {
 	bool record;                   /* keep the bytes (default on; off for speed) */
 	bool spool_fail;               /* spool_append gives -EIO */
 	size_t spool_max;              /* > 0: -EFBIG past it */
+	bool spool_map_fail;           /* spool_map gives -EIO */
 
 	/* ---- recorded ---- */
 	struct fake_buf client, backend, relay_rest, spool;
 	struct fake_buf trace;         /* "<session id> from->to\n" per state change */
 	unsigned client_writes, backend_writes;
 	unsigned starttls_calls, connect_calls, backend_close_calls, relay_calls;
+	/* backend_connect_pool(): counted in connect_calls too; the pool of
+	 * the last connect ("" for the listener's own, backend_connect()) */
+	unsigned connect_pool_calls;
+	char connect_pool[64];
+	unsigned spool_map_calls;
 	unsigned timer_ms, timer_calls;
 	bool paused;
 	unsigned pauses, resumes;

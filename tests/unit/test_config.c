@@ -202,6 +202,84 @@ static void test_listener_overrides(void **state)
 	unlink(f);
 }
 
+static void test_rules_section(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(MINIMAL);
+
+	(void)state;
+	/* defaults */
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_true(c->rules.enabled);
+	assert_true(c->rules.engine.backscatter_guard);
+	assert_int_equal(c->rules.engine.new_sender_days, 180);
+	assert_int_equal(c->rules.quarantine_retention_days, 30);
+	assert_null(c->rules.msg.authserv_id);
+	assert_null(c->rules.msg.auth_header);
+	assert_int_equal(c->rules.msg.n_internal_nets, 0);
+	assert_null(c->rules.copy_pool);
+	assert_false(c->rules.fail_open);
+	assert_non_null(c->rules.node);
+	assert_true(c->rules.node[0] != '\0');
+	assert_string_equal(c->rules.quarantine_directory, "/var/spool/postern/quarantine");
+	gw_config_unref(&c);
+	unlink(f);
+
+	/* every setting */
+	f = write_conf(
+		"backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); },\n"
+		"  { name = \"re\"; servers = ( { host = \"127.0.0.1\"; smtp_port = 10026; } ); } );\n"
+		"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n"
+		"rules: { enabled = false; authserv_id = \"mx.example.com\"; auth_header = \"X-Auth-User\";\n"
+		"  internal_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]; backscatter_guard = false;\n"
+		"  new_sender_days = 30; quarantine_directory = \"/tmp/q\"; quarantine_retention_days = 7;\n"
+		"  node = \"mx1\"; copy_backend = \"re\"; fail_open = true; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_false(c->rules.enabled);
+	assert_false(c->rules.engine.backscatter_guard);
+	assert_int_equal(c->rules.engine.new_sender_days, 30);
+	assert_string_equal(c->rules.msg.authserv_id, "mx.example.com");
+	assert_string_equal(c->rules.msg.auth_header, "X-Auth-User");
+	assert_int_equal(c->rules.msg.n_internal_nets, 2);
+	/* IPv4 in the 128-bit space: ::ffff:10.0.0.0/104 */
+	assert_int_equal(c->rules.msg.internal_nets[0].prefix, 104);
+	assert_int_equal(c->rules.msg.internal_nets[0].net.b[10], 0xff);
+	assert_int_equal(c->rules.msg.internal_nets[0].net.b[12], 10);
+	assert_int_equal(c->rules.msg.internal_nets[1].prefix, 32);
+	assert_int_equal(c->rules.msg.internal_nets[1].net.b[0], 0x20);
+	assert_string_equal(c->rules.quarantine_directory, "/tmp/q");
+	assert_int_equal(c->rules.quarantine_retention_days, 7);
+	assert_string_equal(c->rules.node, "mx1");
+	assert_string_equal(c->rules.copy_pool, "re");
+	assert_int_equal(c->pools[1].servers[0].smtp_port, 10026);
+	assert_true(c->rules.fail_open);
+	gw_config_unref(&c);
+	unlink(f);
+
+	/* refusals */
+	f = write_conf(MINIMAL "rules: { copy_backend = \"nope\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "unknown backend pool 'nope'"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { copy_backend = \"d\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "has no smtp_port"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { internal_networks = [\"10.0.0.0/40\"]; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "internal_networks"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { node = \"two words\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "rules.node"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { new_sender_days = 0; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "new_sender_days"));
+	unlink(f);
+}
+
 static void test_cidr(void **state)
 {
 	struct gw_cidr c[3];
@@ -236,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_limits_at_bounds),
 		cmocka_unit_test(test_current_swap_keeps_references),
 		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_rules_section),
 		cmocka_unit_test(test_listener_overrides),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

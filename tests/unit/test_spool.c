@@ -57,6 +57,16 @@ static void check_roundtrip(size_t memory_max, size_t total, size_t chunk)
 	}
 	assert_int_equal(got, total);
 	assert_memory_equal(data, back, total);
+	/* the whole message as one buffer (memory, or a mapping of the file),
+	 * twice: the mapping is reused */
+	for (int k = 0; k < 2; k++) {
+		const unsigned char *m = NULL;
+		size_t mlen = 0;
+		assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+		assert_int_equal(mlen, total);
+		assert_non_null(m);
+		assert_memory_equal(m, data, total);
+	}
 	/* over the message limit: refused, nothing appended */
 	assert_int_equal(gw_spool_append(&sp, "x", 1), -EFBIG);
 	assert_int_equal(sp.total, total);
@@ -66,6 +76,16 @@ static void check_roundtrip(size_t memory_max, size_t total, size_t chunk)
 	assert_int_equal(gw_spool_append(&sp, "abc", 3), 0);
 	assert_int_equal(gw_spool_read(&sp, 1, back, 10), 2);
 	assert_memory_equal(back, "bc", 2);
+	{
+		const unsigned char *m = NULL;
+		size_t mlen = 99;
+		assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+		assert_int_equal(mlen, 3);
+		assert_memory_equal(m, "abc", 3);
+		gw_spool_reset(&sp);
+		assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+		assert_int_equal(mlen, 0);
+	}
 	gw_spool_deinit(&sp);
 	rmdir(dir);
 	free(data);
@@ -76,6 +96,40 @@ static void test_memory_only(void **state) { (void)state; check_roundtrip(1 << 2
 static void test_spills(void **state) { (void)state; check_roundtrip(4096, 3 << 20, 65536); }
 static void test_at_memory_limit(void **state) { (void)state; check_roundtrip(4096, 4096, 4096); }
 static void test_one_over_memory_limit(void **state) { (void)state; check_roundtrip(4096, 4097, 1); }
+
+/* A mapping taken mid-message is replaced after more bytes arrive; the
+ * memory part moved to the file at the spill. */
+static void test_map_then_append(void **state)
+{
+	char dir[] = "/tmp/postern-spool-XXXXXX";
+	struct gw_spool sp;
+	unsigned char data[6000];
+	const unsigned char *m;
+	size_t mlen;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 13 + 1);
+	gw_spool_init(&sp, dir, 4096, 1 << 20);
+	assert_int_equal(gw_spool_append(&sp, data, 3000), 0);
+	assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+	assert_int_equal(mlen, 3000);
+	assert_memory_equal(m, data, 3000);
+	assert_int_equal(gw_spool_append(&sp, data + 3000, 2000), 0);   /* spills */
+	assert_true(sp.fd >= 0);
+	assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+	assert_int_equal(mlen, 5000);
+	assert_memory_equal(m, data, 5000);
+	assert_int_equal(gw_spool_append(&sp, data + 5000, 1000), 0);
+	assert_null(sp.map);
+	assert_int_equal(gw_spool_map(&sp, &m, &mlen), 0);
+	assert_int_equal(mlen, 6000);
+	assert_memory_equal(m, data, 6000);
+	gw_spool_deinit(&sp);
+	assert_null(sp.map);
+	rmdir(dir);
+}
 
 static void test_missing_directory(void **state)
 {
@@ -96,6 +150,7 @@ int main(void)
 		cmocka_unit_test(test_at_memory_limit),
 		cmocka_unit_test(test_one_over_memory_limit),
 		cmocka_unit_test(test_missing_directory),
+		cmocka_unit_test(test_map_then_append),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
