@@ -53,12 +53,25 @@ int rules_compile(struct pol_store *store, const struct rules_settings *set,
 int rules_snapshot_get(struct pol_store *store, const struct rules_settings *set,
 		       struct rule_snapshot **snap_out);
 void rules_snapshot_put(struct rule_snapshot *snap);
+/* Forgets the process-wide cached snapshot of store (dropping the cache's
+ * reference). Call it before pol_store_close() on a store that
+ * rules_snapshot_get() was used with (a later store could get the same
+ * pointer), after every thread stopped using the store; snapshots still
+ * held stay valid until put, but must not be evaluated once the store is
+ * closed (new-sender lookups read it). */
+void rules_snapshot_drop(struct pol_store *store);
 
 uint64_t rules_snapshot_generation(const struct rule_snapshot *snap);
 size_t rules_snapshot_count(const struct rule_snapshot *snap);
 /* The rules of the snapshot in evaluation order (index = global order). */
 const struct rule *rules_snapshot_rule(const struct rule_snapshot *snap,
 				       size_t index);
+
+/* Regex conditions whose PCRE2 match, depth or heap limit was hit (each
+ * made its condition false): in this snapshot, and since the process
+ * started (for /metrics). */
+uint64_t rules_snapshot_regex_limit_hits(const struct rule_snapshot *snap);
+uint64_t rules_regex_limit_hits_total(void);
 
 /* Per-message memo of condition results; one per message. */
 struct rules_memo;
