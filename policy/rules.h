@@ -238,6 +238,12 @@ int rule_split_values(const char *text, const char *delimiter,
 int rule_validate(struct rule *r, int64_t now, long tz_offset_s,
 		  struct rule_error *err);
 
+/* The instant an expiry date ends: the first second after 23:59:59 local
+ * time (tz_offset_s east of UTC, -14 h..+14 h) on date "YYYY-MM-DD", in
+ * UTC seconds. Returns 0 or -EINVAL (not a valid date, offset out of
+ * range). */
+int rule_expiry_instant(const char *date, long tz_offset_s, int64_t *out);
+
 /* JSON codec (format documented in policy/README.md). from_json parses one
  * rule object; to_json returns a malloc'd NUL-terminated string. */
 int rule_from_json(const char *json, size_t len, struct rule **r_out,
