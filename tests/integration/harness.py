@@ -1370,8 +1370,12 @@ class DeliveryDovecot(Dovecot):
     users get "550 5.1.1" at RCPT (static userdb checked against the
     passwd-file)."""
 
-    def __init__(self, name="dovecot-lmtp", lmtp_port=None, **kw):
+    def __init__(self, name="dovecot-lmtp", lmtp_port=None, sieve_before=None, **kw):
+        """sieve_before: a Sieve script (e.g. conf/dovecot/postern-junk.sieve)
+        run by LMTP for every recipient before any personal script, with
+        the sieve plugin on (conf/dovecot/README.md); None: no Sieve."""
         self.lmtp_port = lmtp_port or free_port()
+        self.sieve_before = sieve_before
         super().__init__(name=name, **kw)
 
     def _write_config(self):
@@ -1391,6 +1395,24 @@ service lmtp {{
   process_limit = 64
 }}
 """.format(domain=DOMAIN, host=HOST, port=self.lmtp_port))
+        if self.sieve_before:
+            # A copy the mail user owns, so LMTP can save the compiled binary.
+            sdir = os.path.join(self.dir, "sieve")
+            os.makedirs(sdir, exist_ok=True)
+            script = os.path.join(sdir, os.path.basename(self.sieve_before))
+            shutil.copyfile(self.sieve_before, script)
+            for p in (sdir, script):
+                os.chown(p, self.uid, self.gid)
+            with open(self.conf_path, "a") as f:
+                f.write("""\
+# Sieve before delivery (conf/dovecot/README.md)
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve_before = {script}
+}}
+""".format(script=script))
 
     def start(self):
         super().start()
@@ -1426,6 +1448,26 @@ service lmtp {{
         if isinstance(needle, str):
             needle = needle.encode()
         return sum(1 for m in self.messages(user) if needle in m)
+
+    def folder_messages(self, user, folder):
+        """The raw files of one of user's folders ("INBOX", "Junk", ...;
+        Maildir++ layout), oldest first."""
+        if folder.upper() == "INBOX":
+            return self.messages(user)
+        md = os.path.join(self.maildir(user), "." + folder)
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(md, sub)
+            if os.path.isdir(d):
+                for name in os.listdir(d):
+                    p = os.path.join(d, name)
+                    out.append((os.path.getmtime(p), name, p))
+        out.sort()
+        data = []
+        for _, _, p in out:
+            with open(p, "rb") as f:
+                data.append(f.read())
+        return data
 
 
 class LmtpListener(dict):
@@ -1467,7 +1509,12 @@ class DeliveryPostern(Postern):
 
     def __init__(self, dovecot, listeners, lmtp_port=None, spool_memory_max=1048576,
                  message_max=52428800, unknown_recipients="pass", name="postern-lmtp",
-                 **kw):
+                 rules=None, copy_smtp_port=None, **kw):
+        """rules: a dict rendered as the rules { } section (None: left out,
+        postern's defaults); copy_smtp_port: adds a backend pool "reinject"
+        whose one server takes SMTP on that port (rules.copy_backend)."""
+        self.rules = rules
+        self.copy_smtp_port = copy_smtp_port
         self.lmtp_store_port = lmtp_port or dovecot.lmtp_port
         self.spool_memory_max = spool_memory_max
         self.message_max = message_max
@@ -1501,6 +1548,16 @@ class DeliveryPostern(Postern):
                  "delivery: { unknown_recipients = %s; };\n" %
                  (_cfg_value(self.spool_dir), self.spool_memory_max, self.message_max,
                   _cfg_value(self.unknown_recipients)))
+        if self.copy_smtp_port:
+            start = text.index("backends = (")
+            end = text.index("\n);", start)
+            pool = (",\n  {\n    name = \"reinject\";\n    connect_timeout_ms = 3000;\n"
+                    "    servers = ( { host = %s; smtp_port = %d; tls = false; } );\n  }" %
+                    (_cfg_value(HOST), self.copy_smtp_port))
+            text = text[:end] + pool + text[end:]
+        if self.rules is not None:
+            text += "rules: { %s };\n" % " ".join(
+                "%s = %s;" % (k, _cfg_any(v)) for k, v in self.rules.items())
         return text
 
     def start(self, wait=True):
@@ -1834,3 +1891,147 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                 s.quit()
             except (smtplib.SMTPException, OSError):
                 pass
+
+
+class SmtpSink:
+    """A small SMTP server on its own port that accepts every message and
+    keeps it: self.messages is a list of {"mail_from", "rcpts", "data"}
+    (data: bytes as sent, dot-unstuffed, CRLF), each also written to
+    directory/NNNN.eml. Enough of RFC 5321 for smtplib and postern's copy
+    relay: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT (pipelining
+    works: commands are answered in order)."""
+
+    def __init__(self, name="smtp-sink", port=None):
+        self.dir = os.path.join(run_root(), name)
+        while os.path.exists(self.dir):
+            self.dir += "_"
+        os.makedirs(self.dir)
+        self.log_path = os.path.join(self.dir, "sink.log")
+        self.messages = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = port or free_port()
+        self._sock.bind((HOST, self.port))
+        self._sock.listen(16)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _log(self, text):
+        with self._lock:
+            with open(self.log_path, "a") as f:
+                f.write(text + "\n")
+
+    def log_size(self):
+        return file_size(self.log_path)
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(IO_TIMEOUT)
+        f = conn.makefile("rb")
+        out = conn.makefile("wb")
+
+        def say(line):
+            out.write(line.encode() + b"\r\n")
+            out.flush()
+
+        try:
+            say("220 sink.postern-test ESMTP")
+            mail_from, rcpts = None, []
+            while True:
+                line = f.readline(65536)
+                if not line:
+                    return
+                cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                self._log("C: " + cmd)
+                verb = cmd.split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    out.write(b"250-sink.postern-test\r\n250-PIPELINING\r\n"
+                              b"250-8BITMIME\r\n250 SIZE 104857600\r\n")
+                    out.flush()
+                elif verb == "HELO":
+                    say("250 sink.postern-test")
+                elif verb == "MAIL":
+                    m = re.match(r"(?i)MAIL FROM:\s*<([^>]*)>", cmd)
+                    if not m:
+                        say("501 5.5.4 syntax")
+                        continue
+                    mail_from, rcpts = m.group(1), []
+                    say("250 2.1.0 Ok")
+                elif verb == "RCPT":
+                    m = re.match(r"(?i)RCPT TO:\s*<([^>]*)>", cmd)
+                    if not m or mail_from is None:
+                        say("503 5.5.1 bad sequence")
+                        continue
+                    rcpts.append(m.group(1))
+                    say("250 2.1.5 Ok")
+                elif verb == "DATA":
+                    if mail_from is None or not rcpts:
+                        say("503 5.5.1 bad sequence")
+                        continue
+                    say("354 End data with <CR><LF>.<CR><LF>")
+                    lines = []
+                    while True:
+                        l = f.readline(1 << 20)
+                        if not l:
+                            return
+                        if l in (b".\r\n", b".\n"):
+                            break
+                        if l.startswith(b"."):
+                            l = l[1:]
+                        lines.append(l)
+                    data = b"".join(lines)
+                    with self._lock:
+                        self.messages.append({"mail_from": mail_from, "rcpts": list(rcpts),
+                                              "data": data})
+                        n = len(self.messages)
+                    with open(os.path.join(self.dir, "%04d.eml" % n), "wb") as mf:
+                        mf.write(data)
+                    self._log("stored message %d from <%s> to %s" % (n, mail_from, rcpts))
+                    say("250 2.0.0 Ok: queued as SINK%d" % n)
+                    mail_from, rcpts = None, []
+                elif verb == "RSET":
+                    mail_from, rcpts = None, []
+                    say("250 2.0.0 Ok")
+                elif verb == "NOOP":
+                    say("250 2.0.0 Ok")
+                elif verb == "QUIT":
+                    say("221 2.0.0 Bye")
+                    return
+                else:
+                    say("502 5.5.2 not implemented")
+        except OSError:
+            return
+        finally:
+            for x in (f, out, conn):
+                try:
+                    x.close()
+                except OSError:
+                    pass
+
+    def received(self, needle=None):
+        """The messages so far (those whose data contain needle)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        with self._lock:
+            return [m for m in self.messages if needle is None or needle in m["data"]]
+
+    def stop(self):
+        self._stop = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)   # wakes the accept()
+        except OSError:
+            pass
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        self._thread.join(5)
