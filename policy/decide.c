@@ -8,6 +8,7 @@
  * transaction.
  */
 #include "policy/decide.h"
+#include "policy/device.h"
 #include "policy/store_priv.h"
 
 #include <errno.h>
@@ -224,6 +225,23 @@ void pol_decide(struct pol_store *store, const char *user,
 	pol__read_end(store, &c.txn);
 	if (rc != 0)
 		goto store_error;
+	if (eff.on && service == POL_ACTIVESYNC && ctx != NULL && ctx->device_id != NULL &&
+	    ctx->device_id[0] != '\0') {
+		/* the device's own access (policy/device.h) */
+		rc = pol_device_access(store, addr, ctx->device_id);
+		if (rc < 0 && rc != -EINVAL)
+			goto store_error;
+		if (rc == POL_DEVICE_BLOCKED) {
+			decision_set(out, POL_DENY, POL_SRC_USER, POL_REASON_DEVICE_BLOCKED,
+				     "This device is blocked for your account.");
+			return;
+		}
+		if (rc == POL_DEVICE_OVER_LIMIT) {
+			decision_set(out, POL_DENY, POL_SRC_ORG, POL_REASON_DEVICE_LIMIT,
+				     "Your account has reached its maximum number of devices.");
+			return;
+		}
+	}
 	if (eff.on)
 		decision_set(out, POL_ALLOW, eff.source, POL_REASON_ALLOWED, "");
 	else

@@ -27,6 +27,8 @@
 #define POL_REASON_INCOMING_HELD   "incoming-held"
 #define POL_REASON_INVALID_ADDRESS "invalid-address"
 #define POL_REASON_INVALID_SERVICE "invalid-service"
+#define POL_REASON_DEVICE_BLOCKED  "device-blocked"   /* ActiveSync device */
+#define POL_REASON_DEVICE_LIMIT    "device-limit"     /* devices per user cap */
 
 /* The effective value of one service. */
 struct pol_effective {

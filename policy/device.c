@@ -3,7 +3,8 @@
  *
  * Record encoding (little-endian), version 1:
  *   u8 version, u64 first_seen, u64 last_seen, u16 eas version,
- *   u32 policy key, u8 flags (bit 0: has DeviceInformation),
+ *   u32 policy key, u8 flags (bit 0: has DeviceInformation, bit 1: blocked
+ *   by the admin; older readers ignore unknown bits),
  *   then six strings as u8 length + bytes: type, user agent, model, os,
  *   os language, friendly name.
  */
@@ -21,6 +22,9 @@
 #define DEV_VERSION   1
 #define DEV_KEY_MAX   (POL_ADDRESS_MAX + 1 + POL_DEVICE_ID_MAX)
 #define DEV_ENC_MAX   (1 + 8 + 8 + 2 + 4 + 1 + 6 * (1 + POL_DEVICE_FIELD_MAX))
+#define DEV_FLAG_INFO    0x01
+#define DEV_FLAG_BLOCKED 0x02
+#define META_DEVICE_MAX  "device_max"
 
 /* mdb_dbi_open() must not run in two transactions of a process at once. */
 static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,7 +84,7 @@ static size_t dev_encode(const struct pol_device *d, uint8_t *buf)
 	put_le(buf + o, d->last_seen, 8), o += 8;
 	put_le(buf + o, d->version, 2), o += 2;
 	put_le(buf + o, d->policy_key, 4), o += 4;
-	buf[o++] = d->has_info ? 1 : 0;
+	buf[o++] = (uint8_t)((d->has_info ? DEV_FLAG_INFO : 0) | (d->blocked ? DEV_FLAG_BLOCKED : 0));
 	for (int i = 0; i < 6; i++) {
 		size_t n = strnlen(str[i], POL_DEVICE_FIELD_MAX);
 		buf[o++] = (uint8_t)n;
@@ -106,7 +110,8 @@ static int dev_decode(const void *data, size_t len, struct pol_device *d)
 	d->last_seen = get_le(p + 9, 8);
 	d->version = (unsigned)get_le(p + 17, 2);
 	d->policy_key = (uint32_t)get_le(p + 19, 4);
-	d->has_info = (p[23] & 1) != 0;
+	d->has_info = (p[23] & DEV_FLAG_INFO) != 0;
+	d->blocked = (p[23] & DEV_FLAG_BLOCKED) != 0;
 	for (int i = 0; i < 6; i++) {
 		if (o >= len)
 			return -EIO;
@@ -194,6 +199,7 @@ int pol_device_seen(struct pol_store *store, const char *user, const char *devic
 		return -EROFS;
 	nw.first_seen = found ? old.first_seen : now;
 	nw.last_seen = now;
+	nw.blocked = found && old.blocked;
 	if (found && !nw.has_info && old.has_info) {
 		nw.has_info = true;
 		memcpy(nw.model, old.model, sizeof(nw.model));
@@ -284,6 +290,226 @@ int pol_device_list(struct pol_store *store, const char *user, pol_device_cb *cb
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	pthread_mutex_unlock(&dev_lock);
+	return rc;
+}
+
+/* ---- access: blocking and the per-user cap ---------------------------- */
+
+/* Runs one policy write on the devices database: fn(txn, dbi, ctx) inside a
+ * write transaction that bumps the generation when fn returns 0. */
+static int dev_policy_write(struct pol_store *store,
+			    int (*fn)(struct pol_store *, MDB_txn *, MDB_dbi, void *),
+			    void *ctx)
+{
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	int rc;
+
+	pthread_mutex_lock(&dev_lock);
+	rc = pol__write_begin(store, &txn);
+	if (rc != 0) {
+		pthread_mutex_unlock(&dev_lock);
+		return rc;
+	}
+	rc = pol__mdb_error(mdb_dbi_open(txn, DEV_DB_NAME, MDB_CREATE, &dbi));
+	if (rc == 0)
+		rc = fn(store, txn, dbi, ctx);
+	if (rc == 0)
+		rc = pol__write_commit(store, &txn);
+	else
+		pol__write_abort(&txn);
+	pthread_mutex_unlock(&dev_lock);
+	return rc;
+}
+
+struct dev_key_ctx {
+	const char *key;
+	size_t klen;
+	bool blocked;
+};
+
+static int dev_block_fn(struct pol_store *store, MDB_txn *txn, MDB_dbi dbi, void *vctx)
+{
+	struct dev_key_ctx *c = vctx;
+	struct pol_device d;
+	uint8_t buf[DEV_ENC_MAX];
+	MDB_val k = { c->klen, (void *)c->key }, v;
+	int rc;
+
+	(void)store;
+	rc = mdb_get(txn, dbi, &k, &v);
+	if (rc == 0) {
+		rc = dev_decode(v.mv_data, v.mv_size, &d);
+		if (rc != 0)
+			return rc;
+	} else if (rc == MDB_NOTFOUND) {
+		if (!c->blocked)
+			return -ENOENT;
+		memset(&d, 0, sizeof(d));   /* never seen: first/last_seen 0 */
+	} else {
+		return pol__mdb_error(rc);
+	}
+	d.blocked = c->blocked;
+	v.mv_data = buf;
+	v.mv_size = dev_encode(&d, buf);
+	return pol__mdb_error(mdb_put(txn, dbi, &k, &v, 0));
+}
+
+int pol_device_set_blocked(struct pol_store *store, const char *user,
+			   const char *device_id, bool blocked)
+{
+	char key[DEV_KEY_MAX];
+	struct dev_key_ctx c = { .key = key, .blocked = blocked };
+
+	if (dev_key(user, device_id, key, &c.klen) < 0)
+		return -EINVAL;
+	return dev_policy_write(store, dev_block_fn, &c);
+}
+
+static int dev_delete_fn(struct pol_store *store, MDB_txn *txn, MDB_dbi dbi, void *vctx)
+{
+	struct dev_key_ctx *c = vctx;
+	MDB_val k = { c->klen, (void *)c->key };
+	int rc = mdb_del(txn, dbi, &k, NULL);
+
+	(void)store;
+	return rc == MDB_NOTFOUND ? -ENOENT : pol__mdb_error(rc);
+}
+
+int pol_device_delete(struct pol_store *store, const char *user, const char *device_id)
+{
+	char key[DEV_KEY_MAX];
+	struct dev_key_ctx c = { .key = key };
+
+	if (dev_key(user, device_id, key, &c.klen) < 0)
+		return -EINVAL;
+	return dev_policy_write(store, dev_delete_fn, &c);
+}
+
+static int dev_limit_read(struct pol_store *store, MDB_txn *txn, unsigned *max_r)
+{
+	MDB_val k = { strlen(META_DEVICE_MAX), (void *)META_DEVICE_MAX }, v;
+	int rc = mdb_get(txn, store->dbi[POL_DB_META], &k, &v);
+
+	*max_r = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return pol__mdb_error(rc);
+	if (v.mv_size != 4)
+		return -EIO;
+	*max_r = (unsigned)get_le(v.mv_data, 4);
+	return 0;
+}
+
+int pol_device_limit_get(struct pol_store *store, unsigned *max_r)
+{
+	MDB_txn *txn;
+	int rc = pol__read_begin(store, &txn);
+
+	if (rc != 0)
+		return rc;
+	rc = dev_limit_read(store, txn, max_r);
+	pol__read_end(store, &txn);
+	return rc;
+}
+
+static int dev_limit_fn(struct pol_store *store, MDB_txn *txn, MDB_dbi dbi, void *vctx)
+{
+	uint8_t buf[4];
+	MDB_val k = { strlen(META_DEVICE_MAX), (void *)META_DEVICE_MAX };
+	MDB_val v = { sizeof(buf), buf };
+
+	(void)dbi;
+	put_le(buf, *(unsigned *)vctx, 4);
+	return pol__mdb_error(mdb_put(txn, store->dbi[POL_DB_META], &k, &v, 0));
+}
+
+int pol_device_limit_set(struct pol_store *store, unsigned max)
+{
+	return dev_policy_write(store, dev_limit_fn, &max);
+}
+
+/* Devices recorded for user, counted up to `stop`. */
+static int dev_count(MDB_txn *txn, MDB_dbi dbi, const char *user, size_t stop,
+		     size_t *n_r)
+{
+	MDB_cursor *cur;
+	size_t ul = strlen(user), n = 0;
+	MDB_val k = { ul + 1, (void *)user }, v;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+
+	if (rc != 0)
+		return pol__mdb_error(rc);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && n < stop) {
+		if (k.mv_size <= ul + 1 || memcmp(k.mv_data, user, ul + 1) != 0)
+			break;
+		n++;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return pol__mdb_error(rc);
+	*n_r = n;
+	return 0;
+}
+
+int pol_device_access(struct pol_store *store, const char *user, const char *device_id)
+{
+	char key[DEV_KEY_MAX];
+	struct pol_device d;
+	size_t klen, n = 0;
+	unsigned max = 0;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k, v;
+	int rc;
+
+	if (dev_key(user, device_id, key, &klen) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&dev_lock);
+	rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		pthread_mutex_unlock(&dev_lock);
+		return pol__mdb_error(rc);
+	}
+	rc = dev_limit_read(store, txn, &max);
+	if (rc != 0)
+		goto out;
+	rc = mdb_dbi_open(txn, DEV_DB_NAME, 0, &dbi);
+	if (rc == MDB_NOTFOUND) {
+		/* no device recorded by anyone: nothing blocked, no cap reached
+		 * (unless the cap is 0 devices, which means "no cap") */
+		rc = POL_DEVICE_OK;
+		goto out;
+	}
+	if (rc != 0) {
+		rc = pol__mdb_error(rc);
+		goto out;
+	}
+	k.mv_data = key;
+	k.mv_size = klen;
+	rc = mdb_get(txn, dbi, &k, &v);
+	if (rc == 0) {
+		rc = dev_decode(v.mv_data, v.mv_size, &d);
+		if (rc == 0)
+			rc = d.blocked ? POL_DEVICE_BLOCKED : POL_DEVICE_OK;
+		goto out;
+	}
+	if (rc != MDB_NOTFOUND) {
+		rc = pol__mdb_error(rc);
+		goto out;
+	}
+	rc = POL_DEVICE_OK;
+	if (max > 0) {
+		rc = dev_count(txn, dbi, user, max, &n);
+		if (rc == 0)
+			rc = n >= max ? POL_DEVICE_OVER_LIMIT : POL_DEVICE_OK;
+	}
+out:
 	mdb_txn_abort(txn);
 	pthread_mutex_unlock(&dev_lock);
 	return rc;

@@ -14,6 +14,16 @@
  * the database is opened per transaction here, so every device function
  * holds a process-wide mutex for the length of its (short) transaction.
  *
+ * Access (spec activesync.md section 7): an admin may block one device of a
+ * user (`posternctl device block`), and may cap the number of devices per
+ * user (`posternctl device limit N`, organisation-wide, 0 = no cap). Those
+ * are policy: writing them bumps the store generation, so a blocked
+ * device's hanging requests end (live enforcement). pol_decide() consults
+ * pol_device_access() for ActiveSync when the context names a device:
+ * reason "device-blocked" (EAS Status 129) or "device-limit" (Status 177,
+ * for a device the user has not used yet when the cap is reached; a
+ * refused device is not recorded, so it never takes a slot).
+ *
  * Errors: 0, -EINVAL (bad address or device id), -EIO (store failure),
  * -ENOSPC (map full), -EROFS (read-only store), or the callback's value.
  */
@@ -41,6 +51,8 @@ struct pol_device {
 	uint32_t policy_key;
 	bool has_info;           /* in: model/os/... are meant (DeviceInformation
 	                            seen); out: the record holds them */
+	bool blocked;            /* out: the admin blocked this device (kept
+	                            by pol_device_seen) */
 	uint64_t first_seen;     /* unix seconds; set by the store */
 	uint64_t last_seen;
 };
@@ -61,5 +73,29 @@ int pol_device_get(struct pol_store *store, const char *user, const char *device
 typedef int pol_device_cb(const char *user, const char *device_id,
 			  const struct pol_device *dev, void *ctx);
 int pol_device_list(struct pol_store *store, const char *user, pol_device_cb *cb, void *ctx);
+
+/* Blocks or unblocks a device of a user; blocking a device never seen
+ * creates its record. Bumps the generation. Returns 0, -EINVAL, -EIO,
+ * -ENOENT (unblocking an unknown device), -EROFS. */
+int pol_device_set_blocked(struct pol_store *store, const char *user,
+			   const char *device_id, bool blocked);
+
+/* Forgets a device (frees its slot under the cap). Bumps the generation.
+ * Returns 0, -ENOENT, -EINVAL, -EIO, -EROFS. */
+int pol_device_delete(struct pol_store *store, const char *user, const char *device_id);
+
+/* The organisation's cap on devices per user (0: none). Setting it bumps
+ * the generation. */
+int pol_device_limit_get(struct pol_store *store, unsigned *max_r);
+int pol_device_limit_set(struct pol_store *store, unsigned max);
+
+enum pol_device_access {
+	POL_DEVICE_OK = 0,
+	POL_DEVICE_BLOCKED,       /* the admin blocked it */
+	POL_DEVICE_OVER_LIMIT,    /* unknown device and the user is at the cap */
+};
+/* Whether user may use device_id. Returns an enum pol_device_access value,
+ * or a negative error (-EINVAL for a malformed id, -EIO). */
+int pol_device_access(struct pol_store *store, const char *user, const char *device_id);
 
 #endif

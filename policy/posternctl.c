@@ -133,7 +133,8 @@ static void usage(FILE *f)
 	      "  import [--replace] FILE|-\n"
 	      "  export [FILE|-]\n"
 	      "  generation\n"
-	      "  device list [ADDR]\n"
+	      "  device list [ADDR] | device block|allow|delete ADDR DEVICEID\n"
+	      "  device limit [N]   (devices per user; 0: no limit)\n"
 	      "  rule ... (posternctl rule help)\n"
 	      "  quarantine ... (posternctl quarantine help)\n"
 	      "SERVICE: imap pop activesync incoming outgoing spamcheck\n"
@@ -860,10 +861,10 @@ static int print_device_cb(const char *user, const char *device_id,
 
 	(void)ctx;
 	t = (time_t)d->first_seen;
-	if (gmtime_r(&t, &tm) != NULL)
+	if (t != 0 && gmtime_r(&t, &tm) != NULL)   /* 0: blocked before first use */
 		strftime(first, sizeof(first), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	t = (time_t)d->last_seen;
-	if (gmtime_r(&t, &tm) != NULL)
+	if (t != 0 && gmtime_r(&t, &tm) != NULL)
 		strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	printf("%s %s type=", user, device_id);
 	print_quoted(stdout, d->device_type);
@@ -873,8 +874,8 @@ static int print_device_cb(const char *user, const char *device_id,
 	print_quoted(stdout, d->has_info ? d->os : "");
 	printf(" user-agent=");
 	print_quoted(stdout, d->user_agent);
-	printf(" version=%u.%u first-seen=%s last-seen=%s\n", d->version / 10, d->version % 10,
-	       first, last);
+	printf(" version=%u.%u first-seen=%s last-seen=%s state=%s\n", d->version / 10,
+	       d->version % 10, first, last, d->blocked ? "blocked" : "allowed");
 	return 0;
 }
 
@@ -884,8 +885,56 @@ static int cmd_device(struct ctl *ctl, int argc, char **argv)
 	const char *user = NULL;
 	int rc;
 
+	if (argc >= 1 && strcmp(argv[0], "limit") == 0) {
+		unsigned max;
+		char *end;
+
+		if (argc == 1) {
+			rc = ctl_open(ctl, false);
+			if (rc != 0)
+				return rc;
+			rc = pol_device_limit_get(ctl->store, &max);
+			if (rc != 0)
+				return fail(rc_exit(rc), "device limit: %s", pol_strerror(rc));
+			printf("%u\n", max);
+			return EXIT_OK;
+		}
+		errno = 0;
+		unsigned long v = strtoul(argv[1], &end, 10);
+		if (argc != 2 || argv[1][0] == '\0' || *end != '\0' || errno != 0 ||
+		    argv[1][0] == '-' || v > 100000)
+			return fail(EXIT_USAGE, "usage: device limit [N] (0: no limit, at most 100000)");
+		rc = ctl_open(ctl, true);
+		if (rc != 0)
+			return rc;
+		rc = pol_device_limit_set(ctl->store, (unsigned)v);
+		if (rc != 0)
+			return fail(rc_exit(rc), "device limit: %s", pol_strerror(rc));
+		return EXIT_OK;
+	}
+	if (argc == 3 && (strcmp(argv[0], "block") == 0 || strcmp(argv[0], "allow") == 0 ||
+			  strcmp(argv[0], "delete") == 0)) {
+		if (pol_normalize_address(argv[1], NULL, addr, sizeof(addr)) != 0)
+			return fail(EXIT_USAGE, "malformed address: %s", argv[1]);
+		rc = ctl_open(ctl, true);
+		if (rc != 0)
+			return rc;
+		if (strcmp(argv[0], "delete") == 0)
+			rc = pol_device_delete(ctl->store, addr, argv[2]);
+		else
+			rc = pol_device_set_blocked(ctl->store, addr, argv[2],
+						    strcmp(argv[0], "block") == 0);
+		if (rc == -ENOENT)
+			return fail(EXIT_UNKNOWN, "no such device: %s %s", addr, argv[2]);
+		if (rc == -EINVAL)
+			return fail(EXIT_USAGE, "malformed device id: %s", argv[2]);
+		if (rc != 0)
+			return fail(rc_exit(rc), "device %s: %s", argv[0], pol_strerror(rc));
+		return EXIT_OK;
+	}
 	if (argc < 1 || argc > 2 || strcmp(argv[0], "list") != 0)
-		return fail(EXIT_USAGE, "usage: device list [ADDR]");
+		return fail(EXIT_USAGE, "usage: device list [ADDR] | device block|allow|delete "
+				       "ADDR DEVICEID | device limit [N]");
 	if (argc == 2) {
 		if (pol_normalize_address(argv[1], NULL, addr, sizeof(addr)) != 0)
 			return fail(EXIT_USAGE, "malformed address: %s", argv[1]);

@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "policy/decide.h"
 #include "policy/device.h"
 #include "protocols/activesync/eas_request_parser.h"
 #include "protocols/activesync/eas_wbxml_parser.h"
@@ -38,6 +39,8 @@ enum eas_action {
 	EAS_ACT_FORWARD = 0,
 	EAS_ACT_REFUSE_DISABLED,    /* ActiveSync off: 126 / 403 */
 	EAS_ACT_REFUSE_OUTGOING,    /* outgoing off: 130 / 403 */
+	EAS_ACT_REFUSE_DEVICE,      /* device blocked by the admin: 129 / 403 */
+	EAS_ACT_REFUSE_DEVICE_MAX,  /* devices per user cap reached: 177 / 403 */
 	EAS_ACT_AUTODISCOVER,
 };
 
@@ -136,6 +139,7 @@ static bool eas_check_request(struct eas_session *s, const struct eas_http_head 
 static void eas_decide(struct eas_session *s);
 static void eas_proceed(struct eas_session *s);
 static void eas_refuse(struct eas_session *s);
+static enum eas_action eas_refusal_action(const struct pol_decision *d);
 static void eas_autodiscover(struct eas_session *s);
 static void eas_tempfail(struct eas_session *s, const char *what);
 static void eas_client_address(struct eas_session *s, const struct eas_http_head *h);
@@ -1026,8 +1030,7 @@ static void eas_decide(struct eas_session *s)
 		return;
 	}
 	if (d.verdict == POL_DENY)
-		s->action = strcmp(d.reason, "outgoing-disabled") == 0 ? EAS_ACT_REFUSE_OUTGOING :
-									  EAS_ACT_REFUSE_DISABLED;
+		s->action = eas_refusal_action(&d);
 	else
 		s->action = s->kind == EAS_KIND_AUTODISCOVER ? EAS_ACT_AUTODISCOVER : EAS_ACT_FORWARD;
 
@@ -1069,12 +1072,27 @@ static void eas_proceed(struct eas_session *s)
 	}
 }
 
+/* Which refusal a policy denial is (activesync.md 2.5: 126 ActiveSync off,
+ * 130 mail submission refused, 129 device blocked, 177 device cap). */
+static enum eas_action eas_refusal_action(const struct pol_decision *d)
+{
+	if (strcmp(d->reason, "outgoing-disabled") == 0)
+		return EAS_ACT_REFUSE_OUTGOING;
+	if (strcmp(d->reason, POL_REASON_DEVICE_BLOCKED) == 0)
+		return EAS_ACT_REFUSE_DEVICE;
+	if (strcmp(d->reason, POL_REASON_DEVICE_LIMIT) == 0)
+		return EAS_ACT_REFUSE_DEVICE_MAX;
+	return EAS_ACT_REFUSE_DISABLED;
+}
+
 /* The version-appropriate refusal (spec 2.5). */
 static void eas_refuse(struct eas_session *s)
 {
 	uint8_t body[EAS_WBXML_STATUS_BODY_MAX];
 	size_t n = 0;
-	unsigned status = s->action == EAS_ACT_REFUSE_OUTGOING ? 130 : 126;
+	unsigned status = s->action == EAS_ACT_REFUSE_OUTGOING ? 130 :
+			  s->action == EAS_ACT_REFUSE_DEVICE ? 129 :
+			  s->action == EAS_ACT_REFUSE_DEVICE_MAX ? 177 : 126;
 
 	if (s->kind == EAS_KIND_EAS && s->method == EAS_M_POST && s->version >= 140)
 		n = eas_wbxml_status_body(s->q.cmd, status, body, sizeof(body));
@@ -1652,8 +1670,7 @@ static void eas_recheck_policy(struct eas_session *s)
 		eas_close(s, "policy");
 		return;
 	}
-	s->action = strcmp(d.reason, "outgoing-disabled") == 0 ? EAS_ACT_REFUSE_OUTGOING :
-								   EAS_ACT_REFUSE_DISABLED;
+	s->action = eas_refusal_action(&d);
 	s->close_after = true;
 	eas_refuse(s);
 }

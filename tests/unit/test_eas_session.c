@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,18 @@ static void harness_free(struct harness *h)
 	free(h->client);
 	free(h->backend);
 	free(h);
+}
+
+/* A new session on the same store (the credential cache is kept). */
+static void harness_restart(struct harness *h)
+{
+	activesync_front.free(h->s);
+	h->client_len = 0;
+	h->backend_len = 0;
+	h->close_calls = 0;
+	h->s = activesync_front.session_new(&h->io, &h->info, &h->set);
+	assert_non_null(h->s);
+	activesync_front.start(h->s);
 }
 
 static void user_set(struct harness *h, const char *user, enum pol_service svc, bool on)
@@ -384,6 +397,76 @@ static void test_refusals_per_version(void **state)
 	client(h, "OPTIONS /Microsoft-Server-ActiveSync HTTP/1.1\r\nHost: gw\r\n" AUTH_OK "\r\n");
 	assert_true(client_has(h, "HTTP/1.1 403 "));
 	assert_int_equal(h->close_calls, 0);
+	harness_free(h);
+}
+
+static int first_device_cb(const char *user, const char *device_id,
+			   const struct pol_device *d, void *ctx)
+{
+	(void)user;
+	(void)d;
+	snprintf(ctx, POL_DEVICE_ID_MAX + 1, "%s", device_id);
+	return 1;
+}
+
+/* A device the admin blocked gets 129 (403 at 12.1); a new device past the
+ * per-user cap gets 177, and is not recorded (it takes no slot). Both only
+ * after the backend accepted the password. */
+static void test_device_blocked_and_cap(void **state)
+{
+	static const char fs129[] = "\x03\x01\x6a\x00\x00\x07\x56\x4c\x03" "129" "\x00\x01\x01";
+	static const char fs177[] = "\x03\x01\x6a\x00\x00\x07\x56\x4c\x03" "177" "\x00\x01\x01";
+	struct harness *h = harness_new();
+	char id[POL_DEVICE_ID_MAX + 1] = "";
+	struct pol_device dev;
+
+	(void)state;
+	/* first use: forwarded, and the device recorded */
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	if (eas_session_state(h->s) == EAS_STATE_VERIFY) {
+		activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	}
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_CONNECT);
+	assert_int_equal(pol_device_list(h->store, "user1@example.test", first_device_cb, id), 1);
+	assert_int_equal(pol_device_set_blocked(h->store, "user1@example.test", id, true), 0);
+	assert_int_equal(pol_device_get(h->store, "user1@example.test", id, &dev), 0);
+	assert_true(dev.blocked);
+	harness_restart(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	if (eas_session_state(h->s) == EAS_STATE_VERIFY) {
+		activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	}
+	assert_true(memmem(h->client, h->client_len, fs129, sizeof(fs129) - 1) != NULL);
+	assert_string_equal(h->decision.reason, "device-blocked");
+	reset_out(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 12.1\r\nContent-Length: 0\r\n\r\n");
+	assert_true(client_has(h, "HTTP/1.1 403 "));
+
+	/* unblocked, and a cap of one device: the known device goes on, a
+	 * second one is refused with 177 and not recorded */
+	assert_int_equal(pol_device_set_blocked(h->store, "user1@example.test", id, false), 0);
+	assert_int_equal(pol_device_limit_set(h->store, 1), 0);
+	reset_out(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_CONNECT);
+	harness_restart(h);
+	client(h, "POST /Microsoft-Server-ActiveSync?Cmd=FolderSync&User=u&DeviceId=Dev2&DeviceType=Phone"
+	       " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	if (eas_session_state(h->s) == EAS_STATE_VERIFY) {
+		activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+		backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	}
+	assert_true(memmem(h->client, h->client_len, fs177, sizeof(fs177) - 1) != NULL);
+	assert_string_equal(h->decision.reason, "device-limit");
+	assert_int_equal(pol_device_get(h->store, "user1@example.test", "dev2", &dev), -ENOENT);
+	assert_int_equal(pol_device_get(h->store, "user1@example.test", "Dev2", &dev), -ENOENT);
 	harness_free(h);
 }
 
@@ -609,6 +692,7 @@ int main(void)
 		cmocka_unit_test(test_451_rewritten),
 		cmocka_unit_test(test_refusals_per_version),
 		cmocka_unit_test(test_outgoing_off_only_submission),
+		cmocka_unit_test(test_device_blocked_and_cap),
 		cmocka_unit_test(test_backend_unavailable_503),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_pipelined),
