@@ -623,6 +623,43 @@ class ActiveSyncTest(GatewayTestCase):
             self.postern.ctl("user", "set", "user2@%s" % DOMAIN, "activesync=inherit")
         self.folder_sync(user="user2", device="ptback")
 
+    def test_device_blocked_129_and_cap_177(self):
+        """posternctl device block: that device gets Status 129 (403 at
+        12.1) while the user's other devices work; device limit: a new
+        device past the cap gets 177 and is not recorded."""
+        user = "user2"
+        addr = "%s@%s" % (user, DOMAIN)
+        self.folder_sync(user=user, device="ptblk1")
+        self.folder_sync(user=user, device="ptblk2")
+        listed = self.postern.ctl("device", "list", addr).stdout
+        m = re.search(r"^\S+ (\S*ptblk1\S*) ", listed, re.M | re.I)
+        self.assertIsNotNone(m, listed)
+        self.postern.ctl("device", "block", addr, m.group(1))
+        try:
+            fs = enc(request_xml("foldersync.xml"))
+            r = self.eas("FolderSync", fs, user=user, device="ptblk1")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(self.status_of(r.body), 129)
+            r = self.eas("FolderSync", fs, user=user, device="ptblk1", version="12.1")
+            self.assertEqual(r.status, 403)
+            self.folder_sync(user=user, device="ptblk2")   # the other device works
+            self.assertIn("state=blocked", self.postern.ctl("device", "list", addr).stdout)
+        finally:
+            self.postern.ctl("device", "allow", addr, m.group(1))
+        self.folder_sync(user=user, device="ptblk1")
+        n = len(self.postern.ctl("device", "list", addr).stdout.splitlines())
+        self.postern.ctl("device", "limit", str(n))
+        try:
+            r = self.eas("FolderSync", enc(request_xml("foldersync.xml")), user=user,
+                         device="ptblk3")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(self.status_of(r.body), 177)
+            self.assertNotIn("ptblk3", self.postern.ctl("device", "list", addr).stdout.lower())
+            self.folder_sync(user=user, device="ptblk2")   # known devices go on
+        finally:
+            self.postern.ctl("device", "limit", "0")
+        self.folder_sync(user=user, device="ptblk3")
+
     def test_live_enforcement_ends_hanging_ping(self):
         user = "user4"
         inbox = self.folder_sync(user=user, device="ptlive")
