@@ -50,7 +50,10 @@
  * HTTP 200 + WBXML <Cmd><Status>126</Status></Cmd> (UserDisabledForSync);
  * outgoing off on SendMail/SmartReply/SmartForward -> Status 130
  * (AccessDenied: "not allowed to perform that request"; 126 would tell the
- * client that all of EAS is off and make it stop syncing). 12.1 and
+ * client that all of EAS is off and make it stop syncing); a device the
+ * admin blocked -> Status 129 (DeviceIsBlockedForThisUser); a new device
+ * past the per-user device cap -> Status 177 (MaximumDevicesReached); see
+ * policy/device.h. 12.1 and
  * earlier, OPTIONS, Autodiscover and commands without a known top-level
  * Status: HTTP 403. The admin's message is never sent (EAS has no channel
  * for it), and nothing is sent before the backend accepted the password.
