@@ -61,6 +61,66 @@ static void labelled_inc(const char *family, const char *l1, const char *l2, con
 	labelled_inc(family, l1, l2, "other");
 }
 
+/* Rule hits: one slot per rule name (bounded: GW_RULE_HITS_MAX names,
+ * then "other"), one counter per action. */
+static const char *const rule_actions[] = {
+	"none", "allow", "spam", "reject", "drop", "quarantine", "audit",
+};
+#define RULE_ACTIONS (sizeof(rule_actions) / sizeof(rule_actions[0]))
+#define RULE_LABEL_MAX 401          /* RULE_NAME_MAX characters of UTF-8 */
+struct rule_hits {
+	char name[RULE_LABEL_MAX];
+	unsigned long v[RULE_ACTIONS];
+};
+static struct rule_hits rule_table[GW_RULE_HITS_MAX + 1];   /* + "other" */
+static size_t rule_used;
+static pthread_mutex_t rule_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void gw_metrics_rule_hit(const char *rule, const char *action)
+{
+	size_t a, i;
+
+	for (a = 0; a < RULE_ACTIONS; a++)
+		if (strcmp(rule_actions[a], action) == 0)
+			break;
+	if (a == RULE_ACTIONS || rule == NULL)
+		return;
+	pthread_mutex_lock(&rule_lock);
+	for (i = 0; i < rule_used; i++)
+		if (strcmp(rule_table[i].name, rule) == 0)
+			break;
+	if (i == rule_used) {
+		if (rule_used < GW_RULE_HITS_MAX) {
+			snprintf(rule_table[i].name, sizeof(rule_table[i].name), "%s", rule);
+			rule_used++;
+		} else {
+			i = GW_RULE_HITS_MAX;   /* the "other" slot */
+			snprintf(rule_table[i].name, sizeof(rule_table[i].name), "other");
+		}
+	}
+	rule_table[i].v[a]++;
+	pthread_mutex_unlock(&rule_lock);
+}
+
+/* A label value for the exposition format: \, " and newline escaped. */
+static void label_escape(char *out, size_t size, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 3 < size; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
 static const char FAMILY_LOGINS[] = "postern_logins_total";
 static const char FAMILY_BACKEND[] = "postern_backend_errors_total";
 static const char FAMILY_REFUSED[] = "postern_connections_refused_total";
@@ -182,5 +242,22 @@ int gw_metrics_render(char *buf, size_t size)
 			out_printf(&o, "%s{reason=\"%s\"} %lu\n", e->family, e->l1, e->value);
 	}
 	pthread_mutex_unlock(&table_lock);
+	out_printf(&o, "# HELP postern_rule_hits_total Recipients decided by each incoming rule, "
+		       "by action (audit: an audit-mode rule would have matched).\n"
+		       "# TYPE postern_rule_hits_total counter\n");
+	pthread_mutex_lock(&rule_lock);
+	for (size_t i = 0; i <= GW_RULE_HITS_MAX; i++) {
+		char name[RULE_LABEL_MAX * 2];
+		if (i >= rule_used && i != GW_RULE_HITS_MAX)
+			continue;
+		if (rule_table[i].name[0] == '\0')
+			continue;
+		label_escape(name, sizeof(name), rule_table[i].name);
+		for (size_t a = 0; a < RULE_ACTIONS; a++)
+			if (rule_table[i].v[a] > 0)
+				out_printf(&o, "postern_rule_hits_total{rule=\"%s\",action=\"%s\"} %lu\n",
+					   name, rule_actions[a], rule_table[i].v[a]);
+	}
+	pthread_mutex_unlock(&rule_lock);
 	return o.overflow ? -1 : (int)o.len;
 }

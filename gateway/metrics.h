@@ -25,6 +25,13 @@ void gw_metrics_refused_connection(const char *why);
  * "refused"; reason a decision or failure token. */
 void gw_metrics_delivery(const char *result, const char *reason);
 
+/* An incoming rule decided a recipient (action: its disposition name,
+ * "none", "allow", "spam", "reject", "drop", "quarantine"), or an
+ * audit-mode rule would have (action "audit"). At most GW_RULE_HITS_MAX
+ * rule names are kept; further names count under rule="other". */
+#define GW_RULE_HITS_MAX 500
+void gw_metrics_rule_hit(const char *rule, const char *action);
+
 /* Renders every metric into buf. Returns the length, or -1 if buf is too
  * small (the caller retries larger). */
 int gw_metrics_render(char *buf, size_t size);

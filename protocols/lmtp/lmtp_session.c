@@ -15,9 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "policy/decide.h"
+#include "policy/engine.h"
+#include "policy/msg.h"
+#include "policy/quarantine.h"
+#include "policy/rewrite.h"
 #include "policy/store.h"
 #include "protocols/lmtp/lmtp_parser.h"
 #include "protocols/smtp/smtp_parser.h"
@@ -27,6 +32,12 @@
 #define LMTP_MSG_POLICY_TEMPFAIL "4.3.0 Policy store unavailable, try again later"
 #define LMTP_MSG_TOO_BIG "5.3.4 Message size exceeds fixed maximum message size"
 #define LMTP_MSG_HELD "4.2.1 Mailbox temporarily unavailable, mail is held"
+#define LMTP_MSG_LOCAL_TEMPFAIL "4.3.0 Local error in processing, try again later"
+#define LMTP_MSG_RULES_TEMPFAIL "4.3.0 Rules unavailable, try again later"
+#define LMTP_MSG_COPY_TEMPFAIL "4.3.0 Copy relay unavailable, try again later"
+#define LMTP_MSG_QUARANTINED "2.0.0 Ok, message quarantined"
+#define LMTP_MSG_DROPPED "2.0.0 Ok, message discarded by policy"
+#define LMTP_MSG_REJECTED "Message rejected by policy"
 
 /* Longest reply line we build, CRLF included. */
 #define LMTP_REPLY_MAX 1024
@@ -39,7 +50,15 @@
 
 struct lmtp_rcpt {
 	char address[POL_ADDRESS_MAX + 1];   /* normalised, sent to the store */
+	char policy[POL_ADDRESS_MAX + 1];    /* the address the policy and the
+	                                        rules decided (no +detail) */
 	char decision[POL_REASON_MAX];       /* policy reason, for the record */
+	/* the rules, after DATA */
+	bool ruled;                          /* verdict is the rules' */
+	bool deliver;                        /* in an LMTP job */
+	bool inbox;                          /* history is recorded on success */
+	const struct rule *copy_rule;        /* its copies must succeed first */
+	struct rule_verdict verdict;         /* points into the snapshot */
 	bool store_accepted;                 /* the store said 2xx to RCPT */
 	unsigned code;                       /* the final reply; 0: none yet */
 	const char *failure;                 /* our reason when not the store's */
@@ -50,6 +69,20 @@ struct lmtp_rcpt {
 struct lmtp_path_args {
 	struct smtp_path_args args;
 	int body;                            /* 0 none, 7 = 7BIT, 8 = 8BITMIME */
+	uint64_t size;                       /* SIZE=, 0 when none */
+};
+
+/* One onward transaction after DATA: an LMTP delivery of a group of
+ * recipients whose edits are equal, or an SMTP copy (BCC/forward) of one
+ * rule to the copy relay. */
+struct lmtp_job {
+	bool copy;
+	size_t *idx;                         /* LMTP: indexes into rcpts, in RCPT order */
+	size_t n, cap;
+	const char **to;                     /* copy: addresses (the rule's) */
+	size_t nto;
+	const struct rule *rule;             /* copy: whose copies */
+	struct msg_edits edits;              /* none: the spool as it is */
 };
 
 struct lmtp_session {
@@ -71,6 +104,7 @@ struct lmtp_session {
 	struct lmtp_xforward xf;
 	char sender[SMTP_MAILBOX_MAX + 1];   /* as given; "" = null sender */
 	int body;
+	uint64_t declared_size;              /* MAIL SIZE= */
 	struct lmtp_path_args cmd;           /* check -> proceed scratch */
 	struct lmtp_rcpt *rcpts;             /* accepted recipients, RCPT order */
 	size_t nrcpts, rcpts_cap;
@@ -90,6 +124,18 @@ struct lmtp_session {
 	bool in_stream, drain_ready;
 	char *iobuf;                         /* LMTP_STREAM_CHUNK * 3 */
 	struct timespec data_end;
+	int64_t data_time;                   /* end of DATA, UTC seconds */
+	size_t orig_len;                     /* spooled message bytes */
+
+	/* the rules and the jobs of this message */
+	struct msg *msg;                     /* over the mapped spool */
+	const unsigned char *map_data;       /* io->spool_map() */
+	struct rule_snapshot *snap;
+	struct rules_memo *memo;
+	struct lmtp_job *jobs;               /* copies first, then LMTP groups */
+	size_t njobs, jobs_cap, job;         /* job: the current one */
+	bool copy_refused;                   /* a copy RCPT was refused */
+	unsigned conn_seq;                   /* bumped per onward connection */
 
 	/* client bytes not processed yet (paused during a delivery) */
 	char *pending;
@@ -170,8 +216,12 @@ static void lmtp_data_store(struct lmtp_session *s, const char *buf, size_t len)
 static void lmtp_data_end(struct lmtp_session *s);
 static void lmtp_answer_all(struct lmtp_session *s, unsigned code, const char *text,
 			    const char *failure);
-static void lmtp_answer_all_span(struct lmtp_session *s, unsigned code, const char *text,
-				 size_t len);
+static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *text,
+			    size_t len, const char *failure);
+static void lmtp_plan(struct lmtp_session *s);
+static void lmtp_job_next(struct lmtp_session *s);
+static void lmtp_job_end(struct lmtp_session *s);
+static void lmtp_rules_clear(struct lmtp_session *s);
 static void lmtp_fail_pending(struct lmtp_session *s, const char *failure);
 static void lmtp_mirror_pending(struct lmtp_session *s, const struct smtp_reply *r);
 static void lmtp_set_reply(struct lmtp_rcpt *r, unsigned code, const char *text,
@@ -363,6 +413,8 @@ static void lmtp_free(void *ctx)
 
 	if (s == NULL)
 		return;
+	lmtp_rules_clear(s);
+	free(s->jobs);
 	smtp_parser_free(&s->parser);
 	smtp_reply_parser_free(&s->rparser);
 	free(s->rcpts);
@@ -546,6 +598,7 @@ static void lmtp_transaction_reset(struct lmtp_session *s)
 	memset(&s->xf, 0, sizeof(s->xf));
 	s->sender[0] = '\0';
 	s->body = 0;
+	s->declared_size = 0;
 	s->nrcpts = 0;
 	s->rcpt_attempts = 0;
 	s->data_size = 0;
@@ -692,6 +745,7 @@ static bool lmtp_check_mail(struct lmtp_session *s, const struct smtp_command *c
 				lmtp_send(s, "552 %s", LMTP_MSG_TOO_BIG);
 				return false;
 			}
+			m->size = size;
 		} else if (lmtp_word_eq(pm->keyword.p, pm->keyword.len, "BODY")) {
 			if (pm->value.p != NULL &&
 			    lmtp_word_eq(pm->value.p, pm->value.len, "8BITMIME")) {
@@ -724,6 +778,7 @@ static void lmtp_proceed_mail(struct lmtp_session *s, const struct smtp_command 
 	memcpy(s->sender, path->raw.p != NULL ? path->raw.p : "", path->raw.len);
 	s->sender[path->raw.len] = '\0';
 	s->body = s->cmd.body;
+	s->declared_size = s->cmd.size;
 	lmtp_enter_state(s, LMTP_STATE_MAIL);
 	lmtp_send(s, "250 2.1.0 Ok");
 }
@@ -832,6 +887,7 @@ static void lmtp_proceed_rcpt(struct lmtp_session *s, const struct smtp_command 
 	r = &s->rcpts[s->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	memcpy(r->address, address, sizeof(r->address));
+	memcpy(r->policy, policy_addr, sizeof(r->policy));
 	snprintf(r->decision, sizeof(r->decision), "%s", d.reason);
 	lmtp_send(s, "250 2.1.5 Ok");
 }
@@ -1034,12 +1090,19 @@ static void lmtp_data_store(struct lmtp_session *s, const char *buf, size_t len)
 static void lmtp_data_end(struct lmtp_session *s)
 {
 	clock_gettime(CLOCK_MONOTONIC, &s->data_end);
+	s->data_time = (int64_t)time(NULL);
 	s->io.client_pause(s->io.ctx, true);
 	for (size_t i = 0; i < s->nrcpts; i++) {
-		s->rcpts[i].code = 0;
-		s->rcpts[i].failure = NULL;
-		s->rcpts[i].store_accepted = false;
-		s->rcpts[i].text[0] = '\0';
+		struct lmtp_rcpt *r = &s->rcpts[i];
+		r->code = 0;
+		r->failure = NULL;
+		r->store_accepted = false;
+		r->text[0] = '\0';
+		r->ruled = false;
+		r->deliver = false;
+		r->inbox = false;
+		r->copy_rule = NULL;
+		memset(&r->verdict, 0, sizeof(r->verdict));
 	}
 	if (s->too_big) {
 		lmtp_answer_all(s, 552, LMTP_MSG_TOO_BIG, "too-big");
@@ -1052,7 +1115,475 @@ static void lmtp_data_end(struct lmtp_session *s)
 		lmtp_finish(s);
 		return;
 	}
-	lmtp_store_connect(s);
+	lmtp_plan(s);
+	s->job = 0;
+	lmtp_job_next(s);
+}
+
+/* ---- the rules: outcomes and the job queue -------------------------- */
+
+static bool lmtp_rules_on(const struct lmtp_session *s)
+{
+	return s->set.rules != NULL && s->set.rules->enabled && s->set.store != NULL;
+}
+
+static struct lmtp_job *lmtp_job_add(struct lmtp_session *s, bool copy)
+{
+	struct lmtp_job *j;
+
+	if (s->njobs == s->jobs_cap) {
+		size_t cap = s->jobs_cap > 0 ? s->jobs_cap * 2 : 4;
+		j = realloc(s->jobs, cap * sizeof(*j));
+		if (j == NULL)
+			return NULL;
+		s->jobs = j;
+		s->jobs_cap = cap;
+	}
+	j = &s->jobs[s->njobs++];
+	memset(j, 0, sizeof(*j));
+	j->copy = copy;
+	return j;
+}
+
+static int lmtp_job_push_rcpt(struct lmtp_job *j, size_t idx)
+{
+	if (j->n == j->cap) {
+		size_t cap = j->cap > 0 ? j->cap * 2 : 4;
+		size_t *v = realloc(j->idx, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		j->idx = v;
+		j->cap = cap;
+	}
+	j->idx[j->n++] = idx;
+	return 0;
+}
+
+/* Forgets the message, the rules state and the jobs (before spool_reset:
+ * the message view points into the mapped spool). */
+static void lmtp_rules_clear(struct lmtp_session *s)
+{
+	for (size_t i = 0; i < s->njobs; i++) {
+		free(s->jobs[i].idx);
+		free(s->jobs[i].to);
+		msg_edits_free(&s->jobs[i].edits);
+	}
+	s->njobs = 0;
+	s->job = 0;
+	if (s->memo != NULL)
+		rules_memo_free(s->memo);
+	s->memo = NULL;
+	if (s->msg != NULL)
+		msg_free(s->msg);
+	s->msg = NULL;
+	s->map_data = NULL;
+	if (s->snap != NULL)
+		rules_snapshot_put(s->snap);
+	s->snap = NULL;
+	/* the verdicts point into the snapshot */
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		s->rcpts[i].ruled = false;
+		s->rcpts[i].copy_rule = NULL;
+		memset(&s->rcpts[i].verdict, 0, sizeof(s->rcpts[i].verdict));
+	}
+}
+
+/* Every recipient without a reply is delivered in one transaction without
+ * edits (rules off, a loop, or fail_open after an error). */
+static void lmtp_plan_plain(struct lmtp_session *s, bool inbox)
+{
+	struct lmtp_job *j = lmtp_job_add(s, false);
+
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		if (s->rcpts[i].code != 0)
+			continue;
+		if (j == NULL || lmtp_job_push_rcpt(j, i) < 0) {
+			lmtp_set_reply(&s->rcpts[i], 451, LMTP_MSG_LOCAL_TEMPFAIL,
+				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), "internal");
+			continue;
+		}
+		s->rcpts[i].deliver = true;
+		s->rcpts[i].inbox = inbox;
+	}
+}
+
+/* The rules could not run for every recipient: 451, or with fail_open a
+ * delivery as if no rule matched. */
+static void lmtp_plan_error(struct lmtp_session *s, const char *failure)
+{
+	if (s->set.rules->fail_open) {
+		lmtp_plan_plain(s, s->msg != NULL);
+		return;
+	}
+	lmtp_answer_all(s, 451, LMTP_MSG_RULES_TEMPFAIL, failure);
+}
+
+/* The recipient's spam-and-quarantine checks flag (pol_decide
+ * POL_SPAMCHECK); on unless the store says it is off. */
+static bool lmtp_spamcheck_on(struct lmtp_session *s, const char *policy_addr)
+{
+	const char *client_ip = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+	struct pol_context pctx = {
+		.client_ip = client_ip != NULL ? client_ip : s->info.client_ip,
+		.tls = s->info.tls,
+		.default_message = s->set.msg_disabled,
+	};
+	struct pol_decision d;
+
+	pol_decide(s->set.store, policy_addr, POL_SPAMCHECK, &pctx, &d);
+	return d.verdict != POL_DENY;
+}
+
+/* The subject for the quarantine index, NUL-terminated, or "". */
+static void lmtp_subject(struct lmtp_session *s, char *out, size_t out_size)
+{
+	struct msg_values v;
+
+	out[0] = '\0';
+	if (msg_strings(s->msg, RP_SUBJECT, NULL, &v) == 0 && v.n > 0 && v.v[0].text != NULL)
+		snprintf(out, out_size, "%.*s", (int)v.v[0].text_len, v.v[0].text);
+}
+
+/* Quarantines the original bytes for every recipient whose winning rule is
+ * r and disposition quarantine: 250 once it is on disk and indexed, else
+ * 451 4.3.0. */
+static void lmtp_quarantine(struct lmtp_session *s, const struct rule *r)
+{
+	const char **to = calloc(s->nrcpts, sizeof(*to));
+	char subject[512];
+	size_t n = 0;
+	int ret = -ENOMEM;
+
+	for (size_t i = 0; to != NULL && i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->code == 0 && rc->ruled && rc->verdict.rule == r &&
+		    rc->verdict.disposition == RD_QUARANTINE)
+			to[n++] = rc->address;
+	}
+	if (to != NULL) {
+		const char *qid = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
+		const char *addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+		struct quar_entry meta;
+
+		lmtp_subject(s, subject, sizeof(subject));
+		memset(&meta, 0, sizeof(meta));
+		meta.time = s->data_time;
+		meta.recipient = (char *)"";
+		meta.sender = s->sender;
+		meta.subject = subject;
+		meta.rule = r->name;
+		meta.queue_id = (char *)(qid != NULL ? qid : "");
+		meta.client_addr = (char *)(addr != NULL ? addr : s->info.client_ip);
+		meta.size = s->orig_len;
+		ret = quarantine_put(s->set.store, s->set.rules->quarantine_directory, &meta, to, n,
+				     s->io.spool_read, s->io.ctx, s->orig_len, NULL);
+	}
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->code != 0 || !rc->ruled || rc->verdict.rule != r ||
+		    rc->verdict.disposition != RD_QUARANTINE)
+			continue;
+		if (ret == 0)
+			lmtp_set_reply(rc, 250, LMTP_MSG_QUARANTINED, strlen(LMTP_MSG_QUARANTINED),
+				       "rule-quarantine");
+		else
+			lmtp_set_reply(rc, 451, LMTP_MSG_LOCAL_TEMPFAIL,
+				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), "quarantine-error");
+	}
+	free(to);
+}
+
+static bool lmtp_rule_copies(const struct rule *r)
+{
+	return r != NULL && (r->actions.bcc.n > 0 || r->actions.forward.n > 0);
+}
+
+/* An address we can put in "RCPT TO:<...>": printable ASCII, no space or
+ * angle bracket, with an "@". */
+static bool lmtp_copy_address_ok(const char *a)
+{
+	size_t len = strlen(a);
+
+	if (len == 0 || len > SMTP_MAILBOX_MAX || strchr(a, '@') == NULL)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (c <= ' ' || c >= 0x7f || c == '<' || c == '>')
+			return false;
+	}
+	return true;
+}
+
+static void lmtp_copy_fail_rule(struct lmtp_session *s, const struct rule *r,
+				const char *failure)
+{
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (s->rcpts[i].code == 0 && s->rcpts[i].copy_rule == r)
+			lmtp_set_reply(&s->rcpts[i], 451, LMTP_MSG_COPY_TEMPFAIL,
+				       strlen(LMTP_MSG_COPY_TEMPFAIL), failure);
+}
+
+/* One SMTP copy job for rule r (its BCC and forward addresses, once each),
+ * made from the message as modified for rc (no banner, loop header). */
+static void lmtp_plan_copy(struct lmtp_session *s, struct lmtp_rcpt *rc)
+{
+	const struct rule *r = rc->verdict.rule;
+	const struct rule_strv *lists[2] = { &r->actions.bcc, &r->actions.forward };
+	struct rewrite_options opt = { .copy = true, .node = s->set.rules->node,
+				       .data = s->map_data, .len = s->orig_len };
+	struct rule_verdict v = rc->verdict;
+	struct lmtp_job *j;
+
+	for (size_t i = 0; i < s->njobs; i++)
+		if (s->jobs[i].copy && s->jobs[i].rule == r)
+			return;   /* already planned */
+	if (s->set.rules->copy_pool == NULL || s->io.backend_connect_pool == NULL) {
+		lmtp_copy_fail_rule(s, r, "copy-unconfigured");
+		return;
+	}
+	j = lmtp_job_add(s, true);
+	if (j == NULL) {
+		lmtp_copy_fail_rule(s, r, "internal");
+		return;
+	}
+	j->rule = r;
+	j->to = calloc(r->actions.bcc.n + r->actions.forward.n, sizeof(*j->to));
+	for (size_t l = 0; j->to != NULL && l < 2; l++) {
+		for (size_t k = 0; k < lists[l]->n; k++) {
+			const char *a = lists[l]->v[k];
+			bool dup = false;
+			if (!lmtp_copy_address_ok(a))
+				continue;
+			for (size_t m = 0; m < j->nto && !dup; m++)
+				dup = strcasecmp(j->to[m], a) == 0;
+			if (!dup)
+				j->to[j->nto++] = a;
+		}
+	}
+	/* The copy is not the recipient's delivery: no Junk folder. */
+	if (v.disposition == RD_SPAM)
+		v.disposition = RD_NONE;
+	v.suppressed = false;
+	if (j->to == NULL || j->nto == 0 || rewrite_plan(s->msg, &v, &opt, &j->edits) < 0) {
+		/* Nothing sendable: the job is skipped, its recipients wait. */
+		j->nto = 0;
+		lmtp_copy_fail_rule(s, r, j->to == NULL ? "internal" : "copy-refused");
+	}
+}
+
+/* Adds rcpts[i] to the delivery group whose edits equal its own. */
+static void lmtp_plan_delivery(struct lmtp_session *s, size_t i, size_t first_group)
+{
+	struct lmtp_rcpt *rc = &s->rcpts[i];
+	struct rewrite_options opt = { .copy = false, .node = s->set.rules->node,
+				       .data = s->map_data, .len = s->orig_len };
+	struct msg_edits e = { 0 };
+	struct lmtp_job *j = NULL;
+
+	if (rewrite_plan(s->msg, &rc->verdict, &opt, &e) < 0) {
+		lmtp_set_reply(rc, 451, LMTP_MSG_LOCAL_TEMPFAIL, strlen(LMTP_MSG_LOCAL_TEMPFAIL),
+			       "internal");
+		return;
+	}
+	for (size_t g = first_group; g < s->njobs && j == NULL; g++)
+		if (!s->jobs[g].copy && msg_edits_equal(&s->jobs[g].edits, &e))
+			j = &s->jobs[g];
+	if (j != NULL) {
+		msg_edits_free(&e);
+	} else {
+		j = lmtp_job_add(s, false);
+		if (j == NULL) {
+			msg_edits_free(&e);
+			lmtp_set_reply(rc, 451, LMTP_MSG_LOCAL_TEMPFAIL,
+				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), "internal");
+			return;
+		}
+		j->edits = e;
+	}
+	if (lmtp_job_push_rcpt(j, i) < 0) {
+		lmtp_set_reply(rc, 451, LMTP_MSG_LOCAL_TEMPFAIL, strlen(LMTP_MSG_LOCAL_TEMPFAIL),
+			       "internal");
+		return;
+	}
+	rc->deliver = true;
+}
+
+/* After DATA: the rules decide each recipient; replies that need no store
+ * are set now (reject, drop, quarantine, errors), and the jobs are queued:
+ * the copies first, then one LMTP transaction per distinct edit list. */
+static void lmtp_plan(struct lmtp_session *s)
+{
+	const struct proto_rules *cfg = s->set.rules;
+	struct msg_limits limits = MSG_LIMITS_DEFAULT;
+	struct msg_envelope env;
+	const unsigned char *data = NULL;
+	size_t len = 0, first_group;
+	int r;
+
+	s->orig_len = s->io.spool_size(s->io.ctx);
+	if (!lmtp_rules_on(s)) {
+		lmtp_plan_plain(s, false);
+		return;
+	}
+	r = s->io.spool_map != NULL ? s->io.spool_map(s->io.ctx, &data, &len) : -EIO;
+	if (r < 0 || len != s->orig_len || (len > 0 && data == NULL)) {
+		lmtp_plan_error(s, "spool-error");
+		return;
+	}
+	s->map_data = data != NULL ? data : (const unsigned char *)"";
+	memset(&env, 0, sizeof(env));
+	env.mail_from = s->sender;
+	env.client_addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+	if (env.client_addr == NULL)
+		env.client_addr = s->info.client_ip;
+	env.client_name = lmtp_xforward_value(&s->xf, LMTP_XF_NAME);
+	env.helo = lmtp_xforward_value(&s->xf, LMTP_XF_HELO);
+	env.queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
+	env.declared_size = s->declared_size;
+	if (msg_open(data, len, &env, &cfg->msg, &limits, &s->msg) < 0) {
+		s->msg = NULL;
+		lmtp_plan_error(s, "internal");
+		return;
+	}
+	if (rewrite_is_loop(s->msg)) {
+		/* One of our copies coming back: no rules, never copied. */
+		lmtp_plan_plain(s, false);
+		return;
+	}
+	if (rules_snapshot_get(s->set.store, &cfg->engine, &s->snap) < 0) {
+		s->snap = NULL;
+		lmtp_plan_error(s, "rules-error");
+		return;
+	}
+	s->memo = rules_memo_new(s->snap);
+	if (s->memo == NULL) {
+		lmtp_plan_error(s, "internal");
+		return;
+	}
+
+	/* 1. evaluate; the outcomes that need no store */
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		bool on = lmtp_spamcheck_on(s, rc->policy);
+		char text[LMTP_TEXT_MAX + 16];
+
+		r = rules_eval(s->snap, s->memo, s->msg, rc->policy, on, s->data_time,
+			       &rc->verdict, NULL);
+		if (r < 0) {
+			memset(&rc->verdict, 0, sizeof(rc->verdict));
+			if (!cfg->fail_open) {
+				lmtp_set_reply(rc, 451, LMTP_MSG_RULES_TEMPFAIL,
+					       strlen(LMTP_MSG_RULES_TEMPFAIL), "rules-error");
+				continue;
+			}
+		}
+		rc->ruled = true;
+		switch (rc->verdict.rule != NULL ? rc->verdict.disposition : RD_NONE) {
+		case RD_REJECT:
+			snprintf(text, sizeof(text), "5.7.1 %s",
+				 rc->verdict.rule->actions.reject_text != NULL &&
+				 rc->verdict.rule->actions.reject_text[0] != '\0' ?
+				 rc->verdict.rule->actions.reject_text : LMTP_MSG_REJECTED);
+			lmtp_set_reply(rc, 550, text, strlen(text), "rule-reject");
+			break;
+		case RD_DROP:
+			lmtp_set_reply(rc, 250, LMTP_MSG_DROPPED, strlen(LMTP_MSG_DROPPED),
+				       "rule-drop");
+			break;
+		case RD_QUARANTINE:
+			break;   /* 2. */
+		case RD_SPAM:
+			rc->inbox = false;
+			break;
+		case RD_NONE:
+		case RD_ALLOW:
+		default:
+			rc->inbox = true;
+			break;
+		}
+	}
+	/* 2. quarantine, once per rule, the original bytes */
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->code == 0 && rc->ruled && rc->verdict.rule != NULL &&
+		    rc->verdict.disposition == RD_QUARANTINE)
+			lmtp_quarantine(s, rc->verdict.rule);
+	}
+	/* 3. copies, once per rule, before any delivery */
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->code == 0 && rc->ruled && lmtp_rule_copies(rc->verdict.rule)) {
+			rc->copy_rule = rc->verdict.rule;
+			lmtp_plan_copy(s, rc);
+		}
+	}
+	/* 4. deliveries, grouped by equal edits */
+	first_group = s->njobs;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (s->rcpts[i].code == 0 && s->rcpts[i].ruled)
+			lmtp_plan_delivery(s, i, first_group);
+}
+
+/* Starts the next job that still has someone to serve, or finishes. */
+static void lmtp_job_next(struct lmtp_session *s)
+{
+	while (s->job < s->njobs) {
+		struct lmtp_job *j = &s->jobs[s->job];
+		bool wanted = false;
+
+		if (j->copy) {
+			for (size_t i = 0; i < s->nrcpts && !wanted && j->nto > 0; i++)
+				wanted = s->rcpts[i].code == 0 && s->rcpts[i].copy_rule == j->rule;
+		} else {
+			/* drop recipients answered meanwhile (a failed copy) */
+			size_t k = 0;
+			for (size_t m = 0; m < j->n; m++)
+				if (s->rcpts[j->idx[m]].code == 0)
+					j->idx[k++] = j->idx[m];
+			j->n = k;
+			wanted = j->n > 0;
+		}
+		if (wanted) {
+			lmtp_store_connect(s);
+			return;
+		}
+		s->job++;
+	}
+	lmtp_finish(s);
+}
+
+/* The current job is over (answered, failed or refused): drop the
+ * connection and go on with the next. */
+static void lmtp_job_end(struct lmtp_session *s)
+{
+	s->io.timer(s->io.ctx, 0);
+	if (s->backend_open) {
+		if (s->backend_up)
+			s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
+		s->backend_open = false;
+		s->backend_up = false;
+		s->io.backend_close(s->io.ctx);
+	}
+	s->job++;
+	lmtp_job_next(s);
+}
+
+static struct lmtp_job *lmtp_cur(struct lmtp_session *s)
+{
+	return s->job < s->njobs ? &s->jobs[s->job] : NULL;
+}
+
+/* Envelope recipients of the current job. */
+static size_t lmtp_job_count(struct lmtp_session *s)
+{
+	struct lmtp_job *j = lmtp_cur(s);
+
+	return j == NULL ? 0 : j->copy ? j->nto : j->n;
+}
+
+static struct lmtp_rcpt *lmtp_job_rcpt(struct lmtp_session *s, size_t k)
+{
+	return &s->rcpts[s->jobs[s->job].idx[k]];
 }
 
 /* ---- answers -------------------------------------------------------- */
@@ -1074,31 +1605,70 @@ static void lmtp_answer_all(struct lmtp_session *s, unsigned code, const char *t
 			lmtp_set_reply(&s->rcpts[i], code, text, strlen(text), failure);
 }
 
-/* The same with the store's text (not NUL-terminated). */
-static void lmtp_answer_all_span(struct lmtp_session *s, unsigned code, const char *text,
-				 size_t len)
+/* The same for the recipients of the current job (for a copy: those whose
+ * rule it copies; they get 451 whatever the relay said). text is not
+ * NUL-terminated. */
+static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *text,
+			    size_t len, const char *failure)
 {
-	for (size_t i = 0; i < s->nrcpts; i++)
-		if (s->rcpts[i].code == 0)
-			lmtp_set_reply(&s->rcpts[i], code, text, len, NULL);
+	struct lmtp_job *j = lmtp_cur(s);
+
+	if (j == NULL)
+		return;
+	if (j->copy) {
+		lmtp_copy_fail_rule(s, j->rule, failure != NULL ? failure : "copy-refused");
+		return;
+	}
+	for (size_t k = 0; k < j->n; k++) {
+		struct lmtp_rcpt *rc = lmtp_job_rcpt(s, k);
+		if (rc->code == 0)
+			lmtp_set_reply(rc, code, text, len, failure);
+	}
 }
 
-/* The store failed: 451 for every recipient it has not answered. */
+/* The copy relay's failure tokens, by the store's. */
+static const char *lmtp_copy_failure(const char *failure)
+{
+	static const char *const map[][2] = {
+		{ "store-unavailable", "copy-unavailable" },
+		{ "store-timeout", "copy-timeout" },
+		{ "store-closed", "copy-closed" },
+		{ "store-protocol", "copy-protocol" },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i][0], failure) == 0)
+			return map[i][1];
+	return failure;
+}
+
+/* The store (or copy relay) failed: 451 for every recipient of the job it
+ * has not answered. */
 static void lmtp_fail_pending(struct lmtp_session *s, const char *failure)
 {
+	struct lmtp_job *j = lmtp_cur(s);
+
+	if (j != NULL && j->copy)
+		failure = lmtp_copy_failure(failure);
 	if (s->io.backend_error != NULL)
 		s->io.backend_error(s->io.ctx, failure);
-	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
+	lmtp_answer_job(s, 451, LMTP_MSG_STORE_TEMPFAIL, strlen(LMTP_MSG_STORE_TEMPFAIL),
+			failure);
 }
 
-/* The store refused MAIL or DATA: its reply for every recipient it has not
- * answered. Anything but a 4xx/5xx there is a protocol error (451). */
+/* The store refused MAIL or DATA: its reply for every recipient of the job
+ * it has not answered. Anything but a 4xx/5xx there is a protocol error
+ * (451). A copy relay's refusal is a 451 (copy-refused). */
 static void lmtp_mirror_pending(struct lmtp_session *s, const struct smtp_reply *r)
 {
-	if (r->code >= 400 && r->code < 600)
-		lmtp_answer_all_span(s, r->code, r->text[0].p, r->text[0].len);
+	struct lmtp_job *j = lmtp_cur(s);
+
+	if (j != NULL && j->copy)
+		lmtp_answer_job(s, 451, NULL, 0, "copy-refused");
+	else if (r->code >= 400 && r->code < 600)
+		lmtp_answer_job(s, r->code, r->text[0].p, r->text[0].len, NULL);
 	else
-		lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, "store-protocol");
+		lmtp_answer_job(s, 451, LMTP_MSG_STORE_TEMPFAIL, strlen(LMTP_MSG_STORE_TEMPFAIL),
+				"store-protocol");
 }
 
 /* One line per accepted recipient, in RCPT order, and one record each. */
@@ -1119,6 +1689,12 @@ static void lmtp_answer_client(struct lmtp_session *s)
 		lmtp_send(s, "%u %s", r->code, r->text[0] != '\0' ? r->text :
 			  r->code < 300 ? "Ok" : "Error");
 		if (lmtp_delivery_log != NULL) {
+			const char *audit[RULES_AUDIT_MAX];
+			size_t naudit = 0;
+			const struct rule_verdict *v = r->ruled ? &r->verdict : NULL;
+			for (size_t k = 0; v != NULL && k < v->n_audit && k < RULES_AUDIT_MAX; k++)
+				if (v->audit[k] != NULL)
+					audit[naudit++] = v->audit[k]->name;
 			struct lmtp_delivery rec = {
 				.session_id = s->info.session_id,
 				.queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT),
@@ -1133,6 +1709,14 @@ static void lmtp_answer_client(struct lmtp_session *s)
 				.failure = r->failure,
 				.size = size,
 				.duration_ms = ms,
+				.rules = v != NULL,
+				.rule = v != NULL && v->rule != NULL ? v->rule->name : NULL,
+				.disposition = v == NULL ? NULL : v->rule == NULL ? "none" :
+					       rule_disposition_name(v->disposition),
+				.suppressed = v != NULL && v->suppressed,
+				.guarded = v != NULL && v->guarded,
+				.audit = audit,
+				.n_audit = naudit,
 			};
 			lmtp_delivery_log(&rec);
 		}
@@ -1152,6 +1736,7 @@ static void lmtp_finish(struct lmtp_session *s)
 		s->io.backend_close(s->io.ctx);
 	}
 	lmtp_answer_client(s);
+	lmtp_rules_clear(s);
 	s->io.spool_reset(s->io.ctx);
 	lmtp_transaction_reset(s);
 	s->bad_count = 0;
@@ -1160,10 +1745,12 @@ static void lmtp_finish(struct lmtp_session *s)
 	lmtp_input_drain(s);
 }
 
-/* ---- delivery to the store ------------------------------------------ */
+/* ---- delivery to the store (and copies to the relay) ---------------- */
 
 static void lmtp_store_connect(struct lmtp_session *s)
 {
+	struct lmtp_job *j = lmtp_cur(s);
+
 	if (s->rparser == NULL) {
 		struct smtp_reply_limits limits = {
 			.line_max = LMTP_STORE_LINE_MAX,
@@ -1172,7 +1759,7 @@ static void lmtp_store_connect(struct lmtp_session *s)
 		s->rparser = smtp_reply_parser_new(&limits);
 		if (s->rparser == NULL) {
 			lmtp_fail_pending(s, "internal");
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
 	}
@@ -1180,15 +1767,20 @@ static void lmtp_store_connect(struct lmtp_session *s)
 	s->store_pipelining = s->store_size = s->store_8bitmime = false;
 	s->env_sent = s->env_replied = 0;
 	s->store_accepted = 0;
+	s->copy_refused = false;
 	s->next_final = 0;
 	s->spool_off = 0;
 	s->drain_ready = false;
 	lmtp_stuffer_init(&s->stuffer);
+	s->conn_seq++;
 	lmtp_enter_state(s, LMTP_STATE_STORE_CONNECT);
 	s->backend_open = true;
 	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
 	/* backend_ready() may run before this returns. */
-	s->io.backend_connect(s->io.ctx);
+	if (j->copy)
+		s->io.backend_connect_pool(s->io.ctx, s->set.rules->copy_pool);
+	else
+		s->io.backend_connect(s->io.ctx);
 }
 
 static void lmtp_backend_ready(void *ctx, int status)
@@ -1200,7 +1792,7 @@ static void lmtp_backend_ready(void *ctx, int status)
 	if (status != PROTO_BACKEND_OK) {
 		s->backend_open = false;
 		lmtp_fail_pending(s, "store-unavailable");
-		lmtp_finish(s);
+		lmtp_job_end(s);
 		return;
 	}
 	s->backend_up = true;
@@ -1222,11 +1814,15 @@ static void lmtp_backend_data(void *ctx, const char *buf, size_t len)
 		off += used;
 		if (ret < 0) {
 			lmtp_fail_pending(s, "store-protocol");
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
-		if (ret > 0)
+		if (ret > 0) {
+			unsigned seq = s->conn_seq;
 			lmtp_store_reply(s, &reply);
+			if (s->conn_seq != seq)
+				return;   /* the rest belonged to that connection */
+		}
 	}
 }
 
@@ -1240,17 +1836,18 @@ static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
 	case LMTP_STATE_STORE_GREETING:
 		if (r->code != 220) {
 			lmtp_fail_pending(s, "store-unavailable");
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
-		n = snprintf(line, sizeof(line), "LHLO %s\r\n", lmtp_host(s));
+		n = snprintf(line, sizeof(line), "%s %s\r\n", lmtp_cur(s)->copy ? "EHLO" : "LHLO",
+			     lmtp_host(s));
 		s->io.backend_write(s->io.ctx, line, (size_t)n);
 		lmtp_enter_state(s, LMTP_STATE_STORE_LHLO);
 		break;
 	case LMTP_STATE_STORE_LHLO:
 		if (r->code != 250) {
 			lmtp_fail_pending(s, "store-unavailable");
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
 		s->store_pipelining = smtp_reply_ehlo_has(r, "PIPELINING", NULL);
@@ -1258,7 +1855,8 @@ static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
 		s->store_8bitmime = smtp_reply_ehlo_has(r, "8BITMIME", NULL);
 		lmtp_enter_state(s, LMTP_STATE_STORE_ENVELOPE);
 		if (s->store_pipelining) {
-			for (size_t i = 0; i <= s->nrcpts + 1; i++)
+			size_t count = lmtp_job_count(s);
+			for (size_t i = 0; i <= count + 1; i++)
 				lmtp_store_send_env(s, i);
 		} else {
 			lmtp_store_send_env(s, 0);
@@ -1274,15 +1872,26 @@ static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
 	default:
 		/* Nothing is due while the body goes out. */
 		lmtp_fail_pending(s, "store-protocol");
-		lmtp_finish(s);
+		lmtp_job_end(s);
 		break;
 	}
 }
 
-/* Envelope command idx: 0 MAIL, 1..n RCPT for rcpts[idx - 1], n + 1 DATA. */
+/* Bytes of the message as the current job sends it. */
+static size_t lmtp_job_length(struct lmtp_session *s)
+{
+	struct lmtp_job *j = lmtp_cur(s);
+
+	return j->edits.n > 0 ? rewrite_length(&j->edits, s->orig_len) : s->orig_len;
+}
+
+/* Envelope command idx: 0 MAIL, 1..n RCPT for the job's recipient idx - 1,
+ * n + 1 DATA. */
 static void lmtp_store_send_env(struct lmtp_session *s, size_t idx)
 {
 	char line[POL_ADDRESS_MAX + SMTP_MAILBOX_MAX + 96];
+	struct lmtp_job *j = lmtp_cur(s);
+	size_t count = lmtp_job_count(s);
 	int n;
 
 	if (idx == 0) {
@@ -1290,13 +1899,14 @@ static void lmtp_store_send_env(struct lmtp_session *s, size_t idx)
 		size_t plen = 0;
 		if (s->store_size)
 			plen += (size_t)snprintf(params + plen, sizeof(params) - plen,
-						 " SIZE=%zu", s->io.spool_size(s->io.ctx));
+						 " SIZE=%zu", lmtp_job_length(s));
 		if (s->body != 0 && s->store_8bitmime)
 			snprintf(params + plen, sizeof(params) - plen, " BODY=%s",
 				 s->body == 8 ? "8BITMIME" : "7BIT");
 		n = snprintf(line, sizeof(line), "MAIL FROM:<%s>%s\r\n", s->sender, params);
-	} else if (idx <= s->nrcpts) {
-		n = snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", s->rcpts[idx - 1].address);
+	} else if (idx <= count) {
+		n = snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n",
+			     j->copy ? j->to[idx - 1] : lmtp_job_rcpt(s, idx - 1)->address);
 	} else {
 		n = snprintf(line, sizeof(line), "DATA\r\n");
 	}
@@ -1309,41 +1919,58 @@ static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply
 {
 	size_t idx = s->env_replied++;
 	bool pipelined = s->store_pipelining;
+	struct lmtp_job *j = lmtp_cur(s);
+	size_t count = lmtp_job_count(s);
 
 	if (idx == 0) {
 		if (r->code / 100 != 2) {
 			lmtp_mirror_pending(s, r);
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
-	} else if (idx <= s->nrcpts) {
-		struct lmtp_rcpt *rc = &s->rcpts[idx - 1];
-		if (r->code / 100 == 2) {
-			rc->store_accepted = true;
-			s->store_accepted++;
-		} else if (r->code >= 400 && r->code < 600) {
-			lmtp_set_reply(rc, r->code, r->text[0].p, r->text[0].len, NULL);
+	} else if (idx <= count) {
+		if (j->copy) {
+			/* Every copy address must be taken, else the recipients
+			 * wait (451) and the MTA retries. */
+			if (r->code / 100 == 2)
+				s->store_accepted++;
+			else
+				s->copy_refused = true;
+			if (idx == count && s->copy_refused) {
+				lmtp_answer_job(s, 451, NULL, 0, "copy-refused");
+				lmtp_job_end(s);
+				return;
+			}
 		} else {
-			lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
-				       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
-		}
-		if (idx == s->nrcpts && s->store_accepted == 0) {
-			/* Every recipient refused: no DATA, nothing to wait
-			 * for (a pipelined DATA's refusal is not needed). */
-			lmtp_finish(s);
-			return;
+			struct lmtp_rcpt *rc = lmtp_job_rcpt(s, idx - 1);
+			if (r->code / 100 == 2) {
+				rc->store_accepted = true;
+				s->store_accepted++;
+			} else if (r->code >= 400 && r->code < 600) {
+				lmtp_set_reply(rc, r->code, r->text[0].p, r->text[0].len, NULL);
+			} else {
+				lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
+					       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
+			}
+			if (idx == count && s->store_accepted == 0) {
+				/* Every recipient refused: no DATA, nothing to
+				 * wait for (a pipelined DATA's refusal is not
+				 * needed). */
+				lmtp_job_end(s);
+				return;
+			}
 		}
 	} else {
 		if (r->code != 354) {
 			lmtp_mirror_pending(s, r);
-			lmtp_finish(s);
+			lmtp_job_end(s);
 			return;
 		}
 		if (s->iobuf == NULL) {
 			s->iobuf = malloc(LMTP_STREAM_CHUNK * 3);
 			if (s->iobuf == NULL) {
 				lmtp_fail_pending(s, "internal");
-				lmtp_finish(s);
+				lmtp_job_end(s);
 				return;
 			}
 		}
@@ -1355,7 +1982,25 @@ static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply
 		lmtp_store_send_env(s, idx + 1);
 }
 
-/* Writes the spool to the store in bursts; between bursts waits for the
+/* The next bytes of the message as the current job sends it (edited
+ * through rewrite_stream when it has edits): count, 0 at the end, <0. */
+static long lmtp_job_read(struct lmtp_session *s, void *buf, size_t len)
+{
+	struct lmtp_job *j = lmtp_cur(s);
+	size_t pos = s->spool_off;
+	long n;
+
+	if (j->edits.n == 0)
+		n = s->io.spool_read(s->io.ctx, s->spool_off, buf, len);
+	else
+		n = rewrite_stream(&j->edits, s->orig_len, s->io.spool_read, s->io.ctx, &pos,
+				   buf, len);
+	if (n > 0)
+		s->spool_off += (size_t)n;
+	return n;
+}
+
+/* Writes the message to the store in bursts; between bursts waits for the
  * backend to drain (io->backend_want_drain -> lmtp_backend_drained). */
 static void lmtp_stream(struct lmtp_session *s)
 {
@@ -1373,13 +2018,13 @@ static void lmtp_stream(struct lmtp_session *s)
 
 		s->drain_ready = false;
 		while (burst < LMTP_STREAM_BURST) {
-			long n = s->io.spool_read(s->io.ctx, s->spool_off, in, LMTP_STREAM_CHUNK);
+			long n = lmtp_job_read(s, in, LMTP_STREAM_CHUNK);
 			size_t off = 0;
 
 			if (n < 0) {
 				s->in_stream = false;
 				lmtp_fail_pending(s, "spool-error");
-				lmtp_finish(s);
+				lmtp_job_end(s);
 				return;
 			}
 			if (n == 0) {
@@ -1391,7 +2036,6 @@ static void lmtp_stream(struct lmtp_session *s)
 				s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
 				return;
 			}
-			s->spool_off += (size_t)n;
 			burst += (size_t)n;
 			while (off < (size_t)n) {
 				size_t used, olen;
@@ -1416,28 +2060,51 @@ static void lmtp_backend_drained(void *ctx)
 	lmtp_stream(s);
 }
 
+/* A delivery the store took for rc: the new-sender history learns the
+ * pair when the message reached the inbox. */
+static void lmtp_delivered(struct lmtp_session *s, struct lmtp_rcpt *rc)
+{
+	const char *from;
+
+	if (!rc->inbox || s->msg == NULL || s->set.store == NULL)
+		return;
+	from = msg_from_address(s->msg);
+	if (from != NULL && from[0] != '\0')
+		(void)rules_history_record(s->set.store, rc->policy, from, s->data_time);
+}
+
 static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r)
 {
+	struct lmtp_job *j = lmtp_cur(s);
 	struct lmtp_rcpt *rc;
 
-	while (s->next_final < s->nrcpts && !s->rcpts[s->next_final].store_accepted)
-		s->next_final++;
-	if (s->next_final >= s->nrcpts) {
-		/* More replies than recipients. */
-		lmtp_fail_pending(s, "store-protocol");
-		lmtp_finish(s);
+	if (j->copy) {
+		/* SMTP: one reply for the transaction. */
+		if (r->code / 100 != 2)
+			lmtp_answer_job(s, 451, NULL, 0, "copy-refused");
+		lmtp_job_end(s);
 		return;
 	}
-	rc = &s->rcpts[s->next_final++];
+	while (s->next_final < j->n && !lmtp_job_rcpt(s, s->next_final)->store_accepted)
+		s->next_final++;
+	if (s->next_final >= j->n) {
+		/* More replies than recipients. */
+		lmtp_fail_pending(s, "store-protocol");
+		lmtp_job_end(s);
+		return;
+	}
+	rc = lmtp_job_rcpt(s, s->next_final++);
 	if (r->code / 100 == 2 || (r->code >= 400 && r->code < 600))
 		lmtp_set_reply(rc, r->code, r->text[0].p, r->text[0].len, NULL);
 	else
 		lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
 			       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
-	while (s->next_final < s->nrcpts && !s->rcpts[s->next_final].store_accepted)
+	if (rc->code / 100 == 2)
+		lmtp_delivered(s, rc);
+	while (s->next_final < j->n && !lmtp_job_rcpt(s, s->next_final)->store_accepted)
 		s->next_final++;
-	if (s->next_final >= s->nrcpts)
-		lmtp_finish(s);
+	if (s->next_final >= j->n)
+		lmtp_job_end(s);
 }
 
 static void lmtp_backend_closed(void *ctx)
@@ -1449,7 +2116,7 @@ static void lmtp_backend_closed(void *ctx)
 	s->backend_open = false;
 	s->backend_up = false;
 	lmtp_fail_pending(s, "store-closed");
-	lmtp_finish(s);
+	lmtp_job_end(s);
 }
 
 static void lmtp_timer(void *ctx)
@@ -1459,7 +2126,7 @@ static void lmtp_timer(void *ctx)
 	if (!lmtp_in_store(s->state))
 		return;
 	lmtp_fail_pending(s, "store-timeout");
-	lmtp_finish(s);
+	lmtp_job_end(s);
 }
 
 /* ---- gateway events ------------------------------------------------- */

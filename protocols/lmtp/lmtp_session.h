@@ -1,12 +1,15 @@
 /*
  * protocols/lmtp/lmtp_session.h: the LMTP delivery front. The MTA (Postfix
  * `lmtp:`) talks LMTP to us; per recipient the policy store decides whether
- * incoming mail is accepted; the message is spooled, then delivered onwards
- * to the store (Dovecot LMTP) in one LMTP transaction, and the MTA gets one
- * reply per accepted recipient, in RCPT order, mirroring the store's. A
- * message is never acknowledged (2xx) before the store acknowledged it: any
- * failure on the way out is a 4xx, so the MTA retries; nothing accepted is
- * lost.
+ * incoming mail is accepted; the message is spooled, the incoming rules
+ * (policy/engine.h, spec rules.md 1.2 and 4) decide each recipient's
+ * outcome, then the message is delivered onwards to the store (Dovecot
+ * LMTP) in one LMTP transaction per group of recipients with the same
+ * edits, after the BCC/forward copies went to the copy relay (SMTP), and
+ * the MTA gets one reply per accepted recipient, in RCPT order. A message is
+ * never acknowledged (2xx) before the store (or the quarantine) took it and
+ * its copies were sent: any failure on the way out is a 4xx, so the MTA
+ * retries; nothing accepted is lost.
  *
  * The gateway uses it only through `lmtp_front` (protocols/proto.h); this
  * header documents the states and their transitions and exposes the state
@@ -28,38 +31,93 @@
  *                   550 5.1.1), RSET/LHLO end it.
  *                   DATA (>= 1 recipient) -> DATA ("354")
  *   DATA            the body: dot-unstuffed into io->spool_append().
- *                   the "." line        -> STORE_CONNECT (client paused), or
- *                                          READY at once when the message was
- *                                          too big (552 5.3.4 each) or the
- *                                          spool failed (451 4.3.0 each)
- *   STORE_CONNECT   io->backend_connect() called, waiting backend_ready().
- *   STORE_GREETING  waiting for the store's "220".   then "LHLO <host>"
- *   STORE_LHLO      waiting for its LHLO reply.       then the envelope
- *   STORE_ENVELOPE  MAIL FROM, one RCPT TO per accepted recipient and DATA
- *                   were sent (pipelined when the store offers PIPELINING,
- *                   else one at a time); reading their replies up to "354".
- *   STORE_BODY      streaming the spool, re-dot-stuffed, in bursts, with
+ *                   the "." line: the client is paused, the rules run
+ *                   (synchronously, see "The rules" below) and queue the
+ *                   jobs: the SMTP copies first, then the LMTP groups.
+ *                                       -> STORE_CONNECT for the first job,
+ *                                          or READY at once when no job is
+ *                                          left (every recipient answered:
+ *                                          rejected, dropped, quarantined),
+ *                                          the message was too big
+ *                                          (552 5.3.4 each) or the spool
+ *                                          failed (451 4.3.0 each)
+ *   STORE_CONNECT   one job's connection: io->backend_connect() (LMTP to
+ *                   the store) or io->backend_connect_pool(copy pool)
+ *                   (SMTP to the copy relay); waiting backend_ready().
+ *   STORE_GREETING  waiting for the "220".   then "LHLO <host>" (a copy:
+ *                   "EHLO <host>")
+ *   STORE_LHLO      waiting for its LHLO/EHLO reply.  then the envelope
+ *   STORE_ENVELOPE  MAIL FROM (the original sender), one RCPT TO per
+ *                   recipient of the job (a copy: per BCC/forward address)
+ *                   and DATA were sent (pipelined when offered, else one at
+ *                   a time); reading their replies up to "354".
+ *   STORE_BODY      streaming the spool through the job's edits
+ *                   (rewrite_stream), re-dot-stuffed, in bursts, with
  *                   io->backend_want_drain()/backend_drained() between
  *                   bursts, then ".".
- *   STORE_REPLIES   reading one reply per recipient the store accepted.
- *                   all replies         -> READY (the MTA is answered, the
- *                                          store gets QUIT, the spool is
- *                                          reset, the client resumed)
+ *   STORE_REPLIES   reading one reply per recipient the store accepted (a
+ *                   copy: one reply).
+ *                   the job is over (all replies, or any failure above):
+ *                   QUIT, the connection closed
+ *                                       -> STORE_CONNECT for the next job
+ *                                          that still has a recipient
+ *                                          without an answer, else READY
+ *                                          (the MTA is answered, the spool
+ *                                          is reset, the client resumed)
  *   CLOSED          io->close() called; nothing but free() follows.
  *
  * Every STORE_* wait is bounded by io->timer(backend_timeout_ms). A store
  * that is unavailable, refuses the connection or the greeting, times out,
- * closes, or sends garbage gives "451 4.3.0" to every recipient it has not
- * answered yet (recipients it already answered keep its answer). A store
- * refusal of MAIL or DATA is mirrored to every recipient not answered yet;
- * a refusal of one RCPT is mirrored to that recipient.
+ * closes, or sends garbage gives "451 4.3.0" to every recipient of that job
+ * it has not answered yet (recipients it already answered keep its answer);
+ * the next job still runs. A store refusal of MAIL or DATA is mirrored to
+ * every recipient of the job not answered yet; a refusal of one RCPT is
+ * mirrored to that recipient. A copy job that fails in any way (connection,
+ * any RCPT refused, MAIL, DATA or the final reply not 2xx) gives 451 4.3.0
+ * ("copy-*" failure) to every recipient whose winning rule made that copy,
+ * and their LMTP delivery is not attempted (the MTA retries the whole
+ * thing; a copy may then be sent twice, a delivery never is lost).
+ *
+ * The rules (when settings.rules is enabled and the store is set):
+ * - The message is seen through io->spool_map() (msg_open with the
+ *   envelope: MAIL FROM, XFORWARD ADDR (else the MTA's address), NAME,
+ *   HELO, IDENT, SIZE=). A message carrying X-Postern-Loop (one of our
+ *   copies) is delivered as it is, without rules or copies.
+ * - One snapshot (rules_snapshot_get) and one memo per message; each
+ *   accepted recipient is evaluated (rules_eval) with its policy address
+ *   (the one the RCPT decision used), the evaluation instant = the time
+ *   of the "." line, and its spam-and-quarantine flag (pol_decide
+ *   POL_SPAMCHECK; only a "deny" turns the checks off).
+ * - reject: "550 5.7.1 <rule text>" (default "Message rejected by
+ *   policy"), nothing delivered. drop (including a reject turned into a
+ *   drop by the backscatter guard): "250 2.0.0 Ok, message discarded by
+ *   policy", nothing delivered. quarantine: the original bytes go to the
+ *   quarantine (one quarantine_put per rule for its recipients) before
+ *   "250 2.0.0 Ok, message quarantined"; a failure there is 451 4.3.0.
+ * - allow, none, spam (and a suppressed spam/quarantine): delivered with
+ *   the edits of rewrite_plan() for the recipient's verdict; recipients
+ *   whose edits are equal (msg_edits_equal) share one LMTP transaction.
+ * - A rule with BCC/forward that won for a recipient makes one SMTP copy
+ *   (rewrite_plan with opt.copy: loop header, no banner, no Junk header)
+ *   to settings.rules->copy_pool, to its addresses once each, sent before
+ *   any delivery; no copy pool configured: 451 4.3.0 (copy-unconfigured).
+ * - A delivery the store accepted that reached the inbox (no rule, allow,
+ *   none, or a suppressed spam/quarantine; not spam) records the
+ *   new-sender pair (rules_history_record: recipient, From address).
+ * - A rule error (rules_eval < 0, no snapshot, the spool not mappable, the
+ *   message view not created) gives 451 4.3.0 "Rules unavailable" to the
+ *   recipients affected, unless settings.rules->fail_open: then they are
+ *   delivered as if no rule matched.
+ * - Incoming-off recipients never get here: refused at RCPT.
  *
  * Replies mirrored from the store are one line: the store's code and the
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
  *
  * Choices (documented here, tested in tests/unit/test_lmtp_session.c):
- * - The store connection is opened per transaction and closed (QUIT) after
- *   it: no idle connection to supervise, every transaction starts clean.
+ * - The store connection is opened per transaction (per job) and closed
+ *   (QUIT) after it: no idle connection to supervise, every transaction
+ *   starts clean. Jobs run one after the other, never in parallel.
+ * - SIZE= to the store and the relay is the length of the edited message.
  * - Body line ends: CRLF and bare LF are stored as CRLF (lmtp_parser.h).
  * - Recipients are normalised (pol_normalize_address, default domain) and
  *   sent to the store normalised, so the address the policy decided is the
@@ -87,8 +145,9 @@
  *   (a pipelining MTA sends DATA before it knows). The count restarts after
  *   each completed transaction: an MTA session is long-lived.
  * - At most LMTP_RCPT_MAX recipients per transaction (452 4.5.3 beyond).
- * - Shutdown: between transactions "421 4.3.2"; while the store is being
- *   talked to, every recipient not answered yet gets 451 4.3.0 first. A
+ * - Shutdown: between transactions "421 4.3.2"; while the store (or the
+ *   copy relay) is being talked to, every recipient not answered yet gets
+ *   451 4.3.0 first, whatever job it is in. A
  *   gateway timeout does the same with "421 4.4.2".
  */
 #ifndef POSTERN_LMTP_SESSION_H
@@ -160,9 +219,27 @@ struct lmtp_delivery {
 	                               our reason: "too-big", "spool-error",
 	                               "store-unavailable", "store-timeout",
 	                               "store-closed", "store-protocol",
-	                               "shutdown", "timeout" */
+	                               "shutdown", "timeout", "internal";
+	                               the rules: "rule-reject", "rule-drop",
+	                               "rule-quarantine", "quarantine-error",
+	                               "rules-error", "copy-unconfigured",
+	                               "copy-unavailable", "copy-timeout",
+	                               "copy-closed", "copy-protocol",
+	                               "copy-refused" */
 	size_t size;                /* message bytes as spooled (CRLF) */
 	uint64_t duration_ms;       /* end of DATA to the reply */
+	/* the incoming rules (rules == false: they did not run for this
+	 * recipient: off, a loop copy, an error, or no DATA) */
+	bool rules;
+	const char *rule;           /* the winning rule's name, NULL: none */
+	const char *disposition;    /* rule_disposition_name() of the outcome
+	                               ("none" when no rule matched), NULL
+	                               when the rules did not run */
+	bool suppressed;            /* spam/quarantine -> inbox (user flag) */
+	bool guarded;               /* reject -> drop (backscatter guard) */
+	const char *const *audit;   /* audit-mode rules that would have
+	                               matched (names) */
+	size_t n_audit;
 };
 typedef void lmtp_delivery_fn(const struct lmtp_delivery *d);
 /* Set once before sessions run; NULL disables it. Not thread-safe to

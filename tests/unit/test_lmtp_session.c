@@ -18,10 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "policy/engine.h"
 #include "policy/policy.h"
+#include "policy/quarantine.h"
+#include "policy/rules.h"
 #include "policy/store.h"
 #include "protocols/lmtp/lmtp_session.h"
 #include "protocols/proto.h"
@@ -33,6 +38,8 @@ struct harness {
 	struct fake_io f;               /* the shared fake proto_io (the session) */
 	struct pol_store *store;
 	char dir[64];
+	struct proto_rules rules;       /* with RULES: the session's rules { } */
+	char quar_dir[128];
 };
 
 /* delivery records of the last test (global hook) */
@@ -47,6 +54,12 @@ static struct {
 	char reply[256];
 	char failure[32];
 	size_t size;
+	bool rules;
+	char rule[128];
+	char disposition[32];
+	bool suppressed, guarded;
+	size_t n_audit;
+	char audit0[128];
 } records[MAX_RECORDS];
 
 static void record_delivery(const struct lmtp_delivery *d)
@@ -67,6 +80,16 @@ static void record_delivery(const struct lmtp_delivery *d)
 	snprintf(records[nrecords].failure, sizeof(records[0].failure), "%s",
 		 d->failure != NULL ? d->failure : "-");
 	records[nrecords].size = d->size;
+	records[nrecords].rules = d->rules;
+	snprintf(records[nrecords].rule, sizeof(records[0].rule), "%s",
+		 d->rule != NULL ? d->rule : "-");
+	snprintf(records[nrecords].disposition, sizeof(records[0].disposition), "%s",
+		 d->disposition != NULL ? d->disposition : "-");
+	records[nrecords].suppressed = d->suppressed;
+	records[nrecords].guarded = d->guarded;
+	records[nrecords].n_audit = d->n_audit;
+	snprintf(records[nrecords].audit0, sizeof(records[0].audit0), "%s",
+		 d->n_audit > 0 ? d->audit[0] : "-");
 	nrecords++;
 }
 
@@ -83,6 +106,11 @@ enum {
 	REFUSE_UNKNOWN = 2,
 	NO_START = 4,
 	UNLIMITED = 8,      /* message_max 0: no SIZE limit */
+	RULES = 16,         /* settings.rules: enabled, guard off, copy pool
+	                       "relay", quarantine in the store's directory */
+	NO_COPY_POOL = 32,  /* ... without a copy pool */
+	GUARD = 64,         /* ... with the backscatter guard on */
+	RULES_OFF = 128,    /* ... but rules.enabled = false */
 };
 
 static struct harness *harness_new(unsigned flags)
@@ -115,6 +143,21 @@ static struct harness *harness_new(unsigned flags)
 		.hostname = "mx.test",
 		.store = h->store,
 	};
+	if (flags & (RULES | RULES_OFF)) {
+		struct rules_settings engine = RULES_SETTINGS_DEFAULT;
+		snprintf(h->quar_dir, sizeof(h->quar_dir), "%s/quarantine", h->dir);
+		assert_int_equal(mkdir(h->quar_dir, 0700), 0);
+		engine.backscatter_guard = (flags & GUARD) != 0;
+		h->rules = (struct proto_rules){
+			.enabled = (flags & RULES_OFF) == 0,
+			.engine = engine,
+			.quarantine_directory = h->quar_dir,
+			.quarantine_retention_days = 30,
+			.node = "mx-node",
+			.copy_pool = (flags & NO_COPY_POOL) ? NULL : "relay",
+		};
+		h->f.set.rules = &h->rules;
+	}
 	nrecords = 0;
 	lmtp_session_set_delivery_log(record_delivery);
 	assert_non_null(fake_io_open(&h->f, &lmtp_front, !(flags & NO_START)));
@@ -125,6 +168,7 @@ static void harness_free(struct harness *h)
 {
 	fake_io_free(&h->f);
 	lmtp_session_set_delivery_log(NULL);
+	rules_snapshot_drop(h->store);
 	assert_int_equal(fake_store_remove(h->dir, &h->store), 0);
 	free(h);
 }
@@ -1097,6 +1141,396 @@ static void test_sync_drain(void **state)
 	harness_free(h);
 }
 
+/* ---- the incoming rules --------------------------------------------- */
+
+/* Stores a rule given as JSON (policy/README.md) through the rule store. */
+static void add_rule(struct harness *h, const char *json)
+{
+	struct rule_error err;
+	struct rule *r = NULL;
+
+	if (rule_from_json(json, strlen(json), &r, &err) != 0)
+		fail_msg("rule_from_json(%s): %s: %s", json, rule_errcode_name(err.code),
+			 err.message);
+	if (rule_store_create(h->store, r, &err) != 0)
+		fail_msg("rule_store_create(%s): %s: %s", json, rule_errcode_name(err.code),
+			 err.message);
+	rule_free(r);
+}
+
+/* One whole LMTP job with a pipelining store: the envelope must be env
+ * exactly, the store takes nrcpt recipients, the body it gets must be body
+ * (dot-stuffed) and ".", then it answers with replies. */
+static void store_job(struct harness *h, const char *env, unsigned nrcpt, const char *body,
+		      const char *replies)
+{
+	char want[8192];
+
+	store_hello(h, false);
+	expect_backend(h, env);
+	backend(h, "250 2.1.0 ok\r\n");
+	for (unsigned i = 0; i < nrcpt; i++)
+		backend(h, "250 2.1.5 ok\r\n");
+	backend(h, "354 go\r\n");
+	pump_drains(h);
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	snprintf(want, sizeof(want), "%s.\r\n", body);
+	expect_backend(h, want);
+	backend(h, replies);
+}
+
+/* The copy relay up to the envelope: SMTP (EHLO) to the "relay" pool. */
+static void relay_hello(struct harness *h)
+{
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	assert_true(h->f.paused);
+	assert_string_equal(h->f.connect_pool, "relay");
+	h->f.backend.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
+	expect_state(h, LMTP_STATE_STORE_GREETING);
+	backend(h, "220 relay.test ESMTP\r\n");
+	expect_backend(h, "EHLO mx.test\r\n");
+	backend(h, "250-relay.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
+}
+
+#define MSG_FROM "From: Sender <sender@example.net>\r\n"
+#define MSG(subject) MSG_FROM "To: a@example.com\r\nSubject: " subject "\r\n\r\nbody\r\n"
+
+/* MAIL, the recipients (each "RCPT TO:<...>\r\n"), DATA and the message;
+ * forgets the client's replies up to the 354. */
+static void send_message(struct harness *h, const char *rcpts, const char *msg)
+{
+	char buf[8192];
+
+	lhlo(h);
+	snprintf(buf, sizeof(buf), "MAIL FROM:<sender@example.net>\r\n%sDATA\r\n", rcpts);
+	client(h, buf);
+	assert_true(client_has(h, "354 "));
+	h->f.client.len = 0;
+	snprintf(buf, sizeof(buf), "%s.\r\n", msg);
+	client(h, buf);
+}
+
+/* Three recipients, two outcomes: a and c get the spam rule, b none. Two
+ * onward transactions (a+c share one: equal edits), replies in RCPT
+ * order, records with the rule. */
+static void test_rules_two_outcomes(void **state)
+{
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"junk-ac\",\"condition_type\":\"none\","
+		    "\"actions\":{\"disposition\":\"spam\"},"
+		    "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"a@example.com\",\"c@example.com\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		     "RCPT TO:<c@example.com>\r\n", MSG("hello"));
+	assert_int_equal(h->f.spool_map_calls, 1);
+	/* first group: a and c, into Junk */
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=127\r\n"
+		     "RCPT TO:<a@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n", 2,
+		  "X-Postern-Folder: Junk\r\nX-Postern-Rule: junk-ac\r\n" MSG("hello"),
+		  "250 2.0.0 <a@example.com> junk\r\n");
+	expect_client(h, "");
+	backend(h, "250 2.0.0 <c@example.com> junk\r\n");
+	expect_backend(h, "QUIT\r\n");
+	expect_client(h, "");   /* b is not answered yet */
+	/* second group: b, unchanged */
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=78\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hello"),
+		  "250 2.0.0 <b@example.com> inbox\r\n");
+	expect_client(h, "250 2.0.0 <a@example.com> junk\r\n"
+			 "250 2.0.0 <b@example.com> inbox\r\n"
+			 "250 2.0.0 <c@example.com> junk\r\n");
+	assert_int_equal(h->f.connect_calls, 2);
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+	assert_int_equal(nrecords, 3);
+	assert_true(records[0].rules);
+	assert_string_equal(records[0].rule, "junk-ac");
+	assert_string_equal(records[0].disposition, "spam");
+	assert_string_equal(records[1].rule, "-");
+	assert_string_equal(records[1].disposition, "none");
+	assert_string_equal(records[2].disposition, "spam");
+	/* the inbox delivery (b) taught the new-sender history; the Junk
+	 * ones did not */
+	assert_int_equal(rules_history_seen(h->store, "b@example.com", "sender@example.net",
+					    (int64_t)time(NULL), 180), 1);
+	assert_int_equal(rules_history_seen(h->store, "a@example.com", "sender@example.net",
+					    (int64_t)time(NULL), 180), 0);
+	harness_free(h);
+}
+
+/* A reject: 550 5.7.1 with the rule's text, nothing delivered; with the
+ * backscatter guard on, an unauthenticated sender's reject is a drop. */
+static void test_rules_reject_and_guard(void **state)
+{
+	const char *rule = "{\"name\":\"no-offers\",\"conditions\":[{\"param\":\"subject\","
+			   "\"op\":\"contains\",\"values\":[\"offer\"]}],"
+			   "\"actions\":{\"disposition\":\"reject\",\"reject_text\":\"Offers are not welcome here\"}}";
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+		     MSG("Special OFFER"));
+	expect_client(h, "550 5.7.1 Offers are not welcome here\r\n"
+			 "550 5.7.1 Offers are not welcome here\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+	assert_int_equal(nrecords, 2);
+	assert_string_equal(records[0].failure, "rule-reject");
+	assert_string_equal(records[0].disposition, "reject");
+	assert_false(records[0].guarded);
+	/* a message the rule does not match is delivered */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hello"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=78\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hello"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	harness_free(h);
+
+	h = harness_new(RULES | GUARD);
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("Special OFFER"));
+	expect_client(h, "250 2.0.0 Ok, message discarded by policy\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_int_equal(nrecords, 1);
+	assert_string_equal(records[0].failure, "rule-drop");
+	assert_string_equal(records[0].disposition, "drop");
+	assert_true(records[0].guarded);
+	harness_free(h);
+}
+
+/* Drop: 250, nothing delivered, logged; the other recipient is delivered
+ * with its own outcome. */
+static void test_rules_drop(void **state)
+{
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"silent\",\"conditions\":[{\"param\":\"recipient_domain\","
+		    "\"op\":\"is\",\"values\":[\"drop.example\"]}],"
+		    "\"actions\":{\"disposition\":\"drop\"}}");
+	send_message(h, "RCPT TO:<x@drop.example>\r\nRCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 Ok, message discarded by policy\r\n250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.connect_calls, 1);
+	assert_int_equal(nrecords, 2);
+	assert_string_equal(records[0].rule, "silent");
+	assert_string_equal(records[0].failure, "rule-drop");
+	assert_string_equal(records[1].failure, "-");
+	harness_free(h);
+}
+
+/* Quarantine: the original bytes are kept and indexed before the 250; a
+ * quarantine that cannot write is a 451 (the MTA retries). */
+static void test_rules_quarantine(void **state)
+{
+	struct harness *h = harness_new(RULES);
+	struct quar_entry *v = NULL;
+	size_t n = 0;
+	char path[256];
+	FILE *fp;
+	char got[256];
+	size_t glen;
+
+	(void)state;
+	add_rule(h, "{\"name\":\"hold\",\"conditions\":[{\"param\":\"subject\","
+		    "\"op\":\"contains\",\"values\":[\"invoice\"]}],"
+		    "\"actions\":{\"disposition\":\"quarantine\"}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+		     MSG("Your invoice"));
+	expect_client(h, "250 2.0.0 Ok, message quarantined\r\n"
+			 "250 2.0.0 Ok, message quarantined\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_int_equal(quarantine_list(h->store, NULL, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].rule, "hold");
+	assert_string_equal(v[0].sender, "sender@example.net");
+	assert_int_equal(v[0].size, strlen(MSG("Your invoice")));
+	assert_int_equal(quarantine_path(h->quar_dir, &v[0], path, sizeof(path)), 0);
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	glen = fread(got, 1, sizeof(got), fp);
+	fclose(fp);
+	assert_int_equal(glen, strlen(MSG("Your invoice")));
+	assert_memory_equal(got, MSG("Your invoice"), glen);   /* the original */
+	quar_entries_free(v, n);
+	assert_string_equal(records[0].failure, "rule-quarantine");
+	assert_string_equal(records[0].disposition, "quarantine");
+
+	/* the quarantine directory cannot be made (its parent is a file):
+	 * 451, nothing acknowledged */
+	snprintf(path, sizeof(path), "%s/file", h->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/file/quarantine", h->dir);
+	h->rules.quarantine_directory = path;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("Your invoice"));
+	expect_client(h, "451 4.3.0 Local error in processing, try again later\r\n");
+	assert_string_equal(records[2].failure, "quarantine-error");
+	assert_int_equal(h->f.connect_calls, 0);
+	expect_state(h, LMTP_STATE_READY);
+	harness_free(h);
+}
+
+/* A spam/quarantine verdict for a recipient whose spam checks are off is
+ * an inbox delivery, logged as suppressed. */
+static void test_rules_suppressed(void **state)
+{
+	struct harness *h = harness_new(RULES);
+	struct pol_update upd = { 0 };
+
+	(void)state;
+	upd.flag[POL_SPAMCHECK] = POL_FLAG_OFF;
+	assert_int_equal(pol_store_user_update(h->store, "a@example.com", &upd, NULL), 0);
+	add_rule(h, "{\"name\":\"hold\",\"condition_type\":\"none\","
+		    "\"actions\":{\"disposition\":\"quarantine\"}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=97\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Rule: hold\r\n" MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_true(records[0].suppressed);
+	harness_free(h);
+}
+
+/* BCC: the copy goes to the relay by SMTP first (loop header, original
+ * sender), then the recipient's delivery; a failed copy is a 451 for that
+ * recipient and no delivery for it; no copy pool: 451 as well. */
+static void test_rules_copies(void **state)
+{
+	const char *rule = "{\"name\":\"audit-copy\",\"conditions\":[{\"param\":\"recipient_domain\","
+			   "\"op\":\"is\",\"values\":[\"example.com\"]}],"
+			   "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"a@example.com\"]},"
+			   "\"actions\":{\"bcc\":[\"archive@example.org\"],"
+			   "\"forward\":[\"boss@example.org\",\"Archive@example.org\"]}}";
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	relay_hello(h);
+	expect_backend(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<archive@example.org>\r\n"
+			  "RCPT TO:<boss@example.org>\r\nDATA\r\n");
+	backend(h, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	pump_drains(h);
+	expect_backend(h, "X-Postern-Rule: audit-copy\r\nX-Postern-Loop: mx-node\r\n" MSG("hi") ".\r\n");
+	backend(h, "250 2.0.0 queued as 1234\r\n");
+	expect_backend(h, "QUIT\r\n");
+	expect_client(h, "");
+	/* the deliveries: a (with the rule's header), then b */
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=103\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Rule: audit-copy\r\n" MSG("hi"), "250 2.0.0 a saved\r\n");
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 b saved\r\n");
+	expect_client(h, "250 2.0.0 a saved\r\n250 2.0.0 b saved\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 1);
+	assert_int_equal(h->f.connect_calls, 3);
+
+	/* the relay refuses a copy address: a gets 451, only b is delivered */
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	relay_hello(h);
+	h->f.backend.len = 0;
+	backend(h, "250 ok\r\n450 4.2.0 try later\r\n250 ok\r\n354 go\r\n");
+	expect_backend(h, "QUIT\r\n");
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 b saved\r\n");
+	expect_client(h, "451 4.3.0 Copy relay unavailable, try again later\r\n"
+			 "250 2.0.0 b saved\r\n");
+	assert_string_equal(records[2].failure, "copy-refused");
+
+	/* the relay is down */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	assert_string_equal(h->f.connect_pool, "relay");
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);
+	expect_client(h, "451 4.3.0 Copy relay unavailable, try again later\r\n");
+	assert_string_equal(records[4].failure, "copy-unavailable");
+	expect_state(h, LMTP_STATE_READY);
+	assert_int_equal(h->f.connect_pool_calls, 3);
+	assert_int_equal(h->f.connect_calls, 6);
+	harness_free(h);
+
+	/* no copy pool configured */
+	h = harness_new(RULES | NO_COPY_POOL);
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, "451 4.3.0 Copy relay unavailable, try again later\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_string_equal(records[0].failure, "copy-unconfigured");
+	harness_free(h);
+}
+
+/* A message carrying our loop header (a copy coming back) is delivered as
+ * it is, without the rules; rules off: the same. */
+static void test_rules_loop_and_off(void **state)
+{
+	const char *rule = "{\"name\":\"all-out\",\"conditions\":[{\"param\":\"subject\","
+			   "\"op\":\"contains\",\"values\":[\"hi\"]}],"
+			   "\"actions\":{\"disposition\":\"reject\"}}";
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=100\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Loop: mx-node\r\n" MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_false(records[0].rules);
+	/* without the loop header the rule applies (default text) */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+	harness_free(h);
+
+	h = harness_new(RULES_OFF);
+	add_rule(h, rule);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_false(records[0].rules);
+	assert_int_equal(h->f.spool_map_calls, 0);
+	harness_free(h);
+}
+
+/* Forged X-Postern-* fields are stripped on the way to the store; the
+ * spool cannot be mapped: 451 for every recipient. */
+static void test_rules_strip_and_errors(void **state)
+{
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	send_message(h, "RCPT TO:<a@example.com>\r\n",
+		     "X-Postern-Folder: Junk\r\n" MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	h->f.spool_map_fail = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	expect_client(h, "451 4.3.0 Rules unavailable, try again later\r\n"
+			 "451 4.3.0 Rules unavailable, try again later\r\n");
+	assert_int_equal(h->f.connect_calls, 1);
+	assert_string_equal(records[1].failure, "spool-error");
+	/* fail_open: delivered as if no rule matched */
+	h->rules.fail_open = true;
+	lmtp_front.free(h->f.s);
+	h->f.s = lmtp_front.session_new(&h->f.io, &h->f.info, &h->f.set);
+	lmtp_front.start(h->f.s);
+	h->f.client.len = 0;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	harness_free(h);
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -1132,7 +1566,15 @@ static void test_names_and_trace(void **state)
 	X(test_shutdown_and_timeout) \
 	X(test_backpressure) \
 	X(test_sync_drain) \
-	X(test_names_and_trace)
+	X(test_names_and_trace) \
+	X(test_rules_two_outcomes) \
+	X(test_rules_reject_and_guard) \
+	X(test_rules_drop) \
+	X(test_rules_quarantine) \
+	X(test_rules_suppressed) \
+	X(test_rules_copies) \
+	X(test_rules_loop_and_off) \
+	X(test_rules_strip_and_errors)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
