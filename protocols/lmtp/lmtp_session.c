@@ -5,8 +5,10 @@
  *
  * Commands go through a table of check/proceed pairs: lmtp_check_<cmd>()
  * validates syntax and state and replies on failure; lmtp_proceed_<cmd>()
- * acts (RCPT asks the policy there). The delivery to the store after DATA
- * is the asynchronous part: lmtp_store_*().
+ * acts (RCPT asks the policy there). After DATA the rules decide each
+ * recipient and queue the onward jobs (lmtp_plan*(), synchronous); the
+ * jobs (SMTP copies, then LMTP groups) are the asynchronous part, one at a
+ * time through the STORE_* states: lmtp_job_*() and lmtp_store_*().
  */
 #include "protocols/lmtp/lmtp_session.h"
 
