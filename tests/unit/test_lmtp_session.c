@@ -1531,6 +1531,51 @@ static void test_rules_strip_and_errors(void **state)
 	harness_free(h);
 }
 
+/* Each onward transaction stands alone: the store failing for the first
+ * group (451 for its recipients) does not stop the second; audit rules are
+ * reported and do not decide. */
+static void test_rules_group_failure_and_audit(void **state)
+{
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"watch\",\"audit\":true,"
+		    "\"actions\":{\"disposition\":\"reject\"},"
+		    "\"conditions\":[{\"param\":\"recipient_domain\",\"op\":\"is\","
+		    "\"values\":[\"example.com\"]}]}");   /* level 1, before junk-a */
+	add_rule(h, "{\"name\":\"junk-a\",\"condition_type\":\"none\","
+		    "\"actions\":{\"disposition\":\"spam\"},"
+		    "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"a@example.com\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_UNAVAILABLE);   /* a's group */
+	expect_client(h, "");
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 b saved\r\n");
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "250 2.0.0 b saved\r\n");
+	assert_int_equal(nrecords, 2);
+	assert_string_equal(records[0].failure, "store-unavailable");
+	assert_string_equal(records[0].rule, "junk-a");
+	assert_int_equal(records[0].n_audit, 1);
+	assert_string_equal(records[0].audit0, "watch");
+	assert_string_equal(records[1].rule, "-");
+	assert_int_equal(records[1].n_audit, 1);
+	/* the store timing out in the middle of the second group */
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=123\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Folder: Junk\r\nX-Postern-Rule: junk-a\r\n" MSG("hi"),
+		  "250 2.0.0 a saved\r\n");
+	store_hello(h, false);
+	fake_io_fire_timer(&h->f);
+	expect_client(h, "250 2.0.0 a saved\r\n"
+			 "451 4.3.0 Mail store unavailable, try again later\r\n");
+	assert_string_equal(records[3].failure, "store-timeout");
+	expect_state(h, LMTP_STATE_READY);
+	harness_free(h);
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -1574,7 +1619,8 @@ static void test_names_and_trace(void **state)
 	X(test_rules_suppressed) \
 	X(test_rules_copies) \
 	X(test_rules_loop_and_off) \
-	X(test_rules_strip_and_errors)
+	X(test_rules_strip_and_errors) \
+	X(test_rules_group_failure_and_audit)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
