@@ -86,6 +86,7 @@ struct crule {
 	struct ccond *conds;
 	size_t n_conds;
 	bool uses_groups;
+	bool needs_new_sender;      /* a condition on RP_NEW_SENDER */
 };
 
 struct group_entry {
@@ -336,6 +337,8 @@ static int compile_rule(struct rule_snapshot *s, struct crule *cr,
 		if (rc != 0)
 			return rc;
 		cr->conds[i].memo_index = (*memo_next)++;
+		if (r->conds[i].param == RP_NEW_SENDER)
+			cr->needs_new_sender = true;
 	}
 	return 0;
 }
@@ -697,7 +700,10 @@ static int match_regex(const struct rule_snapshot *s, struct rules_memo *memo,
 		if (memo->md == NULL)
 			return -ENOMEM;
 	}
-	rc = pcre2_match(re, (PCRE2_SPTR)text, len, 0, 0, memo->md, s->mctx);
+	/* msg.h texts are valid UTF-8 (norm.h repairs invalid bytes), so
+	 * PCRE2 need not re-check the whole subject for every pattern */
+	rc = pcre2_match(re, (PCRE2_SPTR)text, len, 0, PCRE2_NO_UTF_CHECK,
+			 memo->md, s->mctx);
 	if (rc >= 0)
 		return 1;
 	if (rc == PCRE2_ERROR_NOMATCH)
@@ -862,11 +868,13 @@ static int recip_groups(const struct rule_snapshot *cs, struct recip *rc)
 		return 0;
 	}
 	rc_ = rules_user_groups(s->store, rc->address, &got);
-	if (rc_ == -ENOENT) {
+	if (rc_ == -EIO || rc_ == -ENOMEM)
+		return rc_;
+	if (rc_ != 0) {
+		/* unknown or malformed user: no groups */
+		rule_strv_free(&got);
 		got.n = 0;
 		got.v = NULL;
-	} else if (rc_ != 0) {
-		return rc_ == -ENOMEM ? -ENOMEM : -EIO;
 	}
 	pthread_mutex_lock(&s->group_lock);
 	for (e = s->group_buckets[h]; e != NULL; e = e->next)
@@ -1097,16 +1105,6 @@ static void trace_rule(const struct rules_tracer *tracer, const struct rule *r,
 		tracer->rule(tracer->ctx, r, outcome);
 }
 
-/* Whether the rule needs recipient facts that must be read first (new
- * sender reads the store). */
-static bool rule_needs_new_sender(const struct crule *cr)
-{
-	for (size_t i = 0; i < cr->n_conds; i++)
-		if (cr->conds[i].c->param == RP_NEW_SENDER)
-			return true;
-	return false;
-}
-
 int rules_eval(const struct rule_snapshot *snap, struct rules_memo *memo,
 	       struct msg *m, const char *recipient, bool spamcheck_on,
 	       int64_t now, struct rule_verdict *out,
@@ -1150,7 +1148,7 @@ int rules_eval(const struct rule_snapshot *snap, struct rules_memo *memo,
 			trace_rule(tracer, r, "out-of-scope");
 			continue;
 		}
-		if (rule_needs_new_sender(cr)) {
+		if (cr->needs_new_sender) {
 			ret = recip_new_sender(snap, m, &rc, now);
 			if (ret != 0)
 				goto out;
