@@ -1576,6 +1576,44 @@ static void test_rules_group_failure_and_audit(void **state)
 	harness_free(h);
 }
 
+/* A spam rule with a BCC: the copy (one command at a time to a relay
+ * without PIPELINING) has no Junk folder header, the recipient's delivery
+ * has it; two recipients of the same rule make one copy. */
+static void test_rules_copy_of_spam(void **state)
+{
+	struct harness *h = harness_new(RULES);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"spam-bcc\",\"condition_type\":\"none\","
+		    "\"actions\":{\"disposition\":\"spam\",\"bcc\":[\"archive@example.org\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	assert_string_equal(h->f.connect_pool, "relay");
+	h->f.backend.len = 0;
+	lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
+	backend(h, "220 relay.test ESMTP\r\n");
+	expect_backend(h, "EHLO mx.test\r\n");
+	backend(h, "250 relay.test\r\n");
+	expect_backend(h, "MAIL FROM:<sender@example.net>\r\n");
+	backend(h, "250 ok\r\n");
+	expect_backend(h, "RCPT TO:<archive@example.org>\r\n");
+	backend(h, "250 ok\r\n");
+	expect_backend(h, "DATA\r\n");
+	backend(h, "354 go\r\n");
+	pump_drains(h);
+	expect_backend(h, "X-Postern-Rule: spam-bcc\r\nX-Postern-Loop: mx-node\r\n" MSG("hi") ".\r\n");
+	backend(h, "250 queued\r\n");
+	expect_backend(h, "QUIT\r\n");
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=125\r\n"
+		     "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 2,
+		  "X-Postern-Folder: Junk\r\nX-Postern-Rule: spam-bcc\r\n" MSG("hi"),
+		  "250 2.0.0 a\r\n250 2.0.0 b\r\n");
+	expect_client(h, "250 2.0.0 a\r\n250 2.0.0 b\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 1);
+	assert_int_equal(h->f.connect_calls, 2);
+	harness_free(h);
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -1620,7 +1658,8 @@ static void test_names_and_trace(void **state)
 	X(test_rules_copies) \
 	X(test_rules_loop_and_off) \
 	X(test_rules_strip_and_errors) \
-	X(test_rules_group_failure_and_audit)
+	X(test_rules_group_failure_and_audit) \
+	X(test_rules_copy_of_spam)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
