@@ -540,11 +540,17 @@ struct sb {
 	size_t n, cap;
 };
 
+__attribute__((format(printf, 2, 3)))
 static void sb_add(struct sb *s, const char *fmt, ...)
 {
 	va_list ap;
 	int k;
 
+	if (s->b == NULL) {
+		s->cap = 256;
+		s->b = malloc(s->cap);
+		assert_non_null(s->b);
+	}
 	for (;;) {
 		va_start(ap, fmt);
 		k = vsnprintf(s->b + s->n, s->cap - s->n, fmt, ap);
