@@ -510,6 +510,67 @@ bool eas_auth_is_bearer(const char *value, size_t len)
 	return len > 7 && strncasecmp(value, "Bearer ", 7) == 0;
 }
 
+static int b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+int eas_bearer_payload(const char *value, size_t len, char *out, size_t out_size)
+{
+	const char *p, *end, *dot1, *dot2;
+	size_t plen, o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+
+	if (!eas_auth_is_bearer(value, len) || out_size == 0)
+		return -1;
+	p = value + 7;
+	end = value + len;
+	while (p < end && *p == ' ')
+		p++;
+	while (end > p && end[-1] == ' ')
+		end--;
+	dot1 = memchr(p, '.', (size_t)(end - p));
+	if (dot1 == NULL || dot1 == p)
+		return -1;
+	dot2 = memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1));
+	if (dot2 == NULL || dot2 == dot1 + 1 || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)))
+		return -1;
+	for (const char *q = p; q < end; q++)   /* every segment: base64url */
+		if (q != dot1 && q != dot2 && b64url_value((unsigned char)*q) < 0 && *q != '=')
+			return -1;
+	plen = (size_t)(dot2 - dot1 - 1);
+	while (plen > 0 && dot1[plen] == '=')   /* tolerated padding */
+		plen--;
+	if (plen % 4 == 1)
+		return -1;
+	for (size_t i = 0; i < plen; i++) {
+		int v = b64url_value((unsigned char)dot1[1 + i]);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o + 1 >= out_size)
+				return -1;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
 int eas_basic_decode(const char *value, size_t len, char *user, char *pass)
 {
 	unsigned char raw[2 * EAS_BASIC_MAX + 2];

@@ -107,6 +107,15 @@ int eas_query_plain(const struct eas_query *q, const char *user, char *out, size
 /* Bearer? (scheme compared case-insensitively) */
 bool eas_auth_is_bearer(const char *value, size_t len);
 
+/* For "Bearer <JWT>" (RFC 7519 compact form: three base64url segments
+ * separated by dots, the signature possibly empty): decodes the payload
+ * segment (the JSON claims) into out, NUL-terminated. The signature is NOT
+ * checked here: the token goes to the backend, which validates it, and
+ * nothing is revealed before the backend accepted it. Returns the payload
+ * length, or -1 (not Bearer, not three segments, a character outside the
+ * base64url alphabet, bad padding, out too small). */
+int eas_bearer_payload(const char *value, size_t len, char *out, size_t out_size);
+
 /* Percent-decodes src into dst (NUL-terminated; '+' stays '+'). Returns the
  * decoded length, or -1 for a bad escape, an encoded NUL or dst too small. */
 int eas_pct_decode(const char *src, size_t len, char *dst, size_t dst_size);

@@ -95,6 +95,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (user[0] == '\0')
 				abort();
 		}
+		char payload[EAS_BASIC_MAX * 2];
+		int plen = eas_bearer_payload((const char *)data + 1, size - 1, payload,
+					   sizeof(payload));
+		if (plen >= 0 && ((size_t)plen >= sizeof(payload) || payload[plen] != '\0'))
+			abort();
 		break;
 	}
 	}

@@ -461,6 +461,33 @@ static void test_basic_and_versions(void **state)
 	v = "Bearer abc";
 	assert_int_equal(eas_basic_decode(v, strlen(v), user, pass), -1);
 	assert_true(eas_auth_is_bearer(v, strlen(v)));
+	/* Bearer JWT: the payload (claims) decoded, the signature not checked */
+	{
+		char payload[256];
+		v = "Bearer %s";
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiAiYWJjIn0.c2ln";
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), 14);
+		assert_string_equal(payload, "{\"sub\": \"abc\"}");
+		v = "bearer  eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJlbWFpbCI6ICJ1c2VyMkBleGFtcGxlLnRlc3QifQ.  ";   /* empty signature, spaces */
+		assert_true(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)) > 0);
+		assert_string_equal(payload, "{\"email\": \"user2@example.test\"}");
+		v = "Bearer abc";                     /* opaque: one segment */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Bearer a.b.c.d";                 /* four segments */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Bearer a..c";                    /* empty payload */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Bearer a.e+J9.c";                /* '+' is not base64url */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Bearer a.eyJ4.c";                /* fits in 4 bytes, not in 3 */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, 3), -1);
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, 4), 3);
+		v = "Bearer a.eyJ4e.c";               /* 5 chars: 1 mod 4 */
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+		v = "Basic eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiAiYWJjIn0.c2ln";
+		assert_int_equal(eas_bearer_payload(v, strlen(v), payload, sizeof(payload)), -1);
+	}
 	v = "Basic dXNlcgo6cA==";           /* "user\n:p" */
 	assert_int_equal(eas_basic_decode(v, strlen(v), user, pass), -1);
 	assert_string_equal(pass, "");

@@ -43,6 +43,7 @@ struct harness {
 	unsigned timer_ms;
 	bool paused;
 	char close_reason[64];
+	char user[POL_ADDRESS_MAX + 1];     /* the last io->set_user() */
 	struct pol_decision decision;
 	bool trusted;
 	struct proto_io io;
@@ -82,7 +83,11 @@ static bool io_trusted(void *ctx) { return ((struct harness *)ctx)->trusted; }
 static void io_relay_start(void *ctx, const void *r, size_t l) { (void)ctx; (void)r; (void)l; fail(); }
 static void io_timer(void *ctx, unsigned ms) { ((struct harness *)ctx)->timer_ms = ms; }
 static void io_pause(void *ctx, bool p) { ((struct harness *)ctx)->paused = p; }
-static void io_set_user(void *ctx, const char *u) { (void)ctx; (void)u; }
+static void io_set_user(void *ctx, const char *u)
+{
+	struct harness *h = ctx;
+	snprintf(h->user, sizeof(h->user), "%s", u);
+}
 
 static void io_close(void *ctx, const char *reason)
 {
@@ -470,6 +475,53 @@ static void test_device_blocked_and_cap(void **state)
 	harness_free(h);
 }
 
+/* Bearer: the user comes from the JWT's claims (upn first), the token goes
+ * to the backend unchanged, and a refusal waits for the backend to accept
+ * it; an opaque token or one without a usable claim is a 401. */
+static void test_bearer(void **state)
+{
+	static const char fs126[] = "\x03\x01\x6a\x00\x00\x07\x56\x4c\x03" "126" "\x00\x01\x01";
+	struct harness *h = harness_new();
+
+	(void)state;
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n"
+	       "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiAiYWJjIn0.c2ln\r\n"
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	assert_true(client_has(h, "HTTP/1.1 401 "));
+	assert_int_equal(h->connect_calls, 0);
+	reset_out(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n"
+	       "Authorization: Bearer opaque-token-value\r\n"
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	assert_true(client_has(h, "HTTP/1.1 401 "));
+
+	/* upn user1 is switched off: told so only after the backend took the
+	 * token */
+	user_set(h, "user1@example.test", POL_ACTIVESYNC, false);
+	reset_out(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n"
+	       "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiAieCIsICJ1cG4iOiAidXNlcjFAZXhhbXBsZS50ZXN0IiwgInByZWZlcnJlZF91c2VybmFtZSI6ICJvdGhlckBleGFtcGxlLnRlc3QifQ.c2ln\r\n"
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_VERIFY);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	assert_true(backend_has(h, "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiAieCIsICJ1cG4iOiAidXNlcjFAZXhhbXBsZS50ZXN0IiwgInByZWZlcnJlZF91c2VybmFtZSI6ICJvdGhlckBleGFtcGxlLnRlc3QifQ.c2ln\r\n"));
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	assert_true(memmem(h->client, h->client_len, fs126, sizeof(fs126) - 1) != NULL);
+	assert_string_equal(h->decision.reason, "activesync-disabled");
+	assert_string_equal(h->user, "user1@example.test");
+
+	/* email claim, allowed: forwarded with the token */
+	harness_restart(h);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n"
+	       "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJlbWFpbCI6ICJ1c2VyMkBleGFtcGxlLnRlc3QifQ.\r\n"
+	       "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_CONNECT);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	assert_true(backend_has(h, "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJlbWFpbCI6ICJ1c2VyMkBleGFtcGxlLnRlc3QifQ.\r\n"));
+	assert_string_equal(h->user, "user2@example.test");
+	harness_free(h);
+}
+
 static void test_outgoing_off_only_submission(void **state)
 {
 	static const char sm130[] = "\x03\x01\x6a\x00\x00\x15\x47\x52\x03" "130" "\x00\x01\x01";
@@ -693,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_refusals_per_version),
 		cmocka_unit_test(test_outgoing_off_only_submission),
 		cmocka_unit_test(test_device_blocked_and_cap),
+		cmocka_unit_test(test_bearer),
 		cmocka_unit_test(test_backend_unavailable_503),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_pipelined),
