@@ -58,6 +58,12 @@
  * Status: HTTP 403. The admin's message is never sent (EAS has no channel
  * for it), and nothing is sent before the backend accepted the password.
  *
+ * Identity: Authorization Basic (the user name mapped to the store's
+ * address form), or Bearer with a JWT whose claims name the user (upn,
+ * preferred_username, email, unique_name; the backend validates the token,
+ * and nothing is revealed before it accepted it); an opaque Bearer token
+ * gets 401.
+ *
  * Credentials: a success is cached per process for EAS_CRED_TTL_S under a
  * SipHash-2-4 of user and password keyed with a random per-process salt;
  * the password itself is kept only for the request in flight and wiped
