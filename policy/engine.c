@@ -81,12 +81,19 @@ struct ccond {
 	bool has_number;
 };
 
+/* The hot fields of a rule are copied here so that the walk over the
+ * rules stays in one array. */
 struct crule {
 	const struct rule *r;
 	struct ccond *conds;
 	size_t n_conds;
+	int64_t expiry;
+	bool active;
+	bool audit;
+	bool scope_everyone;        /* mode ALL and no lists: no scope check */
 	bool uses_groups;
 	bool needs_new_sender;      /* a condition on RP_NEW_SENDER */
+	bool per_recipient;         /* any condition depends on the recipient */
 };
 
 struct group_entry {
@@ -114,7 +121,9 @@ struct rule_snapshot {
 
 struct rules_memo {
 	const struct rule_snapshot *snap;
-	uint8_t *state;
+	uint8_t *state;             /* per (rule, condition) */
+	uint8_t *rule_state;        /* per rule without per-recipient
+	                               conditions: its combined result */
 	pcre2_match_data *md;
 };
 
@@ -323,8 +332,16 @@ static int compile_cond(struct rule_snapshot *s, struct ccond *cc,
 static int compile_rule(struct rule_snapshot *s, struct crule *cr,
 			const struct rule *r, size_t *memo_next)
 {
+	const struct rule_apply *a = &r->apply;
+
 	cr->r = r;
-	cr->uses_groups = r->apply.groups.n > 0 || r->apply.excluded_groups.n > 0;
+	cr->expiry = r->expiry;
+	cr->active = r->active;
+	cr->audit = r->audit;
+	cr->uses_groups = a->groups.n > 0 || a->excluded_groups.n > 0;
+	cr->scope_everyone = a->mode == RULE_APPLY_ALL && a->users.n == 0 &&
+			     a->groups.n == 0 && a->excluded_users.n == 0 &&
+			     a->excluded_groups.n == 0;
 	if (r->no_conditions || r->n_conds == 0)
 		return 0;
 	cr->conds = calloc(r->n_conds, sizeof(*cr->conds));
@@ -339,6 +356,8 @@ static int compile_rule(struct rule_snapshot *s, struct crule *cr,
 		cr->conds[i].memo_index = (*memo_next)++;
 		if (r->conds[i].param == RP_NEW_SENDER)
 			cr->needs_new_sender = true;
+		if (cr->conds[i].per_recipient)
+			cr->per_recipient = true;
 	}
 	return 0;
 }
@@ -620,7 +639,10 @@ struct rules_memo *rules_memo_new(const struct rule_snapshot *snap)
 		return NULL;
 	memo->snap = snap;
 	memo->state = calloc(snap->n_memo > 0 ? snap->n_memo : 1, 1);
-	if (memo->state == NULL) {
+	memo->rule_state = calloc(snap->n_rules > 0 ? snap->n_rules : 1, 1);
+	if (memo->state == NULL || memo->rule_state == NULL) {
+		free(memo->state);
+		free(memo->rule_state);
 		free(memo);
 		return NULL;
 	}
@@ -633,6 +655,7 @@ void rules_memo_free(struct rules_memo *memo)
 		return;
 	pcre2_match_data_free(memo->md);
 	free(memo->state);
+	free(memo->rule_state);
 	free(memo);
 }
 
@@ -1129,38 +1152,50 @@ int rules_eval(const struct rule_snapshot *snap, struct rules_memo *memo,
 		size_t n_groups = 0;
 		bool matched;
 
-		if (!r->active) {
+		if (!cr->active) {
 			trace_rule(tracer, r, "inactive");
 			continue;
 		}
-		if (r->expiry != 0 && now >= r->expiry) {
+		if (cr->expiry != 0 && now >= cr->expiry) {
 			trace_rule(tracer, r, "expired");
 			continue;
 		}
-		if (cr->uses_groups) {
-			ret = recip_groups(snap, &rc);
-			if (ret != 0)
-				goto out;
-			groups = (const char *const *)rc.groups->v;
-			n_groups = rc.groups->n;
-		}
-		if (!rule_applies(r, recipient, groups, n_groups)) {
-			trace_rule(tracer, r, "out-of-scope");
+		/* a rule already known not to match this message needs no
+		 * scope check (the trace wants every step: not when tracing) */
+		if (tracer == NULL && memo->rule_state[i] == MEMO_FALSE)
 			continue;
+		if (!cr->scope_everyone) {
+			if (cr->uses_groups) {
+				ret = recip_groups(snap, &rc);
+				if (ret != 0)
+					goto out;
+				groups = (const char *const *)rc.groups->v;
+				n_groups = rc.groups->n;
+			}
+			if (!rule_applies(r, recipient, groups, n_groups)) {
+				trace_rule(tracer, r, "out-of-scope");
+				continue;
+			}
 		}
 		if (cr->needs_new_sender) {
 			ret = recip_new_sender(snap, m, &rc, now);
 			if (ret != 0)
 				goto out;
 		}
-		ret = eval_rule(snap, memo, m, cr, &rc, tracer, &matched);
-		if (ret != 0)
-			goto out;
+		if (tracer == NULL && memo->rule_state[i] != MEMO_UNKNOWN) {
+			matched = memo->rule_state[i] == MEMO_TRUE;
+		} else {
+			ret = eval_rule(snap, memo, m, cr, &rc, tracer, &matched);
+			if (ret != 0)
+				goto out;
+			if (!cr->per_recipient)
+				memo->rule_state[i] = matched ? MEMO_TRUE : MEMO_FALSE;
+		}
 		if (!matched) {
 			trace_rule(tracer, r, "no-match");
 			continue;
 		}
-		if (r->audit) {
+		if (cr->audit) {
 			if (out->n_audit < RULES_AUDIT_MAX)
 				out->audit[out->n_audit++] = r;
 			trace_rule(tracer, r, "audit-match");
