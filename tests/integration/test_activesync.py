@@ -13,8 +13,9 @@ ActiveSync-off user refused per version, a wrong password (401, no policy
 detail), live enforcement of a hanging Ping, Autodiscover, device records,
 and hostile input (the libwbxml crash vector, truncated WBXML, 100 KB of
 headers, a lying chunk size, a base64 query that decodes to garbage,
-slowloris). The backend-down case uses a pool whose port nothing listens
-on.
+slowloris), device blocking (129) and the device cap (177). The
+backend-down case uses a pool whose port nothing listens on; the 451 case
+uses a test double (Redirect451Backend), since SOGo never answers 451.
 
 Skips (unittest skip, with the reason) only when SOGo cannot be installed:
 not root, or apt-get cannot install the packages. On CI scripts/deps.sh
@@ -30,6 +31,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -290,18 +292,79 @@ class Sogo:
             time.sleep(0.2)
 
 
+class Redirect451Backend:
+    """Test double of an ActiveSync server that moved a mailbox: every
+    request gets `451` with an X-MS-Location naming the backend's own
+    internal URL (SOGo never sends 451, so only a double can produce it on
+    demand). Plain HTTP/1.1 on its own thread; counts requests."""
+
+    def __init__(self):
+        self.requests = 0
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((HOST, 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.srv.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                conn, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                need = int(m.group(1)) if m else 0
+                while len(rest) < need:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    rest += data
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 451 Redirect\r\n"
+                             b"X-MS-Location: https://eas-7.backend.internal:8443"
+                             b"/Microsoft-Server-ActiveSync\r\n"
+                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.stop_ev.set()
+        self.srv.close()
+        self.thread.join(5)
+
+
 class EasPostern(Postern):
     """postern with an implicit-TLS activesync listener in front of SOGo's
     nginx (pool "sogo") and one in front of a port nothing listens on
     (pool "dead")."""
 
-    def __init__(self, sogo_port, dead_port, **kw):
+    def __init__(self, sogo_port, dead_port, redirect_port, **kw):
         self.sogo_port = sogo_port
         self.dead_port = dead_port
+        self.redirect_port = redirect_port
         listeners = [Listener("activesync", tls="implicit", backend="sogo"),
-                     Listener("activesync", tls="implicit", backend="dead")]
+                     Listener("activesync", tls="implicit", backend="dead"),
+                     Listener("activesync", tls="implicit", backend="moved")]
         backends = [{"name": "sogo", "servers": [(HOST, 0, 0)]},
-                    {"name": "dead", "servers": [(HOST, 0, 1)], "connect_timeout_ms": 1000}]
+                    {"name": "dead", "servers": [(HOST, 0, 1)], "connect_timeout_ms": 1000},
+                    {"name": "moved", "servers": [(HOST, 0, 2)]}]
         super().__init__(dovecot=None, listeners=listeners, backends=backends, name="postern-eas",
                          **kw)
 
@@ -309,6 +372,8 @@ class EasPostern(Postern):
         text = super().config_text()
         text = text.replace("imap_port = 0; pop3_port = 0;", "activesync_port = %d;" % self.sogo_port)
         text = text.replace("imap_port = 0; pop3_port = 1;", "activesync_port = %d;" % self.dead_port)
+        text = text.replace("imap_port = 0; pop3_port = 2;", "activesync_port = %d;" %
+                            self.redirect_port)
         return text.replace('default_domain = "example.com";', 'default_domain = "%s";' % DOMAIN)
 
 
@@ -326,7 +391,8 @@ class ActiveSyncTest(GatewayTestCase):
             s.close()
             # idle above an hour: hanging Ping/Sync (spec 2.3); short
             # pre-auth bounds for the slowloris case.
-            cls.postern = EasPostern(cls.sogo.http_port, dead,
+            cls.redirect = Redirect451Backend()
+            cls.postern = EasPostern(cls.sogo.http_port, dead, cls.redirect.port,
                                      timeouts={"idle": 3700, "preauth": 5, "login": 8,
                                                "backend_ms": 10000}).start()
         except Exception:
@@ -334,6 +400,7 @@ class ActiveSyncTest(GatewayTestCase):
             raise
         cls.port = cls.postern.listeners[0].port
         cls.dead_port = cls.postern.listeners[1].port
+        cls.moved_port = cls.postern.listeners[2].port
         cls.extra_logs = (cls.sogo,)
         cls.inbox = {}
 
@@ -342,6 +409,7 @@ class ActiveSyncTest(GatewayTestCase):
         try:
             super().tearDownClass()
         finally:
+            cls.redirect.stop()
             cls.sogo.stop()
 
     # -- helpers
@@ -705,6 +773,20 @@ class ActiveSyncTest(GatewayTestCase):
             c.close()
 
     # -- failures and hostile input
+
+    def test_backend_451_location_rewritten(self):
+        """A backend's 451 reaches the client with X-MS-Location pointing at
+        postern's own public URL; the backend's internal name never leaks
+        (Redirect451Backend is a test double: SOGo never answers 451)."""
+        before = self.redirect.requests
+        r = self.eas("FolderSync", enc(request_xml("foldersync.xml")), port=self.moved_port)
+        self.assertEqual(r.status, 451)
+        self.assertEqual(r.header("X-MS-Location"),
+                         "https://mail.example.test/Microsoft-Server-ActiveSync")
+        for k, v in r.headers.items():
+            self.assertNotIn("backend.internal", v, k)
+        self.assertNotIn(b"backend.internal", r.body)
+        self.assertEqual(self.redirect.requests, before + 1)
 
     def test_backend_down_503_retry_after(self):
         r = self.eas("FolderSync", enc(request_xml("foldersync.xml")), port=self.dead_port)
