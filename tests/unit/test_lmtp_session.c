@@ -1614,6 +1614,65 @@ static void test_rules_copy_of_spam(void **state)
 	harness_free(h);
 }
 
+/* With edits, a message of several bursts streams through rewrite_stream
+ * with the drains in between, re-dot-stuffed, byte for byte. */
+static void test_rules_big_edited(void **state)
+{
+	struct harness *h = harness_new(RULES | UNLIMITED);
+	const char *head = "X-Postern-Folder: Junk\r\nX-Postern-Rule: junk\r\n";
+	char line[1001], *want;
+	size_t n = 0, wlen;
+	int drains = 0;
+
+	(void)state;
+	add_rule(h, "{\"name\":\"junk\",\"condition_type\":\"none\","
+		    "\"actions\":{\"disposition\":\"spam\"}}");
+	lhlo(h);
+	client(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client(h, MSG_FROM "Subject: big\r\n\r\n");
+	memset(line, 'q', sizeof(line));
+	line[0] = '.';
+	line[1] = '.';   /* dot-stuffed: one dot in the spool, two on the wire */
+	line[998] = '\r';
+	line[999] = '\n';
+	line[1000] = '\0';
+	for (int i = 0; i < 600; i++)
+		client(h, line);
+	client(h, ".\r\n");
+	/* what the store must get */
+	wlen = strlen(head) + strlen(MSG_FROM "Subject: big\r\n\r\n") + 600 * 1000 + 3;
+	want = malloc(wlen + 1);
+	assert_non_null(want);
+	n = (size_t)sprintf(want, "%s%s", head, MSG_FROM "Subject: big\r\n\r\n");
+	for (int i = 0; i < 600; i++) {
+		memcpy(want + n, line, 1000);
+		n += 1000;
+	}
+	memcpy(want + n, ".\r\n", 4);
+	assert_int_equal(n + 3, wlen);
+	assert_int_equal(h->f.spool.len, wlen - strlen(head) - 600 - 3);   /* unstuffed */
+	store_hello(h, false);
+	h->f.backend.len = 0;
+	backend(h, "250 ok\r\n250 ok\r\n");
+	backend(h, "354 go\r\n");   /* the first burst goes out at once */
+	while (h->f.drain_pending) {
+		expect_state(h, LMTP_STATE_STORE_BODY);
+		drains++;
+		h->f.drain_pending = false;
+		lmtp_front.backend_drained(h->f.s);
+	}
+	assert_true(drains >= 2);
+	expect_state(h, LMTP_STATE_STORE_REPLIES);
+	assert_int_equal(h->f.backend.len, wlen);
+	assert_memory_equal(h->f.backend.p, want, wlen);
+	free(want);
+	h->f.backend.len = 0;
+	backend(h, "250 saved\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	assert_true(client_has(h, "250 saved\r\n"));
+	harness_free(h);
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -1659,7 +1718,8 @@ static void test_names_and_trace(void **state)
 	X(test_rules_loop_and_off) \
 	X(test_rules_strip_and_errors) \
 	X(test_rules_group_failure_and_audit) \
-	X(test_rules_copy_of_spam)
+	X(test_rules_copy_of_spam) \
+	X(test_rules_big_edited)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
