@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""The incoming rules end to end: rules made with the real posternctl,
+messages delivered by LMTP through postern's delivery hop to a real Dovecot
+(LMTP + IMAP, with the sieve_before script of conf/dovecot/), and where each
+message really landed read back: the INBOX and Junk folders over IMAP, the
+quarantine with `posternctl quarantine list/show/release`, the per-recipient
+LMTP replies (reject code and text, drops), and BCC/forward copies arriving
+in an SMTP sink (the MTA's re-injection listener) with our loop header.
+
+Spec cases (../shared/spec/rules.md 1.8) covered end to end: 1, 5, 11
+(the size boundary), 19, 23, 33, 35, 37; plus spam with every modifier
+visible in the delivered message, quarantine release back to the INBOX,
+forged X-Postern-* headers, and hostile messages (1,000 parts, 25-deep
+message/rfc822, a 20 MB attachment, a catastrophic regex on 100 KB of
+text) answered without a crash."""
+
+import base64
+import imaplib
+import json
+import os
+import re
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (HOST, SRC, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
+                     GatewayTestCase, Listener, LmtpListener, SmtpSink, lmtp_connect,
+                     lmtp_deliver, lmtp_transaction, main, run_root, wait_for)
+
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+CAROL = "carol@example.com"
+DAVE = "dave@example.com"
+SENDER = "x@ext.example"
+AUTHSERV = "mx.example.com"
+NODE = "mx-test.example.com"
+PARTNER = "ext@partner.example"
+XFORWARD = ("NAME=mail.ext.example ADDR=198.51.100.1 PROTO=ESMTP "
+            "HELO=mail.ext.example SOURCE=REMOTE")
+JUNK_SIEVE = os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve")
+
+
+def tag():
+    return "r" + uuid.uuid4().hex[:12]
+
+
+def message(subject=None, body="Hello Alice,\r\nthe text of the message.\r\n",
+            sender=SENDER, to=ALICE, headers=(), content_type="text/plain; charset=us-ascii",
+            auth=None):
+    """A message with CRLF line ends; subject None: no Subject field.
+    auth: "pass" or "fail": a trusted Authentication-Results field."""
+    h = ["From: Sender <%s>" % sender, "To: %s" % to,
+         "Date: Mon, 01 Jan 2024 00:00:00 +0000",
+         "Message-ID: <%s@ext.example>" % uuid.uuid4().hex]
+    if auth is not None:
+        h.append("Authentication-Results: %s; spf=%s smtp.mailfrom=ext.example; "
+                 "dkim=%s header.d=ext.example; dmarc=%s header.from=ext.example" %
+                 (AUTHSERV, auth, auth, auth))
+    if subject is not None:
+        h.append("Subject: %s" % subject)
+    h.extend(headers)
+    h += ["MIME-Version: 1.0", "Content-Type: %s" % content_type]
+    head = ("\r\n".join(h) + "\r\n\r\n").encode()
+    return head + (body if isinstance(body, bytes) else body.encode())
+
+
+def cond(param, op, values=(), header=None):
+    c = {"param": param, "op": op, "values": list(values)}
+    if header is not None:
+        c["header"] = header
+    return c
+
+
+def rule_doc(name, conditions=(), disposition="none", level=None, scope=None, **actions):
+    """A rule as posternctl's JSON (policy/rule.c). actions: reject_text,
+    xheaders [(name, value)], subject, banner, bcc [...], forward [...]."""
+    doc = {"name": name, "status": "active",
+           "condition_type": "match" if conditions else "none",
+           "conditions": list(conditions),
+           "actions": {"disposition": disposition}}
+    a = doc["actions"]
+    for k, v in actions.items():
+        if k == "xheaders":
+            a["xheaders"] = [{"name": n, "value": val} for n, val in v]
+        else:
+            a[k] = v
+    if level is not None:
+        doc["level"] = level
+    if scope is not None:
+        doc["apply_to"] = scope
+    return doc
+
+
+def rule_options(doc):
+    """The same rule as `posternctl rule create` options."""
+    args = ["--name", doc["name"]]
+    if not doc["conditions"]:
+        args.append("--no-conditions")
+    for c in doc["conditions"]:
+        param = "header:" + c["header"] if c.get("header") else c["param"]
+        values = c["values"]
+        delim = ","
+        if any("," in v for v in values):
+            delim = ";;"
+            args += ["--delimiter", delim]
+        args += ["--if", " ".join([param, c["op"]] + ([delim.join(values)] if values else []))]
+    a = doc["actions"]
+    disp = a.get("disposition", "none")
+    if disp == "reject" and a.get("reject_text"):
+        args += ["--action", "reject=" + a["reject_text"]]
+    elif disp != "none":
+        args += ["--action", disp]
+    for name, value in [(x["name"], x["value"]) for x in a.get("xheaders", [])]:
+        args += ["--action", "xheader=%s:%s" % (name, value)]
+    if a.get("subject"):
+        args += ["--action", "subject=" + a["subject"]]
+    if a.get("banner"):
+        args += ["--action", "banner=" + a["banner"]]
+    for kind in ("bcc", "forward"):
+        if a.get(kind):
+            args += ["--action", "%s=%s" % (kind, ",".join(a[kind]))]
+    scope = doc.get("apply_to") or {}
+    for key, opt in (("users", "--users"), ("groups", "--groups"),
+                     ("exclude_users", "--exclude-users"),
+                     ("exclude_groups", "--exclude-groups")):
+        if scope.get(key):
+            args += [opt, ",".join(scope[key])]
+    if scope.get("mode"):
+        args += ["--mode", scope["mode"]]
+    if doc.get("level"):
+        args += ["--level", str(doc["level"])]
+    return args
+
+
+class RulesTest(GatewayTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = DeliveryDovecot(name="dovecot-rules", sieve_before=JUNK_SIEVE).start()
+        cls.sink = SmtpSink()
+        cls.extra_logs = (cls.sink,)
+        cls.qdir = os.path.join(run_root(), "quarantine")
+        rules = {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
+                 "quarantine_directory": cls.qdir, "node": NODE,
+                 "copy_backend": "reinject", "regex_match_limit": 100000}
+        try:
+            cls.postern = DeliveryPostern(
+                cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
+                name="postern-rules", rules=rules, copy_smtp_port=cls.sink.port).start()
+            # Sales = {alice, bob} (spec 1.8 fixture)
+            cls.postern.ctl("group", "create", "sales")
+            cls.postern.ctl("group", "add", "sales", ALICE, BOB)
+        except Exception:
+            cls.sink.stop()
+            cls.dovecot.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sink.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.clear_rules()
+
+    # -- helpers
+
+    @property
+    def port(self):
+        return self.postern.lmtp(trusted=True).port
+
+    def ctl(self, *args, check=True):
+        r = self.postern.ctl(*args, check=False)
+        if check and r.returncode != 0:
+            self.fail("posternctl %s: exit %d: %s%s" % (" ".join(args), r.returncode,
+                                                        r.stdout, r.stderr))
+        return r
+
+    def clear_rules(self):
+        self.ctl("rule", "delete", "--all")
+
+    def add_rule(self, doc, as_json=False):
+        """posternctl rule create from options (the admin's way), or from
+        the JSON document with as_json."""
+        if as_json:
+            path = os.path.join(self.postern.dir, "rule-%s.json" % uuid.uuid4().hex[:8])
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            self.ctl("rule", "create", "--json", path)
+        else:
+            self.ctl("rule", "create", *rule_options(doc))
+        shown = json.loads(self.ctl("rule", "show", doc["name"], "--json").stdout)
+        self.assertEqual(shown["name"], doc["name"])
+        return shown
+
+    def deliver(self, rcpts, msg, xforward=XFORWARD, sender=SENDER):
+        return lmtp_deliver(self.port, sender, rcpts, msg, xforward=xforward)
+
+    def imap(self, user):
+        c = imaplib.IMAP4(HOST, self.dovecot.imap_port, timeout=30)
+        c.login(user, USERS[user])
+        return c
+
+    def found(self, user, folder, needle):
+        """The raw messages in user's folder whose header or body contains
+        needle, over IMAP (a folder that does not exist holds nothing)."""
+        c = self.imap(user)
+        try:
+            typ, _ = c.select('"%s"' % folder, readonly=True)
+            if typ != "OK":
+                return []
+            typ, data = c.search(None, "TEXT", '"%s"' % needle)
+            self.assertEqual(typ, "OK")
+            out = []
+            for num in data[0].split():
+                typ, d = c.fetch(num, "(BODY.PEEK[])")
+                self.assertEqual(typ, "OK")
+                out.append(d[0][1])
+            return out
+        finally:
+            try:
+                c.logout()
+            except Exception:
+                pass
+
+    def where(self, user, needle):
+        """{"INBOX": n, "Junk": n} for needle in user's mailbox."""
+        return {f: len(self.found(user, f, needle)) for f in ("INBOX", "Junk")}
+
+    def quarantine(self, *filters):
+        r = self.ctl("quarantine", "list", "--json", *filters)
+        return json.loads(r.stdout)
+
+    def assertLanded(self, user, needle, folder):
+        want = {"INBOX": 0, "Junk": 0}
+        if folder is not None:
+            want[folder] = 1
+        self.assertEqual(self.where(user, needle), want, "%s: %s" % (user, needle))
+
+    def assertStillDelivers(self):
+        t = tag()
+        res = self.deliver([DAVE], message(subject=t, to=DAVE))
+        self.assertEqual(res[DAVE][0], 250, res)
+        self.assertLanded(DAVE, t, "INBOX")
+
+    # -- plain delivery and forged headers
+
+    def test_case1_no_rules_inbox(self):
+        t = tag()
+        res = self.deliver([ALICE, BOB], message(subject=t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(res[BOB][0], 250, res)
+        self.assertLanded(ALICE, t, "INBOX")
+        self.assertLanded(BOB, t, "INBOX")
+
+    def test_forged_folder_header_is_stripped(self):
+        # Only postern may say "Junk": an inbound copy of the header is removed.
+        t = tag()
+        res = self.deliver([ALICE], message(subject=t, headers=[
+            "X-Postern-Folder: Junk", "X-Postern-Rule: forged"]))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "INBOX")
+        m = self.found(ALICE, "INBOX", t)[0]
+        self.assertNotIn(b"X-Postern-Folder", m)
+        self.assertNotIn(b"forged", m)
+
+    # -- spam and modifiers
+
+    def test_spam_to_junk_with_every_modifier(self):
+        self.add_rule(rule_doc("Offers", [cond("subject", "contains", ["offer"])],
+                               "spam", xheaders=[("X-T", "1")], subject="[SPAM]",
+                               banner="CAUTION: this message looks like spam."))
+        t = tag()
+        res = self.deliver([ALICE], message(subject="Special Offer " + t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "Junk")
+        m = self.found(ALICE, "Junk", t)[0]
+        head, _, body = m.partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nX-Postern-Folder: Junk\r\n", b"\r\n" + head + b"\r\n")
+        self.assertIn(b"X-Postern-Rule: Offers\r\n", head + b"\r\n")
+        self.assertIn(b"X-T: 1\r\n", head + b"\r\n")
+        self.assertRegex(head, rb"\r\nSubject: Special Offer %s \[SPAM\]" % t.encode())
+        self.assertTrue(body.startswith(b"CAUTION: this message looks like spam.\r\n\r\n"
+                                        b"Hello Alice,"), body[:200])
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="Offers" '
+                              r'disposition=spam' % re.escape(ALICE))
+
+    def test_case5_absent_subject_negative_operator(self):
+        self.add_rule(rule_doc("Not invoice", [cond("subject", "not_contains", ["invoice"])],
+                               xheaders=[("X-T", "1")]))
+        t = tag()
+        res = self.deliver([ALICE], message(subject=None, body="no subject %s\r\n" % t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "INBOX")
+        m = self.found(ALICE, "INBOX", t)[0]
+        self.assertIn(b"\r\nX-T: 1\r\n", b"\r\n" + m)
+        # with an invoice subject: no header
+        t2 = tag()
+        self.deliver([ALICE], message(subject="Invoice " + t2))
+        self.assertNotIn(b"X-T: 1", self.found(ALICE, "INBOX", t2)[0])
+
+    # -- scope and several recipients
+
+    def test_case19_scope_priorities(self):
+        self.add_rule(rule_doc("Sales offers", [cond("subject", "contains", ["offer"])], "spam",
+                               scope={"mode": "selected", "groups": ["sales"],
+                                      "exclude_users": [BOB]}))
+        t = tag()
+        res = self.deliver([ALICE, BOB, CAROL], message(subject="offer " + t))
+        for r in (ALICE, BOB, CAROL):
+            self.assertEqual(res[r][0], 250, res)
+        self.assertLanded(ALICE, t, "Junk")
+        self.assertLanded(BOB, t, "INBOX")      # excluded user beats selected group
+        self.assertLanded(CAROL, t, "INBOX")    # not selected
+
+    def test_case23_two_recipients_two_outcomes(self):
+        self.add_rule(rule_doc("Sales offers", [cond("subject", "contains", ["offer"])], "spam",
+                               scope={"mode": "selected", "groups": ["sales"]}))
+        t = tag()
+        off = self.dovecot.log_size()
+        c = lmtp_connect(self.port)
+        try:
+            res = lmtp_transaction(c, SENDER, [ALICE, CAROL], message(subject="offer " + t),
+                                   xforward=XFORWARD)
+        finally:
+            c.quit()
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(res[CAROL][0], 250, res)
+        self.assertLanded(ALICE, t, "Junk")
+        self.assertLanded(CAROL, t, "INBOX")
+        # two downstream deliveries: Dovecot saw one per recipient
+        self.dovecot.wait_log(r"lmtp\(%s\).*(stored mail into mailbox 'Junk'|saved mail to Junk)"
+                              % re.escape(ALICE), offset=off)
+        self.dovecot.wait_log(r"lmtp\(%s\).*(stored mail into mailbox 'INBOX'|saved mail to INBOX)"
+                              % re.escape(CAROL), offset=off)
+
+    def test_case33_spam_checks_off_gets_inbox_with_banner(self):
+        self.add_rule(rule_doc("Offers", [cond("subject", "contains", ["offer"])], "spam",
+                               banner="Probably spam."))
+        self.postern.set_user(CAROL, spamcheck="off")
+        try:
+            t = tag()
+            off = self.postern.log_size()
+            res = self.deliver([ALICE, CAROL], message(subject="offer " + t))
+            self.assertEqual(res[CAROL][0], 250, res)
+            self.assertLanded(CAROL, t, "INBOX")
+            self.assertLanded(ALICE, t, "Junk")
+            m = self.found(CAROL, "INBOX", t)[0]
+            self.assertIn(b"\r\n\r\nProbably spam.\r\n\r\nHello Alice,", m)
+            self.assertNotIn(b"X-Postern-Folder", m)
+            self.postern.wait_log(r'event=delivery .*recipient="%s" .*suppressed=yes'
+                                  % re.escape(CAROL), offset=off)
+        finally:
+            self.postern.set_user(CAROL, spamcheck="inherit")
+
+    # -- reject, drop, guard
+
+    def test_case35_reject_text_and_backscatter_guard(self):
+        self.add_rule(rule_doc("No x", [cond("subject", "contains", ["x-marks"])], "reject",
+                               reject_text="Not accepted"))
+        t = tag()
+        # DMARC pass: the sender is authenticated, the reject stands
+        res = self.deliver([ALICE, DAVE], message(subject="x-marks " + t, auth="pass"))
+        self.assertEqual(res[ALICE][0], 550, res)
+        self.assertEqual(res[ALICE][1], b"5.7.1 Not accepted")
+        self.assertEqual(res[DAVE][0], 550, res)
+        self.assertLanded(ALICE, t, None)
+        # DMARC and SPF fail: a silent drop (250), nothing delivered, logged
+        t2 = tag()
+        off = self.postern.log_size()
+        res = self.deliver([ALICE], message(subject="x-marks " + t2, auth="fail"))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t2, None)
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="No x" .*guarded=yes'
+                              % re.escape(ALICE), offset=off)
+        # an untrusted A-R (another authserv-id) does not authenticate
+        t3 = tag()
+        forged = message(subject="x-marks " + t3, auth="pass").replace(
+            AUTHSERV.encode() + b";", b"mx.evil.example;")
+        res = self.deliver([ALICE], forged)
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t3, None)
+
+    def test_drop(self):
+        self.add_rule(rule_doc("Drop it", [cond("subject", "contains", ["dropme"])], "drop"))
+        t = tag()
+        off = self.postern.log_size()
+        res = self.deliver([ALICE, BOB], message(subject="dropme " + t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(res[BOB][0], 250, res)
+        self.assertLanded(ALICE, t, None)
+        self.assertLanded(BOB, t, None)
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="Drop it" '
+                              r'disposition=drop' % re.escape(BOB), offset=off)
+
+    # -- quarantine
+
+    def test_quarantine_list_show_release(self):
+        self.add_rule(rule_doc("Hold it", [cond("subject", "contains", ["holdme"])],
+                               "quarantine"))
+        t = tag()
+        # a forged header in the original must not file the release in Junk
+        original = message(subject="holdme " + t, headers=["X-Postern-Folder: Junk"])
+        res = self.deliver([ALICE, BOB], original)
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertEqual(res[BOB][0], 250, res)
+        self.assertLanded(ALICE, t, None)
+        self.assertLanded(BOB, t, None)
+        entries = self.quarantine("--subject", t)
+        self.assertEqual(sorted(e["recipient"] for e in entries), [ALICE, BOB])
+        for e in entries:
+            self.assertEqual(e["rule"], "Hold it")
+            self.assertEqual(e["sender"], SENDER)
+            self.assertEqual(e["size"], len(original))
+            self.assertEqual(e["client"], "198.51.100.1")
+        self.assertEqual(len(self.quarantine("--subject", t, "--rcpt", ALICE)), 1)
+        self.assertEqual(len(self.quarantine("--subject", t, "--rule", "other")), 0)
+        alice = [e for e in entries if e["recipient"] == ALICE][0]
+        # the original bytes, before any modification
+        r = self.postern.ctl("quarantine", "show", alice["id"], "--raw", "--dir", self.qdir)
+        self.assertEqual(r.stdout.encode(), original)
+        # release: straight to the store's LMTP, no rules, into the INBOX
+        r = self.ctl("quarantine", "release", alice["id"], "--lmtp",
+                     "%s:%d" % (HOST, self.dovecot.lmtp_port), "--dir", self.qdir)
+        self.assertIn("released", r.stdout)
+        self.assertLanded(ALICE, t, "INBOX")
+        m = self.found(ALICE, "INBOX", t)[0]
+        self.assertIn(b"X-Postern-Released: %s\r\n" % alice["id"].encode(), m)
+        self.assertNotIn(b"X-Postern-Folder", m)
+        self.assertLanded(BOB, t, None)
+        left = self.quarantine("--subject", t)
+        self.assertEqual([e["recipient"] for e in left], [BOB])
+        # releasing again: no such entry
+        r = self.ctl("quarantine", "release", alice["id"], "--lmtp",
+                     "%s:%d" % (HOST, self.dovecot.lmtp_port), "--dir", self.qdir, check=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        # the store refusing: the entry stays
+        r = self.ctl("quarantine", "release", left[0]["id"], "--lmtp", "%s:%d" % (HOST, 1),
+                     "--dir", self.qdir, check=False)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertEqual(len(self.quarantine("--subject", t)), 1)
+        self.ctl("quarantine", "delete", left[0]["id"], "--dir", self.qdir)
+        self.assertEqual(self.quarantine("--subject", t), [])
+        self.assertEqual([n for n in os.listdir(self.qdir) if alice["file"] in n], [])
+
+    def test_case11_size_boundary(self):
+        self.add_rule(rule_doc("Big", [cond("mime_size", "gt", ["10"])], "quarantine"),
+                      as_json=True)
+        limit = 10 * 1048576
+        for size, where in ((limit, "INBOX"), (limit + 1, None)):
+            t = tag()
+            head = message(subject=t, body="")
+            line = b"A" * 998 + b"\r\n"
+            body = bytearray()
+            while len(head) + len(body) + len(line) <= size - 2:
+                body += line
+            body += b"B" * (size - 2 - len(head) - len(body)) + b"\r\n"
+            msg = head + bytes(body)
+            self.assertEqual(len(msg), size)
+            res = self.deliver([ALICE], msg)
+            self.assertEqual(res[ALICE][0], 250, res)
+            self.assertLanded(ALICE, t, where)
+            q = self.quarantine("--subject", t)
+            self.assertEqual(len(q), 0 if where else 1)
+            if q:
+                self.assertEqual(q[0]["size"], size)
+
+    # -- copies
+
+    def test_case37_forward_copy_and_loop(self):
+        self.add_rule(rule_doc("To partner", [cond("subject", "contains", ["fwd"])],
+                               forward=[PARTNER], xheaders=[("X-Fwd", "yes")],
+                               subject="[FWD]", banner="not on copies"))
+        t = tag()
+        res = self.deliver([ALICE], message(subject="fwd " + t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        # the recipient's own delivery: inbox, with the modifiers
+        self.assertLanded(ALICE, t, "INBOX")
+        mine = self.found(ALICE, "INBOX", t)[0]
+        self.assertIn(b"not on copies", mine)
+        self.assertNotIn(b"X-Postern-Loop", mine)
+        # one copy in the sink, to the partner, with our loop header and the
+        # header/subject modifiers but no banner (spec 5.6)
+        copies = wait_for(lambda: self.sink.received(t), 10, what="forwarded copy")
+        self.assertEqual(len(copies), 1)
+        copy = copies[0]
+        self.assertEqual(copy["rcpts"], [PARTNER])
+        self.assertIn(b"X-Postern-Loop: %s\r\n" % NODE.encode(), copy["data"])
+        self.assertIn(b"X-Fwd: yes\r\n", copy["data"])
+        self.assertIn(b"[FWD]", copy["data"])
+        self.assertNotIn(b"not on copies", copy["data"])
+        self.assertNotIn(b"X-Postern-Folder", copy["data"])
+        # the copy comes back to us (say the partner forwards it to bob): it
+        # is delivered without rules and never copied again
+        res = self.deliver([BOB], copy["data"])
+        self.assertEqual(res[BOB][0], 250, res)
+        self.assertLanded(BOB, t, "INBOX")
+        time.sleep(1.0)
+        self.assertEqual(len(self.sink.received(t)), 1)
+        back = self.found(BOB, "INBOX", t)[0]
+        self.assertNotIn(b"not on copies", back)   # no rule ran on it
+
+    def test_bcc_copy_and_delivery(self):
+        self.add_rule(rule_doc("Bcc audit", [cond("subject", "contains", ["audit-me"])],
+                               "spam", bcc=["auditor@example.org"]))
+        t = tag()
+        res = self.deliver([ALICE], message(subject="audit-me " + t))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "Junk")
+        copies = wait_for(lambda: self.sink.received(t), 10, what="bcc copy")
+        self.assertEqual(copies[0]["rcpts"], ["auditor@example.org"])
+        self.assertEqual(copies[0]["mail_from"], SENDER)
+        # the copy is not the recipient's delivery: no Junk marker
+        self.assertNotIn(b"X-Postern-Folder", copies[0]["data"])
+        self.assertIn(b"X-Postern-Loop: ", copies[0]["data"])
+
+    # -- hostile messages
+
+    def hostile(self, msg, what, timeout=120):
+        t0 = time.monotonic()
+        res = lmtp_deliver(self.port, SENDER, [ALICE], msg, xforward=XFORWARD, timeout=timeout)
+        took = time.monotonic() - t0
+        self.assertIn(res[ALICE][0], (250, 451, 550), "%s: %r" % (what, res))
+        self.assertLess(took, timeout, what)
+        self.assertTrue(self.postern.running(), what)
+        return res
+
+    def test_hostile_messages_answered(self):
+        # rules that make the engine read the structure and the text
+        self.add_rule(rule_doc("Catastrophic", [cond("content", "regex", ["(a+)+$"])], "spam"),
+                      as_json=True)
+        self.add_rule(rule_doc("Exe", [cond("attachment_type", "is", ["exe"])], "reject"))
+        self.add_rule(rule_doc("Banner all", [cond("has_attachment", "is_true")],
+                               banner="attachments inside"))
+        # 1,000 parts
+        t = tag()
+        parts = "".join("--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i
+                        for i in range(1000))
+        self.hostile(message(subject=t, content_type='multipart/mixed; boundary="b"',
+                             body=parts + "--b--\r\n"), "1000 parts")
+        # 25 nested message/rfc822
+        inner = "Subject: innermost\r\nContent-Type: text/plain\r\n\r\ndeep\r\n"
+        for i in range(25):
+            inner = ("Subject: level %d\r\nContent-Type: message/rfc822\r\n\r\n" % i) + inner
+        self.hostile(message(subject=tag(), content_type="message/rfc822", body=inner),
+                     "25-deep rfc822")
+        # a 20 MB attachment
+        blob = base64.encodebytes(os.urandom(15 * 1048576)).replace(b"\n", b"\r\n")
+        body = (b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                b"--b\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Disposition: attachment; filename=\"big.bin\"\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\n" + blob + b"--b--\r\n")
+        t = tag()
+        res = self.hostile(message(subject=t, content_type='multipart/mixed; boundary="b"',
+                                   body=body), "20 MB attachment")
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "INBOX")
+        # the catastrophic regex against 100 KB of text: bounded by the
+        # match limit (the condition is false), answered
+        t = tag()
+        res = self.hostile(message(subject=t, body="a" * 100000 + "!\r\n"), "regex")
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertStillDelivers()
+
+
+if __name__ == "__main__":
+    main()
