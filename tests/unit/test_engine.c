@@ -15,6 +15,7 @@
  * SPF/DKIM/DMARC pass, to alice.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@
 #include "policy/policy.h"
 #include "policy/rules.h"
 #include "policy/store.h"
+#include "policy/store_priv.h"
 
 #define ALICE   "alice@corp.example"
 #define BOB     "bob@corp.example"
@@ -1570,6 +1572,141 @@ static void test_snapshot_cache(void **state)
 	free(raw);
 }
 
+/* A compile failure keeps the previous snapshot in use; with none, the
+ * error is returned. The failure: an unreadable rule record. */
+static void put_garbage_rule(struct pol_store *store, bool put)
+{
+	uint8_t k[4] = { 0, 0, 0x03, 0xe7 };        /* rule id 999 */
+	MDB_val key = { sizeof(k), k }, val = { 8, (void *)"not json" };
+	MDB_txn *txn = NULL;
+
+	assert_int_equal(pol__write_begin(store, &txn), 0);
+	if (put)
+		assert_int_equal(mdb_put(txn, store->dbi[POL_DB_RULES], &key, &val, 0), 0);
+	else
+		assert_int_equal(mdb_del(txn, store->dbi[POL_DB_RULES], &key, NULL), 0);
+	assert_int_equal(pol__write_commit(store, &txn), 0);
+}
+
+static void test_snapshot_compile_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct rule_snapshot *s1 = NULL, *s2 = NULL;
+	struct rule_error err;
+	struct rule *r = R("one", 2);
+
+	C(r, RP_SUBJECT, OP_CONTAINS, NULL, "x");
+	D(r, RD_SPAM);
+	mk(f, r);
+	assert_int_equal(rules_snapshot_get(f->store, &f->set, &s1), 0);
+	put_garbage_rule(f->store, true);
+	assert_true(pol_store_generation(f->store) > rules_snapshot_generation(s1));
+	assert_true(rules_compile(f->store, &f->set, &s2, &err) < 0);
+	assert_null(s2);
+	/* the cache answers with the previous snapshot */
+	assert_int_equal(rules_snapshot_get(f->store, &f->set, &s2), 0);
+	assert_ptr_equal(s2, s1);
+	rules_snapshot_put(s2);
+	/* no previous snapshot: the error */
+	rules_snapshot_drop(f->store);
+	s2 = NULL;
+	assert_true(rules_snapshot_get(f->store, &f->set, &s2) < 0);
+	assert_null(s2);
+	/* repaired: compiled again */
+	put_garbage_rule(f->store, false);
+	assert_int_equal(rules_snapshot_get(f->store, &f->set, &s2), 0);
+	assert_ptr_not_equal(s2, s1);
+	assert_int_equal(rules_snapshot_count(s2), 1);
+	assert_int_equal(rules_snapshot_generation(s2), pol_store_generation(f->store));
+	rules_snapshot_put(s2);
+	rules_snapshot_put(s1);
+}
+
+/* Readers taking and evaluating snapshots while rules are created: every
+ * snapshot is whole, and what a thread sees never goes back. */
+struct reader_arg {
+	struct fixture *f;
+	const char *raw;
+	size_t len;
+	int failures;
+	size_t last_count;
+};
+
+static void *reader_main(void *p)
+{
+	struct reader_arg *a = p;
+	struct msg_envelope env = { .mail_from = "x@ext.example",
+				    .client_addr = "198.51.100.1" };
+	struct msg_config cfg = { .authserv_id = "mx.corp.example" };
+	struct msg_limits lim = MSG_LIMITS_DEFAULT;
+	uint64_t last_gen = 0;
+	size_t last_count = 0;
+
+	for (int i = 0; i < 300; i++) {
+		struct rule_snapshot *snap = NULL;
+		struct rules_memo *memo;
+		struct rule_verdict v;
+		struct msg *m = NULL;
+
+		if (rules_snapshot_get(a->f->store, &a->f->set, &snap) != 0) {
+			a->failures++;
+			continue;
+		}
+		if (rules_snapshot_generation(snap) < last_gen ||
+		    rules_snapshot_count(snap) < last_count)
+			a->failures++;
+		last_gen = rules_snapshot_generation(snap);
+		last_count = rules_snapshot_count(snap);
+		memo = rules_memo_new(snap);
+		if (memo == NULL ||
+		    msg_open((const unsigned char *)a->raw, a->len, &env, &cfg, &lim, &m) != 0 ||
+		    rules_eval(snap, memo, m, ALICE, true, NOW, &v, NULL) != 0 ||
+		    (rules_snapshot_count(snap) > 0 && v.rule == NULL))
+			a->failures++;
+		msg_free(m);
+		rules_memo_free(memo);
+		rules_snapshot_put(snap);
+	}
+	a->last_count = last_count;
+	return NULL;
+}
+
+static void test_snapshot_concurrent(void **state)
+{
+	struct fixture *f = *state;
+	struct reader_arg a[2];
+	pthread_t th[2];
+	struct rule_snapshot *snap = NULL;
+	size_t len;
+	char *raw = std_msg(&len, AR_PASS, "hello", NULL, NULL);
+
+	for (int t = 0; t < 2; t++) {
+		memset(&a[t], 0, sizeof(a[t]));
+		a[t].f = f;
+		a[t].raw = raw;
+		a[t].len = len;
+		assert_int_equal(pthread_create(&th[t], NULL, reader_main, &a[t]), 0);
+	}
+	for (int i = 0; i < 20; i++) {
+		char name[32];
+		struct rule *r;
+
+		snprintf(name, sizeof(name), "r%d", i);
+		r = R(name, 2);
+		NONE(r);
+		XH(r, "X-N", name);
+		mk(f, r);
+	}
+	for (int t = 0; t < 2; t++) {
+		assert_int_equal(pthread_join(th[t], NULL), 0);
+		assert_int_equal(a[t].failures, 0);
+	}
+	assert_int_equal(rules_snapshot_get(f->store, &f->set, &snap), 0);
+	assert_int_equal(rules_snapshot_count(snap), 20);
+	rules_snapshot_put(snap);
+	free(raw);
+}
+
 /* History codec and window. */
 static void test_history(void **state)
 {
@@ -1644,6 +1781,8 @@ int main(void)
 		T(test_trace),
 		T(test_regex_limit),
 		T(test_snapshot_cache),
+		T(test_snapshot_compile_failure),
+		T(test_snapshot_concurrent),
 		T(test_history),
 		T(test_history_readonly),
 	};
