@@ -1267,11 +1267,17 @@ static int mime_parse(struct msg *m)
 	return 0;
 }
 
+/* An ASCII-lowercased copy in the arena, repaired to valid UTF-8 (GMime
+ * hands out raw 8-bit type and parameter bytes). */
 static char *lower_dup(struct msg *m, const char *s)
 {
-	size_t n = strlen(s);
-	char *p = arena_strndup(m, s, n);
+	size_t n;
+	char *u = norm_utf8(s, strlen(s), &n), *p;
 
+	if (u == NULL)
+		return NULL;
+	p = arena_strndup(m, u, n);
+	free(u);
 	if (p == NULL)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -2006,6 +2012,14 @@ static int content(struct msg *m, struct msg_values *out)
 	free(acc);
 	if (norm == NULL)
 		return -ENOMEM;
+	if (nn > cap) {
+		/* repaired bytes (U+FFFD) and NFC can grow the text */
+		nn = cap;
+		while (nn > 0 && ((unsigned char)norm[nn] & 0xC0) == 0x80)
+			nn--;
+		norm[nn] = 0;
+		m->anomalies |= MSG_ANOMALY_TEXT_CUT;
+	}
 	if (nn > 0)
 		rc = vec_add(m, &vec, norm, nn, false);
 	free(norm);
