@@ -393,6 +393,11 @@ static void hscan(struct msg *m)
 	m->hdr_clean = false;
 	m->header_end = m->len;
 	m->body_off = m->len;
+	/* an mbox "From " line (a saved .eml): not a field, skipped */
+	if (m->len >= 5 && memcmp(d, "From ", 5) == 0) {
+		odd = true;
+		p = line_end(p, end);
+	}
 	while (p < end) {
 		const unsigned char *q, *r, *e;
 		struct hfield *f;
@@ -2210,12 +2215,16 @@ static int feat_strings(struct msg *m, enum rule_param p, struct msg_values *out
 		if (rc < 0)
 			break;
 		{
-			char *s = t, *e = t + tl;
+			/* <id> (comments around it are dropped); no brackets: the
+			 * whole text */
+			char *s = t, *e = t + tl, *lt = memchr(t, '<', tl);
 
-			if (s < e && *s == '<')
-				s++;
-			if (e > s && e[-1] == '>')
-				e--;
+			if (lt != NULL) {
+				char *gt = memchr(lt, '>', (size_t)(e - lt));
+
+				s = lt + 1;
+				e = gt != NULL ? gt : e;
+			}
 			if (e > s)
 				rc = vec_add(m, &a, s, (size_t)(e - s), false);
 		}
