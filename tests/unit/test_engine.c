@@ -1622,6 +1622,72 @@ static void test_snapshot_compile_failure(void **state)
 	rules_snapshot_put(s1);
 }
 
+/* Rewrites the stored JSON of rule id: the first `from` becomes `to`
+ * (bypassing validation, as a store written by a build with more
+ * analyzers would look). */
+static void patch_rule_json(struct pol_store *store, uint32_t id,
+			    const char *from, const char *to)
+{
+	uint8_t k[4] = { (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+			 (uint8_t)(id >> 8), (uint8_t)id };
+	MDB_val key = { sizeof(k), k }, val;
+	MDB_txn *txn = NULL;
+	char *json, *at, *out;
+	size_t fl = strlen(from), tl = strlen(to);
+
+	assert_int_equal(pol__write_begin(store, &txn), 0);
+	assert_int_equal(mdb_get(txn, store->dbi[POL_DB_RULES], &key, &val), 0);
+	json = strndup(val.mv_data, val.mv_size);
+	assert_non_null(json);
+	at = strstr(json, from);
+	assert_non_null(at);
+	out = malloc(strlen(json) - fl + tl + 1);
+	assert_non_null(out);
+	memcpy(out, json, (size_t)(at - json));
+	memcpy(out + (at - json), to, tl);
+	strcpy(out + (at - json) + tl, at + fl);
+	val.mv_data = out;
+	val.mv_size = strlen(out);
+	assert_int_equal(mdb_put(txn, store->dbi[POL_DB_RULES], &key, &val, 0), 0);
+	assert_int_equal(pol__write_commit(store, &txn), 0);
+	free(json);
+	free(out);
+}
+
+/* A parameter whose analyzer this build lacks (issue 6) makes its
+ * condition false, for the negated operator too, and traces
+ * "(unsupported)"; evaluation goes on to the next rule. */
+static void test_unsupported_analyzer(void **state)
+{
+	struct fixture *f = *state;
+	struct rule *r1 = R("lang", 2), *r2 = R("notlang", 2), *r3 = R("after", 2);
+	const char *rc[] = { ALICE };
+	struct tracebuf tb;
+	struct res res;
+	uint32_t id1, id2;
+	size_t len;
+	char *raw = std_msg(&len, AR_PASS, "hello", NULL, NULL);
+
+	C(r1, RP_SUBJECT, OP_IS, NULL, "en");
+	D(r1, RD_SPAM);
+	C(r2, RP_SUBJECT, OP_IS_NOT, NULL, "en");
+	D(r2, RD_SPAM);
+	NONE(r3);
+	XH(r3, "X-After", "1");
+	id1 = mk(f, r1);
+	id2 = mk(f, r2);
+	mk(f, r3);
+	patch_rule_json(f->store, id1, "\"subject\"", "\"language\"");
+	patch_rule_json(f->store, id2, "\"subject\"", "\"language\"");
+	memset(&tb, 0, sizeof(tb));
+	run_multi(f, raw, len, ENV_DEFAULT, rc, 1, NULL, NOW, &res, &tb);
+	assert_int_equal(res.rc, 0);
+	assert_string_equal(res.rule, "after");
+	assert_non_null(strstr(tb.text, "lang#0=F (unsupported)\n"));
+	assert_non_null(strstr(tb.text, "notlang#0=F (unsupported)\n"));
+	free(raw);
+}
+
 /* Readers taking and evaluating snapshots while rules are created: every
  * snapshot is whole, and what a thread sees never goes back. */
 struct reader_arg {
@@ -1782,6 +1848,7 @@ int main(void)
 		T(test_regex_limit),
 		T(test_snapshot_cache),
 		T(test_snapshot_compile_failure),
+		T(test_unsupported_analyzer),
 		T(test_snapshot_concurrent),
 		T(test_history),
 		T(test_history_readonly),
