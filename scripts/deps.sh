@@ -15,6 +15,12 @@ PACKAGES=(
   # incoming rules: MIME (GMime), regex (PCRE2), Unicode case folding and
   # NFC (libunistring), IDN domains (libidn2)
   libgmime-3.0-dev libpcre2-dev libunistring-dev libidn2-dev
+  # incoming rules, content analyzers: HTML (libxml2, above), language
+  # (libexttextcat with its n-gram data), originating country (libloc with
+  # the IPFire location database), Office macros (libgsf), malware (clamd,
+  # started by the tests with the project's own tiny signature file)
+  libexttextcat-dev libexttextcat-data libloc-dev libloc-database libgsf-1-dev
+  clamav-daemon
   # sanitizers and fuzzing with clang; llvm for llvm-symbolizer (readable
   # ASan stack traces)
   libclang-rt-14-dev llvm
