@@ -16,9 +16,12 @@
  * rules_eval() walks the global order for one recipient. Conditions that
  * do not depend on the recipient are memoised per message in struct
  * rules_memo (one byte per (rule, condition)); recipient domain and new
- * sender are computed at most once per call. The apply-to scope uses the
- * recipient's transitive groups, read from the store once per (snapshot,
- * recipient) and cached in the snapshot (bounded).
+ * sender are computed at most once per call; a rule without
+ * per-recipient conditions also has its whole result memoised, so later
+ * recipients of the message only check scope. The apply-to scope uses the
+ * group membership flattened at compile time (address -> the groups named
+ * by the rules, transitively), so evaluation never reads groups from the
+ * store and the snapshot covers membership too (spec 1.2.1).
  *
  * The new-sender history lives in POL_DB_SENDERS: key recipient "\0"
  * sender (both normalised), value first_seen, last_seen (days since the
@@ -29,9 +32,11 @@
 #include "policy/engine.h"
 #include "policy/norm.h"
 #include "policy/policy.h"
+#include "policy/store.h"
 #include "policy/store_priv.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
 #include <errno.h>
 #include <idn2.h>
 #include <pcre2.h>
@@ -40,12 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MB_BYTES            1048576ULL
 #define REGEX_DEPTH_LIMIT   10000U      /* backtracking depth (interpreter) */
 #define REGEX_HEAP_LIMIT_KB 20480U      /* 20 MiB of backtracking heap */
-#define GROUP_BUCKETS       256
-#define GROUP_CACHE_MAX     4096        /* recipients cached per snapshot */
 #define DAY_SECONDS         86400
 #define HISTORY_VALUE_LEN   12
 
@@ -96,9 +100,10 @@ struct crule {
 	bool per_recipient;         /* any condition depends on the recipient */
 };
 
-struct group_entry {
-	struct group_entry *next;
-	char *user;
+/* One address in the flattened membership: the groups the rules name
+ * that it belongs to, transitively. */
+struct member_entry {
+	char *address;              /* NULL: free slot */
 	struct rule_strv groups;
 };
 
@@ -114,9 +119,10 @@ struct rule_snapshot {
 	bool uses_groups;
 	pcre2_match_context *mctx;
 	atomic_uint_fast64_t limit_hits;
-	pthread_mutex_t group_lock;
-	struct group_entry *group_buckets[GROUP_BUCKETS];
-	size_t n_group_entries;
+	/* open addressing, power-of-two capacity; immutable after compile */
+	struct member_entry *members;
+	size_t members_cap;
+	size_t n_members;
 };
 
 struct rules_memo {
@@ -136,7 +142,6 @@ struct recip {
 	int new_sender;             /* -1 not computed, 0, 1 */
 	bool groups_done;
 	const struct rule_strv *groups;
-	struct rule_strv own_groups;   /* when the cache was full */
 };
 
 /* The process-wide snapshot cache: one entry per store pointer. */
@@ -177,7 +182,8 @@ static bool match_number(enum rule_op op, uint64_t f, uint64_t v);
 static const char *recip_domain(struct recip *rc);
 static int recip_new_sender(const struct rule_snapshot *s, struct msg *m,
 			    struct recip *rc, int64_t now);
-static int recip_groups(const struct rule_snapshot *s, struct recip *rc);
+static void recip_groups(const struct rule_snapshot *s, struct recip *rc);
+static int flatten_groups(struct rule_snapshot *s);
 static char *ulabel_key(const char *s, size_t len, size_t *out_len);
 static char *describe(struct msg *m, const struct ccond *cc, struct recip *rc,
 		      uint8_t state);
@@ -362,6 +368,164 @@ static int compile_rule(struct rule_snapshot *s, struct crule *cr,
 	return 0;
 }
 
+/* --- flattened group membership (spec 1.6) --------------------------------- */
+
+static size_t member_hash(const char *a)
+{
+	size_t h = 1469598103934665603ULL;
+
+	for (; *a != '\0'; a++) {
+		h ^= (unsigned char)tolower((unsigned char)*a);
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static const struct member_entry *member_find(const struct rule_snapshot *s,
+					      const char *address)
+{
+	size_t mask, i;
+
+	if (s->n_members == 0)
+		return NULL;
+	mask = s->members_cap - 1;
+	for (i = member_hash(address) & mask; s->members[i].address != NULL;
+	     i = (i + 1) & mask)
+		if (strcasecmp(s->members[i].address, address) == 0)
+			return &s->members[i];
+	return NULL;
+}
+
+static int strv_push(struct rule_strv *v, const char *str)
+{
+	char **nv = realloc(v->v, (v->n + 1) * sizeof(*v->v));
+
+	if (nv == NULL)
+		return -ENOMEM;
+	v->v = nv;
+	v->v[v->n] = strdup(str);
+	if (v->v[v->n] == NULL)
+		return -ENOMEM;
+	v->n++;
+	return 0;
+}
+
+static bool strv_has(const struct rule_strv *v, const char *str)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (strcasecmp(v->v[i], str) == 0)
+			return true;
+	return false;
+}
+
+static int members_grow(struct rule_snapshot *s)
+{
+	size_t cap = s->members_cap == 0 ? 64 : s->members_cap * 2;
+	struct member_entry *t = calloc(cap, sizeof(*t));
+
+	if (t == NULL)
+		return -ENOMEM;
+	for (size_t k = 0; k < s->members_cap; k++) {
+		size_t i;
+
+		if (s->members[k].address == NULL)
+			continue;
+		for (i = member_hash(s->members[k].address) & (cap - 1);
+		     t[i].address != NULL; i = (i + 1) & (cap - 1))
+			;
+		t[i] = s->members[k];
+	}
+	free(s->members);
+	s->members = t;
+	s->members_cap = cap;
+	return 0;
+}
+
+/* Records that address belongs (transitively) to group. */
+static int member_add(struct rule_snapshot *s, const char *address,
+		      const char *group)
+{
+	struct member_entry *e = (struct member_entry *)member_find(s, address);
+	size_t i;
+
+	if (e == NULL) {
+		if ((s->n_members + 1) * 2 > s->members_cap && members_grow(s) != 0)
+			return -ENOMEM;
+		for (i = member_hash(address) & (s->members_cap - 1);
+		     s->members[i].address != NULL; i = (i + 1) & (s->members_cap - 1))
+			;
+		e = &s->members[i];
+		e->address = strdup(address);
+		if (e->address == NULL)
+			return -ENOMEM;
+		s->n_members++;
+	}
+	return strv_has(&e->groups, group) ? 0 : strv_push(&e->groups, group);
+}
+
+static int collect_name_cb(const char *name, void *ctx)
+{
+	return strv_push(ctx, name);
+}
+
+static int collect_shared_cb(const char *name, const struct pol_group *group,
+			     size_t member_count, void *ctx)
+{
+	(void)member_count;
+	return group->kind == POL_GROUP_SHARED ? strv_push(ctx, name) : 0;
+}
+
+/* The groups named by the rules, flattened at compile time into
+ * address -> groups (transitively: a shared mailbox, whose name is an
+ * address, can be a member of a group, and its members are then members
+ * of that group too). An address absent from the map is in none of them,
+ * which is all rule_applies() needs. Groups deleted since the rule was
+ * written are silently ignored; cycles end (each group visited once). */
+static int flatten_groups(struct rule_snapshot *s)
+{
+	struct rule_strv named = { 0, NULL }, shared = { 0, NULL };
+	int rc = 0;
+
+	for (size_t i = 0; i < s->n_rules && rc == 0; i++) {
+		const struct rule_apply *a = &s->rules[i]->apply;
+
+		for (size_t k = 0; k < a->groups.n && rc == 0; k++)
+			if (!strv_has(&named, a->groups.v[k]))
+				rc = strv_push(&named, a->groups.v[k]);
+		for (size_t k = 0; k < a->excluded_groups.n && rc == 0; k++)
+			if (!strv_has(&named, a->excluded_groups.v[k]))
+				rc = strv_push(&named, a->excluded_groups.v[k]);
+	}
+	if (rc == 0 && named.n > 0)
+		rc = pol_store_group_list(s->store, collect_shared_cb, &shared);
+	for (size_t g = 0; g < named.n && rc == 0; g++) {
+		struct rule_strv queue = { 0, NULL };
+
+		rc = strv_push(&queue, named.v[g]);
+		for (size_t q = 0; q < queue.n && rc == 0; q++) {
+			struct rule_strv list = { 0, NULL };
+
+			rc = pol_store_group_members(s->store, queue.v[q],
+						     collect_name_cb, &list);
+			if (rc == -ENOENT || rc == -EINVAL)
+				rc = 0;         /* no such group (any more) */
+			for (size_t k = 0; k < list.n && rc == 0; k++) {
+				rc = member_add(s, list.v[k], named.v[g]);
+				if (rc == 0 && strv_has(&shared, list.v[k]) &&
+				    !strv_has(&queue, list.v[k]))
+					rc = strv_push(&queue, list.v[k]);
+			}
+			rule_strv_free(&list);
+		}
+		rule_strv_free(&queue);
+	}
+	rule_strv_free(&named);
+	rule_strv_free(&shared);
+	if (rc > 0)
+		rc = -ENOMEM;       /* a callback's failure */
+	return rc == -ENOMEM ? rc : rc != 0 ? -EIO : 0;
+}
+
 static void snapshot_free(struct rule_snapshot *s)
 {
 	if (s == NULL)
@@ -384,17 +548,11 @@ static void snapshot_free(struct rule_snapshot *s)
 	if (s->rules != NULL)
 		rule_list_free(s->rules, s->n_rules);
 	pcre2_match_context_free(s->mctx);
-	for (size_t b = 0; b < GROUP_BUCKETS; b++) {
-		struct group_entry *e = s->group_buckets[b], *next;
-
-		for (; e != NULL; e = next) {
-			next = e->next;
-			free(e->user);
-			rule_strv_free(&e->groups);
-			free(e);
-		}
+	for (size_t i = 0; s->members != NULL && i < s->members_cap; i++) {
+		free(s->members[i].address);
+		rule_strv_free(&s->members[i].groups);
 	}
-	pthread_mutex_destroy(&s->group_lock);
+	free(s->members);
 	free(s);
 }
 
@@ -416,7 +574,6 @@ int rules_compile(struct pol_store *store, const struct rules_settings *set,
 		return -ENOMEM;
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->limit_hits, 0);
-	pthread_mutex_init(&s->group_lock, NULL);
 	s->store = store;
 	s->set = set != NULL ? *set : defaults;
 	/* the generation first: an edit landing during the listing makes the
@@ -456,6 +613,11 @@ int rules_compile(struct pol_store *store, const struct rules_settings *set,
 			s->uses_groups = true;
 	}
 	s->n_memo = memo_next;
+	if (s->uses_groups) {
+		rc = flatten_groups(s);
+		if (rc != 0)
+			goto fail;
+	}
 	*snap_out = s;
 	return 0;
 fail:
@@ -867,69 +1029,15 @@ static int recip_new_sender(const struct rule_snapshot *s, struct msg *m,
 	return 0;
 }
 
-static int recip_groups(const struct rule_snapshot *cs, struct recip *rc)
+static void recip_groups(const struct rule_snapshot *s, struct recip *rc)
 {
-	struct rule_snapshot *s = (struct rule_snapshot *)cs;
-	size_t h = 5381;
-	struct group_entry *e;
-	struct rule_strv got = { 0, NULL };
-	int rc_;
+	const struct member_entry *e;
 
 	if (rc->groups_done)
-		return 0;
-	for (const char *p = rc->address; *p != '\0'; p++)
-		h = h * 33 + (unsigned char)*p;
-	h %= GROUP_BUCKETS;
-	pthread_mutex_lock(&s->group_lock);
-	for (e = s->group_buckets[h]; e != NULL; e = e->next)
-		if (strcmp(e->user, rc->address) == 0)
-			break;
-	pthread_mutex_unlock(&s->group_lock);
-	if (e != NULL) {
-		rc->groups = &e->groups;
-		rc->groups_done = true;
-		return 0;
-	}
-	rc_ = rules_user_groups(s->store, rc->address, &got);
-	if (rc_ == -EIO || rc_ == -ENOMEM)
-		return rc_;
-	if (rc_ != 0) {
-		/* unknown or malformed user: no groups */
-		rule_strv_free(&got);
-		got.n = 0;
-		got.v = NULL;
-	}
-	pthread_mutex_lock(&s->group_lock);
-	for (e = s->group_buckets[h]; e != NULL; e = e->next)
-		if (strcmp(e->user, rc->address) == 0)
-			break;
-	if (e == NULL && s->n_group_entries < GROUP_CACHE_MAX) {
-		e = calloc(1, sizeof(*e));
-		if (e != NULL) {
-			e->user = strdup(rc->address);
-			if (e->user == NULL) {
-				free(e);
-				e = NULL;
-			} else {
-				e->groups = got;
-				got.n = 0;
-				got.v = NULL;
-				e->next = s->group_buckets[h];
-				s->group_buckets[h] = e;
-				s->n_group_entries++;
-			}
-		}
-	}
-	pthread_mutex_unlock(&s->group_lock);
-	if (e != NULL) {
-		rule_strv_free(&got);
-		rc->groups = &e->groups;
-	} else {
-		rc->own_groups = got;
-		rc->groups = &rc->own_groups;
-	}
+		return;
 	rc->groups_done = true;
-	return 0;
+	e = member_find(s, rc->address);
+	rc->groups = e != NULL ? &e->groups : NULL;
 }
 
 /* Maps a getter's failure: -EIO and -ENOMEM abort the evaluation, anything
@@ -1166,11 +1274,11 @@ int rules_eval(const struct rule_snapshot *snap, struct rules_memo *memo,
 			continue;
 		if (!cr->scope_everyone) {
 			if (cr->uses_groups) {
-				ret = recip_groups(snap, &rc);
-				if (ret != 0)
-					goto out;
-				groups = (const char *const *)rc.groups->v;
-				n_groups = rc.groups->n;
+				recip_groups(snap, &rc);
+				if (rc.groups != NULL) {
+					groups = (const char *const *)rc.groups->v;
+					n_groups = rc.groups->n;
+				}
 			}
 			if (!rule_applies(r, recipient, groups, n_groups)) {
 				trace_rule(tracer, r, "out-of-scope");
@@ -1219,7 +1327,6 @@ int rules_eval(const struct rule_snapshot *snap, struct rules_memo *memo,
 		}
 	}
 out:
-	rule_strv_free(&rc.own_groups);
 	if (ret != 0) {
 		memset(out, 0, sizeof(*out));
 		out->disposition = RD_NONE;

@@ -744,6 +744,37 @@ static void test_apply_ladder(void **state)
 	expect_scope(f, rc, 5, "SSSSS");
 }
 
+/* Transitive membership: a shared mailbox that is a member of a group
+ * brings its own members into that group; a membership cycle between
+ * shared mailboxes ends. */
+static void test_apply_transitive(void **state)
+{
+	struct fixture *f = *state;
+	const char *rc[] = { ALICE, BOB, CAROL, DAVE, SUPPORT };
+	const char *staff[] = { SUPPORT };
+	const char *sup[] = { DAVE, "help@corp.example" };
+	const char *help[] = { SUPPORT, CAROL };
+
+	assert_int_equal(pol_store_group_create(f->store, "staff", POL_GROUP_PLAIN, NULL), 0);
+	assert_int_equal(pol_store_group_create(f->store, "help@corp.example",
+						POL_GROUP_SHARED, NULL), 0);
+	assert_int_equal(pol_store_group_add(f->store, "staff", staff, 1, NULL), 0);
+	assert_int_equal(pol_store_group_add(f->store, SUPPORT, sup, 2, NULL), 0);
+	assert_int_equal(pol_store_group_add(f->store, "help@corp.example", help, 2, NULL), 0);
+	/* staff = {support -> {dave, help -> {support, carol}}} */
+	scope_rule(f, RULE_APPLY_SELECTED, NULL, "staff", NULL, NULL);
+	expect_scope(f, rc, 5, "--SSS");
+	scope_rule(f, RULE_APPLY_ALL, NULL, NULL, NULL, "staff");
+	expect_scope(f, rc, 5, "SS---");
+	/* a membership change is a new generation: seen by the next snapshot */
+	assert_int_equal(pol_store_group_remove(f->store, SUPPORT, sup, 2, NULL), 0);
+	scope_rule(f, RULE_APPLY_SELECTED, NULL, "staff", NULL, NULL);
+	expect_scope(f, rc, 5, "----S");
+	/* a group deleted after the rule was written is ignored */
+	assert_int_equal(pol_store_group_delete(f->store, "staff"), 0);
+	expect_scope(f, rc, 5, "-----");
+}
+
 /* 24, 25: L1 is evaluated before L2 whatever the admin positions. */
 static void test_case24_25_level_order(void **state)
 {
@@ -1826,6 +1857,7 @@ int main(void)
 		T(test_case20_21_excluded_group),
 		T(test_case22_23_one_transaction),
 		T(test_apply_ladder),
+		T(test_apply_transitive),
 		T(test_case24_25_level_order),
 		T(test_case26_27_expiry_boundary),
 		T(test_case28_29_inactive),
