@@ -7,8 +7,9 @@ quarantine with `posternctl quarantine list/show/release`, the per-recipient
 LMTP replies (reject code and text, drops), and BCC/forward copies arriving
 in an SMTP sink (the MTA's re-injection listener) with our loop header.
 
-Spec cases (../shared/spec/rules.md 1.8) covered end to end: 1, 5, 11
-(the size boundary), 19, 23, 33, 35, 37; plus spam with every modifier
+Spec cases (../shared/spec/rules.md 1.8) covered end to end: 1, 5, 9, 11
+(the size boundary), 13, 17, 19, 23, 25, 29, 33, 35, 37; plus four
+recipients with four outcomes in one transaction, spam with every modifier
 visible in the delivered message, quarantine release back to the INBOX,
 forged X-Postern-* headers, and hostile messages (1,000 parts, 25-deep
 message/rfc822, a 20 MB attachment, a catastrophic regex on 100 KB of
@@ -72,10 +73,11 @@ def cond(param, op, values=(), header=None):
     return c
 
 
-def rule_doc(name, conditions=(), disposition="none", level=None, scope=None, **actions):
+def rule_doc(name, conditions=(), disposition="none", level=None, scope=None,
+             status="active", **actions):
     """A rule as posternctl's JSON (policy/rule.c). actions: reject_text,
     xheaders [(name, value)], subject, banner, bcc [...], forward [...]."""
-    doc = {"name": name, "status": "active",
+    doc = {"name": name, "status": status,
            "condition_type": "match" if conditions else "none",
            "conditions": list(conditions),
            "actions": {"disposition": disposition}}
@@ -95,8 +97,10 @@ def rule_doc(name, conditions=(), disposition="none", level=None, scope=None, **
 def rule_options(doc):
     """The same rule as `posternctl rule create` options."""
     args = ["--name", doc["name"]]
+    if doc.get("status") == "inactive":
+        args.append("--inactive")
     if not doc["conditions"]:
-        args.append("--no-conditions")
+        args += ["--no-conditions", "--confirm"]
     for c in doc["conditions"]:
         param = "header:" + c["header"] if c.get("header") else c["param"]
         values = c["values"]
@@ -354,6 +358,100 @@ class RulesTest(GatewayTestCase):
                                   % re.escape(CAROL), offset=off)
         finally:
             self.postern.set_user(CAROL, spamcheck="inherit")
+
+    def test_case9_regex_caseless(self):
+        self.add_rule(rule_doc("Old PHPMailer",
+                               [cond("x_mailer", "matches_regex", [r"^PHPMailer\s+[0-5]\."])],
+                               "spam"))
+        t, t2 = tag(), tag()
+        self.deliver([ALICE], message(subject=t, headers=["X-Mailer: phpmailer 5.2.1"]))
+        self.deliver([ALICE], message(subject=t2, headers=["X-Mailer: PHPMailer 6.1"]))
+        self.assertLanded(ALICE, t, "Junk")
+        self.assertLanded(ALICE, t2, "INBOX")
+
+    def test_case17_allow_wins_by_order(self):
+        self.add_rule(rule_doc("Trusted", [cond("dmarc", "is", ["pass"])], "allow"))
+        self.add_rule(rule_doc("Offers", [cond("subject", "contains", ["offer"])], "spam"))
+        t, t2 = tag(), tag()
+        self.deliver([ALICE], message(subject="offer " + t, auth="pass"))
+        self.deliver([ALICE], message(subject="offer " + t2, auth="fail"))
+        self.assertLanded(ALICE, t, "INBOX")
+        self.assertLanded(ALICE, t2, "Junk")
+
+    def test_case25_level1_before_level2(self):
+        # the level-2 rule is created first: level 1 is still evaluated first
+        self.add_rule(rule_doc("Has x", [cond("subject", "contains", ["xx"])], "spam"))
+        shown = self.add_rule(rule_doc("Our relay", [cond("sender_ip", "in_cidr",
+                                                          ["198.51.100.0/24"])], "allow"))
+        self.assertEqual(shown["level"], 1)
+        t, t2 = tag(), tag()
+        self.deliver([ALICE], message(subject="xx " + t))
+        self.deliver([ALICE], message(subject="xx " + t2),
+                     xforward=XFORWARD.replace("198.51.100.1", "203.0.113.9"))
+        self.assertLanded(ALICE, t, "INBOX")
+        self.assertLanded(ALICE, t2, "Junk")
+
+    def test_case29_inactive_rule_ignored(self):
+        self.add_rule(rule_doc("Off", [], "reject", status="inactive"))
+        t = tag()
+        res = self.deliver([ALICE], message(subject=t, auth="pass"))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "INBOX")
+        listed = json.loads(self.ctl("rule", "list", "--status", "inactive", "--json").stdout)
+        self.assertIn("Off", json.dumps(listed))
+
+    def test_case13_attachment_type(self):
+        self.add_rule(rule_doc("No exe", [cond("attachment_type", "is", ["exe"])], "reject",
+                               reject_text="Executables are not accepted"))
+
+        def with_attachment(subject, filename, ctype):
+            body = ("--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                    "--b\r\nContent-Type: %s\r\n"
+                    "Content-Disposition: attachment; filename=\"%s\"\r\n"
+                    "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b--\r\n" %
+                    (ctype, filename, base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()))
+            return message(subject=subject, content_type='multipart/mixed; boundary="b"',
+                           body=body, auth="pass")
+
+        cases = [("report.pdf.exe", "application/octet-stream", 550),
+                 ("report.exe.pdf", "application/pdf", 250),
+                 ("a.exe.", "application/octet-stream", 550)]
+        for filename, ctype, code in cases:
+            t = tag()
+            res = self.deliver([ALICE], with_attachment(t, filename, ctype))
+            self.assertEqual(res[ALICE][0], code, (filename, res))
+            if code == 550:
+                self.assertEqual(res[ALICE][1], b"5.7.1 Executables are not accepted")
+            self.assertLanded(ALICE, t, "INBOX" if code == 250 else None)
+
+    def test_four_recipients_four_outcomes_one_transaction(self):
+        self.add_rule(rule_doc("Alice rejects", [cond("subject", "contains", ["mixed"])],
+                               "reject", reject_text="Go away",
+                               scope={"mode": "selected", "users": [ALICE]}))
+        self.add_rule(rule_doc("Bob quarantines", [cond("subject", "contains", ["mixed"])],
+                               "quarantine", scope={"mode": "selected", "users": [BOB]}))
+        self.add_rule(rule_doc("Carol junks", [cond("subject", "contains", ["mixed"])],
+                               "spam", subject="[J]",
+                               scope={"mode": "selected", "users": [CAROL]}))
+        t = tag()
+        c = lmtp_connect(self.port)
+        try:
+            res = lmtp_transaction(c, SENDER, [ALICE, BOB, CAROL, DAVE],
+                                   message(subject="mixed " + t, auth="pass"),
+                                   xforward=XFORWARD)
+        finally:
+            c.quit()
+        self.assertEqual(res[ALICE], (550, b"5.7.1 Go away"))
+        self.assertEqual(res[BOB][0], 250, res)
+        self.assertEqual(res[CAROL][0], 250, res)
+        self.assertEqual(res[DAVE][0], 250, res)
+        self.assertLanded(ALICE, t, None)
+        self.assertLanded(BOB, t, None)
+        self.assertEqual([e["recipient"] for e in self.quarantine("--subject", t)], [BOB])
+        self.assertLanded(CAROL, t, "Junk")
+        self.assertIn(b"[J]", self.found(CAROL, "Junk", t)[0])
+        self.assertLanded(DAVE, t, "INBOX")
+        self.assertNotIn(b"[J]", self.found(DAVE, "INBOX", t)[0])
 
     # -- reject, drop, guard
 
