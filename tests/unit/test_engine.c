@@ -23,9 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
 
 #include "policy/engine.h"
 #include "policy/msg.h"
@@ -1804,6 +1808,161 @@ static void test_snapshot_concurrent(void **state)
 	free(raw);
 }
 
+/* --- posternctl rule test -------------------------------------------------- */
+
+/* The posternctl built next to this test (build/tests/test_engine ->
+ * build/posternctl). */
+static void posternctl_path(char *out, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	assert_true(n > 0);
+	exe[n] = '\0';
+	snprintf(out, size, "%s/../posternctl", dirname(exe));
+	if (access(out, X_OK) != 0)
+		fail_msg("posternctl not built at %s", out);
+}
+
+/* Runs posternctl with args; returns its exit code, stdout in *out. */
+static int run_ctl(const char *args, char **out)
+{
+	char ctl[PATH_MAX + 32], cmd[8192], buf[4096];
+	size_t len = 0, cap = 1;
+	FILE *p;
+	int st;
+
+	posternctl_path(ctl, sizeof(ctl));
+	snprintf(cmd, sizeof(cmd), "'%s' %s 2>/dev/null", ctl, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	*out = calloc(1, 1);
+	while (true) {
+		size_t n = fread(buf, 1, sizeof(buf), p);
+
+		if (n == 0)
+			break;
+		*out = realloc(*out, cap + n);
+		assert_non_null(*out);
+		memcpy(*out + len, buf, n);
+		len += n;
+		cap += n;
+		(*out)[len] = '\0';
+	}
+	st = pclose(p);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_ctl_rule_test(void **state)
+{
+	struct fixture *f = *state;
+	struct rule *r0 = R("audit-x", 2), *r1 = R("offer", 2), *r2 = R("block", 2);
+	struct pol_update upd;
+	char eml[] = "/tmp/postern-test-engine-eml-XXXXXX";
+	char args[1024], *out = NULL;
+	json_t *doc, *a, *b, *trace;
+	json_error_t jerr;
+	size_t len, i;
+	bool saw_feature = false;
+	char *raw = std_msg(&len, AR_FAIL, "Great OFFER", NULL, NULL);
+	int fd;
+
+	r0->audit = true;
+	C(r0, RP_SUBJECT, OP_CONTAINS, NULL, "great");
+	D(r0, RD_REJECT);
+	C(r1, RP_SUBJECT, OP_CONTAINS, NULL, "offer");
+	D(r1, RD_SPAM);
+	BANNER(r1, "Careful");
+	XH(r1, "X-Offer", "yes");
+	r1->apply.mode = RULE_APPLY_SELECTED;
+	strv_add(&r1->apply.groups, "interns");
+	NONE(r2);
+	D(r2, RD_REJECT);
+	r2->actions.reject_text = strdup("Not accepted");
+	r2->apply.mode = RULE_APPLY_SELECTED;
+	strv_add(&r2->apply.users, ALICE);
+	r2->expiry_date = strdup("2030-10-01");
+	mk(f, r0);
+	mk(f, r1);
+	mk(f, r2);
+	memset(&upd, 0, sizeof(upd));
+	upd.flag[POL_SPAMCHECK] = POL_FLAG_OFF;
+	assert_int_equal(pol_store_user_update(f->store, CAROL, &upd, NULL), 0);
+	fd = mkstemp(eml);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, raw, len), (ssize_t)len);
+	close(fd);
+
+	/* bob: interns -> offer wins (spam); carol: interns, spam checks off
+	 * -> suppressed; alice: not an intern, block wins, sender not
+	 * authenticated -> guarded drop; audit-x seen by all */
+	snprintf(args, sizeof(args), "-d %s rule test --eml %s --from x@ext.example "
+		 "--rcpt %s --rcpt %s --rcpt %s --client 198.51.100.1 "
+		 "--authserv-id mx.corp.example --now 2027-01-15T13:30+05:30 --json",
+		 f->dir, eml, BOB, "Carol@Corp.Example", ALICE);
+	assert_int_equal(run_ctl(args, &out), 0);
+	doc = json_loads(out, 0, &jerr);
+	if (doc == NULL)
+		fail_msg("not JSON (%s): %s", jerr.text, out);
+	assert_int_equal(json_array_size(doc), 3);
+	a = json_array_get(doc, 0);
+	assert_string_equal(json_string_value(json_object_get(a, "recipient")), BOB);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(a, "rule"),
+							      "name")), "offer");
+	assert_string_equal(json_string_value(json_object_get(a, "disposition")), "spam");
+	assert_true(json_is_false(json_object_get(a, "suppressed")));
+	assert_int_equal(json_array_size(json_object_get(a, "modifiers")), 2);
+	b = json_array_get(json_object_get(a, "audit"), 0);
+	assert_string_equal(json_string_value(json_object_get(b, "name")), "audit-x");
+	trace = json_object_get(a, "trace");
+	for (i = 0; i < json_array_size(trace); i++) {
+		json_t *t = json_array_get(trace, i);
+		const char *feat = json_string_value(json_object_get(t, "feature"));
+
+		if (feat != NULL && strstr(feat, "Great OFFER") != NULL &&
+		    json_is_true(json_object_get(t, "result")))
+			saw_feature = true;
+	}
+	assert_true(saw_feature);
+	a = json_array_get(doc, 1);
+	assert_string_equal(json_string_value(json_object_get(a, "recipient")), CAROL);
+	assert_true(json_is_false(json_object_get(a, "spamcheck")));
+	assert_string_equal(json_string_value(json_object_get(a, "disposition")), "inbox");
+	assert_true(json_is_true(json_object_get(a, "suppressed")));
+	a = json_array_get(doc, 2);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(a, "rule"),
+							      "name")), "block");
+	assert_string_equal(json_string_value(json_object_get(a, "disposition")), "drop");
+	assert_true(json_is_true(json_object_get(a, "guarded")));
+	assert_string_equal(json_string_value(json_object_get(a, "reject_text")),
+			    "Not accepted");
+	json_decref(doc);
+	free(out);
+
+	/* the text form, after the expiry (2030-10-02 00:00 +05:30): block
+	 * is skipped as expired and alice gets no rule */
+	snprintf(args, sizeof(args), "-d %s rule test --eml %s --from x@ext.example "
+		 "--rcpt %s --now 1917109800", f->dir, eml, ALICE);
+	assert_int_equal(run_ctl(args, &out), 0);
+	assert_non_null(strstr(out, "recipient alice@corp.example (spam checks on)"));
+	assert_non_null(strstr(out, "rule: (none matched)"));
+	assert_non_null(strstr(out, "\"block\": expired"));
+	assert_non_null(strstr(out, "\"offer\": out-of-scope"));
+	free(out);
+	/* usage errors */
+	snprintf(args, sizeof(args), "-d %s rule test --eml %s --from x@ext.example",
+		 f->dir, eml);
+	assert_int_equal(run_ctl(args, &out), 2);
+	free(out);
+	snprintf(args, sizeof(args), "-d %s rule test --eml %s --from a@b.example "
+		 "--rcpt %s --now 2026-02-30x", f->dir, eml, ALICE);
+	assert_int_equal(run_ctl(args, &out), 2);
+	free(out);
+	unlink(eml);
+	free(raw);
+}
+
 /* History codec and window. */
 static void test_history(void **state)
 {
@@ -1882,6 +2041,7 @@ int main(void)
 		T(test_snapshot_compile_failure),
 		T(test_unsupported_analyzer),
 		T(test_snapshot_concurrent),
+		T(test_ctl_rule_test),
 		T(test_history),
 		T(test_history_readonly),
 	};
