@@ -1380,27 +1380,15 @@ static int history_key(const char *recipient, const char *sender, char *buf,
 	return 0;
 }
 
-int rules_history_record(struct pol_store *store, const char *recipient,
-			 const char *sender, int64_t now)
+/* Updates one pair inside txn. */
+static int history_put(struct pol_store *store, MDB_txn *txn,
+		       const char *kbuf, size_t klen, uint32_t today)
 {
-	char kbuf[512];
 	uint8_t vbuf[HISTORY_VALUE_LEN];
-	size_t klen;
-	MDB_txn *txn = NULL;
-	MDB_val key, val;
-	uint32_t today = day_of(now), first = today, count = 0;
+	MDB_val key = { klen, (void *)kbuf }, val;
+	uint32_t first = today, count = 0;
 	int rc;
 
-	rc = history_key(recipient, sender, kbuf, sizeof(kbuf), &klen);
-	if (rc != 0)
-		return rc;
-	if (!pol__db_present(store, POL_DB_SENDERS))
-		return -EROFS;
-	rc = pol__write_begin(store, &txn);
-	if (rc != 0)
-		return rc;
-	key.mv_data = kbuf;
-	key.mv_size = klen;
 	rc = mdb_get(txn, store->dbi[POL_DB_SENDERS], &key, &val);
 	if (rc == 0 && val.mv_size == HISTORY_VALUE_LEN) {
 		const uint8_t *p = val.mv_data;
@@ -1411,7 +1399,6 @@ int rules_history_record(struct pol_store *store, const char *recipient,
 		if (last > today)
 			today = last;   /* a clock going back keeps the later day */
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		pol__write_abort(&txn);
 		return pol__mdb_error(rc);
 	}
 	if (count < UINT32_MAX)
@@ -1421,12 +1408,50 @@ int rules_history_record(struct pol_store *store, const char *recipient,
 	put_u32le(vbuf + 8, count);
 	val.mv_data = vbuf;
 	val.mv_size = sizeof(vbuf);
-	rc = mdb_put(txn, store->dbi[POL_DB_SENDERS], &key, &val, 0);
-	if (rc != 0) {
-		pol__write_abort(&txn);
-		return pol__mdb_error(rc);
+	return pol__mdb_error(mdb_put(txn, store->dbi[POL_DB_SENDERS], &key, &val, 0));
+}
+
+int rules_history_record_many(struct pol_store *store,
+			      const char *const *recipients, size_t n,
+			      const char *sender, int64_t now)
+{
+	char kbuf[512];
+	size_t klen, done = 0;
+	MDB_txn *txn = NULL;
+	int rc, first_err = 0;
+
+	if (!pol__db_present(store, POL_DB_SENDERS))
+		return -EROFS;
+	rc = pol__write_begin(store, &txn);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		rc = history_key(recipients[i], sender, kbuf, sizeof(kbuf), &klen);
+		if (rc != 0) {
+			/* an unusable pair is skipped; the others are recorded */
+			if (first_err == 0)
+				first_err = rc;
+			continue;
+		}
+		rc = history_put(store, txn, kbuf, klen, day_of(now));
+		if (rc != 0) {
+			pol__write_abort(&txn);
+			return rc;
+		}
+		done++;
 	}
-	return pol__write_commit_quiet(&txn);
+	if (done == 0) {
+		pol__write_abort(&txn);
+		return first_err;
+	}
+	rc = pol__write_commit_quiet(&txn);
+	return rc != 0 ? rc : first_err;
+}
+
+int rules_history_record(struct pol_store *store, const char *recipient,
+			 const char *sender, int64_t now)
+{
+	return rules_history_record_many(store, &recipient, 1, sender, now);
 }
 
 int rules_history_seen(struct pol_store *store, const char *recipient,

@@ -129,6 +129,13 @@ int rules_user_groups(struct pol_store *store, const char *user,
  * recipient's inbox. */
 int rules_history_record(struct pol_store *store, const char *recipient,
 			 const char *sender, int64_t now);
+/* The same for every recipient of one message in ONE write transaction
+ * (one fsync instead of one per recipient). A pair that cannot be keyed
+ * (not addresses, over 511 bytes) is skipped and its error returned after
+ * the others were recorded. */
+int rules_history_record_many(struct pol_store *store,
+			      const char *const *recipients, size_t n,
+			      const char *sender, int64_t now);
 /* 1 when the pair was seen within the window, 0 when not (new), <0 error. */
 int rules_history_seen(struct pol_store *store, const char *recipient,
 		       const char *sender, int64_t now, unsigned window_days);

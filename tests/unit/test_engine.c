@@ -1983,6 +1983,21 @@ static void test_history(void **state)
 	assert_int_equal(rules_history_seen(f->store, ALICE, "x@ext.example", NOW + 281 * day, 180), 0);
 	/* not addresses */
 	assert_int_equal(rules_history_record(f->store, ALICE, "not an address", NOW), -EINVAL);
+	/* several recipients of one message in one transaction, quietly; a
+	 * bad one is skipped and reported, the others recorded */
+	{
+		const char *rcpts[] = { BOB, "bad address", CAROL };
+		uint64_t g = pol_store_generation(f->store);
+
+		assert_int_equal(rules_history_record_many(f->store, rcpts, 3,
+							   "z@ext.example", NOW), -EINVAL);
+		assert_int_equal(pol_store_generation(f->store), g);
+		assert_int_equal(rules_history_seen(f->store, BOB, "z@ext.example", NOW, 180), 1);
+		assert_int_equal(rules_history_seen(f->store, CAROL, "z@ext.example", NOW, 180), 1);
+		assert_int_equal(rules_history_seen(f->store, ALICE, "z@ext.example", NOW, 180), 0);
+		assert_int_equal(rules_history_record_many(f->store, rcpts + 1, 1,
+							   "z@ext.example", NOW), -EINVAL);
+	}
 }
 
 /* A store opened read-only without the senders database reads "never
