@@ -519,6 +519,76 @@ static int check_confirm(const struct rule *r, bool confirm)
 	return EXIT_OK;
 }
 
+
+static bool strv_same(const struct rule_strv *a, const struct rule_strv *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		size_t j;
+
+		for (j = 0; j < b->n && strcasecmp(a->v[i], b->v[j]) != 0; j++)
+			;
+		if (j == b->n)
+			return false;
+	}
+	return true;
+}
+
+/* Whether first's scope certainly covers later's: first applies to
+ * everybody, or both have the same scope. (A conservative test: spec
+ * 1.2.3 asks for a warning, not a proof.) */
+static bool scope_covers(const struct rule *first, const struct rule *later)
+{
+	const struct rule_apply *a = &first->apply, *b = &later->apply;
+
+	if (a->mode == RULE_APPLY_ALL && a->excluded_users.n == 0 &&
+	    a->excluded_groups.n == 0)
+		return true;
+	return a->mode == b->mode && strv_same(&a->users, &b->users) &&
+	       strv_same(&a->groups, &b->groups) &&
+	       strv_same(&a->excluded_users, &b->excluded_users) &&
+	       strv_same(&a->excluded_groups, &b->excluded_groups);
+}
+
+static bool shadows(const struct rule *first, const struct rule *later)
+{
+	return first->active && !first->audit && first->no_conditions &&
+	       (first->expiry == 0 || first->expiry > (int64_t)time(NULL)) &&
+	       later->id != first->id &&
+	       scope_covers(first, later);
+}
+
+/* Spec 1.2.3: an active rule without conditions decides every message in
+ * its scope, so the rules after it (in evaluation order) whose scope it
+ * covers never run. Warns on stderr; never fails. */
+static void warn_shadowing(struct ctl *ctl, uint32_t id)
+{
+	struct rule **v;
+	size_t n, at, later = 0;
+
+	if (rule_store_list(ctl->store, NULL, &v, &n) != 0)
+		return;
+	for (at = 0; at < n && v[at]->id != id; at++)
+		;
+	if (at < n) {
+		for (size_t i = 0; i < at; i++)
+			if (shadows(v[i], v[at])) {
+				fprintf(stderr, "posternctl: warning: rule %u \"%s\" has no "
+					"conditions and comes first: this rule never runs "
+					"for the recipients it covers\n", (unsigned)v[i]->id,
+					v[i]->name);
+				break;
+			}
+		for (size_t i = at + 1; i < n; i++)
+			later += shadows(v[at], v[i]);
+		if (later > 0)
+			fprintf(stderr, "posternctl: warning: this rule has no conditions "
+				"and shadows %zu later rule%s\n", later, later == 1 ? "" : "s");
+	}
+	rule_list_free(v, n);
+}
+
 /* --- commands ----------------------------------------------------------- */
 
 static int cmd_create(struct ctl *ctl, int argc, char **argv)
@@ -552,9 +622,11 @@ static int cmd_create(struct ctl *ctl, int argc, char **argv)
 		rc = ctl_open(ctl, true);
 	if (rc == EXIT_OK) {
 		rc = rule_store_create(ctl->store, r, &err);
-		if (rc == 0)
+		if (rc == 0) {
 			printf("created rule %u \"%s\" (level %u, position %u)\n",
 			       (unsigned)r->id, r->name, r->level, r->position);
+			warn_shadowing(ctl, r->id);
+		}
 		rc = rc == 0 ? EXIT_OK : rule_fail(rc, &err);
 	}
 	rule_free(r);
@@ -589,9 +661,11 @@ static int cmd_edit(struct ctl *ctl, int argc, char **argv)
 		rc = check_confirm(r, st.confirm || st.json_path != NULL);
 	if (rc == EXIT_OK) {
 		rc = rule_store_update(ctl->store, r, st.move_level, &err);
-		if (rc == 0)
+		if (rc == 0) {
 			printf("updated rule %u \"%s\" (level %u, position %u)\n",
 			       (unsigned)r->id, r->name, r->level, r->position);
+			warn_shadowing(ctl, r->id);
+		}
 		rc = rc == 0 ? EXIT_OK : rule_fail(rc, &err);
 	}
 	rule_free(r);

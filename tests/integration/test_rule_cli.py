@@ -90,6 +90,18 @@ class RuleCliTest(unittest.TestCase):
         self.ctl("rule", "create", "--json", "-", stdin=json.dumps(doc))
         self.assertEqual(self.names(), ["2.1:c45", "2.2:semi", "3.1:from json"])
 
+    def test_shadowing_warning(self):
+        # spec 1.2.3: an active rule without conditions shadows later rules
+        self.ctl("rule", "create", "--name", "a", "--if", "subject is a", "--action", "spam")
+        r = self.ctl("rule", "create", "--name", "tag all", "--no-conditions",
+                     "--action", "xheader=X-A: 1")
+        self.assertIn("shadows 1 later rule\n", r.stderr)
+        r = self.ctl("rule", "create", "--name", "b", "--if", "subject is b", "--action", "spam")
+        self.assertIn('"tag all" has no conditions and comes first', r.stderr)
+        self.ctl("rule", "disable", "tag all")
+        r = self.ctl("rule", "create", "--name", "c", "--if", "subject is c", "--action", "spam")
+        self.assertEqual(r.stderr, "")
+
     def test_edit_move_enable(self):
         for name, cond in (("ip", "sender_ip in_cidr 198.51.100.0/24"), ("a", "subject is a"),
                            ("b", "subject is b"), ("c", "subject is c")):
