@@ -263,13 +263,20 @@ int rule_store_set_tz(struct pol_store *store, long tz_offset_s);
 /* Creates a rule: validates it, checks the name is free and the total cap,
  * assigns an id, puts it at position (0: the end of its level; else that
  * position, shifting the rest), level 0 meaning rule_min_level(). Sets
- * r->id, r->level, r->position on success. */
+ * r->id, r->level, r->position on success (r is normalised by validation
+ * either way). Returns 0; -EINVAL with err (validation, RULE_ERR_LIMIT);
+ * -EEXIST with RULE_ERR_NAME_EXISTS; a store error (-EROFS, -EIO, -ENOSPC,
+ * -ENOMEM) with err->code RULE_ERR_INVALID. Nothing is written on error. */
 int rule_store_create(struct pol_store *store, struct rule *r,
 		      struct rule_error *err);
 
 /* Replaces rule r->id with r (its position kept unless the level changes;
  * LEVEL_TOO_LOW unless move_up_level, which moves it to the end of the
- * new minimum level). */
+ * new minimum level). r->level 0 keeps the stored level; a level above the
+ * stored one moves the rule to the end of that level. created is kept,
+ * modified set. An expiry already past is refused only when the edit
+ * changes the expiry date. Returns as rule_store_create(), plus -ENOENT
+ * with RULE_ERR_NOT_FOUND. */
 int rule_store_update(struct pol_store *store, struct rule *r,
 		      bool move_up_level, struct rule_error *err);
 
