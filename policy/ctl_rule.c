@@ -71,7 +71,7 @@ static void rule_usage(FILE *f)
 	      "  test ...               (posternctl rule test help)\n"
 	      "OPTIONS:\n"
 	      "  --name TEXT  --description TEXT  --expiry YYYY-MM-DD|none\n"
-	      "  --inactive (create)  --audit | --no-audit  --level N  --position N (create)\n"
+	      "  --inactive|--create-only (create: stored disabled)  --audit | --no-audit  --level N  --position N (create)\n"
 	      "  --no-conditions | --if 'PARAM OP VALUES' ... [--all | --any]\n"
 	      "      --delimiter D applies to the --if options after it (default ',';\n"
 	      "      'newline' for one value per line); PARAM 'header:NAME' for a header\n"
@@ -232,6 +232,12 @@ static int parse_condition(const char *spec, const char *delim, struct rule *r,
 		memcpy(opname, w[1], len);
 		opname[len] = '\0';
 		op = rule_op_from_name(opname);
+		/* "subject is true": the value true, not the boolean operator */
+		if ((op == OP_TRUE || op == OP_FALSE) &&
+		    rule_param_kind(c.param) != RK_BOOL)
+			op = -1;
+		if ((op == OP_EXISTS || op == OP_NOT_EXISTS) && c.param != RP_HEADER)
+			op = -1;
 		if (op >= 0)
 			rest = k + 1 < nw ? w[k + 1] : "";
 	}
@@ -381,7 +387,8 @@ static int parse_rule_options(int argc, char **argv, bool create, struct rule *r
 			} else {
 				rc = set_str(&r->expiry_date, val);
 			}
-		} else if (strcmp(opt, "--inactive") == 0 && create) {
+		} else if ((strcmp(opt, "--inactive") == 0 ||
+			    strcmp(opt, "--create-only") == 0) && create) {
 			r->active = false;
 		} else if (strcmp(opt, "--audit") == 0) {
 			r->audit = true;

@@ -79,6 +79,14 @@ class RuleCliTest(unittest.TestCase):
         self.ctl("rule", "create", "--name", "semi", "--delimiter", ";", "--if",
                  "subject contains a,b; c", "--if", "header:X-Spam-Flag is YES", "--any",
                  "--action", "xheader=X-T: 1", "--action", "subject=[ext]")
+        # a value that spells an operator of another kind stays a value
+        self.ctl("rule", "create", "--name", "truth", "--create-only", "--if",
+                 "subject is true", "--if", "bulk is true", "--action", "spam")
+        shown = json.loads(self.ctl("rule", "show", "truth", "--json").stdout)
+        self.assertEqual([(c["op"], c["values"]) for c in shown["conditions"]],
+                         [("is", ["true"]), ("is_true", [])])
+        self.assertEqual(shown["status"], "inactive")
+        self.ctl("rule", "delete", "truth")
         shown = json.loads(self.ctl("rule", "show", "semi", "--json").stdout)
         self.assertEqual(shown["conditions"][0]["values"], ["a,b", "c"])
         self.assertEqual(shown["conditions"][1]["header"], "X-Spam-Flag")
