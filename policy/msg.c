@@ -1272,12 +1272,12 @@ static int mime_parse(struct msg *m)
 	return 0;
 }
 
-/* An ASCII-lowercased copy in the arena, repaired to valid UTF-8 (GMime
- * hands out raw 8-bit type and parameter bytes). */
+/* An ASCII-lowercased copy in the arena, as norm_text() (GMime hands out
+ * raw 8-bit type and parameter bytes). */
 static char *lower_dup(struct msg *m, const char *s)
 {
 	size_t n;
-	char *u = norm_utf8(s, strlen(s), &n), *p;
+	char *u = norm_text(s, strlen(s), &n), *p;
 
 	if (u == NULL)
 		return NULL;
@@ -1511,9 +1511,8 @@ static void check_encoding(struct msg *m, const struct leaf *l, GMimeContentEnco
 		for (size_t i = 0; i < sp.len; i++) {
 			unsigned char c = p[i];
 
-			if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			      (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=' ||
-			      c == '\r' || c == '\n' || c == ' ' || c == '\t')) {
+			if (!g_ascii_isalnum(c) && c != '+' && c != '/' && c != '=' &&
+			    c != '\r' && c != '\n' && c != ' ' && c != '\t') {
 				m->anomalies |= MSG_ANOMALY_BAD_ENCODING;
 				return;
 			}
@@ -2260,8 +2259,9 @@ static int feat_strings(struct msg *m, enum rule_param p, struct msg_values *out
 				continue;
 			if (l->ext != NULL)
 				rc = vec_add(m, &a, l->ext, strlen(l->ext), true);
+			/* lowercase ASCII, but raw 8-bit types need the full fold */
 			if (rc == 0)
-				rc = vec_add(m, &a, l->type, strlen(l->type), true);
+				rc = vec_add(m, &a, l->type, strlen(l->type), false);
 		}
 		break;
 	case RP_SPF:

@@ -33,9 +33,12 @@ static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
 static void mime_init_once(void);
 
 static bool is_space_cp(ucs4_t c);
-static bool is_invisible_cp(ucs4_t c);
+static size_t invisible_at(const uint8_t *p, const uint8_t *end);
+static bool nfc_quick(const uint8_t *s, size_t n);
+static uint8_t *fold_quick(const uint8_t *a, size_t n, size_t *kn);
+static bool utf8_clean(const uint8_t *s, size_t n);
 static char *collapse_ws(char *s, size_t len, size_t *out_len);
-static char *nfc(const char *s, size_t len, size_t *out_len);
+static char *nfc_owned(char *s, size_t len, size_t *out_len);
 static char *unfold(const char *raw, size_t len, size_t *out_len);
 static int domain_ascii(const char *in, size_t len, char *out, size_t out_size);
 static int domain_label_ok(const char *l, size_t len);
@@ -54,6 +57,66 @@ void norm_mime_init(void)
 
 /* Valid UTF-8 copy of s: each byte of an invalid or truncated sequence,
  * and each NUL, becomes U+FFFD. Always NUL-terminated. */
+/* Whether s is valid UTF-8 without NUL (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF); ASCII is skipped 8 bytes at a time. */
+static bool utf8_clean(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		if (i + 8 <= n) {
+			uint64_t w;
+
+			memcpy(&w, s + i, 8);
+			/* no high bit and no zero byte */
+			if ((w & 0x8080808080808080ULL) == 0 &&
+			    ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) == 0) {
+				i += 8;
+				continue;
+			}
+		}
+		if (s[i] < 0x80) {
+			if (s[i] == 0)
+				return false;
+			i++;
+			continue;
+		}
+		{
+			uint8_t c = s[i];
+			size_t k;
+			uint8_t lo = 0x80, hi = 0xBF;
+
+			if (c >= 0xC2 && c <= 0xDF) {
+				k = 1;
+			} else if (c >= 0xE0 && c <= 0xEF) {
+				k = 2;
+				if (c == 0xE0)
+					lo = 0xA0;
+				else if (c == 0xED)
+					hi = 0x9F;
+			} else if (c >= 0xF0 && c <= 0xF4) {
+				k = 3;
+				if (c == 0xF0)
+					lo = 0x90;
+				else if (c == 0xF4)
+					hi = 0x8F;
+			} else {
+				return false;
+			}
+			if (i + k >= n)
+				return false;
+			if (s[i + 1] < lo || s[i + 1] > hi)
+				return false;
+			for (size_t j = 2; j <= k; j++) {
+				if (s[i + j] < 0x80 || s[i + j] > 0xBF)
+					return false;
+			}
+			i += k + 1;
+		}
+	}
+	return true;
+}
+
 char *norm_utf8(const char *s, size_t len, size_t *out_len)
 {
 	const uint8_t *p = (const uint8_t *)s, *end = p + len;
@@ -61,7 +124,7 @@ char *norm_utf8(const char *s, size_t len, size_t *out_len)
 	char *out;
 
 	/* fast path: all valid and no NUL */
-	if (u8_check(p, len) == NULL && memchr(s, 0, len) == NULL) {
+	if (utf8_clean(p, len)) {
 		out = malloc(len + 1);
 		if (out == NULL)
 			return NULL;
@@ -110,14 +173,59 @@ static bool is_space_cp(ucs4_t c)
 	}
 }
 
-static bool is_invisible_cp(ucs4_t c)
+/* The byte length of the invisible character at p (U+00AD, U+200B-U+200D,
+ * U+2060, U+FEFF, U+180E), or 0. p holds valid UTF-8 up to end. */
+static size_t invisible_at(const uint8_t *p, const uint8_t *end)
 {
-	return c == 0xAD || (c >= 0x200B && c <= 0x200D) || c == 0x2060 ||
-	       c == 0xFEFF || c == 0x180E;
+	size_t n = (size_t)(end - p);
+
+	if (p[0] == 0xC2)
+		return n >= 2 && p[1] == 0xAD ? 2 : 0;
+	if (n < 3)
+		return 0;
+	if (p[0] == 0xE2)
+		return (p[1] == 0x80 && p[2] >= 0x8B && p[2] <= 0x8D) ||
+		       (p[1] == 0x81 && p[2] == 0xA0) ? 3 : 0;
+	if (p[0] == 0xEF)
+		return p[1] == 0xBB && p[2] == 0xBF ? 3 : 0;
+	if (p[0] == 0xE1)
+		return p[1] == 0xA0 && p[2] == 0x8E ? 3 : 0;
+	return 0;
+}
+
+/* True when s (valid UTF-8) is NFC already for certain: every code point
+ * is below U+0300 (no combining mark, nothing that composes or has a
+ * singleton decomposition) or in U+2010-U+2027, U+2030-U+205E,
+ * U+20A0-U+20BF (punctuation and currency without canonical
+ * decompositions). Anything else goes through u8_normalize(). */
+static bool nfc_quick(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = s[i];
+
+		if (c < 0x80)
+			continue;
+		if (c <= 0xCB) {        /* 2-byte sequences up to U+02FF */
+			i++;
+			continue;
+		}
+		if (c == 0xE2 && i + 2 < n) {
+			uint8_t b = s[i + 1], t = s[i + 2];
+
+			if ((b == 0x80 && ((t >= 0x90 && t <= 0xA7) || t >= 0xB0)) ||
+			    (b == 0x81 && t <= 0x9E) || (b == 0x82 && t >= 0xA0)) {
+				i += 2;
+				continue;
+			}
+		}
+		return false;
+	}
+	return true;
 }
 
 /* Trims s (valid UTF-8, len bytes, owned) and collapses whitespace runs to
- * one ASCII space, in place; returns s. */
+ * one ASCII space, in place; returns s. Only the lead bytes of Unicode
+ * spaces (C2, E1, E2, E3) are decoded. */
 static char *collapse_ws(char *s, size_t len, size_t *out_len)
 {
 	const uint8_t *p = (const uint8_t *)s, *end = p + len;
@@ -125,14 +233,28 @@ static char *collapse_ws(char *s, size_t len, size_t *out_len)
 	bool pending = false;
 
 	while (p < end) {
-		ucs4_t c;
-		int k = u8_mbtoucr(&c, p, (size_t)(end - p));
+		uint8_t c = *p;
+		size_t k = 1;
+		bool sp;
 
-		if (k <= 0) {           /* cannot happen on sanitised input */
-			k = 1;
-			c = 0xFFFD;
+		if (c < 0x80) {
+			sp = c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' ||
+			     c == '\f';
+		} else if (c == 0xC2 || c == 0xE1 || c == 0xE2 || c == 0xE3) {
+			ucs4_t cp;
+			int l = u8_mbtoucr(&cp, p, (size_t)(end - p));
+
+			if (l <= 0)
+				l = 1, cp = 0xFFFD;
+			k = (size_t)l;
+			sp = is_space_cp(cp);
+		} else {
+			k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+			if (k > (size_t)(end - p))
+				k = (size_t)(end - p);
+			sp = false;
 		}
-		if (is_space_cp(c)) {
+		if (sp) {
 			pending = n > 0;
 			p += k;
 			continue;
@@ -141,8 +263,8 @@ static char *collapse_ws(char *s, size_t len, size_t *out_len)
 			s[n++] = ' ';
 			pending = false;
 		}
-		memmove(s + n, p, (size_t)k);
-		n += (size_t)k;
+		for (size_t j = 0; j < k; j++)
+			s[n++] = (char)p[j];
 		p += k;
 	}
 	s[n] = 0;
@@ -151,30 +273,21 @@ static char *collapse_ws(char *s, size_t len, size_t *out_len)
 	return s;
 }
 
-/* NFC of valid UTF-8; a malloc'd NUL-terminated string. */
-static char *nfc(const char *s, size_t len, size_t *out_len)
+/* NFC of valid UTF-8 s (len bytes, owned, NUL-terminated): s itself when
+ * it is NFC already, else a new string and s is freed. NULL on allocation
+ * failure (s freed). */
+static char *nfc_owned(char *s, size_t len, size_t *out_len)
 {
 	size_t n = 0;
 	uint8_t *r;
 	char *out;
-	bool ascii = true;
 
-	for (size_t i = 0; i < len; i++) {
-		if ((unsigned char)s[i] >= 0x80) {
-			ascii = false;
-			break;
-		}
-	}
-	if (ascii || len == 0) {
-		out = malloc(len + 1);
-		if (out == NULL)
-			return NULL;
-		memcpy(out, s, len);
-		out[len] = 0;
+	if (nfc_quick((const uint8_t *)s, len)) {
 		*out_len = len;
-		return out;
+		return s;
 	}
 	r = u8_normalize(UNINORM_NFC, (const uint8_t *)s, len, NULL, &n);
+	free(s);
 	if (r == NULL)
 		return NULL;
 	out = realloc(r, n + 1);
@@ -189,17 +302,16 @@ static char *nfc(const char *s, size_t len, size_t *out_len)
 
 char *norm_text(const char *s, size_t len, size_t *out_len)
 {
-	size_t n1, n2;
-	char *a, *b;
+	size_t n;
+	char *a;
 
-	a = norm_utf8(s, len, &n1);
+	a = norm_utf8(s, len, &n);
 	if (a == NULL)
 		return NULL;
-	b = nfc(a, n1, &n2);
-	free(a);
-	if (b == NULL)
+	a = nfc_owned(a, n, &n);
+	if (a == NULL)
 		return NULL;
-	return collapse_ws(b, n2, out_len);
+	return collapse_ws(a, n, out_len);
 }
 
 /* Unfolds raw header text: CRLF or LF followed by WSP is dropped (the WSP
@@ -236,7 +348,7 @@ static char *unfold(const char *raw, size_t len, size_t *out_len)
 
 char *norm_header_text(const char *raw, size_t len, size_t *out_len)
 {
-	size_t n, n2;
+	size_t n;
 	char *u, *s, *dec, *r;
 
 	u = unfold(raw, len, &n);
@@ -253,19 +365,67 @@ char *norm_header_text(const char *raw, size_t len, size_t *out_len)
 			/* the decoded words may carry invalid bytes */
 			r = norm_utf8(dec, strlen(dec), &n);
 			g_free(dec);
-			if (r == NULL) {
-				free(s);
-				return NULL;
-			}
 			free(s);
+			if (r == NULL)
+				return NULL;
 			s = r;
 		}
 	}
-	r = nfc(s, n, &n2);
-	free(s);
-	if (r == NULL)
+	s = nfc_owned(s, n, &n);
+	if (s == NULL)
 		return NULL;
-	return collapse_ws(r, n2, out_len);
+	return collapse_ws(s, n, out_len);
+}
+
+/* Case fold of NFC-quick text (nfc_quick()): ASCII runs lowercased here,
+ * the other runs folded by libunistring without normalisation (case
+ * folding is context free). NULL when the fold leaves a combining mark
+ * (U+01F0 -> j + U+030C), which needs the full path, or on allocation
+ * failure. */
+static uint8_t *fold_quick(const uint8_t *a, size_t n, size_t *kn)
+{
+	size_t cap = n + 16, o = 0;
+	uint8_t *out = malloc(cap);
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t j = i, fl = 0;
+		uint8_t *f;
+
+		if (a[i] < 0x80) {
+			uint8_t c = a[i++];
+
+			out[o++] = (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+			continue;
+		}
+		while (j < n && a[j] >= 0x80)
+			j++;
+		f = u8_casefold(a + i, j - i, NULL, NULL, NULL, &fl);
+		if (f == NULL || memchr(f, 0xCC, fl) != NULL || memchr(f, 0xCD, fl) != NULL) {
+			free(f);
+			free(out);
+			return NULL;
+		}
+		if (o + fl + (n - j) > cap) {
+			size_t nc = o + fl + (n - j) + 64;
+			uint8_t *no = realloc(out, nc);
+
+			if (no == NULL) {
+				free(f);
+				free(out);
+				return NULL;
+			}
+			out = no;
+			cap = nc;
+		}
+		memcpy(out + o, f, fl);
+		o += fl;
+		free(f);
+		i = j;
+	}
+	*kn = o;
+	return out;
 }
 
 char *norm_key(const char *s, size_t len, size_t *out_len)
@@ -293,7 +453,11 @@ char *norm_key(const char *s, size_t len, size_t *out_len)
 			*out_len = n;
 		return a;
 	}
-	k = u8_casefold((const uint8_t *)a, n, NULL, UNINORM_NFC, NULL, &kn);
+	k = NULL;
+	if (nfc_quick((const uint8_t *)a, n))
+		k = fold_quick((const uint8_t *)a, n, &kn);
+	if (k == NULL)
+		k = u8_casefold((const uint8_t *)a, n, NULL, UNINORM_NFC, NULL, &kn);
 	free(a);
 	if (k == NULL)
 		return NULL;
@@ -305,16 +469,13 @@ char *norm_key(const char *s, size_t len, size_t *out_len)
 	/* drop the invisible characters */
 	n = 0;
 	for (size_t i = 0; i < kn;) {
-		ucs4_t c;
-		int l = u8_mbtoucr(&c, k + i, kn - i);
+		size_t l = invisible_at(k + i, k + kn);
 
-		if (l <= 0)
-			l = 1, c = 0xFFFD;
-		if (!is_invisible_cp(c)) {
-			memcpy(out + n, k + i, (size_t)l);
-			n += (size_t)l;
+		if (l > 0) {
+			i += l;
+			continue;
 		}
-		i += (size_t)l;
+		out[n++] = (char)k[i++];
 	}
 	free(k);
 	out[n] = 0;

@@ -7,12 +7,19 @@
  * every parameter, in an order byte 0 also varies (memoisation must not
  * depend on it). Properties, besides memory safety and no leak:
  *  - every getter answers (0, or -ENOTSUP/-EINVAL where the kind says);
- *  - every value is NUL-terminated at its length, valid UTF-8, and a
- *    second call returns the same pointers (memoised);
+ *  - every value is NUL-terminated at its length, valid UTF-8, its text
+ *    is NFC and its key is the reference fold of its text (libunistring's
+ *    u8_casefold with NFC, invisible characters removed: norm.c's fast
+ *    paths must agree with it), and a second call returns the same
+ *    pointers (memoised);
  *  - header spans lie inside the message, start with the name asked for
  *    and are in order; the header end is within the message;
  *  - text-part spans lie inside the message and after the header end;
  *  - the extracted content is within limits.text_max.
+ * With bit 4 of byte 0 the input also goes straight through norm.h (as
+ * header text, text, key, domain, address, IP and CIDR): the outputs are
+ * valid UTF-8, NFC, keys are the reference fold, and every normalisation
+ * is idempotent (normalising its own output changes nothing).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -20,6 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <unicase.h>
+#include <uninorm.h>
+#include <unistr.h>
 
 #include "policy/msg.h"
 
@@ -42,6 +53,48 @@ static void check_utf8(const char *s, size_t n)
 	check(v != NULL, "norm_utf8");
 	check(vn == n && memcmp(v, s, n) == 0, "value is valid UTF-8");
 	free(v);
+}
+
+static bool invisible(ucs4_t c)
+{
+	return c == 0xAD || (c >= 0x200B && c <= 0x200D) || c == 0x2060 ||
+	       c == 0xFEFF || c == 0x180E;
+}
+
+/* The text is NFC; the key is the reference fold of the text. */
+static void check_forms(const struct msg_value *v)
+{
+	const uint8_t *t = (const uint8_t *)v->text;
+	size_t rn = 0, kn = 0;
+	uint8_t *r, *k;
+
+	r = u8_normalize(UNINORM_NFC, t, v->text_len, NULL, &rn);
+	check(r != NULL || v->text_len == 0, "u8_normalize");
+	if (v->text_len > 0 && (rn != v->text_len || memcmp(r, t, rn) != 0)) {
+		fprintf(stderr, "not NFC:");
+		for (size_t i = 0; i < v->text_len && i < 200; i++)
+			fprintf(stderr, " %02x", t[i]);
+		fprintf(stderr, "\n");
+		check(0, "text is NFC");
+	}
+	free(r);
+	r = u8_casefold(t, v->text_len, NULL, UNINORM_NFC, NULL, &rn);
+	check(r != NULL || v->text_len == 0, "u8_casefold");
+	k = malloc(rn + 1);
+	check(k != NULL, "malloc");
+	for (size_t i = 0; i < rn;) {
+		ucs4_t c;
+		int l = u8_mbtouc(&c, r + i, rn - i);
+
+		if (!invisible(c)) {
+			memcpy(k + kn, r + i, (size_t)l);
+			kn += (size_t)l;
+		}
+		i += (size_t)l;
+	}
+	check(kn == v->key_len && memcmp(k, v->key, kn) == 0, "key is the fold of the text");
+	free(k);
+	free(r);
 }
 
 static void check_spans(const uint8_t *data, size_t len, const struct msg_span *sp,
@@ -83,6 +136,7 @@ static void one_param(struct msg *m, enum rule_param p, const struct msg_limits 
 			for (size_t i = 0; i < v.n; i++) {
 				check_utf8(v.v[i].text, v.v[i].text_len);
 				check_utf8(v.v[i].key, v.v[i].key_len);
+				check_forms(&v.v[i]);
 			}
 			if (p == RP_CONTENT && v.n > 0)
 				check(v.v[0].text_len <= lim->text_max, "content within text_max");
@@ -102,6 +156,71 @@ static void one_param(struct msg *m, enum rule_param p, const struct msg_limits 
 	if (rc == 0) {
 		rc2 = msg_numbers(m, p, &nv2, &n2);
 		check(rc2 == 0 && n2 == n && nv2 == nv, "numbers memoised");
+	}
+}
+
+static void fuzz_norm(const uint8_t *data, size_t size)
+{
+	struct msg_value v;
+	char *t, *t2, *k, *k2;
+	size_t tn, t2n, kn, k2n;
+	char d1[256], d2[256], a1[512], a2[512], z[128];
+	struct norm_ip ip;
+	struct norm_cidr c;
+
+	t = norm_header_text((const char *)data, size, &tn);
+	check(t != NULL, "norm_header_text");
+	check_utf8(t, tn);
+	k = norm_key(t, tn, &kn);
+	check(k != NULL, "norm_key");
+	v.text = t;
+	v.text_len = tn;
+	v.key = k;
+	v.key_len = kn;
+	check_forms(&v);
+	t2 = norm_text(t, tn, &t2n);
+	check(t2n == tn && memcmp(t2, t, tn) == 0, "norm_text idempotent on header text");
+	k2 = norm_key(k, kn, &k2n);
+	check(k2n == kn && memcmp(k2, k, kn) == 0, "norm_key idempotent");
+	free(t2);
+	free(k2);
+	free(k);
+	free(t);
+	t = norm_text((const char *)data, size, &tn);
+	check(t != NULL, "norm_text");
+	check_utf8(t, tn);
+	t2 = norm_text(t, tn, &t2n);
+	check(t2n == tn && memcmp(t2, t, tn) == 0, "norm_text idempotent");
+	free(t2);
+	free(t);
+	if (norm_domain((const char *)data, size, d1, sizeof(d1)) == 0) {
+		check_utf8(d1, strlen(d1));
+		check(norm_domain(d1, strlen(d1), d2, sizeof(d2)) == 0 && strcmp(d1, d2) == 0,
+		      "norm_domain idempotent");
+		check(norm_domain_within(d1, d1), "a domain is within itself");
+	}
+	if (norm_address((const char *)data, size, a1, sizeof(a1)) == 0) {
+		check_utf8(a1, strlen(a1));
+		check(norm_address(a1, strlen(a1), a2, sizeof(a2)) == 0 && strcmp(a1, a2) == 0,
+		      "norm_address idempotent");
+		norm_address_strip_detail(a2);
+		check(strlen(a2) <= strlen(a1), "strip detail shortens");
+	}
+	if (size < sizeof(z)) {
+		memcpy(z, data, size);
+		z[size] = 0;
+		if (norm_ip_parse(z, &ip) == 0) {
+			char f[64];
+			struct norm_ip ip2;
+
+			norm_ip_format(&ip, f, sizeof(f));
+			check(norm_ip_parse(f, &ip2) == 0 && memcmp(&ip, &ip2, sizeof(ip)) == 0,
+			      "ip format round trip");
+		}
+		if (norm_cidr_parse(z, &c) == 0) {
+			check(c.prefix <= 128, "prefix");
+			check(norm_cidr_match(&c, &c.net), "a network contains itself");
+		}
 	}
 }
 
@@ -134,6 +253,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lim.depth_max = 3;
 		lim.text_max = 64;
 	}
+	if (mode & 16)
+		fuzz_norm(data, size);
 	check(msg_open(data, size, &envs[(mode >> 1) & 1], &cfg, &lim, &m) == 0, "open");
 	if (mode & 4) {
 		/* structure first */

@@ -143,6 +143,24 @@ static void test_text_and_utf8(void **state)
 	r = norm_utf8("\xED\xA0\x80", 3, &n);
 	assert_int_equal(n, 9);
 	free(r);
+	/* overlong 3-byte, above U+10FFFF, lone continuation: invalid */
+	r = norm_utf8("\xE0\x80\xAF", 3, &n);
+	assert_int_equal(n, 9);
+	free(r);
+	r = norm_utf8("\xF4\x90\x80\x80", 4, &n);
+	assert_int_equal(n, 12);
+	free(r);
+	r = norm_utf8("abcdefgh\x80", 9, &n);
+	assert_string_equal(r, "abcdefgh\xEF\xBF\xBD");
+	free(r);
+	/* valid 2-, 3- and 4-byte sequences after a long ASCII run stay */
+	{
+		const char *ok = "0123456789abcdef\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF";
+
+		r = norm_utf8(ok, strlen(ok), &n);
+		assert_string_equal(r, ok);
+		free(r);
+	}
 }
 
 static void test_key(void **state)
@@ -156,6 +174,12 @@ static void test_key(void **state)
 		{ "\xC4\xB0stanbul", "i\xCC\x87stanbul" },
 		/* dotless i stays dotless */
 		{ "\xC4\xB1", "\xC4\xB1" },
+		/* Latin after ASCII (the quick fold), and U+01F0, whose fold
+		 * needs recomposition (j + U+030C -> U+01F0) */
+		{ "ABC\xC3\x80X\xC3\x9F", "abc\xC3\xA0xss" },
+		{ "A\xC7\xB0", "a\xC7\xB0" },
+		{ "e\xCC\x81T\xC3\x89", "\xC3\xA9t\xC3\xA9" },
+		{ "\xE2\x80\x9CQuoted\xE2\x80\x9D \xE2\x82\xAC", "\xE2\x80\x9Cquoted\xE2\x80\x9D \xE2\x82\xAC" },
 		/* Greek final sigma folds to sigma */
 		{ "\xCE\xA3\xCE\xBF\xCF\x82", "\xCF\x83\xCE\xBF\xCF\x83" },
 		/* invisibles removed: soft hyphen, ZWSP, ZWJ, word joiner, BOM, MVS */
