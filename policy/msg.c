@@ -1893,6 +1893,23 @@ static size_t skip_tag(const char *h, size_t n, size_t i)
 	return n;
 }
 
+static bool block_tag(const char *h, size_t n, size_t i)
+{
+	static const char *const blocks[] = {
+		"address", "article", "aside", "blockquote", "body", "br", "caption",
+		"center", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure",
+		"footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header",
+		"hr", "html", "li", "main", "nav", "ol", "option", "p", "pre", "section",
+		"table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "ul",
+	};
+
+	for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+		if (tag_is(h, n, i, blocks[k]))
+			return true;
+	}
+	return false;
+}
+
 static size_t find_ci(const char *h, size_t n, size_t i, const char *needle)
 {
 	size_t l = strlen(needle);
@@ -1934,8 +1951,14 @@ static size_t html_to_text(const char *h, size_t n, char *out, size_t cap, bool 
 				continue;
 			}
 			if (j < n && (g_ascii_isalpha(h[j]) || h[j] == '!' || h[j] == '?')) {
+				/* a block element separates words; an inline one
+				 * (b, span, a, font...) does not: "pay<b>pal</b>"
+				 * reads "paypal" */
+				bool block = block_tag(h, n, j);
+
 				i = skip_tag(h, n, i);
-				out[o++] = ' ';
+				if (block)
+					out[o++] = ' ';
 				continue;
 			}
 			out[o++] = h[i++];
@@ -2326,10 +2349,11 @@ int msg_bool(struct msg *m, enum rule_param p, bool *out)
 	if (k != 1)
 		return -EINVAL;
 	if (!m->b_done[p]) {
-		bool v = false;
-		bool auth_hdr = m->cfg.auth_header != NULL &&
-				msg_header_exists(m, m->cfg.auth_header);
+		bool v = false, auth_hdr = false;
 
+		if (p == RP_EXTERNAL_SENDER || p == RP_AUTH_SENDER)
+			auth_hdr = m->cfg.auth_header != NULL &&
+				   msg_header_exists(m, m->cfg.auth_header);
 		switch (p) {
 		case RP_EXTERNAL_SENDER:
 			v = !auth_hdr && !client_internal(m);

@@ -297,6 +297,12 @@ static const struct feat_case cases[] = {
 	{ "content plain", M_PLAIN, &ENV, RP_CONTENT, NULL, "[\"Hello body.\"]" },
 	{ "content multi", M_MULTI, &ENV, RP_CONTENT, NULL,
 	  "[\"Caf\xC3\xA9 plain Hello & welcome \xC3\xA9" "A\"]" },
+	{ "content html inline tags join", "Content-Type: text/html\r\n\r\n<p>pay<b>p</b><span>al"
+	  "</span><!-- x -->.com</p><p>next&#32;para<br>line</p>", &ENV, RP_CONTENT, NULL,
+	  "[\"paypal.com next para line\"]" },
+	{ "content html script/style/comment", "Content-Type: text/html\r\n\r\n<style>a{}</style>"
+	  "<SCRIPT type=x>alert('<p>x')</SCRIPT >ok<!-- hidden -->&lt;tag&gt; &unknown; &#x1F600;", &ENV,
+	  RP_CONTENT, NULL, "[\"ok<tag> &unknown; \xF0\x9F\x98\x80\"]" },
 	{ "content bare lf", M_LF, &ENV, RP_CONTENT, NULL, "[\"line one line two\"]" },
 	{ "content signed", M_SIGNED, &ENV, RP_CONTENT, NULL, "[\"signed text\"]" },
 	{ "content no body", M_NOBODY, &ENV, RP_CONTENT, NULL, "(none)" },
