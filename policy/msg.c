@@ -1893,21 +1893,33 @@ static size_t skip_tag(const char *h, size_t n, size_t i)
 	return n;
 }
 
+static int cmp_name(const void *k, const void *e)
+{
+	return strcmp(k, *(const char *const *)e);
+}
+
+/* Whether the tag name at h[i] is a block element (sorted list, bsearch). */
 static bool block_tag(const char *h, size_t n, size_t i)
 {
-	static const char *const blocks[] = {
+	static const char *const blocks[] = {   /* strcmp order */
 		"address", "article", "aside", "blockquote", "body", "br", "caption",
 		"center", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure",
 		"footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header",
 		"hr", "html", "li", "main", "nav", "ol", "option", "p", "pre", "section",
 		"table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "ul",
 	};
+	char name[12];
+	size_t k = 0;
 
-	for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
-		if (tag_is(h, n, i, blocks[k]))
-			return true;
+	while (i + k < n && k < sizeof(name) - 1 && g_ascii_isalnum(h[i + k])) {
+		name[k] = g_ascii_tolower(h[i + k]);
+		k++;
 	}
-	return false;
+	if (k == 0 || (i + k < n && g_ascii_isalnum(h[i + k])))
+		return false;
+	name[k] = 0;
+	return bsearch(name, blocks, sizeof(blocks) / sizeof(blocks[0]), sizeof(blocks[0]),
+		       cmp_name) != NULL;
 }
 
 static size_t find_ci(const char *h, size_t n, size_t i, const char *needle)

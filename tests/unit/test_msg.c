@@ -300,6 +300,10 @@ static const struct feat_case cases[] = {
 	{ "content html inline tags join", "Content-Type: text/html\r\n\r\n<p>pay<b>p</b><span>al"
 	  "</span><!-- x -->.com</p><p>next&#32;para<br>line</p>", &ENV, RP_CONTENT, NULL,
 	  "[\"paypal.com next para line\"]" },
+	{ "content html block elements", "Content-Type: text/html\r\n\r\n<TABLE><tr><td>a</td><td>b"
+	  "</td></tr></table><h1>c</h1><ul><li>d</li></ul><dd>e</dd><title>f</title><center>g</center>"
+	  "<address>h</address><section>i</section><ul>j</ul><tdx>k</tdx><font>l", &ENV, RP_CONTENT, NULL,
+	  "[\"a b c d e f g h i j kl\"]" },
 	{ "content html script/style/comment", "Content-Type: text/html\r\n\r\n<style>a{}</style>"
 	  "<SCRIPT type=x>alert('<p>x')</SCRIPT >ok<!-- hidden -->&lt;tag&gt; &unknown; &#x1F600;", &ENV,
 	  RP_CONTENT, NULL, "[\"ok<tag> &unknown; \xF0\x9F\x98\x80\"]" },
