@@ -30,9 +30,6 @@
 
 /* Header lines are folded before this many characters where possible. */
 #define HDR_FOLD 78
-/* UTF-8 bytes per RFC 2047 encoded word: 45 -> 60 base64 characters, with
- * "=?UTF-8?B?" and "?=" 72, under the 75 of RFC 2047 section 2. */
-#define EW_CHUNK 45
 
 #define PREFIX "X-Postern-"
 
@@ -202,38 +199,90 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return want;
 }
 
-/* RFC 2047 B encoded words in UTF-8, cut at character boundaries, folded
- * one per line; col is the column the first one starts at. */
+/* Q encoding (RFC 2047 4.2, the "text" rules of 5(1) restricted to what
+ * is safe in any header): letters, digits and "!*+-/" as they are, space
+ * as "_", everything else =XX. */
+static bool q_literal(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '!' || c == '*' || c == '+' ||
+	       c == '-' || c == '/' || c == ' ';
+}
+
+static void q_word(struct buf *b, const unsigned char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	buf_adds(b, "=?UTF-8?Q?");
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ' ') {
+			buf_addc(b, '_');
+		} else if (q_literal(s[i])) {
+			buf_addc(b, (char)s[i]);
+		} else {
+			char e[3] = { '=', hex[s[i] >> 4], hex[s[i] & 15] };
+			buf_add(b, e, 3);
+		}
+	}
+	buf_adds(b, "?=");
+}
+
+/* RFC 2047 encoded words in UTF-8, each at most 75 characters and holding
+ * whole characters, folded one per line; col is the column the first one
+ * starts at. A word is B-encoded when it is the last one or its bytes fill
+ * whole base64 groups, else Q-encoded: no "=" padding ever sits between
+ * two words, which decoders that join adjacent words before decoding
+ * (GMime 3) would cut the text at. */
 static void encoded_words(struct buf *b, const char *s, size_t n, size_t col,
 			  const char *eol)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
 	bool first = true;
-	/* the first word shares its line with the field name */
-	size_t chunk = col + 12 < 76 ? (76 - col - 12) / 4 * 3 : 0;
 
-	if (chunk < 6)
-		chunk = 6;
 	while (i < n) {
-		size_t end = i;
+		/* room for the payload on this line */
+		size_t room = first && col + 12 < 76 ? 76 - col - 12 : 63;
+		size_t bmax = room < 8 ? 6 : room / 4 * 3;
+		size_t end = i, whole = i, qend = i, qlen = 0;
 
+		if (room < 8)
+			room = 8;
+		/* the longest B word, and where it last ended on a whole group */
 		while (end < n) {
 			size_t l = utf8_seq_len(u + end, n - end);
-			if (end - i + l > chunk && end > i)
+			if (end - i + l > bmax && end > i)
 				break;
 			end += l;
+			if ((end - i) % 3 == 0)
+				whole = end;
 		}
 		if (!first) {
 			buf_adds(b, eol);
 			buf_addc(b, ' ');
 		}
 		first = false;
-		buf_adds(b, "=?UTF-8?B?");
-		b64_encode(b, u + i, end - i, 0, eol);
-		buf_adds(b, "?=");
-		i = end;
-		chunk = EW_CHUNK;
+		if (end == n || whole > i) {
+			if (end < n)
+				end = whole;
+			buf_adds(b, "=?UTF-8?B?");
+			b64_encode(b, u + i, end - i, 0, eol);
+			buf_adds(b, "?=");
+			i = end;
+			continue;
+		}
+		/* the longest Q word instead */
+		while (qend < n) {
+			size_t l = utf8_seq_len(u + qend, n - qend), w = 0;
+			for (size_t k = 0; k < l; k++)
+				w += q_literal(u[qend + k]) ? 1 : 3;
+			if (qlen + w > room && qend > i)
+				break;
+			qlen += w;
+			qend += l;
+		}
+		q_word(b, u + i, qend - i);
+		i = qend;
 	}
 }
 
@@ -543,9 +592,11 @@ static int plan_subject(struct plan *pl, struct msg *m, const char *text,
 	while (vstart < rlen && (raw[vstart] == ' ' || raw[vstart] == '\t'))
 		vstart++;
 
-	if (is_ascii(raw, rlen) && is_ascii(t, tlen) && vstart < rlen) {
+	if (is_ascii(raw, rlen) && is_ascii(t, tlen) && vstart < rlen &&
+	    memmem(t, tlen, "=?", 2) == NULL && memmem(t, tlen, "?=", 2) == NULL) {
 		/* keep the original bytes (encoded words and folding too) and
-		 * append; fold when the last line would get too long */
+		 * append; fold when the last line would get too long. Not for
+		 * a text that could join an encoded word of the original. */
 		size_t last = rlen;
 		while (last > 0 && raw[last - 1] != '\n')
 			last--;
@@ -952,6 +1003,11 @@ int rewrite_plan(struct msg *m, const struct rule_verdict *v,
 			header_field(&pre, PREFIX "Banner", r->actions.banner,
 				     strlen(r->actions.banner), pl.eol);
 	}
+	/* A message whose first line starts with white space would have it
+	 * read as a continuation of our last field (a Junk folder that no
+	 * longer reads "Junk"): give that orphan line a field of its own. */
+	if (pre.len > 0 && opt->len > 0 && (opt->data[0] == ' ' || opt->data[0] == '\t'))
+		header_field(&pre, PREFIX "Continued", "", 0, pl.eol);
 	if (pre.oom) {
 		rc = -ENOMEM;
 		goto out;

@@ -400,6 +400,36 @@ static void test_subject_non_ascii_is_encoded(void **state)
 	free(s);
 	done(&t);
 
+	/* a subject long enough for several encoded words: every one within
+	 * 75 characters, and the whole decodes back (GMime joins adjacent
+	 * words before decoding: no "=" padding may sit between two) */
+	{
+		static const char longmsg[] =
+			"From: x@ext.example\r\nSubject: mp\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+			"\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+			"\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+			"\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4 and the rest of a long subject\r\n"
+			"\r\nb\r\n";
+		const char *w;
+		size_t words = 0;
+
+		plan(&t, longmsg, &v, false);
+		for (w = strstr(t.out, "=?UTF-8?"); w != NULL; w = strstr(w + 1, "=?UTF-8?")) {
+			const char *e = strstr(w + 10, "?=");
+			assert_non_null(e);
+			assert_true(e + 2 - w <= 75);
+			words++;
+		}
+		assert_true(words >= 2);
+		s = header_value(t.out, "Subject");
+		assert_string_equal(s, "mp\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+				    "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+				    "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+				    "\xc3\xa4 and the rest of a long subject [Extern \xc3\xa4\xe2\x82\xac]");
+		free(s);
+		done(&t);
+	}
+
 	/* an ASCII text after an encoded subject keeps the original bytes */
 	make_rule(&fr, "Tag", "[EXT]", NULL, 0);
 	plan(&t, msg8, &v, false);
@@ -593,6 +623,32 @@ static void test_banner_signed_part_untouched(void **state)
 	done(&t);
 }
 
+static void test_leading_continuation_line(void **state)
+{
+	/* a first line starting with white space must not continue our
+	 * Junk marker (Sieve tests :is "Junk") */
+	static const char msg[] = " orphan line\r\nFrom: x@ext.example\r\nSubject: s\r\n\r\nb\r\n";
+	struct fake_rule fr;
+	struct rule_verdict v;
+	struct msg_values vals;
+	struct msg *back;
+	struct t t;
+
+	(void)state;
+	make_rule(&fr, "R", NULL, NULL, 0);
+	v = verdict(&fr.r, RD_SPAM);
+	plan(&t, msg, &v, false);
+	back = open_msg(t.out, t.out_len);
+	assert_int_equal(msg_strings(back, RP_HEADER, "X-Postern-Folder", &vals), 0);
+	assert_int_equal(vals.n, 1);
+	assert_string_equal(vals.v[0].text, "Junk");
+	assert_int_equal(msg_strings(back, RP_HEADER, "X-Postern-Rule", &vals), 0);
+	assert_int_equal(vals.n, 1);
+	assert_string_equal(vals.v[0].text, "R");
+	msg_free(back);
+	done(&t);
+}
+
 static void test_lf_message_keeps_lf(void **state)
 {
 	static const char msg[] = "From: x@ext.example\nSubject: s\n\nbody\n";
@@ -740,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_banner_base64_part_decodes),
 		cmocka_unit_test(test_banner_qp_part),
 		cmocka_unit_test(test_banner_signed_part_untouched),
+		cmocka_unit_test(test_leading_continuation_line),
 		cmocka_unit_test(test_lf_message_keeps_lf),
 		cmocka_unit_test(test_edits_equal),
 		cmocka_unit_test(test_stream_tiny_buffers_and_offsets),
