@@ -331,6 +331,16 @@ int msg_open(const unsigned char *data, size_t len,
 	if (cfg != NULL)
 		m->cfg = *cfg;
 	m->lim = limits != NULL ? *limits : defaults;
+	if (m->lim.header_max == 0)
+		m->lim.header_max = defaults.header_max;
+	if (m->lim.headers_max == 0)
+		m->lim.headers_max = defaults.headers_max;
+	if (m->lim.parts_max == 0)
+		m->lim.parts_max = defaults.parts_max;
+	if (m->lim.depth_max == 0)
+		m->lim.depth_max = defaults.depth_max;
+	if (m->lim.text_max == 0)
+		m->lim.text_max = defaults.text_max;
 	*m_out = m;
 	return 0;
 }

@@ -69,6 +69,7 @@ struct msg_limits {
 	size_t text_max;            /* extracted body text (1 MiB) */
 };
 #define MSG_LIMITS_DEFAULT { (size_t)1 << 20, 1000, 1000, 20, (size_t)1 << 20 }
+/* (msg_open: limits NULL, or a field of 0, means the default.) */
 
 struct msg;
 
@@ -85,7 +86,27 @@ struct msg_values {
 };
 
 /* Creates the message view. Parses nothing yet beyond what is cheap; never
- * fails on malformed input (only -ENOMEM). */
+ * fails on malformed input (only -ENOMEM).
+ *
+ * How msg.c reads the message (policy/msg.c has the details):
+ * - Header features read the top header block with msg.c's own bounded
+ *   scanner (no GMime); a leading mbox "From " line is skipped; a line that
+ *   is not a field ends the block (as Postfix does).
+ * - Body parts: text/plain and text/html leaves that are not disposition
+ *   "attachment" and have no file name. Content (#20) is the body parts of
+ *   the message itself (not of an attached message/rfc822), in order,
+ *   text/plain decoded to UTF-8, text/html through a small tag stripper
+ *   (script/style/comments dropped, entities decoded, block elements
+ *   separate words, inline ones do not), joined, normalised, capped.
+ * - Attachments (#26-28): every other leaf, except an image whose
+ *   Content-ID the HTML body references as "cid:", the signature of
+ *   multipart/signed and the control part of multipart/encrypted. An
+ *   attached message/rfc822 is one (size: from its first header to the end
+ *   of its last part) and is recursed into (its own attachments count, its
+ *   body text does not). A container cut by the depth limit is one, of its
+ *   own type, size 0. Attachment type values: per attachment, the last
+ *   file name extension (if any) then the declared type ("type/subtype").
+ * - A duplicate top-level Content-Type: GMime's resolution (the last one). */
 int msg_open(const unsigned char *data, size_t len,
 	     const struct msg_envelope *env, const struct msg_config *cfg,
 	     const struct msg_limits *limits, struct msg **m_out);
@@ -117,8 +138,10 @@ bool msg_header_exists(struct msg *m, const char *header_name);
  * history; NULL when none. */
 const char *msg_from_address(struct msg *m);
 
-/* DMARC passed or SPF passed for the envelope sender's domain: the
- * backscatter guard's "the sender is authenticated" (spec 4.2). */
+/* DMARC passed or SPF passed for the envelope sender's domain (trusted
+ * Authentication-Results), or the message came through authenticated
+ * submission (cfg->auth_header present): the backscatter guard's "the
+ * sender is authenticated" (spec 4.2). */
 bool msg_sender_authenticated(struct msg *m);
 
 /* Raw structure for rewrite.h: byte spans in the data passed to

@@ -836,6 +836,22 @@ static void test_text_cap(void **state)
 	free(s.b);
 }
 
+/* A zero limit means the default, not "nothing". */
+static void test_zero_limits(void **state)
+{
+	struct msg_limits lim = { 0 };
+	struct msg *m = open_raw(M_MULTI, strlen(M_MULTI), &ENV, &lim);
+	struct msg_values v;
+
+	(void)state;
+	assert_int_equal(msg_strings(m, RP_SUBJECT, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(msg_anomalies(m), 0);
+	msg_free(m);
+}
+
 static void test_dup_subject(void **state)
 {
 	struct msg *m = open_str("Subject: one\r\nSubject: two\r\n\r\n", &ENV);
@@ -914,6 +930,7 @@ int main(void)
 		cmocka_unit_test(test_broken_encodings),
 		cmocka_unit_test(test_long_header),
 		cmocka_unit_test(test_text_cap),
+		cmocka_unit_test(test_zero_limits),
 		cmocka_unit_test(test_dup_subject),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_header_only_cost),
