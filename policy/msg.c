@@ -52,6 +52,8 @@
 #define DESCRIBE_VALUE_MAX 200
 #define DESCRIBE_VALUES_MAX 20
 #define READ_CHUNK 4096
+#define XMIME_MAX 8             /* MIME fields kept past the header limits */
+#define XMIME_FIELD_MAX 65536   /* bytes each */
 
 struct arena {
 	struct arena *next;
@@ -117,6 +119,11 @@ struct msg {
 	bool hdr_clean;         /* ended by an empty line, within limits */
 	struct hfield *f;
 	size_t nf;
+	/* Content-* and MIME-Version fields met after recording stopped (a
+	 * limit): GMime still gets them, so junk fields cannot hide the
+	 * structure */
+	struct hfield xmime[XMIME_MAX];
+	size_t nxmime;
 	size_t header_end;
 	size_t body_off;
 
@@ -472,6 +479,17 @@ static void hscan(struct msg *m)
 			if (ci_eq((const char *)p, f->name_len, "Subject"))
 				nsubject++;
 			else if (ci_eq((const char *)p, f->name_len, "Content-Type"))
+				nctype++;
+		} else if ((ci_prefix((const char *)p, (size_t)(q - p), "Content-") ||
+			    ci_eq((const char *)p, (size_t)(q - p), "MIME-Version")) &&
+			   m->nxmime < XMIME_MAX && (size_t)(e - p) <= XMIME_FIELD_MAX) {
+			f = &m->xmime[m->nxmime++];
+			f->off = (size_t)(p - d);
+			f->len = (size_t)(e - p);
+			f->name_len = (size_t)(q - p);
+			f->val_off = (size_t)(r + 1 - d);
+			f->val_len = 0;         /* not read as a header feature */
+			if (ci_eq((const char *)p, f->name_len, "Content-Type"))
 				nctype++;
 		}
 		p = e;
@@ -1227,21 +1245,22 @@ static int mime_parse(struct msg *m)
 		m->gm_len = cut;
 		m->synth_hdr = 0;
 	} else {
-		/* a synthetic top header: only the MIME fields we recorded */
+		/* a synthetic top header: only the MIME fields we saw */
 		size_t hl = 0, bl = cut > m->body_off ? cut - m->body_off : 0, k = 0;
 
-		for (size_t i = 0; i < m->nf; i++) {
-			const char *n = (const char *)m->data + m->f[i].off;
+		for (size_t i = 0; i < m->nf + m->nxmime; i++) {
+			const struct hfield *f = i < m->nf ? &m->f[i] : &m->xmime[i - m->nf];
+			const char *n = (const char *)m->data + f->off;
 
-			if (ci_prefix(n, m->f[i].name_len, "Content-") ||
-			    ci_eq(n, m->f[i].name_len, "MIME-Version"))
-				hl += m->f[i].len + 2;
+			if (ci_prefix(n, f->name_len, "Content-") ||
+			    ci_eq(n, f->name_len, "MIME-Version"))
+				hl += f->len + 2;
 		}
 		m->copy = malloc(hl + 2 + bl + 1);
 		if (m->copy == NULL)
 			return -ENOMEM;
-		for (size_t i = 0; i < m->nf; i++) {
-			const struct hfield *f = &m->f[i];
+		for (size_t i = 0; i < m->nf + m->nxmime; i++) {
+			const struct hfield *f = i < m->nf ? &m->f[i] : &m->xmime[i - m->nf];
 			const char *n = (const char *)m->data + f->off;
 
 			if (!ci_prefix(n, f->name_len, "Content-") &&

@@ -796,6 +796,27 @@ static void test_long_header(void **state)
 		assert_memory_equal(s.b + tp[0].body.off, "body text", 9);
 		msg_free(m);
 	}
+	/* junk fields past the count limit cannot hide the structure: the
+	 * Content-Type after them still reaches GMime */
+	{
+		struct sb j = { 0 };
+		struct msg_limits lim = MSG_LIMITS_DEFAULT;
+		bool b;
+
+		for (int i = 0; i < 1500; i++)
+			sb_add(&j, "X-Junk-%d: x\r\n", i);
+		sb_add(&j, "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+			   "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+			   "--b\r\nContent-Type: application/zip; name=a.zip\r\n\r\nPK\r\n--b--\r\n");
+		m = open_raw(j.b, j.n, &ENV, &lim);
+		assert_int_equal(msg_bool(m, RP_HAS_ATTACHMENT, &b), 0);
+		assert_true(b);
+		assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &v), 0);
+		assert_string_equal(v.v[0].text, "hi");
+		assert_true(msg_anomalies(m) & MSG_ANOMALY_HEADER_CUT);
+		msg_free(m);
+		free(j.b);
+	}
 	/* over the field count limit */
 	{
 		struct msg_limits lim = MSG_LIMITS_DEFAULT;
