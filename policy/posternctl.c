@@ -96,6 +96,7 @@ static int cmd_import(struct ctl *ctl, int argc, char **argv);
 static int cmd_export(struct ctl *ctl, int argc, char **argv);
 static int cmd_generation(struct ctl *ctl, int argc, char **argv);
 static int cmd_device(struct ctl *ctl, int argc, char **argv);
+static int cmd_login_map(struct ctl *ctl, int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -110,6 +111,7 @@ static const struct {
 	{ "export", cmd_export },
 	{ "generation", cmd_generation },
 	{ "device", cmd_device },
+	{ "login-map", cmd_login_map },
 	{ "rule", ctl_rule },
 	{ "quarantine", ctl_quarantine },
 };
@@ -135,6 +137,8 @@ static void usage(FILE *f)
 	      "  generation\n"
 	      "  device list [ADDR] | device block|allow|delete ADDR DEVICEID\n"
 	      "  device limit [N]   (devices per user; 0: no limit)\n"
+	      "  login-map set KEY DOMAIN | login-map delete KEY | login-map list\n"
+	      "  login-map resolve LOGIN   (KEY: a NetBIOS domain or a UPN suffix)\n"
 	      "  rule ... (posternctl rule help)\n"
 	      "  quarantine ... (posternctl quarantine help)\n"
 	      "SERVICE: imap pop activesync incoming outgoing spamcheck\n"
@@ -946,6 +950,56 @@ static int cmd_device(struct ctl *ctl, int argc, char **argv)
 	rc = pol_device_list(ctl->store, user, print_device_cb, NULL);
 	if (rc != 0)
 		return fail(rc_exit(rc), "device list: %s", pol_strerror(rc));
+	return EXIT_OK;
+}
+
+/* --- login-map ---------------------------------------------------------- */
+
+static int print_login_map_cb(const char *key, const char *domain, void *ctx)
+{
+	(void)ctx;
+	printf("%s %s\n", key, domain);
+	return 0;
+}
+
+static int cmd_login_map(struct ctl *ctl, int argc, char **argv)
+{
+	char out[POL_ADDRESS_MAX + 1];
+	int rc;
+
+	if (argc == 3 && strcmp(argv[0], "set") == 0) {
+		rc = ctl_open(ctl, true);
+		if (rc != 0)
+			return rc;
+		rc = pol_login_map_set(ctl->store, argv[1], argv[2]);
+	} else if (argc == 2 && strcmp(argv[0], "delete") == 0) {
+		rc = ctl_open(ctl, true);
+		if (rc != 0)
+			return rc;
+		rc = pol_login_map_set(ctl->store, argv[1], NULL);
+	} else if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		rc = ctl_open(ctl, false);
+		if (rc != 0)
+			return rc;
+		rc = pol_login_map_list(ctl->store, print_login_map_cb, NULL);
+	} else if ((argc == 2 || argc == 3) && strcmp(argv[0], "resolve") == 0) {
+		rc = ctl_open(ctl, false);
+		if (rc != 0)
+			return rc;
+		rc = pol_login_to_address(ctl->store, argv[1], argc == 3 ? argv[2] : NULL, out,
+					  sizeof(out));
+		if (rc == 0)
+			printf("%s\n", out);
+	} else {
+		return fail(EXIT_USAGE, "usage: login-map set KEY DOMAIN | login-map delete KEY | "
+				       "login-map list | login-map resolve LOGIN [DEFAULT_DOMAIN]");
+	}
+	if (rc == -EINVAL)
+		return fail(EXIT_USAGE, "malformed key, domain or login name");
+	if (rc == -ENOENT)
+		return fail(EXIT_UNKNOWN, "no such login-map key: %s", argv[1]);
+	if (rc != 0)
+		return fail(rc_exit(rc), "login-map: %s", pol_strerror(rc));
 	return EXIT_OK;
 }
 

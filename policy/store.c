@@ -42,6 +42,7 @@ static const struct {
 	[POL_DB_RULE_NAMES] = { "rulenames", 0 },
 	[POL_DB_SENDERS] = { "senders", 0 },
 	[POL_DB_QUARANTINE] = { "quarantine", 0 },
+	[POL_DB_LOGIN_MAP] = { "loginmap", 0 },
 };
 
 static int store_open_dbs(struct pol_store *store, bool create);

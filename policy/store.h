@@ -230,6 +230,34 @@ int pol_store_group_remove(struct pol_store *store, const char *name,
 int pol_store_group_members(struct pol_store *store, const char *name,
 			    pol_store_name_cb *cb, void *ctx);
 
+/* --- login-name mapping (policy/loginmap.c) ----------------------------- */
+
+/*
+ * How a login name becomes the store's address (ActiveSync clients send
+ * "DOMAIN\user" or a UPN "user@corp.local" that is not the mail address).
+ * The map has entries "key -> mail domain" where key is a NetBIOS domain
+ * (matched case-insensitively against the part before a backslash) or a
+ * UPN suffix (matched against the part after '@'). Resolution:
+ *   "CORP\bob"        -> bob@<map[corp]>, else bob@<default domain>
+ *   "bob@corp.local"  -> bob@<map[corp.local]>, else unchanged
+ *   "bob"             -> bob@<default domain>
+ * then the usual normalisation (pol_normalize_address). Writes bump the
+ * generation.
+ */
+#define POL_LOGIN_KEY_MAX 63
+/* Sets (domain non-NULL) or removes (domain NULL) one entry. key: 1..63
+ * bytes of [A-Za-z0-9._-]; domain: a valid domain. Returns 0, -EINVAL,
+ * -ENOENT (removing an absent key), -EIO. */
+int pol_login_map_set(struct pol_store *store, const char *key, const char *domain);
+/* Calls cb(key, domain) for each entry in key order. */
+typedef int pol_login_map_cb(const char *key, const char *domain, void *ctx);
+int pol_login_map_list(struct pol_store *store, pol_login_map_cb *cb, void *ctx);
+/* Resolves a login name as above into out (POL_ADDRESS_MAX + 1 bytes).
+ * Returns 0, -EINVAL (malformed), -EIO (store unreadable: the caller fails
+ * closed). */
+int pol_login_to_address(struct pol_store *store, const char *login,
+			 const char *default_domain, char *out, size_t out_size);
+
 /* --- import and export (policy/impexp.c) -------------------------------- */
 
 #define POL_IMPORT_REPLACE 0x1   /* wipe users, groups and memberships first */

@@ -37,6 +37,7 @@ enum pol_db {
 	POL_DB_RULE_NAMES,   /* case-folded rule name -> u32 BE rule id */
 	POL_DB_SENDERS,      /* new-sender history (policy/engine.c) */
 	POL_DB_QUARANTINE,   /* quarantine index (policy/quarantine.c) */
+	POL_DB_LOGIN_MAP,    /* login-name domain -> mail domain (loginmap.c) */
 	POL_DB_COUNT
 };
 #define POL_DB_FIRST_OPTIONAL POL_DB_RULES

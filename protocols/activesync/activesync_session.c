@@ -1051,10 +1051,17 @@ static void eas_decide(struct eas_session *s)
 	};
 	struct pol_decision d;
 	bool hanging, big;
+	int r;
 
 	s->cred_ok = eas_cred_cached(s->cred_key);
-	if (pol_normalize_address(s->user, s->set.default_domain, s->address,
-				  sizeof(s->address)) < 0) {
+	/* "DOMAIN\user" and UPNs through the store's login map (store.h) */
+	r = pol_login_to_address(s->set.store, s->user, s->set.default_domain, s->address,
+				 sizeof(s->address));
+	if (r == -EIO) {
+		eas_tempfail(s, "policy-store");
+		return;
+	}
+	if (r < 0) {
 		/* A name the store cannot hold: treated like bad credentials
 		 * (fail closed; the backend would not know it either). */
 		s->address[0] = '\0';

@@ -522,6 +522,27 @@ static void test_bearer(void **state)
 	harness_free(h);
 }
 
+/* "DOMAIN\\user" through the store's login map: decided for the mapped
+ * address. */
+static void test_login_map(void **state)
+{
+	struct harness *h = harness_new();
+
+	(void)state;
+	assert_int_equal(pol_login_map_set(h->store, "corp", "corp.example"), 0);
+	user_set(h, "user1@corp.example", POL_ACTIVESYNC, false);
+	client(h, "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n"
+	       "Authorization: Basic Q09SUFx1c2VyMTp0ZXN0cGFzcw==\r\n"   /* CORP\\user1 */
+	       "MS-ASProtocolVersion: 12.1\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_VERIFY);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	assert_true(client_has(h, "HTTP/1.1 403 "));
+	assert_string_equal(h->user, "user1@corp.example");
+	assert_string_equal(h->decision.reason, "activesync-disabled");
+	harness_free(h);
+}
+
 static void test_outgoing_off_only_submission(void **state)
 {
 	static const char sm130[] = "\x03\x01\x6a\x00\x00\x15\x47\x52\x03" "130" "\x00\x01\x01";
@@ -746,6 +767,7 @@ int main(void)
 		cmocka_unit_test(test_outgoing_off_only_submission),
 		cmocka_unit_test(test_device_blocked_and_cap),
 		cmocka_unit_test(test_bearer),
+		cmocka_unit_test(test_login_map),
 		cmocka_unit_test(test_backend_unavailable_503),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_pipelined),
