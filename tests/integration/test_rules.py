@@ -20,7 +20,9 @@ import imaplib
 import json
 import os
 import re
+import socket
 import sys
+import threading
 import time
 import uuid
 
@@ -92,6 +94,74 @@ def rule_doc(name, conditions=(), disposition="none", level=None, scope=None,
     if scope is not None:
         doc["apply_to"] = scope
     return doc
+
+
+class FakeLmtp:
+    """A one-connection LMTP store on its own port whose reply after DATA
+    is `final`; keeps the envelope and the raw DATA bytes (dot-stuffed, as
+    received). Its greeting and LHLO replies are multi-line."""
+
+    def __init__(self, final):
+        self.final = final
+        self.mail_from, self.rcpts, self.data = None, [], b""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.settimeout(30)
+        f = conn.makefile("rb")
+        try:
+            conn.sendall(b"220-fake.store\r\n220 LMTP ready\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+                if cmd.upper().startswith("LHLO"):
+                    conn.sendall(b"250-fake.store\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif cmd.upper().startswith("MAIL FROM:"):
+                    self.mail_from = cmd[10:].strip("<>")
+                    conn.sendall(b"250 2.1.0 Ok\r\n")
+                elif cmd.upper().startswith("RCPT TO:"):
+                    self.rcpts.append(cmd[8:].strip("<>"))
+                    conn.sendall(b"250 2.1.5 Ok\r\n")
+                elif cmd.upper() == "DATA":
+                    conn.sendall(b"354 go\r\n")
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l or l == b".\r\n":
+                            break
+                        data += l
+                    self.data = data
+                    conn.sendall(b"%d %s\r\n" % (self.final, b"2.0.0 Saved" if self.final == 250
+                                                 else b"4.2.2 Mailbox full" if self.final < 500
+                                                 else b"5.7.1 Refused"))
+                elif cmd.upper() == "QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"500 what\r\n")
+        except OSError:
+            return
+        finally:
+            f.close()
+            conn.close()
+
+    def stop(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(10)
 
 
 def rule_options(doc):
@@ -542,6 +612,38 @@ class RulesTest(GatewayTestCase):
         self.ctl("quarantine", "delete", left[0]["id"], "--dir", self.qdir)
         self.assertEqual(self.quarantine("--subject", t), [])
         self.assertEqual([n for n in os.listdir(self.qdir) if alice["file"] in n], [])
+
+    def test_quarantine_release_store_refusals(self):
+        # release keeps the entry unless the store's reply for the
+        # recipient is 250: 4xx -> exit 75, 5xx -> exit 1
+        self.add_rule(rule_doc("Hold", [cond("subject", "contains", ["holdtoo"])],
+                               "quarantine"))
+        t = tag()
+        original = message(subject="holdtoo " + t, body=".leading dot\r\nend\r\n")
+        self.assertEqual(self.deliver([ALICE], original)[ALICE][0], 250)
+        entry = self.quarantine("--subject", t)[0]
+        for final, exit_code in ((452, 75), (554, 1)):
+            store = FakeLmtp(final)
+            try:
+                r = self.ctl("quarantine", "release", entry["id"], "--lmtp",
+                             "%s:%d" % (HOST, store.port), "--dir", self.qdir, check=False)
+            finally:
+                store.stop()
+            self.assertEqual(r.returncode, exit_code, r.stderr)
+            self.assertEqual(len(self.quarantine("--subject", t)), 1)
+            # what the store got: the envelope, the marker, the dot-stuffed
+            # original
+            self.assertEqual(store.mail_from, SENDER)
+            self.assertEqual(store.rcpts, [ALICE])
+            self.assertEqual(store.data, b"X-Postern-Released: %s\r\n" % entry["id"].encode() +
+                             original.replace(b"\r\n.leading", b"\r\n..leading"))
+        store = FakeLmtp(250)
+        try:
+            r = self.ctl("quarantine", "release", entry["id"], "--lmtp",
+                         "%s:%d" % (HOST, store.port), "--dir", self.qdir)
+        finally:
+            store.stop()
+        self.assertEqual(self.quarantine("--subject", t), [])
 
     def test_case11_size_boundary(self):
         self.add_rule(rule_doc("Big", [cond("mime_size", "gt", ["10"])], "quarantine"),
