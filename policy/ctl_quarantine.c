@@ -10,7 +10,8 @@
  *   quarantine delete ID... [--dir DIR]
  *   quarantine sweep [--days N] [--dir DIR]
  *
- * DIR: --dir, else $POSTERN_QUARANTINE, else /var/lib/postern/quarantine.
+ * DIR: --dir, else $POSTERN_QUARANTINE, else /var/spool/postern/quarantine
+ * (the default of the gateway's rules.quarantine_directory).
  * DATE: YYYY-MM-DD (00:00 UTC), YYYY-MM-DDTHH:MM:SSZ, or UTC seconds.
  *
  * release delivers the original bytes straight to the store's LMTP (no
@@ -40,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_QUARANTINE_DIR "/var/lib/postern/quarantine"
+#define DEFAULT_QUARANTINE_DIR "/var/spool/postern/quarantine"
 #define DEFAULT_RETENTION_DAYS 30
 #define LMTP_TIMEOUT_S         60
 #define LMTP_REPLY_MAX         4096
