@@ -29,7 +29,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, SRC, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
                      GatewayTestCase, Listener, LmtpListener, SmtpSink, lmtp_connect,
-                     lmtp_deliver, lmtp_transaction, main, run_root, wait_for)
+                     lmtp_deliver, lmtp_transaction, main, metric_sum, run_root, wait_for)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -360,6 +360,21 @@ class RulesTest(GatewayTestCase):
                                         b"Hello Alice,"), body[:200])
         self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="Offers" '
                               r'disposition=spam' % re.escape(ALICE))
+        self.assertGreaterEqual(metric_sum(self.postern.metrics(), "postern_rule_hits_total",
+                                           rule="Offers", action="spam"), 1)
+
+    def test_audit_rule_logs_and_does_not_act(self):
+        doc = rule_doc("Would reject", [cond("subject", "contains", ["auditme"])], "reject")
+        self.ctl("rule", "create", "--audit", *rule_options(doc))
+        self.add_rule(rule_doc("Then junk", [cond("subject", "contains", ["auditme"])], "spam"))
+        t = tag()
+        off = self.postern.log_size()
+        res = self.deliver([ALICE], message(subject="auditme " + t, auth="pass"))
+        self.assertEqual(res[ALICE][0], 250, res)
+        # evaluation went on past the audit rule: the next one decided
+        self.assertLanded(ALICE, t, "Junk")
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="Then junk" '
+                              r'.*audit="Would reject"' % re.escape(ALICE), offset=off)
 
     def test_case5_absent_subject_negative_operator(self):
         self.add_rule(rule_doc("Not invoice", [cond("subject", "not_contains", ["invoice"])],
