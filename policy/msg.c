@@ -1198,25 +1198,62 @@ static void warn_cb(gint64 offset, GMimeParserWarning code, const gchar *item,
 	}
 }
 
-/* The end of what GMime may see: the body is cut at the line where the
- * boundary-like ("--") or Content-Type lines exceed the part budget. */
+/* The end of what GMime may see. The body is cut at the line where one of
+ * these goes over its budget, each of which bounds what GMime allocates:
+ * - boundary-like lines ("--..."): 2 * parts_max + 8 (parts);
+ * - Content-Type lines: parts_max + 8 (parts, nesting);
+ * - lines of part and embedded-message header blocks: 8 * headers_max
+ *   (GMime keeps an object per field). A header block starts after a
+ *   boundary-like line, and after the empty line closing a block that
+ *   named a message/ type or was empty (digest parts); it ends at an empty
+ *   line. Text that merely looks like this is counted too (conservative). */
 static size_t part_budget_cut(struct msg *m)
 {
 	const unsigned char *d = m->data, *end = d + m->len, *p = d + m->body_off;
-	size_t dashes = 0, ctypes = 0;
+	size_t dashes = 0, ctypes = 0, hlines = 0, block = 0;
 	size_t max_dashes = 2 * (size_t)m->lim.parts_max + 8;
 	size_t max_ctypes = (size_t)m->lim.parts_max + 8;
+	size_t max_hlines = 8 * (size_t)m->lim.headers_max;
+	bool in_hdr = false, saw_msg = false;
 
+	/* a top-level message/rfc822 body starts with a header block */
+	for (size_t i = 0; i < m->nf + m->nxmime; i++) {
+		const struct hfield *f = i < m->nf ? &m->f[i] : &m->xmime[i - m->nf];
+
+		if (ci_eq((const char *)d + f->off, f->name_len, "Content-Type") &&
+		    memmem(d + f->off, f->len, "essage/", 7) != NULL)
+			in_hdr = true;
+	}
 	while (p < end) {
 		size_t rest = (size_t)(end - p);
+		bool blank = p[0] == '\n' || (rest >= 2 && p[0] == '\r' && p[1] == '\n');
 
 		if (rest >= 2 && p[0] == '-' && p[1] == '-') {
 			if (++dashes > max_dashes)
 				goto cut;
-		} else if (rest >= 13 && (p[0] == 'C' || p[0] == 'c') &&
-			   strncasecmp((const char *)p, "Content-Type:", 13) == 0) {
-			if (++ctypes > max_ctypes)
-				goto cut;
+			in_hdr = true;
+			saw_msg = false;
+			block = 0;
+		} else if (in_hdr && blank) {
+			/* the block ends; an embedded message's header follows */
+			in_hdr = saw_msg || block == 0;
+			saw_msg = false;
+			block = 0;
+		} else {
+			if (rest >= 13 && (p[0] == 'C' || p[0] == 'c') &&
+			    strncasecmp((const char *)p, "Content-Type:", 13) == 0) {
+				const unsigned char *le = line_end(p, end);
+
+				if (++ctypes > max_ctypes)
+					goto cut;
+				if (memmem(p, (size_t)(le - p), "essage/", 7) != NULL)
+					saw_msg = true;
+			}
+			if (in_hdr) {
+				block++;
+				if (++hlines > max_hlines)
+					goto cut;
+			}
 		}
 		p = line_end(p, end);
 	}

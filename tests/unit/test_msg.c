@@ -692,6 +692,49 @@ static void test_many_parts(void **state)
 	assert_int_equal(v[0], 2);
 	msg_free(m);
 
+	/* a part header with 100,000 fields: GMime does not get them all */
+	{
+		struct sb h = { 0 };
+
+		sb_add(&h, "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
+		for (int i = 0; i < 100000; i++)
+			sb_add(&h, "X-F%d: v\r\n", i);
+		sb_add(&h, "Content-Type: text/plain\r\n\r\nhidden\r\n--b--\r\n");
+		m = open_raw(h.b, h.n, &ENV, NULL);
+		assert_int_equal(msg_bool(m, RP_HAS_ATTACHMENT, &b), 0);
+		assert_true(msg_anomalies(m) & MSG_ANOMALY_PARTS);
+		msg_free(m);
+		free(h.b);
+	}
+	/* ... nor does an embedded message with as many */
+	{
+		struct sb h = { 0 };
+		struct msg_values sv;
+
+		sb_add(&h, "Content-Type: message/rfc822\r\n\r\n");
+		for (int i = 0; i < 100000; i++)
+			sb_add(&h, "X-F%d: v\r\n", i);
+		sb_add(&h, "\r\nbody\r\n");
+		m = open_raw(h.b, h.n, &ENV, NULL);
+		assert_int_equal(msg_strings(m, RP_ATTACHMENT_TYPE, NULL, &sv), 0);
+		assert_true(msg_anomalies(m) & MSG_ANOMALY_PARTS);
+		msg_free(m);
+		free(h.b);
+	}
+	/* a plain text body with many "key: value" lines is not cut */
+	{
+		struct sb h = { 0 };
+		struct msg_values sv;
+
+		sb_add(&h, "Content-Type: text/plain\r\n\r\n");
+		for (int i = 0; i < 20000; i++)
+			sb_add(&h, "key%d: value\r\n", i);
+		m = open_raw(h.b, h.n, &ENV, NULL);
+		assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &sv), 0);
+		assert_int_equal(msg_anomalies(m), 0);
+		msg_free(m);
+		free(h.b);
+	}
 	/* a tighter part limit */
 	{
 		struct msg_limits lim = MSG_LIMITS_DEFAULT;
