@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -480,6 +481,49 @@ static void test_big_message_and_non_utf8(void **state)
 	free(data);
 }
 
+/* Several delivery threads quarantining at once into one store and one
+ * directory: every message gets its own file and entry. */
+struct racer {
+	struct fixture *f;
+	int n, failures;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	const char *a[] = { "alice@corp.example" };
+
+	for (int i = 0; i < r->n; i++) {
+		char subject[32];
+		snprintf(subject, sizeof(subject), "race %d", i);
+		if (put(r->f, subject, "x@ext.example", "R", 1000 + i, a, 1, NULL) != 0)
+			r->failures++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_puts(void **state)
+{
+	struct fixture *f = *state;
+	struct racer r[4];
+	pthread_t th[4];
+
+	for (int i = 0; i < 4; i++) {
+		r[i].f = f;
+		r[i].n = 25;
+		r[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(r[i].failures, 0);
+	}
+	assert_int_equal(list_count(f, NULL), 100);
+	assert_int_equal(count_files(f->qdir), 100);
+	assert_int_equal(list_count(f, &(struct quar_filter){ .subject_contains = "race 24" }),
+			 4);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -493,6 +537,7 @@ int main(void)
 		T(test_sweep_keeps_gen_and_entry_get),
 		T(test_put_failures_leave_nothing),
 		T(test_big_message_and_non_utf8),
+		T(test_concurrent_puts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
