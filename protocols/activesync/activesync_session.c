@@ -99,6 +99,11 @@ struct eas_session {
 	size_t rbuf_len;
 	bool resp_started;          /* a response head went to the client */
 	bool resp_done;
+	bool be_reuse;              /* the backend's response lets its
+	                               connection serve another request */
+	bool be_idle;               /* a backend connection is open, idle, kept
+	                               for the next request */
+	uint64_t be_idle_ms;        /* monotonic time it went idle */
 	bool resp_chunked;          /* chunked to the client */
 	bool resp_raw_close;        /* HTTP/1.0 client: body until close */
 	struct eas_body sbody;      /* response body from the backend */
@@ -133,6 +138,8 @@ static void eas_respond(struct eas_session *s, unsigned status, const char *head
 static void eas_answer_done(struct eas_session *s);
 static void eas_request_end(struct eas_session *s);
 static void eas_request_reset(struct eas_session *s);
+static void eas_backend_drop(struct eas_session *s);
+static void eas_backend_release(struct eas_session *s);
 
 /* requests */
 static void eas_request_head(struct eas_session *s, const struct eas_http_head *h);
@@ -437,11 +444,62 @@ static void eas_answer_done(struct eas_session *s)
 	eas_request_end(s);
 }
 
+/* "Connection: close" among a head's Connection tokens? */
+static bool eas_conn_close(const struct eas_http_head *h)
+{
+	for (size_t i = 0; i < h->nheaders; i++) {
+		const struct eas_http_header *hd = &h->headers[i];
+		if (hd->name_len != 10 || strncasecmp(hd->name, "Connection", 10) != 0)
+			continue;
+		for (size_t j = 0; j + 5 <= hd->value_len; j++)
+			if (strncasecmp(hd->value + j, "close", 5) == 0 &&
+			    (j == 0 || hd->value[j - 1] == ' ' || hd->value[j - 1] == ',') &&
+			    (j + 5 == hd->value_len || hd->value[j + 5] == ' ' ||
+			     hd->value[j + 5] == ','))
+				return true;
+	}
+	return false;
+}
+
+static uint64_t eas_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Closes the backend connection, in use or idle. */
+static void eas_backend_drop(struct eas_session *s)
+{
+	s->be_idle = false;
+	s->io.backend_close(s->io.ctx);
+}
+
+/* A request is over: its backend connection is kept for the next request
+ * of this client connection when the backend's response allowed it
+ * (HTTP/1.1, framed, no "Connection: close") and both directions ended
+ * cleanly; else closed. An idle connection kept from an earlier request
+ * (this one was answered locally) stays. */
+static void eas_backend_release(struct eas_session *s)
+{
+	if (s->be_idle)
+		return;
+	if (s->be_reuse && s->resp_done && s->req_done && !s->close_after && s->keep_alive) {
+		s->be_reuse = false;
+		s->be_idle = true;
+		s->be_idle_ms = eas_now_ms();
+		return;
+	}
+	s->be_reuse = false;
+	s->io.backend_close(s->io.ctx);
+}
+
 /* Both directions of the request are complete. */
 static void eas_request_end(struct eas_session *s)
 {
 	s->io.timer(s->io.ctx, 0);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_release(s);
 	eas_wipe_credentials(s);
 	if (s->close_after || !s->keep_alive) {
 		eas_close(s, "done");
@@ -467,6 +525,7 @@ static void eas_request_reset(struct eas_session *s)
 	s->keep_alive = false;
 	s->expect_continue = false;
 	s->close_after = false;
+	s->be_reuse = false;
 	eas_body_init(&s->rbody, EAS_BODY_NONE, 0, 0);
 	s->rbody_chunked = false;
 	s->req_done = false;
@@ -610,7 +669,7 @@ static bool eas_body_step(struct eas_session *s, bool forward)
 
 		if (r < 0) {
 			/* A lying chunk size: the stream is out of step. */
-			s->io.backend_close(s->io.ctx);
+			eas_backend_drop(s);
 			s->close_after = true;
 			if (!s->resp_started)
 				eas_respond(s, eas_http_error_status(err), NULL, NULL, 0);
@@ -622,7 +681,7 @@ static bool eas_body_step(struct eas_session *s, bool forward)
 				enum eas_wbxml_error werr;
 				if (eas_wbxml_feed(&s->sc, (const uint8_t *)data, dlen, &werr) < 0) {
 					/* The backend never gets the whole body. */
-					s->io.backend_close(s->io.ctx);
+					eas_backend_drop(s);
 					s->close_after = true;
 					if (!s->resp_started)
 						eas_respond(s, 400, NULL, NULL, 0);
@@ -655,7 +714,7 @@ static bool eas_body_step(struct eas_session *s, bool forward)
 			if (s->scan) {
 				enum eas_wbxml_error werr;
 				if (eas_wbxml_finish(&s->sc, &werr) < 0) {
-					s->io.backend_close(s->io.ctx);
+					eas_backend_drop(s);
 					s->close_after = true;
 					if (!s->resp_started)
 						eas_respond(s, 400, NULL, NULL, 0);
@@ -1030,7 +1089,7 @@ static int eas_build_backend_head(struct eas_session *s, const struct eas_http_h
 		PUT("Content-Length: %" PRIu64 "\r\n", s->rbody.remaining);
 	else if (s->method == EAS_M_POST)
 		PUT("Content-Length: 0\r\n");
-	PUT("Connection: close\r\n\r\n");
+	PUT("\r\n");   /* HTTP/1.1: the connection may serve the next request */
 #undef PUT
 	s->bhead = b;
 	s->bhead_len = o;
@@ -1121,6 +1180,15 @@ static void eas_proceed(struct eas_session *s)
 	case EAS_ACT_FORWARD:
 		eas_record_device(s);
 		eas_enter_state(s, EAS_STATE_CONNECT);
+		if (s->be_idle && eas_now_ms() - s->be_idle_ms < EAS_BACKEND_REUSE_MS) {
+			/* the previous request's connection, still open */
+			s->be_idle = false;
+			eas_backend_ready(s, PROTO_BACKEND_OK);
+			break;
+		}
+		if (s->be_idle)
+			eas_backend_drop(s);   /* idle too long: the backend may
+						  be closing it right now */
 		s->io.backend_connect(s->io.ctx);   /* backend_ready() may run first */
 		break;
 	case EAS_ACT_AUTODISCOVER:
@@ -1212,7 +1280,7 @@ static void eas_tempfail(struct eas_session *s, const char *what)
 	char hdr[64];
 
 	s->io.timer(s->io.ctx, 0);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_drop(s);
 	s->io.backend_error(s->io.ctx, what);
 	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", (unsigned)EAS_RETRY_AFTER_S);
 	eas_respond(s, 503, hdr, NULL, 0);
@@ -1257,6 +1325,8 @@ static void eas_record_device(struct eas_session *s)
 
 static void eas_verify_start(struct eas_session *s)
 {
+	if (s->be_idle)
+		eas_backend_drop(s);   /* the check uses a connection of its own */
 	eas_enter_state(s, EAS_STATE_VERIFY);
 	free(s->rbuf);
 	s->rbuf = NULL;
@@ -1269,7 +1339,7 @@ static void eas_verify_response(struct eas_session *s, const struct eas_http_hea
 	unsigned delay;
 
 	s->io.timer(s->io.ctx, 0);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_drop(s);
 	free(s->rbuf);
 	s->rbuf = NULL;
 	s->rbuf_len = 0;
@@ -1364,6 +1434,10 @@ static void eas_backend_data(void *ctx, const char *buf, size_t len)
 {
 	struct eas_session *s = ctx;
 
+	if (s->be_idle && len > 0) {
+		eas_backend_drop(s);   /* bytes nobody asked for */
+		return;
+	}
 	if ((s->state != EAS_STATE_VERIFY && s->state != EAS_STATE_FORWARD) || len == 0)
 		return;
 	if (s->state == EAS_STATE_FORWARD && s->rbuf == NULL && s->resp_started) {
@@ -1406,7 +1480,7 @@ static void eas_backend_data(void *ctx, const char *buf, size_t len)
 			if (s->state == EAS_STATE_VERIFY) {
 				eas_tempfail(s, "protocol");
 			} else {
-				s->io.backend_close(s->io.ctx);
+				eas_backend_drop(s);
 				s->close_after = true;
 				eas_respond(s, 502, NULL, NULL, 0);
 				eas_close(s, "backend-protocol");
@@ -1509,7 +1583,7 @@ static void eas_response_head(struct eas_session *s, const struct eas_http_head 
 		/* Our body limit does not apply to responses (attachments):
 		 * only malformed framing is refused. */
 		if (err != EAS_HTTP_ERR_BODY_TOO_LARGE) {
-			s->io.backend_close(s->io.ctx);
+			eas_backend_drop(s);
 			s->io.backend_error(s->io.ctx, "protocol");
 			s->close_after = true;
 			eas_respond(s, 502, NULL, NULL, 0);
@@ -1521,6 +1595,7 @@ static void eas_response_head(struct eas_session *s, const struct eas_http_head 
 		(void)eas_http_body_framing(h, false, false, &big, &kind, &length, &err);
 	}
 	eas_body_init(&s->sbody, kind, length, UINT64_MAX);
+	s->be_reuse = h->minor == 1 && kind != EAS_BODY_CLOSE && !eas_conn_close(h);
 
 	/* Credentials the backend accepted: cached, and the connection is
 	 * logged in. */
@@ -1596,7 +1671,7 @@ static void eas_response_head(struct eas_session *s, const struct eas_http_head 
 	return;
 full:
 	free(b);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_drop(s);
 	s->close_after = true;
 	eas_respond(s, 502, NULL, NULL, 0);
 	eas_close(s, "backend-head-too-large");
@@ -1641,7 +1716,7 @@ static void eas_response_done(struct eas_session *s)
 	if (s->resp_chunked)
 		s->io.client_write(s->io.ctx, "0\r\n\r\n", 5);
 	s->io.timer(s->io.ctx, 0);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_release(s);
 	if (s->close_after) {
 		eas_close(s, "done");
 		return;
@@ -1662,6 +1737,10 @@ static void eas_backend_closed(void *ctx)
 {
 	struct eas_session *s = ctx;
 
+	if (s->be_idle) {
+		s->be_idle = false;   /* the backend ended an idle connection */
+		return;
+	}
 	switch (s->state) {
 	case EAS_STATE_VERIFY:
 		eas_tempfail(s, "closed");
@@ -1723,7 +1802,7 @@ static void eas_recheck_policy(struct eas_session *s)
 	if (d.verdict != POL_DENY)
 		return;   /* a store error keeps a running request */
 	s->io.set_decision(s->io.ctx, &d);
-	s->io.backend_close(s->io.ctx);
+	eas_backend_drop(s);
 	if (s->resp_started || !(s->cred_ok || eas_cred_cached(s->cred_key))) {
 		/* Mid-response, or the password was never confirmed: a close
 		 * reveals nothing. */

@@ -98,6 +98,12 @@ enum eas_state {
  * inside the read callback (see eas_backend_behind()), so a few more reads
  * get through first. */
 #define EAS_BACKEND_AHEAD_MAX (1024 * 1024)
+/* A backend connection kept alive after a response serves the same client
+ * connection's next request only within this many milliseconds: under the
+ * idle timeouts backends use (Apache 5 s, nginx 75 s, IIS 120 s), so a
+ * reused connection is not one the backend is closing at that moment (an
+ * EAS request is a POST and cannot be retried on another connection). */
+#define EAS_BACKEND_REUSE_MS 4000
 #define EAS_TLS_SAFE_REMAINING (256 * 1024)
 /* Longest backend response head. */
 #define EAS_RESP_HEAD_MAX  (64 * 1024)

@@ -272,7 +272,7 @@ static void test_forward_keep_alive(void **state)
 	assert_true(backend_has(h, "POST " Q("FolderSync") " HTTP/1.1\r\n"));
 	assert_true(backend_has(h, "X-Forwarded-For: 192.0.2.10\r\n"));   /* untrusted XFF dropped */
 	assert_false(backend_has(h, "6.6.6.6"));
-	assert_true(backend_has(h, "Connection: close\r\n"));
+	assert_false(backend_has(h, "Connection: close\r\n"));   /* may be kept alive */
 	assert_true(backend_has(h, "Content-Length: 13\r\n"));
 	/* the body, split */
 	client_n(h, "\x03\x01\x6a\x00\x00\x07\x56", 7);
@@ -543,6 +543,69 @@ static void test_login_map(void **state)
 	harness_free(h);
 }
 
+/* Backend keep-alive: a framed HTTP/1.1 response without "Connection:
+ * close" leaves the backend connection open for the same client
+ * connection's next request; a close, an idle close by the backend, bytes
+ * nobody asked for, or a response that says close each mean a new
+ * connection next time. */
+static void test_backend_keep_alive(void **state)
+{
+	static const char req[] = "POST " Q("FolderSync") " HTTP/1.1\r\nHost: gw\r\n" AUTH_OK
+				  "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n\r\n";
+	struct harness *h = harness_new();
+	int closes;
+
+	(void)state;
+	client(h, req);
+	assert_int_equal(h->connect_calls, 1);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	closes = h->backend_close_calls;
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_READ_HEAD);
+	assert_int_equal(h->backend_close_calls, closes);   /* kept */
+
+	/* reused: no new connection, the head goes out at once */
+	reset_out(h);
+	client(h, req);
+	assert_int_equal(h->connect_calls, 1);
+	assert_int_equal(eas_session_state(h->s), EAS_STATE_FORWARD);
+	assert_true(backend_has(h, "POST " Q("FolderSync") " HTTP/1.1\r\n"));
+	/* this response says close: closed after it */
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	assert_true(h->backend_close_calls > closes);
+	reset_out(h);
+	client(h, req);
+	assert_int_equal(h->connect_calls, 2);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+
+	/* the backend ends the idle connection: the next request connects */
+	activesync_front.backend_closed(h->s);
+	assert_int_equal(h->close_calls, 0);
+	reset_out(h);
+	client(h, req);
+	assert_int_equal(h->connect_calls, 3);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+	backend(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+
+	/* bytes from an idle backend: dropped with the connection */
+	closes = h->backend_close_calls;
+	backend(h, "HTTP/1.1 200 OK\r\n");
+	assert_true(h->backend_close_calls > closes);
+	assert_int_equal(h->close_calls, 0);
+	reset_out(h);
+	client(h, req);
+	assert_int_equal(h->connect_calls, 4);
+	activesync_front.backend_ready(h->s, PROTO_BACKEND_OK);
+
+	/* HTTP/1.0 and close-delimited responses are never reused */
+	backend(h, "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+	reset_out(h);
+	client(h, req);
+	assert_int_equal(h->connect_calls, 5);
+	harness_free(h);
+}
+
 static void test_outgoing_off_only_submission(void **state)
 {
 	static const char sm130[] = "\x03\x01\x6a\x00\x00\x15\x47\x52\x03" "130" "\x00\x01\x01";
@@ -768,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_device_blocked_and_cap),
 		cmocka_unit_test(test_bearer),
 		cmocka_unit_test(test_login_map),
+		cmocka_unit_test(test_backend_keep_alive),
 		cmocka_unit_test(test_backend_unavailable_503),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_pipelined),
