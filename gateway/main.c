@@ -14,6 +14,7 @@
 #include "gateway/frontlog.h"
 #include "gateway/log.h"
 #include "gateway/worker.h"
+#include "policy/engine.h"
 #include "policy/policy.h"
 
 #define DEFAULT_CONFIG "/etc/postern/postern.conf"
@@ -184,6 +185,7 @@ int main(int argc, char **argv)
 		gw_worker_join(&workers[i]);
 	free(workers);
 	uv_loop_close(uv_default_loop());
+	rules_snapshot_drop(store);   /* the rules compiled for this store */
 	pol_store_close(&store);
 	gw_config_set_current(NULL);
 	gw_log(GW_LOG_INFO, "event=stopped");
