@@ -1185,13 +1185,24 @@ static void warn_cb(gint64 offset, GMimeParserWarning code, const gchar *item,
 
 	(void)offset;
 	switch (code) {
-	case GMIME_CRIT_CONFLICTING_HEADER:
 	case GMIME_WARN_DUPLICATED_HEADER:
 		if (item != NULL && strcasecmp(item, "Content-Type") == 0)
 			m->anomalies |= MSG_ANOMALY_DUP_CONTENT_TYPE;
 		break;
 	case GMIME_CRIT_NESTING_OVERFLOW:
 		m->anomalies |= MSG_ANOMALY_DEPTH;
+		break;
+	case GMIME_CRIT_INVALID_HEADER_NAME:
+	case GMIME_CRIT_CONFLICTING_PARAMETER:
+	case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+		m->anomalies |= MSG_ANOMALY_MIME_CRIT;
+		break;
+	case GMIME_CRIT_CONFLICTING_HEADER:
+		if (item != NULL && strcasecmp(item, "Content-Type") == 0)
+			m->anomalies |= MSG_ANOMALY_DUP_CONTENT_TYPE;
+		else
+			m->anomalies |= MSG_ANOMALY_MIME_CRIT;
 		break;
 	default:
 		break;

@@ -190,6 +190,14 @@ int msg_text_parts(struct msg *m, const struct msg_textpart **parts,
 #define MSG_ANOMALY_TEXT_CUT         0x10
 #define MSG_ANOMALY_DUP_SUBJECT      0x20
 #define MSG_ANOMALY_BAD_ENCODING     0x40
+#define MSG_ANOMALY_MIME_CRIT        0x80  /* GMime reported a critical
+                                              ambiguity (invalid header name,
+                                              conflicting parameter, multipart
+                                              without boundary, part without
+                                              headers or content) */
+/* The bits of what has been read so far: it parses the top header block,
+ * but not the MIME structure (ask a body feature or msg_text_parts()
+ * first to have those bits). */
 unsigned msg_anomalies(struct msg *m);
 
 /* One-line display of a feature's value for `rule test` traces: a

@@ -900,6 +900,32 @@ static void test_text_cap(void **state)
 	free(s.b);
 }
 
+/* GMime's critical warnings become MSG_ANOMALY_MIME_CRIT; the header-only
+ * view does not parse MIME for msg_anomalies(). */
+static void test_mime_crit(void **state)
+{
+	static const char raw[] =
+		"Content-Type: multipart/mixed\r\n"
+		"\r\n"
+		"--x\r\n"
+		"Content-Type: text/plain\r\n"
+		"\r\n"
+		"body\r\n";
+	struct msg *m = open_str(raw, &ENV);
+	const struct msg_textpart *tp;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(msg_anomalies(m), 0);
+	assert_int_equal(msg_text_parts(m, &tp, &n), 0);
+	assert_true(msg_anomalies(m) & MSG_ANOMALY_MIME_CRIT);
+	msg_free(m);
+	m = open_str(M_MULTI, &ENV);
+	assert_int_equal(msg_text_parts(m, &tp, &n), 0);
+	assert_int_equal(msg_anomalies(m), 0);
+	msg_free(m);
+}
+
 /* A zero limit means the default, not "nothing". */
 static void test_zero_limits(void **state)
 {
@@ -995,6 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_long_header),
 		cmocka_unit_test(test_text_cap),
 		cmocka_unit_test(test_zero_limits),
+		cmocka_unit_test(test_mime_crit),
 		cmocka_unit_test(test_dup_subject),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_header_only_cost),
