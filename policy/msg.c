@@ -98,6 +98,10 @@ struct leaf {
 	gint64 raw_start;       /* attached message: its first header (GMime
 	                           stream offset), else -1 */
 	size_t sub_end;         /* attached message: end index of its leaves */
+	bool html_done;         /* html: decoded once (leaf_html()) */
+	bool html_cut;
+	char *html_text;        /* malloc'd, NUL-terminated UTF-8; or NULL */
+	size_t html_len;
 };
 
 struct vec {                /* a growing list of values, before the arena */
@@ -159,9 +163,6 @@ struct msg {
 	struct msg_textpart tparts[2];
 	size_t ntparts;
 	bool text_done;
-	const char *html_raw;   /* decoded HTML of the body parts (cid check) */
-	size_t html_raw_len;
-	bool html_raw_done;
 };
 
 /* ------------------------------------------------------------------ */
@@ -371,6 +372,8 @@ void msg_free(struct msg *m)
 		g_byte_array_unref(m->ba);
 	}
 	free(m->copy);
+	for (size_t i = 0; i < m->nleaves; i++)
+		free(m->leaves[i].html_text);
 	free(m->leaves);
 	free(m->f);
 	for (h = m->hm; h != NULL; h = hn) {
@@ -1764,68 +1767,55 @@ static uint64_t leaf_decoded_size(struct msg *m, struct leaf *l)
 	return size;
 }
 
-/* The decoded HTML of the body parts (bounded), for the cid: check. */
-static void html_raw(struct msg *m)
+/* The decoded HTML of a body part, read once (at most 4 x text_max
+ * bytes: markup may be much longer than its text); NULL when it has none.
+ * The cid: check and the content feature share it (and the HTML analyzer
+ * of issue 6 can). */
+static const char *leaf_html(struct msg *m, struct leaf *l, size_t *len)
 {
-	char *acc = NULL;
-	size_t accn = 0, budget = m->lim.text_max * 4;
+	*len = 0;
+	if (!l->html_done) {
+		bool cut = false;
 
-	if (m->html_raw_done)
-		return;
-	m->html_raw_done = true;
-	for (size_t i = 0; i < m->nleaves && accn < budget; i++) {
-		struct leaf *l = &m->leaves[i];
-		char *t;
-		size_t tn;
-		bool cut;
-
-		if (!l->body || !l->html || l->nested)
-			continue;
-		if (leaf_read(m, l, budget - accn, &t, &tn, &cut) < 0 || t == NULL)
-			continue;
+		l->html_done = true;
+		if (leaf_read(m, l, m->lim.text_max * 4, &l->html_text, &l->html_len, &cut) < 0)
+			l->html_text = NULL;
+		l->html_cut = cut;
 		if (cut)
 			m->anomalies |= MSG_ANOMALY_TEXT_CUT;
-		{
-			char *na = realloc(acc, accn + tn + 1);
-
-			if (na == NULL) {
-				free(t);
-				break;
-			}
-			acc = na;
-			memcpy(acc + accn, t, tn);
-			accn += tn;
-			acc[accn] = 0;
-		}
-		free(t);
 	}
-	if (acc != NULL) {
-		m->html_raw = arena_strndup(m, acc, accn);
-		m->html_raw_len = m->html_raw != NULL ? accn : 0;
-		free(acc);
-	}
+	if (l->html_text == NULL)
+		return NULL;
+	*len = l->html_len;
+	return l->html_text;
 }
 
+/* Whether the message's HTML body references "cid:<cid>". */
 static bool cid_referenced(struct msg *m, const char *cid)
 {
 	size_t cl = strlen(cid);
-	const char *p, *end;
 
-	html_raw(m);
-	if (m->html_raw == NULL || cl == 0)
+	if (cl == 0)
 		return false;
-	p = m->html_raw;
-	end = p + m->html_raw_len;
-	while (p + 4 + cl <= end) {
-		const char *hit = memchr(p, ':', (size_t)(end - p));
+	for (size_t i = 0; i < m->nleaves; i++) {
+		struct leaf *l = &m->leaves[i];
+		const char *p, *end, *h;
+		size_t hn;
 
-		if (hit == NULL || hit < p + 3)
-			break;
-		if (strncasecmp(hit - 3, "cid", 3) == 0 &&
-		    (size_t)(end - hit - 1) >= cl &&
-		    strncasecmp(hit + 1, cid, cl) == 0)
-			return true;
-		p = hit + 1;
+		if (!l->body || !l->html || l->nested || (h = leaf_html(m, l, &hn)) == NULL)
+			continue;
+		p = h;
+		end = h + hn;
+		while (p + 4 + cl <= end) {
+			const char *hit = memchr(p, ':', (size_t)(end - p));
+
+			if (hit == NULL)
+				break;
+			if (hit >= h + 3 && strncasecmp(hit - 3, "cid", 3) == 0 &&
+			    (size_t)(end - hit - 1) >= cl && strncasecmp(hit + 1, cid, cl) == 0)
+				return true;
+			p = hit + 1;
+		}
 	}
 	return false;
 }
@@ -2094,17 +2084,19 @@ static int content(struct msg *m, struct msg_values *out)
 			break;
 		}
 		if (l->html) {
-			/* the raw HTML may be much longer than its text */
-			rc = leaf_read(m, l, cap * 4, &t, &tn, &cut);
-			if (rc < 0 || t == NULL)
-				break;
+			const char *h = leaf_html(m, l, &tn);
+
+			if (h == NULL)
+				continue;
 			if (n > 0)
 				acc[n++] = '\n';
-			n += html_to_text(t, tn, acc + n, cap - n, &cut);
+			n += html_to_text(h, tn, acc + n, cap - n, &cut);
 		} else {
 			rc = leaf_read(m, l, cap - n, &t, &tn, &cut);
-			if (rc < 0 || t == NULL)
+			if (rc < 0)
 				break;
+			if (t == NULL)
+				continue;       /* a part without content */
 			if (n > 0)
 				acc[n++] = '\n';
 			if (tn > cap - n) {
@@ -2113,8 +2105,8 @@ static int content(struct msg *m, struct msg_values *out)
 			}
 			memcpy(acc + n, t, tn);
 			n += tn;
+			free(t);
 		}
-		free(t);
 		if (cut)
 			m->anomalies |= MSG_ANOMALY_TEXT_CUT;
 	}
