@@ -787,10 +787,15 @@ static int plan_banner(struct plan *pl, struct msg *m, const char *banner,
 	size_t n = 0, done = 0;
 	int rc;
 
+	/* where the body can start: after the header and its empty line; a
+	 * message without that line has no body to put a banner in (text
+	 * added at its end would join the last header field) */
+	size_t hend = msg_header_end(m);
+
 	rc = msg_text_parts(m, &parts, &n);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc != 0)
+	if (rc != 0 || hend >= pl->len)
 		n = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct msg_textpart *tp = &parts[i];
@@ -800,7 +805,8 @@ static int plan_banner(struct plan *pl, struct msg *m, const char *banner,
 
 		if (tp->protected_part)
 			continue;
-		if (tp->body.off > pl->len || blen > pl->len - tp->body.off)
+		if (tp->body.off > pl->len || blen > pl->len - tp->body.off ||
+		    tp->body.off <= hend)
 			continue;
 		if (tp->html)
 			banner_html(&frag, banner);

@@ -649,6 +649,36 @@ static void test_leading_continuation_line(void **state)
 	done(&t);
 }
 
+static void test_banner_without_body(void **state)
+{
+	/* no empty line after the header: nothing may be appended to the
+	 * last field; the banner goes to the header notice */
+	static const char *const msgs[] = {
+		"From: x@ext.example\r\nSubject: no body at all",
+		"From: x@ext.example\r\nSubject: header only\r\n",
+	};
+	struct fake_rule fr;
+	struct rule_verdict v;
+	struct t t;
+
+	(void)state;
+	make_rule(&fr, "Warn", NULL, "External sender", 0);
+	v = verdict(&fr.r, RD_NONE);
+	for (size_t i = 0; i < 2; i++) {
+		char *s;
+
+		plan(&t, msgs[i], &v, false);
+		s = header_value(t.out, "Subject");
+		assert_non_null(s);
+		assert_null(strstr(s, "External"));
+		free(s);
+		assert_non_null(strstr(t.out, "X-Postern-Banner: External sender\r\n"));
+		assert_int_equal(strstr(t.out, "External") - t.out,
+				 strstr(t.out, "X-Postern-Banner: ") - t.out + 18);
+		done(&t);
+	}
+}
+
 static void test_lf_message_keeps_lf(void **state)
 {
 	static const char msg[] = "From: x@ext.example\nSubject: s\n\nbody\n";
@@ -797,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_banner_qp_part),
 		cmocka_unit_test(test_banner_signed_part_untouched),
 		cmocka_unit_test(test_leading_continuation_line),
+		cmocka_unit_test(test_banner_without_body),
 		cmocka_unit_test(test_lf_message_keeps_lf),
 		cmocka_unit_test(test_edits_equal),
 		cmocka_unit_test(test_stream_tiny_buffers_and_offsets),
