@@ -2632,6 +2632,8 @@ char *msg_feature_describe(struct msg *m, enum rule_param p, const char *header_
 		rc = msg_strings(m, p, header_name, &v);
 		if (rc == -ENOTSUP)
 			return strdup("(unsupported)");
+		if (rc == -EINVAL)
+			return strdup("(invalid)");
 		if (rc < 0)
 			return strdup("(error)");
 		if (v.n == 0)

@@ -926,6 +926,44 @@ static void test_mime_crit(void **state)
 	msg_free(m);
 }
 
+/* The trace form: JSON-like quoting, long values and long lists cut. */
+static void test_describe(void **state)
+{
+	struct sb s = { 0 };
+	struct msg *m;
+	char *d;
+
+	(void)state;
+	sb_add(&s, "X-Q: say \"hi\" \\ there\r\n");
+	sb_add(&s, "X-Long: ");
+	for (int i = 0; i < 100; i++)
+		sb_add(&s, "\xC3\xA9");       /* 200 bytes of 2-byte characters */
+	sb_add(&s, "xyz\r\n");
+	for (int i = 0; i < 25; i++)
+		sb_add(&s, "X-Many: %d\r\n", i);
+	sb_add(&s, "\r\n");
+	m = open_raw(s.b, s.n, &ENV, NULL);
+	d = msg_feature_describe(m, RP_HEADER, "X-Q");
+	assert_string_equal(d, "[\"say \\\"hi\\\" \\\\ there\"]");
+	free(d);
+	d = msg_feature_describe(m, RP_HEADER, "X-Long");
+	/* cut at 200 bytes, on a character boundary, marked */
+	assert_int_equal(strlen(d), 2 + 200 + 3 + 2);
+	assert_non_null(strstr(d, "\xC3\xA9...\"]"));
+	free(d);
+	d = msg_feature_describe(m, RP_HEADER, "X-Many");
+	assert_non_null(strstr(d, "\"19\", (+5 more)]"));
+	free(d);
+	d = msg_feature_describe(m, RP_HEADER, NULL);
+	assert_string_equal(d, "(invalid)");
+	free(d);
+	d = msg_feature_describe(m, RP_COUNT, NULL);
+	assert_string_equal(d, "(invalid)");
+	free(d);
+	msg_free(m);
+	free(s.b);
+}
+
 /* A zero limit means the default, not "nothing". */
 static void test_zero_limits(void **state)
 {
@@ -1020,6 +1058,7 @@ int main(void)
 		cmocka_unit_test(test_broken_encodings),
 		cmocka_unit_test(test_long_header),
 		cmocka_unit_test(test_text_cap),
+		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_zero_limits),
 		cmocka_unit_test(test_mime_crit),
 		cmocka_unit_test(test_dup_subject),
