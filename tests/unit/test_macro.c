@@ -1,0 +1,893 @@
+/*
+ * tests/unit/test_macro.c: Office macro detection (policy/macro.h) on
+ * documents the test builds with libgsf's writers: OLE2 files laid out
+ * like Word (Macros/VBA), Excel (_VBA_PROJECT_CUR/VBA) and a bare
+ * vbaProject.bin, with a "dir" stream and module streams in MS-OVBA
+ * containers of raw chunks (plus the spec's compressed example for the
+ * decompressor); an auto-exec + Shell module (suspicious), a harmless
+ * module (macros only), a stomped project (source gone, or garbage at the
+ * source offset: macros, not suspicious); XLM macro sheets in BIFF8 and
+ * OOXML; .docm-like zips (vbaProject.bin, the content type alone), a
+ * plain zip, a zip inside a zip and inside an OLE2 embedding, nesting
+ * past the limit, a zip bomb over
+ * the ratio (refused without inflating, its names still read), garbage.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <gsf/gsf-outfile.h>
+#include <gsf/gsf-outfile-msole.h>
+#include <gsf/gsf-outfile-zip.h>
+#include <gsf/gsf-output.h>
+#include <gsf/gsf-output-memory.h>
+#include <gsf/gsf-utils.h>
+
+#include "policy/macro.h"
+
+/* ------------------------------------------------------------------ */
+/* byte buffers */
+
+struct buf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->cap) {
+		size_t nc = b->cap ? b->cap : 256;
+
+		while (nc < b->n + n)
+			nc *= 2;
+		b->p = realloc(b->p, nc);
+		assert_non_null(b->p);
+		b->cap = nc;
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void put16(struct buf *b, unsigned v)
+{
+	unsigned char x[2] = { (unsigned char)v, (unsigned char)(v >> 8) };
+
+	put(b, x, 2);
+}
+
+static void put32(struct buf *b, uint32_t v)
+{
+	unsigned char x[4] = { (unsigned char)v, (unsigned char)(v >> 8),
+			       (unsigned char)(v >> 16), (unsigned char)(v >> 24) };
+
+	put(b, x, 4);
+}
+
+static void rec(struct buf *b, unsigned id, const void *p, size_t n)
+{
+	put16(b, id);
+	put32(b, (uint32_t)n);
+	if (n > 0)
+		put(b, p, n);
+}
+
+/* An MS-OVBA container of raw chunks (flag 0): signature 0x01, then per
+ * 4096 bytes a header 0x3FFF (size 4098, signature 3, raw) and the bytes,
+ * the last chunk padded with pad. */
+static void ovba_raw(struct buf *out, const void *data, size_t n, unsigned char pad)
+{
+	const unsigned char *p = data;
+	unsigned char one = 0x01;
+
+	put(out, &one, 1);
+	for (size_t off = 0; off < n; off += 4096) {
+		unsigned char chunk[4096];
+		size_t k = n - off < 4096 ? n - off : 4096;
+
+		memset(chunk, pad, sizeof(chunk));
+		memcpy(chunk, p + off, k);
+		put16(out, 0x3FFF);
+		put(out, chunk, sizeof(chunk));
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* a VBA project */
+
+struct module {
+	const char *name;
+	const char *source;         /* NULL: no stream (stomped: source gone) */
+	bool garbage;               /* garbage at the source offset */
+};
+
+#define PCODE_LEN 300            /* fake p-code before the source */
+
+/* The decompressed "dir" stream of a project with these modules. */
+static void dir_stream(struct buf *d, const struct module *m, size_t nm)
+{
+	unsigned char v[6] = { 0x5A, 0, 0, 0, 0x0B, 0 };
+	uint32_t one = 1;
+
+	rec(d, 0x0001, &one, 4);                /* PROJECTSYSKIND */
+	put16(d, 0x0009);                       /* PROJECTVERSION: size 4, 6 bytes */
+	put32(d, 4);
+	put(d, v, 6);
+	put16(d, 0x0003);                       /* PROJECTCODEPAGE */
+	put32(d, 2);
+	put16(d, 1252);
+	rec(d, 0x0004, "Project", 7);           /* PROJECTNAME */
+	put16(d, 0x000F);                       /* PROJECTMODULES */
+	put32(d, 2);
+	put16(d, (unsigned)nm);
+	put16(d, 0x0013);                       /* PROJECTCOOKIE */
+	put32(d, 2);
+	put16(d, 0xFFFF);
+	for (size_t i = 0; i < nm; i++) {
+		size_t l = strlen(m[i].name);
+		struct buf u = { 0 };
+		uint32_t off = PCODE_LEN;
+
+		for (size_t k = 0; k < l; k++)
+			put16(&u, (unsigned char)m[i].name[k]);
+		rec(d, 0x0019, m[i].name, l);           /* MODULENAME */
+		rec(d, 0x0047, u.p, u.n);               /* MODULENAMEUNICODE */
+		rec(d, 0x001A, m[i].name, l);           /* MODULESTREAMNAME */
+		rec(d, 0x0032, u.p, u.n);               /*   its Unicode form */
+		rec(d, 0x001C, NULL, 0);                /* MODULEDOCSTRING */
+		rec(d, 0x0048, NULL, 0);
+		rec(d, 0x0031, &off, 4);                /* MODULEOFFSET */
+		put16(d, 0x0021);                       /* MODULETYPE: procedural */
+		put32(d, 0);
+		put16(d, 0x002B);                       /* terminator */
+		put32(d, 0);
+		free(u.p);
+	}
+	put16(d, 0x0010);                       /* end of the dir stream */
+	put32(d, 0);
+}
+
+static GsfOutput *child(GsfOutfile *parent, const char *name, bool dir)
+{
+	GsfOutput *o = gsf_outfile_new_child(parent, name, dir);
+
+	assert_non_null(o);
+	return o;
+}
+
+static void write_stream(GsfOutfile *parent, const char *name, const void *p, size_t n)
+{
+	GsfOutput *o = child(parent, name, false);
+
+	if (n > 0)
+		assert_true(gsf_output_write(o, n, p));
+	assert_true(gsf_output_close(o));
+	g_object_unref(o);
+}
+
+/* Writes the VBA storage (dir, _VBA_PROJECT, modules) under parent. */
+static void vba_storage(GsfOutfile *parent, const struct module *m, size_t nm,
+			bool with_dir)
+{
+	GsfOutput *vba = child(parent, "VBA", true);
+	static const unsigned char vbaproj[7] = { 0xCC, 0x61, 0xFF, 0xFF, 0x00, 0x00, 0x00 };
+
+	if (with_dir) {
+		struct buf d = { 0 }, c = { 0 };
+
+		dir_stream(&d, m, nm);
+		ovba_raw(&c, d.p, d.n, 0);
+		write_stream(GSF_OUTFILE(vba), "dir", c.p, c.n);
+		free(d.p);
+		free(c.p);
+	}
+	write_stream(GSF_OUTFILE(vba), "_VBA_PROJECT", vbaproj, sizeof(vbaproj));
+	for (size_t i = 0; i < nm; i++) {
+		struct buf s = { 0 };
+		unsigned char pcode[PCODE_LEN];
+
+		if (m[i].source == NULL)
+			continue;
+		memset(pcode, 0xA5, sizeof(pcode));
+		put(&s, pcode, sizeof(pcode));
+		if (m[i].garbage) {
+			for (size_t k = 0; k < 500; k++) {
+				unsigned char g = (unsigned char)(k * 37 + 11);
+
+				put(&s, &g, 1);
+			}
+		} else {
+			ovba_raw(&s, m[i].source, strlen(m[i].source), ' ');
+		}
+		write_stream(GSF_OUTFILE(vba), m[i].name, s.p, s.n);
+		free(s.p);
+	}
+	assert_true(gsf_output_close(vba));
+	g_object_unref(vba);
+}
+
+typedef void (*ole_fill)(GsfOutfile *root, void *ctx);
+
+/* An OLE2 file in memory, filled by fn. */
+static unsigned char *build_ole(ole_fill fn, void *ctx, size_t *len)
+{
+	GsfOutput *mem = gsf_output_memory_new();
+	GsfOutfile *ole = gsf_outfile_msole_new(mem);
+	unsigned char *r;
+
+	assert_non_null(ole);
+	fn(ole, ctx);
+	assert_true(gsf_output_close(GSF_OUTPUT(ole)));
+	g_object_unref(ole);
+	*len = (size_t)gsf_output_size(mem);
+	r = malloc(*len);
+	assert_non_null(r);
+	memcpy(r, gsf_output_memory_get_bytes(GSF_OUTPUT_MEMORY(mem)), *len);
+	g_object_unref(mem);
+	return r;
+}
+
+struct doc_spec {
+	const char *storage;        /* "Macros" (Word), "_VBA_PROJECT_CUR"
+	                               (Excel), NULL: at the root */
+	const struct module *m;
+	size_t nm;
+	bool with_dir;
+	const void *extra;          /* another stream at the root: "Package" */
+	size_t extra_len;
+};
+
+static void fill_doc(GsfOutfile *root, void *ctx)
+{
+	const struct doc_spec *d = ctx;
+	static const char word[] = "not really a WordDocument stream";
+
+	write_stream(root, "WordDocument", word, sizeof(word));
+	if (d->m != NULL) {
+		if (d->storage != NULL) {
+			GsfOutput *st = child(root, d->storage, true);
+
+			write_stream(GSF_OUTFILE(st), "PROJECT", "ID=\"{0}\"\r\n", 10);
+			vba_storage(GSF_OUTFILE(st), d->m, d->nm, d->with_dir);
+			assert_true(gsf_output_close(st));
+			g_object_unref(st);
+		} else {
+			write_stream(root, "PROJECT", "ID=\"{0}\"\r\n", 10);
+			vba_storage(root, d->m, d->nm, d->with_dir);
+		}
+	}
+	if (d->extra != NULL) {
+		GsfOutput *pool = child(root, "ObjectPool", true);
+		GsfOutput *obj = child(GSF_OUTFILE(pool), "_1234", true);
+
+		write_stream(GSF_OUTFILE(obj), "Package", d->extra, d->extra_len);
+		assert_true(gsf_output_close(obj));
+		g_object_unref(obj);
+		assert_true(gsf_output_close(pool));
+		g_object_unref(pool);
+	}
+}
+
+static unsigned char *build_doc(const struct doc_spec *d, size_t *len)
+{
+	return build_ole(fill_doc, (void *)d, len);
+}
+
+/* A zip in memory: names[i] holding data[i] (lens[i] bytes), deflated. */
+static unsigned char *build_zip(const char *const *names, const void *const *data,
+				const size_t *lens, size_t n, size_t *len)
+{
+	GsfOutput *mem = gsf_output_memory_new();
+	GError *err = NULL;
+	GsfOutfile *zip = gsf_outfile_zip_new(mem, &err);
+	unsigned char *r;
+
+	assert_non_null(zip);
+	for (size_t i = 0; i < n; i++) {
+		/* nested names: create the directories on the way */
+		char *copy = strdup(names[i]), *save = NULL, *tok, *next;
+		GsfOutfile *dir = zip;
+		GsfOutput *opened[8];
+		size_t no = 0;
+
+		assert_non_null(copy);
+		tok = strtok_r(copy, "/", &save);
+		while (tok != NULL) {
+			next = strtok_r(NULL, "/", &save);
+			if (next == NULL) {
+				write_stream(dir, tok, data[i], lens[i]);
+			} else {
+				GsfOutput *o = child(dir, tok, true);
+
+				assert_true(no < 8);
+				opened[no++] = o;
+				dir = GSF_OUTFILE(o);
+			}
+			tok = next;
+		}
+		while (no > 0) {
+			assert_true(gsf_output_close(opened[--no]));
+			g_object_unref(opened[no]);
+		}
+		free(copy);
+	}
+	assert_true(gsf_output_close(GSF_OUTPUT(zip)));
+	g_object_unref(zip);
+	*len = (size_t)gsf_output_size(mem);
+	r = malloc(*len);
+	assert_non_null(r);
+	memcpy(r, gsf_output_memory_get_bytes(GSF_OUTPUT_MEMORY(mem)), *len);
+	g_object_unref(mem);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+
+static const char src_evil[] =
+	"Attribute VB_Name = \"Module1\"\r\n"
+	"Sub AutoOpen()\r\n"
+	"    Dim r\r\n"
+	"    r = Shell(\"cmd /c calc.exe\", vbHide)\r\n"
+	"End Sub\r\n";
+static const char src_benign[] =
+	"Attribute VB_Name = \"Module1\"\r\n"
+	"Sub Foo()\r\n"
+	"    MsgBox \"hi\"\r\n"
+	"End Sub\r\n";
+
+static struct macro_result scan(const unsigned char *d, size_t n)
+{
+	struct macro_result r;
+
+	assert_int_equal(macro_scan(d, n, NULL, &r), 0);
+	return r;
+}
+
+static void test_ovba(void **state)
+{
+	/* MS-OVBA 3.2.3's example: compressed tokens and literals */
+	static const unsigned char c[] = {
+		0x01, 0x2F, 0xB0, 0x00, 0x23, 0x61, 0x61, 0x61, 0x62, 0x63, 0x64, 0x65,
+		0x82, 0x66, 0x00, 0x70, 0x61, 0x67, 0x68, 0x69, 0x6A, 0x01, 0x38, 0x08,
+		0x61, 0x6B, 0x6C, 0x00, 0x30, 0x6D, 0x6E, 0x6F, 0x70, 0x06, 0x71, 0x02,
+		0x70, 0x04, 0x10, 0x72, 0x73, 0x74, 0x75, 0x76, 0x10, 0x77, 0x78, 0x79,
+		0x7A, 0x00, 0x3C,
+	};
+	static const char plain[] =
+		"#aaabcdefaaaaghijaaaaaklaaamnopqaaaaaaaaaaaarstuvwxyzaaa";
+	unsigned char *o;
+	size_t n;
+	bool cut;
+	struct buf raw = { 0 };
+	char big[6000];
+
+	(void)state;
+	assert_int_equal(macro_ovba_decompress(c, sizeof(c), 1000, &o, &n, &cut), 0);
+	assert_int_equal(n, strlen(plain));
+	assert_memory_equal(o, plain, n);
+	assert_false(cut);
+	free(o);
+	/* capped output */
+	assert_int_equal(macro_ovba_decompress(c, sizeof(c), 10, &o, &n, &cut), 0);
+	assert_int_equal(n, 10);
+	assert_true(cut);
+	assert_memory_equal(o, plain, 10);
+	free(o);
+	/* raw chunks across a chunk boundary */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	ovba_raw(&raw, big, sizeof(big), ' ');
+	assert_int_equal(macro_ovba_decompress(raw.p, raw.n, 1 << 20, &o, &n, &cut), 0);
+	assert_int_equal(n, 8192);
+	assert_memory_equal(o, big, sizeof(big));
+	free(o);
+	free(raw.p);
+	/* not a container */
+	assert_int_equal(macro_ovba_decompress((const unsigned char *)"\x02zz", 3, 100,
+					       &o, &n, &cut), -EINVAL);
+	assert_int_equal(macro_ovba_decompress((const unsigned char *)"\x01\x00\x00", 3, 100,
+					       &o, &n, &cut), -EINVAL);
+	/* a copy token reaching before the chunk: invalid */
+	assert_int_equal(macro_ovba_decompress((const unsigned char *)"\x01\x02\xB0\x01\x00\x10",
+					       6, 100, &o, &n, &cut), -EINVAL);
+}
+
+static void test_classify(void **state)
+{
+	static const struct {
+		const char *src;
+		bool a, w, x;
+	} cases[] = {
+		{ src_evil, true, false, true },
+		{ src_benign, false, false, false },
+		{ "Private Sub Document_Open()\n Set s = CreateObject(\"ADODB.Stream\")\n"
+		  " s.SaveToFile \"x.exe\", 2\nEnd Sub", true, true, true },
+		{ "Sub Workbook_Open()\nOpen \"c:\\x.bat\" For Output As #1\nEnd Sub",
+		  true, true, false },
+		{ "Sub auto_open()\nPut #1, , b\nEnd Sub", true, true, false },
+		{ "Private Declare PtrSafe Function X Lib \"kernel32\" () As Long", false, false, true },
+		/* line continuation keeps Declare and Lib on one logical line */
+		{ "Private Declare Function X _\r\n  Lib \"kernel32\" () As Long", false, false, true },
+		/* "Lib" on the next line without continuation: not a Declare */
+		{ "Private Declare Function X\r\nLib = 1", false, false, false },
+		{ "Sub InkPicture1_Painted()\nEnd Sub", true, false, false },
+		/* near misses */
+		{ "Sub AutoOpener()\nDim Shelly\nOpenFile = 1\nEnd Sub", false, false, false },
+		{ "Sub Button1_Click()\nOpen f For Input As #1\nEnd Sub", false, false, false },
+		{ "x = WScript.Shell", false, false, true },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct macro_result r;
+
+		memset(&r, 0, sizeof(r));
+		macro_source_classify(cases[i].src, strlen(cases[i].src), &r);
+		if (r.autoexec != cases[i].a || r.write != cases[i].w ||
+		    r.execute != cases[i].x)
+			fail_msg("case %zu: A%d W%d X%d", i, r.autoexec, r.write, r.execute);
+	}
+}
+
+static void test_word_suspicious(void **state)
+{
+	static const struct module m[] = { { "Module1", src_evil, false } };
+	struct doc_spec d = { "Macros", m, 1, true, NULL, 0 };
+	size_t n;
+	unsigned char *doc = build_doc(&d, &n);
+	struct macro_result r = scan(doc, n);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_true(r.vba);
+	assert_int_equal(r.modules, 1);
+	assert_true(r.autoexec);
+	assert_true(r.execute);
+	assert_true(r.suspicious);
+	assert_false(r.xlm);
+	assert_false(r.limit_hit);
+	free(doc);
+}
+
+static void test_word_benign(void **state)
+{
+	static const struct module m[] = {
+		{ "Module1", src_benign, false },
+		{ "ThisDocument", "Attribute VB_Name = \"ThisDocument\"\r\n", false },
+	};
+	struct doc_spec d = { "Macros", m, 2, true, NULL, 0 };
+	size_t n;
+	unsigned char *doc = build_doc(&d, &n);
+	struct macro_result r = scan(doc, n);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_int_equal(r.modules, 2);
+	assert_false(r.suspicious);
+	assert_false(r.autoexec);
+	free(doc);
+}
+
+/* Auto-exec in one module, Shell in another: the project is suspicious. */
+static void test_excel_split_modules(void **state)
+{
+	static const struct module m[] = {
+		{ "ThisWorkbook", "Private Sub Workbook_Open()\r\n Helper\r\nEnd Sub\r\n", false },
+		{ "Module2", "Sub Helper()\r\n CreateObject(\"WScript.Shell\").Run \"x\"\r\nEnd Sub\r\n", false },
+	};
+	struct doc_spec d = { "_VBA_PROJECT_CUR", m, 2, true, NULL, 0 };
+	size_t n;
+	unsigned char *doc = build_doc(&d, &n);
+	struct macro_result r = scan(doc, n);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_int_equal(r.modules, 2);
+	assert_true(r.suspicious);
+	free(doc);
+}
+
+/* VBA stomping: the project is there, the source is not (stream gone) or
+ * is garbage at the offset: macros, never suspicious from source. */
+static void test_stomped(void **state)
+{
+	static const struct module gone[] = { { "Module1", NULL, false } };
+	static const struct module junk[] = { { "Module1", src_evil, true } };
+	struct doc_spec d1 = { "Macros", gone, 1, true, NULL, 0 };
+	struct doc_spec d2 = { "Macros", junk, 1, true, NULL, 0 };
+	struct doc_spec d3 = { "Macros", junk, 1, false, NULL, 0 };  /* no dir */
+	size_t n;
+	unsigned char *doc;
+	struct macro_result r;
+
+	(void)state;
+	doc = build_doc(&d1, &n);
+	r = scan(doc, n);
+	assert_true(r.has_macros);
+	assert_int_equal(r.modules, 0);
+	assert_false(r.suspicious);
+	free(doc);
+
+	doc = build_doc(&d2, &n);
+	r = scan(doc, n);
+	assert_true(r.has_macros);
+	assert_false(r.suspicious);
+	free(doc);
+
+	doc = build_doc(&d3, &n);
+	r = scan(doc, n);
+	assert_true(r.has_macros);      /* _VBA_PROJECT alone */
+	assert_false(r.suspicious);
+	free(doc);
+}
+
+static void test_plain_ole(void **state)
+{
+	struct doc_spec d = { NULL, NULL, 0, true, NULL, 0 };
+	size_t n;
+	unsigned char *doc = build_doc(&d, &n);
+	struct macro_result r = scan(doc, n);
+
+	(void)state;
+	assert_false(r.has_macros);
+	assert_false(r.suspicious);
+	free(doc);
+}
+
+/* A bare vbaProject.bin (VBA at the root). */
+static void test_bare_project(void **state)
+{
+	static const struct module m[] = { { "Module1", src_evil, false } };
+	struct doc_spec d = { NULL, m, 1, true, NULL, 0 };
+	size_t n;
+	unsigned char *doc = build_doc(&d, &n);
+	struct macro_result r = scan(doc, n);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_true(r.suspicious);
+	free(doc);
+}
+
+/* BIFF8 workbook globals with a BOUNDSHEET of type dt. */
+static void biff(struct buf *b, unsigned char dt)
+{
+	unsigned char bof[16] = { 0x00, 0x06, 0x05, 0x00 };
+	unsigned char sheet[12] = { 0 };
+
+	put16(b, 0x0809);
+	put16(b, sizeof(bof));
+	put(b, bof, sizeof(bof));
+	sheet[5] = dt;
+	sheet[6] = 6;               /* name length */
+	memcpy(sheet + 8, "Mac", 3);
+	put16(b, 0x0085);
+	put16(b, sizeof(sheet));
+	put(b, sheet, sizeof(sheet));
+	put16(b, 0x000A);
+	put16(b, 0);
+}
+
+struct wb {
+	unsigned char dt;
+};
+
+static void fill_wb(GsfOutfile *root, void *ctx)
+{
+	const struct wb *w = ctx;
+	struct buf b = { 0 };
+
+	biff(&b, w->dt);
+	write_stream(root, "Workbook", b.p, b.n);
+	free(b.p);
+}
+
+static void test_xlm(void **state)
+{
+	struct wb macro = { 0x01 }, plain = { 0x00 };
+	size_t n;
+	unsigned char *doc;
+	struct macro_result r;
+
+	(void)state;
+	doc = build_ole(fill_wb, &macro, &n);
+	r = scan(doc, n);
+	assert_true(r.has_macros);
+	assert_true(r.xlm);
+	assert_false(r.vba);
+	assert_false(r.suspicious);
+	free(doc);
+	doc = build_ole(fill_wb, &plain, &n);
+	r = scan(doc, n);
+	assert_false(r.has_macros);
+	free(doc);
+}
+
+static void test_docm(void **state)
+{
+	static const struct module m[] = { { "Module1", src_evil, false } };
+	struct doc_spec d = { NULL, m, 1, true, NULL, 0 };
+	static const char ct[] =
+		"<?xml version=\"1.0\"?><Types><Default Extension=\"bin\" "
+		"ContentType=\"application/vnd.ms-office.vbaProject\"/></Types>";
+	static const char body[] = "<w:document>hello</w:document>";
+	size_t bn, zn;
+	unsigned char *bin = build_doc(&d, &bn);
+	const char *names[] = { "[Content_Types].xml", "word/document.xml",
+				"word/vbaProject.bin" };
+	const void *data[] = { ct, body, bin };
+	size_t lens[] = { sizeof(ct) - 1, sizeof(body) - 1, bn };
+	unsigned char *zip = build_zip(names, data, lens, 3, &zn);
+	struct macro_result r = scan(zip, zn);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_true(r.vba);
+	assert_int_equal(r.modules, 1);
+	assert_true(r.suspicious);
+	free(zip);
+
+	/* the content type alone (the part renamed) still means macros */
+	names[2] = "word/renamed.dat";
+	zip = build_zip(names, data, lens, 3, &zn);
+	r = scan(zip, zn);
+	assert_true(r.has_macros);
+	assert_true(r.suspicious);      /* an OLE2 part is scanned anyway */
+	free(zip);
+	free(bin);
+}
+
+static void test_xlsm_macrosheet(void **state)
+{
+	static const char sheet[] = "<xm:macrosheet/>";
+	const char *names[] = { "xl/workbook.xml", "xl/macrosheets/sheet1.xml" };
+	const void *data[] = { "<workbook/>", sheet };
+	size_t lens[] = { 11, sizeof(sheet) - 1 };
+	size_t zn;
+	unsigned char *zip = build_zip(names, data, lens, 2, &zn);
+	struct macro_result r = scan(zip, zn);
+
+	(void)state;
+	assert_true(r.has_macros);
+	assert_true(r.xlm);
+	assert_false(r.suspicious);
+	free(zip);
+}
+
+static void test_plain_zip(void **state)
+{
+	static const char ct[] =
+		"<?xml version=\"1.0\"?><Types><Default Extension=\"xml\" "
+		"ContentType=\"application/xml\"/></Types>";
+	const char *names[] = { "[Content_Types].xml", "word/document.xml", "readme.txt" };
+	const void *data[] = { ct, "<w:document/>", "Sub AutoOpen() Shell" };
+	size_t lens[] = { sizeof(ct) - 1, 13, 20 };
+	size_t zn;
+	unsigned char *zip = build_zip(names, data, lens, 3, &zn);
+	struct macro_result r = scan(zip, zn);
+
+	(void)state;
+	assert_false(r.has_macros);
+	assert_false(r.suspicious);
+	assert_false(r.bomb);
+	free(zip);
+}
+
+/* A .docm inside a zip archive, and inside an OLE2 embedding; past the
+ * nesting limit the inner content is not read. */
+static void test_nested(void **state)
+{
+	static const struct module m[] = { { "Module1", src_evil, false } };
+	struct doc_spec d = { NULL, m, 1, true, NULL, 0 };
+	size_t bn, zn, z2n, on;
+	unsigned char *bin = build_doc(&d, &bn);
+	const char *n1[] = { "word/vbaProject.bin" };
+	const void *d1[] = { bin };
+	size_t l1[] = { bn };
+	unsigned char *docm = build_zip(n1, d1, l1, 1, &zn);
+	const char *n2[] = { "invoice.docm" };
+	const void *d2[] = { docm };
+	size_t l2[] = { zn };
+	unsigned char *outer = build_zip(n2, d2, l2, 1, &z2n);
+	struct doc_spec emb = { NULL, NULL, 0, true, docm, zn };
+	unsigned char *ole = build_doc(&emb, &on);
+	struct macro_limits lim = MACRO_LIMITS_DEFAULT;
+	struct macro_result r;
+
+	(void)state;
+	/* zip > docm (zip) > vbaProject.bin: depth 3 */
+	r = scan(outer, z2n);
+	assert_true(r.has_macros);
+	assert_true(r.suspicious);
+	/* OLE2 > Package (docm) > vbaProject.bin */
+	r = scan(ole, on);
+	assert_true(r.has_macros);
+	assert_true(r.suspicious);
+	/* with depth 2, the docm's names are read (macros) but not the
+	 * project inside it (no source, not suspicious) */
+	lim.depth_max = 2;
+	assert_int_equal(macro_scan(outer, z2n, &lim, &r), 0);
+	assert_true(r.has_macros);
+	assert_false(r.suspicious);
+	assert_int_equal(r.modules, 0);
+	assert_true(r.limit_hit);
+	/* with depth 1, the docm is not opened */
+	lim.depth_max = 1;
+	assert_int_equal(macro_scan(outer, z2n, &lim, &r), 0);
+	assert_false(r.has_macros);
+	assert_true(r.limit_hit);
+	free(bin);
+	free(docm);
+	free(outer);
+	free(ole);
+}
+
+/* A zip bomb: 30 MiB of zeros deflated to ~30 KiB (ratio ~1000). Refused
+ * without inflating; a vbaProject.bin name next to it still counts. */
+static void test_zip_bomb(void **state)
+{
+	size_t big = (size_t)30 << 20, zn;
+	unsigned char *zeros = calloc(1, big);
+	const char *names[] = { "word/document.xml", "word/vbaProject.bin" };
+	const void *data[] = { zeros, zeros };
+	size_t lens[] = { big, 64 };
+	unsigned char *zip;
+	struct macro_result r;
+
+	(void)state;
+	assert_non_null(zeros);
+	zip = build_zip(names, data, lens, 1, &zn);
+	assert_true(zn < big / 100);
+	r = scan(zip, zn);
+	assert_true(r.bomb);
+	assert_true(r.limit_hit);
+	assert_false(r.has_macros);
+	free(zip);
+	zip = build_zip(names, data, lens, 2, &zn);
+	r = scan(zip, zn);
+	assert_true(r.bomb);
+	assert_true(r.has_macros);      /* from the name */
+	assert_false(r.suspicious);
+	free(zip);
+	free(zeros);
+}
+
+/* A total over total_max with a ratio below the limit: refused too. */
+static void test_total_limit(void **state)
+{
+	size_t big = (size_t)1 << 20, zn;
+	unsigned char *noise = malloc(big);
+	const char *names[] = { "a.bin" };
+	const void *data[] = { noise };
+	size_t lens[] = { big };
+	struct macro_limits lim = MACRO_LIMITS_DEFAULT;
+	uint32_t x = 12345;
+	unsigned char *zip;
+	struct macro_result r;
+
+	(void)state;
+	assert_non_null(noise);
+	for (size_t i = 0; i < big; i++) {
+		x = x * 1103515245u + 12345u;
+		noise[i] = (unsigned char)(x >> 24);
+	}
+	zip = build_zip(names, data, lens, 1, &zn);
+	lim.total_max = big / 2;
+	assert_int_equal(macro_scan(zip, zn, &lim, &r), 0);
+	assert_true(r.bomb);
+	assert_int_equal(macro_scan(zip, zn, NULL, &r), 0);
+	assert_false(r.bomb);
+	assert_false(r.limit_hit);
+	free(zip);
+	free(noise);
+}
+
+static void test_garbage(void **state)
+{
+	unsigned char junk[4096];
+	struct macro_result r;
+	size_t n;
+	struct doc_spec d = { "Macros", NULL, 0, true, NULL, 0 };
+	static const struct module m[] = { { "Module1", src_evil, false } };
+	unsigned char *doc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 131 + 7);
+	r = scan(junk, sizeof(junk));
+	assert_false(r.has_macros);
+	/* magic numbers followed by garbage */
+	memcpy(junk, "\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8);
+	r = scan(junk, sizeof(junk));
+	assert_false(r.has_macros);
+	memcpy(junk, "PK\x03\x04", 4);
+	r = scan(junk, sizeof(junk));
+	assert_false(r.has_macros);
+	r = scan(junk, 3);
+	assert_false(r.has_macros);
+	assert_int_equal(macro_scan(NULL, 0, NULL, &r), 0);
+	assert_int_equal(macro_scan(NULL, 5, NULL, &r), -EINVAL);
+	assert_int_equal(macro_scan(junk, 5, NULL, NULL), -EINVAL);
+	/* a real document cut in half: no crash, whatever it says */
+	d.m = m;
+	d.nm = 1;
+	doc = build_doc(&d, &n);
+	for (size_t cut = 0; cut < n; cut += n / 7 + 1) {
+		r = scan(doc, cut);
+		assert_false(r.suspicious && !r.has_macros);
+	}
+	/* every byte flipped in turn over the header and directory */
+	for (size_t i = 0; i < n && i < 2048; i += 61) {
+		doc[i] ^= 0x5A;
+		(void)scan(doc, n);
+		doc[i] ^= 0x5A;
+	}
+	free(doc);
+}
+
+/* Entry cap: a zip with more parts than allowed stops early. */
+static void test_entries_limit(void **state)
+{
+	const char *names[40];
+	const void *data[40];
+	size_t lens[40], zn;
+	char namebuf[40][16];
+	struct macro_limits lim = MACRO_LIMITS_DEFAULT;
+	unsigned char *zip;
+	struct macro_result r;
+
+	(void)state;
+	for (size_t i = 0; i < 40; i++) {
+		snprintf(namebuf[i], sizeof(namebuf[i]), "f%02zu.txt", i);
+		names[i] = namebuf[i];
+		data[i] = "0123456789";
+		lens[i] = 10;
+	}
+	names[39] = "word/vbaProject.bin";
+	zip = build_zip(names, data, lens, 40, &zn);
+	lim.entries_max = 10;
+	assert_int_equal(macro_scan(zip, zn, &lim, &r), 0);
+	assert_true(r.limit_hit);
+	assert_false(r.has_macros);     /* the name past the cap is not read */
+	assert_int_equal(macro_scan(zip, zn, NULL, &r), 0);
+	assert_true(r.has_macros);
+	free(zip);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	gsf_init();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ovba),
+		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_word_suspicious),
+		cmocka_unit_test(test_word_benign),
+		cmocka_unit_test(test_excel_split_modules),
+		cmocka_unit_test(test_stomped),
+		cmocka_unit_test(test_plain_ole),
+		cmocka_unit_test(test_bare_project),
+		cmocka_unit_test(test_xlm),
+		cmocka_unit_test(test_docm),
+		cmocka_unit_test(test_xlsm_macrosheet),
+		cmocka_unit_test(test_plain_zip),
+		cmocka_unit_test(test_nested),
+		cmocka_unit_test(test_zip_bomb),
+		cmocka_unit_test(test_total_limit),
+		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_entries_limit),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
