@@ -790,7 +790,7 @@ static const char *const block_tags[] = {
 };
 /* elements whose content is not text for the reader */
 static const char *const skip_tags[] = {
-	"script", "style", "title", "template", "noembed", "noframes", NULL
+	"script", "style", "template", "noembed", "noframes", NULL
 };
 
 static bool dom_element(struct ctx *c, xmlNode *n, bool hidden_ctx)

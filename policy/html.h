@@ -7,7 +7,7 @@
  * 1. libxml2's HTML parser (htmlReadMemory with RECOVER, NOERROR,
  *    NOWARNING, NONET, COMPACT, IGNORE_ENC: it never fetches anything and
  *    never prints), then a walk over the tree: the booleans, the URLs, and
- *    the text for the content condition (script, style and title skipped,
+ *    the text for the content condition (script and style skipped,
  *    entities decoded by the parser, a space at block boundaries).
  * 2. A raw-markup scan of the same bytes with HTML5's tokenising rules for
  *    tags, attributes and comments ("<!-->" is an empty comment, "--!>"

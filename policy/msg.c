@@ -48,6 +48,9 @@
 
 #include <gmime/gmime.h>
 
+#include "policy/html.h"
+#include "policy/url.h"
+
 #define ARENA_CHUNK 8192
 #define DESCRIBE_VALUE_MAX 200
 #define DESCRIBE_VALUES_MAX 20
@@ -102,6 +105,13 @@ struct leaf {
 	bool html_cut;
 	char *html_text;        /* malloc'd, NUL-terminated UTF-8; or NULL */
 	size_t html_len;
+	/* html: the analyzer's facts (leaf_analyze()), in the arena */
+	bool ha_done;
+	bool ha_js, ha_frames, ha_bugs;
+	const char *ha_text;    /* the tree's text; NULL: parse failed */
+	size_t ha_text_len;
+	char **ha_urls;
+	size_t ha_nurls;
 };
 
 struct vec {                /* a growing list of values, before the arena */
@@ -163,6 +173,10 @@ struct msg {
 	struct msg_textpart tparts[2];
 	size_t ntparts;
 	bool text_done;
+	/* URLs (#23, #24, #37): computed together, once */
+	bool urls_done;
+	bool url_short;
+	struct msg_values url_vals, url_domains;
 };
 
 /* ------------------------------------------------------------------ */
@@ -198,6 +212,9 @@ static int leaf_read(struct msg *m, struct leaf *l, size_t cap, char **out,
 static uint64_t leaf_decoded_size(struct msg *m, struct leaf *l);
 static size_t html_to_text(const char *h, size_t n, char *out, size_t cap, bool *cut);
 static int content(struct msg *m, struct msg_values *out);
+static int leaf_analyze(struct msg *m, struct leaf *l);
+static int html_flag(struct msg *m, enum rule_param p, bool *out);
+static int url_lists(struct msg *m);
 static void text_parts(struct msg *m);
 static int values_kind(enum rule_param p);
 
@@ -2059,6 +2076,166 @@ static size_t html_to_text(const char *h, size_t n, char *out, size_t cap, bool 
 }
 
 /* ------------------------------------------------------------------ */
+/* HTML and URL analyzers (issue 6: #23, #24, #32, #33, #36, #37; html.h,
+ * url.h): each HTML body part analyzed once, its facts kept in the arena
+ * and shared by the content feature (the tree's text), the three flags
+ * and the URLs. */
+
+#define MSG_URLS_MAX 1000
+
+static int leaf_analyze(struct msg *m, struct leaf *l)
+{
+	struct html_limits lim = { 0, 0, MSG_URLS_MAX };
+	struct html_facts f;
+	const char *h;
+	size_t hn;
+	int rc;
+
+	if (l->ha_done)
+		return 0;
+	h = leaf_html(m, l, &hn);
+	if (h == NULL) {
+		l->ha_done = true;
+		return 0;
+	}
+	lim.input_max = m->lim.text_max * 4 + 1;
+	lim.text_max = m->lim.text_max;
+	rc = html_analyze(h, hn, &lim, &f);
+	if (rc < 0)
+		return rc;          /* not memoised: may work later */
+	l->ha_js = f.has_javascript;
+	l->ha_frames = f.has_frames;
+	l->ha_bugs = f.has_web_bugs;
+	if (f.text_cut)
+		m->anomalies |= MSG_ANOMALY_TEXT_CUT;
+	if (!f.parse_failed) {
+		l->ha_text = arena_strndup(m, f.text, f.text_len);
+		l->ha_text_len = f.text_len;
+		if (l->ha_text == NULL)
+			rc = -ENOMEM;
+	}
+	if (rc == 0 && f.n_urls > 0) {
+		l->ha_urls = arena_alloc(m, f.n_urls * sizeof(*l->ha_urls));
+		if (l->ha_urls == NULL)
+			rc = -ENOMEM;
+		for (size_t i = 0; rc == 0 && i < f.n_urls; i++) {
+			l->ha_urls[i] = arena_strndup(m, f.urls[i], strlen(f.urls[i]));
+			if (l->ha_urls[i] == NULL)
+				rc = -ENOMEM;
+			l->ha_nurls = i + 1;
+		}
+	}
+	html_facts_free(&f);
+	if (rc < 0) {
+		l->ha_text = NULL;
+		l->ha_urls = NULL;
+		l->ha_nurls = 0;
+		return rc;
+	}
+	l->ha_done = true;
+	return 0;
+}
+
+/* #32, #33, #36 over the message's HTML body parts. */
+static int html_flag(struct msg *m, enum rule_param p, bool *out)
+{
+	*out = false;
+	classify(m);
+	for (size_t i = 0; i < m->nleaves && !*out; i++) {
+		struct leaf *l = &m->leaves[i];
+		int rc;
+
+		if (!l->body || !l->html || l->nested)
+			continue;
+		rc = leaf_analyze(m, l);
+		if (rc < 0)
+			return rc;
+		*out = p == RP_JAVASCRIPT ? l->ha_js : p == RP_FRAME_TAGS ? l->ha_frames : l->ha_bugs;
+	}
+	return 0;
+}
+
+struct url_acc {
+	struct msg *m;
+	struct vec u, d;
+	bool short_url;
+};
+
+/* One URL as found (href value, linkified span): normalised, added to the
+ * URL and domain lists once. */
+static int url_acc_add(void *ctx, const char *url, size_t len)
+{
+	struct url_acc *a = ctx;
+	struct url_norm un;
+	size_t ul, hl;
+	bool dup = false;
+	int rc;
+
+	if (a->u.n >= MSG_URLS_MAX || url_normalize(url, len, &un) < 0)
+		return 0;
+	ul = strlen(un.url);
+	hl = strlen(un.host);
+	for (size_t i = 0; i < a->u.n && !dup; i++)
+		dup = a->u.v[i].text_len == ul && memcmp(a->u.v[i].text, un.url, ul) == 0;
+	if (!dup && (rc = vec_add(a->m, &a->u, un.url, ul, false)) < 0)
+		return rc;
+	dup = false;
+	for (size_t i = 0; i < a->d.n && !dup; i++)
+		dup = a->d.v[i].text_len == hl && memcmp(a->d.v[i].text, un.host, hl) == 0;
+	if (!dup && (rc = vec_add(a->m, &a->d, un.host, hl, true)) < 0)
+		return rc;
+	if (url_host_is_shortener(un.host))
+		a->short_url = true;
+	return 0;
+}
+
+/* #23, #24, #37: the URLs of the HTML body parts (attributes, CSS, and the
+ * text linkified) and of the plain body parts (linkified). */
+static int url_lists(struct msg *m)
+{
+	struct url_acc a = { .m = m };
+	int rc = 0;
+
+	if (m->urls_done)
+		return 0;
+	classify(m);
+	for (size_t i = 0; i < m->nleaves && rc >= 0; i++) {
+		struct leaf *l = &m->leaves[i];
+
+		if (!l->body || l->nested)
+			continue;
+		if (l->html) {
+			rc = leaf_analyze(m, l);
+			for (size_t k = 0; rc >= 0 && k < l->ha_nurls; k++)
+				rc = url_acc_add(&a, l->ha_urls[k], strlen(l->ha_urls[k]));
+			if (rc >= 0 && l->ha_text != NULL)
+				rc = url_extract_text(l->ha_text, l->ha_text_len, MSG_URLS_MAX,
+						      url_acc_add, &a);
+		} else {
+			char *t;
+			size_t tn;
+			bool cut;
+
+			rc = leaf_read(m, l, m->lim.text_max, &t, &tn, &cut);
+			if (rc >= 0 && t != NULL) {
+				rc = url_extract_text(t, tn, MSG_URLS_MAX, url_acc_add, &a);
+				free(t);
+			}
+		}
+	}
+	if (rc < 0) {
+		free(a.u.v);
+		free(a.d.v);
+		return rc;
+	}
+	vec_finish(m, &a.u, &m->url_vals);
+	vec_finish(m, &a.d, &m->url_domains);
+	m->url_short = a.short_url;
+	m->urls_done = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* content (#20) and the banner's text parts */
 
 static int content(struct msg *m, struct msg_values *out)
@@ -2090,7 +2267,24 @@ static int content(struct msg *m, struct msg_values *out)
 				continue;
 			if (n > 0)
 				acc[n++] = '\n';
-			n += html_to_text(h, tn, acc + n, cap - n, &cut);
+			rc = leaf_analyze(m, l);
+			if (rc < 0)
+				break;
+			if (l->ha_text != NULL) {
+				size_t k = l->ha_text_len;
+
+				if (k > cap - n) {
+					k = cap - n;
+					while (k > 0 && ((unsigned char)l->ha_text[k] & 0xC0) == 0x80)
+						k--;
+					cut = true;
+				}
+				memcpy(acc + n, l->ha_text, k);
+				n += k;
+			} else {
+				/* libxml2 gave no tree: the small stripper */
+				n += html_to_text(h, tn, acc + n, cap - n, &cut);
+			}
 		} else {
 			rc = leaf_read(m, l, cap - n, &t, &tn, &cut);
 			if (rc < 0)
@@ -2207,17 +2401,19 @@ static int values_kind(enum rule_param p)
 	case RP_SENDER_ADDRESS: case RP_TO_CC: case RP_MESSAGE_ID: case RP_SUBJECT:
 	case RP_X_MAILER: case RP_HEADER: case RP_CONTENT: case RP_ATTACHMENT_TYPE:
 	case RP_SPF: case RP_DKIM: case RP_DMARC:
+	case RP_URL: case RP_URL_DOMAIN:
 		return 0;
 	case RP_EXTERNAL_SENDER: case RP_AUTH_SENDER: case RP_HAS_ATTACHMENT: case RP_BULK:
+	case RP_JAVASCRIPT: case RP_FRAME_TAGS: case RP_WEB_BUGS: case RP_SHORT_URL:
 		return 1;
 	case RP_RECIPIENT_COUNT: case RP_MIME_SIZE: case RP_ATTACHMENT_SIZE:
 		return 2;
 	case RP_SENDER_IP:
 		return 3;
 	case RP_NEW_SENDER: case RP_RECIPIENT_DOMAIN:
-	case RP_LANGUAGE: case RP_COUNTRY: case RP_URL_DOMAIN: case RP_URL:
-	case RP_MALWARE: case RP_WEB_BUGS: case RP_JAVASCRIPT: case RP_MACROS:
-	case RP_FRAME_TAGS: case RP_SHORT_URL: case RP_SUSPICIOUS_MACROS:
+	case RP_LANGUAGE: case RP_COUNTRY:
+	case RP_MALWARE: case RP_MACROS:
+	case RP_SUSPICIOUS_MACROS:
 		return -ENOTSUP;
 	default:
 		return -EINVAL;
@@ -2354,6 +2550,12 @@ static int feat_strings(struct msg *m, enum rule_param p, struct msg_values *out
 		return header_values(m, "X-Mailer", out);
 	case RP_CONTENT:
 		return content(m, out);
+	case RP_URL:
+	case RP_URL_DOMAIN:
+		rc = url_lists(m);
+		if (rc == 0)
+			*out = p == RP_URL ? m->url_vals : m->url_domains;
+		return rc;
 	case RP_ATTACHMENT_TYPE:
 		classify(m);
 		for (size_t i = 0; i < m->nleaves && rc == 0; i++) {
@@ -2451,6 +2653,23 @@ int msg_bool(struct msg *m, enum rule_param p, bool *out)
 		case RP_BULK:
 			v = bulk(m);
 			break;
+		case RP_JAVASCRIPT:
+		case RP_FRAME_TAGS:
+		case RP_WEB_BUGS: {
+			int rc = html_flag(m, p, &v);
+
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		case RP_SHORT_URL: {
+			int rc = url_lists(m);
+
+			if (rc < 0)
+				return rc;
+			v = m->url_short;
+			break;
+		}
 		default:
 			return -EINVAL;
 		}

@@ -154,7 +154,7 @@ static void test_text(void **state)
 	assert_non_null(strstr(f.text, "cell1 cell2"));
 	assert_non_null(strstr(f.text, "paypal after"));
 	assert_null(strstr(f.text, "secret"));
-	assert_null(strstr(f.text, "Secret"));
+	assert_non_null(strstr(f.text, "Secret title"));     /* title is text */
 	assert_null(strstr(f.text, "color"));
 	assert_null(strstr(f.text, "comment"));
 	assert_int_equal(strlen(f.text), f.text_len);

@@ -340,7 +340,7 @@ static const struct feat_case cases[] = {
 	{ "new sender per recipient", M_PLAIN, &ENV, RP_NEW_SENDER, NULL, "(unsupported)" },
 	{ "recipient domain per recipient", M_PLAIN, &ENV, RP_RECIPIENT_DOMAIN, NULL, "(unsupported)" },
 	{ "language issue 6", M_PLAIN, &ENV, RP_LANGUAGE, NULL, "(unsupported)" },
-	{ "url issue 6", M_PLAIN, &ENV, RP_URL, NULL, "(unsupported)" },
+	{ "url: none in the text", M_PLAIN, &ENV, RP_URL, NULL, "(none)" },
 	{ "macros issue 6", M_PLAIN, &ENV, RP_MACROS, NULL, "(unsupported)" },
 };
 
@@ -401,10 +401,12 @@ static void test_kinds_and_keys(void **state)
 	assert_int_equal(msg_numbers(m, RP_SUBJECT, &nv, &n), -EINVAL);
 	/* per recipient and issue 6 */
 	assert_int_equal(msg_strings(m, RP_RECIPIENT_DOMAIN, NULL, &v), -ENOTSUP);
-	assert_int_equal(msg_strings(m, RP_URL_DOMAIN, NULL, &v), -ENOTSUP);
+	assert_int_equal(msg_strings(m, RP_URL_DOMAIN, NULL, &v), 0);	/* issue 6: supported */
+	assert_int_equal(v.n, 0);
 	assert_int_equal(msg_bool(m, RP_NEW_SENDER, &b), -ENOTSUP);
 	assert_int_equal(msg_bool(m, RP_MALWARE, &b), -ENOTSUP);
-	assert_int_equal(msg_bool(m, RP_WEB_BUGS, &b), -ENOTSUP);
+	assert_int_equal(msg_bool(m, RP_WEB_BUGS, &b), 0);	/* issue 6: supported */
+	assert_false(b);
 	/* numbers */
 	assert_int_equal(msg_numbers(m, RP_MIME_SIZE, &nv, &n), 0);
 	assert_int_equal(n, 1);
