@@ -397,8 +397,8 @@ static void test_validate_errors(void **state)
 		    RULE_ERR_UNSUPPORTED);
 	expect_code(RULE1(COND("macros", "is_true", "[]"), ACT_SPAM), 0, 0,
 		    RULE_ERR_UNSUPPORTED);
-	expect_code(RULE1(COND("web_bugs", "is_true", "[]"), ACT_SPAM), 0, 0,
-		    RULE_ERR_UNSUPPORTED);
+	/* the HTML and URL analyzers are in (issue 6) */
+	expect_code(RULE1(COND("web_bugs", "is_true", "[]"), ACT_SPAM), 0, 0, RULE_OK);
 	expect_code(RULE1(COND("country", "is", "[\"RU\"]"), ACT_SPAM), 0, 0,
 		    RULE_ERR_UNSUPPORTED);
 	/* LEVEL_TOO_LOW */
