@@ -339,9 +339,7 @@ static const struct feat_case cases[] = {
 	{ "bulk plain", M_PLAIN, &ENV, RP_BULK, NULL, "false" },
 	{ "new sender per recipient", M_PLAIN, &ENV, RP_NEW_SENDER, NULL, "(unsupported)" },
 	{ "recipient domain per recipient", M_PLAIN, &ENV, RP_RECIPIENT_DOMAIN, NULL, "(unsupported)" },
-	{ "language issue 6", M_PLAIN, &ENV, RP_LANGUAGE, NULL, "(unsupported)" },
 	{ "url: none in the text", M_PLAIN, &ENV, RP_URL, NULL, "(none)" },
-	{ "macros issue 6", M_PLAIN, &ENV, RP_MACROS, NULL, "(unsupported)" },
 };
 
 static void test_feature_table(void **state)
@@ -404,7 +402,7 @@ static void test_kinds_and_keys(void **state)
 	assert_int_equal(msg_strings(m, RP_URL_DOMAIN, NULL, &v), 0);	/* issue 6: supported */
 	assert_int_equal(v.n, 0);
 	assert_int_equal(msg_bool(m, RP_NEW_SENDER, &b), -ENOTSUP);
-	assert_int_equal(msg_bool(m, RP_MALWARE, &b), -ENOTSUP);
+	assert_int_equal(msg_bool(m, RP_RECIPIENT_DOMAIN, &b), -ENOTSUP);
 	assert_int_equal(msg_bool(m, RP_WEB_BUGS, &b), 0);	/* issue 6: supported */
 	assert_false(b);
 	/* numbers */
