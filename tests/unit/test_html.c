@@ -14,11 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "policy/engine.h"
 #include "policy/html.h"
 #include "policy/msg.h"
+#include "policy/policy.h"
+#include "policy/rules.h"
 
 /* ------------------------------------------------------------------ */
 /* the flags: one row per sample */
@@ -312,6 +316,398 @@ static void test_hostile(void **state)
 	free(h);
 }
 
+/* ------------------------------------------------------------------ */
+/* through the message view (msg.h) */
+
+static const struct msg_envelope ENV = {
+	.mail_from = "s@x.example",
+	.client_addr = "203.0.113.9",
+	.client_name = "mx.x.example",
+};
+static struct msg_config CFG = { 0 };
+
+static struct msg *open_msg(const char *raw)
+{
+	struct msg_limits lim = MSG_LIMITS_DEFAULT;
+	struct msg *m = NULL;
+
+	assert_int_equal(msg_open((const unsigned char *)raw, strlen(raw), &ENV, &CFG, &lim, &m),
+			 0);
+	assert_non_null(m);
+	return m;
+}
+
+static bool feat_bool(struct msg *m, enum rule_param p)
+{
+	bool b = !0;
+
+	assert_int_equal(msg_bool(m, p, &b), 0);
+	return b;
+}
+
+static bool has_value(struct msg *m, enum rule_param p, const char *text)
+{
+	struct msg_values v;
+
+	assert_int_equal(msg_strings(m, p, NULL, &v), 0);
+	for (size_t i = 0; i < v.n; i++)
+		if (strcmp(v.v[i].text, text) == 0)
+			return true;
+	return false;
+}
+
+static size_t n_values(struct msg *m, enum rule_param p)
+{
+	struct msg_values v;
+
+	assert_int_equal(msg_strings(m, p, NULL, &v), 0);
+	return v.n;
+}
+
+static void describe_is(struct msg *m, enum rule_param p, const char *want)
+{
+	char *d = msg_feature_describe(m, p, NULL);
+
+	assert_non_null(d);
+	assert_string_equal(d, want);
+	free(d);
+}
+
+static const char M_POS[] =
+	"From: a@x.example\r\n"
+	"To: b@y.example\r\n"
+	"Subject: positive\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/alternative; boundary=\"b1\"\r\n"
+	"\r\n"
+	"--b1\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"\r\n"
+	"Short link: https://BIT.LY./3xYz and www.Example.org/page.\r\n"
+	"--b1\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"\r\n"
+	"<html><body><p>Hi</p><a href=\"https://login.example.com.evil.net/verify\">verify</a>\r\n"
+	"<img width=\"1\" height=\"1\" src=\"https://t.example/p.gif\"><script>var x = 1;</script>\r\n"
+	"<iframe src=\"https://f.example/\"></iframe>\r\n"
+	"<p>Also see http://0x7f000001/admin or https://paypal.com@evil.example/</p>\r\n"
+	"</body></html>\r\n"
+	"--b1--\r\n";
+
+static void test_msg_positive(void **state)
+{
+	struct msg *m = open_msg(M_POS);
+	struct msg_values v;
+
+	(void)state;
+	assert_true(feat_bool(m, RP_JAVASCRIPT));
+	assert_true(feat_bool(m, RP_FRAME_TAGS));
+	assert_true(feat_bool(m, RP_WEB_BUGS));
+	assert_true(feat_bool(m, RP_SHORT_URL));
+	assert_true(has_value(m, RP_URL, "https://bit.ly/3xYz"));
+	assert_true(has_value(m, RP_URL, "http://www.example.org/page"));
+	assert_true(has_value(m, RP_URL, "https://login.example.com.evil.net/verify"));
+	assert_true(has_value(m, RP_URL, "https://t.example/p.gif"));
+	assert_true(has_value(m, RP_URL, "https://f.example/"));
+	assert_true(has_value(m, RP_URL, "http://127.0.0.1/admin"));
+	assert_true(has_value(m, RP_URL, "https://evil.example/"));
+	assert_int_equal(n_values(m, RP_URL), 7);
+	assert_true(has_value(m, RP_URL_DOMAIN, "bit.ly"));
+	assert_true(has_value(m, RP_URL_DOMAIN, "www.example.org"));
+	assert_true(has_value(m, RP_URL_DOMAIN, "login.example.com.evil.net"));
+	assert_true(has_value(m, RP_URL_DOMAIN, "127.0.0.1"));
+	assert_true(has_value(m, RP_URL_DOMAIN, "evil.example"));
+	assert_false(has_value(m, RP_URL_DOMAIN, "paypal.com"));
+	assert_int_equal(n_values(m, RP_URL_DOMAIN), 7);
+	/* keys: URLs folded, domains as they are */
+	assert_int_equal(msg_strings(m, RP_URL, NULL, &v), 0);
+	for (size_t i = 0; i < v.n; i++)
+		if (strcmp(v.v[i].text, "https://bit.ly/3xYz") == 0)
+			assert_string_equal(v.v[i].key, "https://bit.ly/3xyz");
+	/* the content has the HTML text without the script */
+	assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_non_null(strstr(v.v[0].text, "Hi verify"));
+	assert_null(strstr(v.v[0].text, "var x"));
+	describe_is(m, RP_JAVASCRIPT, "true");
+	describe_is(m, RP_SHORT_URL, "true");
+	{
+		char *d = msg_feature_describe(m, RP_URL_DOMAIN, NULL);
+
+		assert_non_null(d);
+		assert_non_null(strstr(d, "\"bit.ly\""));
+		free(d);
+	}
+	/* memoised: the same array the second time */
+	{
+		struct msg_values a, b;
+
+		assert_int_equal(msg_strings(m, RP_URL, NULL, &a), 0);
+		assert_int_equal(msg_strings(m, RP_URL, NULL, &b), 0);
+		assert_ptr_equal(a.v, b.v);
+	}
+	msg_free(m);
+}
+
+static const char M_NEG[] =
+	"From: a@x.example\r\n"
+	"To: b@y.example\r\n"
+	"Subject: negative\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/related; boundary=\"r1\"\r\n"
+	"\r\n"
+	"--r1\r\n"
+	"Content-Type: multipart/alternative; boundary=\"a1\"\r\n"
+	"\r\n"
+	"--a1\r\n"
+	"Content-Type: text/plain\r\n"
+	"\r\n"
+	"No links here; javascript: is a word, so is iframe. mail@www.example.com\r\n"
+	"--a1\r\n"
+	"Content-Type: text/html\r\n"
+	"\r\n"
+	"<p>Logo <img width=\"1\" height=\"1\" src=\"cid:logo@x.example\"> and "
+	"<a href=\"mailto:a@x.example\">mail</a>, onload= in text</p>\r\n"
+	"<!-- <script>x()</script> <iframe></iframe> -->\r\n"
+	"--a1--\r\n"
+	"--r1\r\n"
+	"Content-Type: image/gif\r\n"
+	"Content-ID: <logo@x.example>\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"R0lGODlhAQABAAAAACw=\r\n"
+	"--r1--\r\n";
+
+static void test_msg_negative(void **state)
+{
+	struct msg *m = open_msg(M_NEG);
+
+	(void)state;
+	assert_false(feat_bool(m, RP_JAVASCRIPT));
+	assert_false(feat_bool(m, RP_FRAME_TAGS));
+	assert_false(feat_bool(m, RP_WEB_BUGS));
+	assert_false(feat_bool(m, RP_SHORT_URL));
+	assert_false(feat_bool(m, RP_HAS_ATTACHMENT));     /* the cid: image */
+	assert_int_equal(n_values(m, RP_URL), 0);
+	assert_int_equal(n_values(m, RP_URL_DOMAIN), 0);
+	describe_is(m, RP_URL, "(none)");
+	describe_is(m, RP_WEB_BUGS, "false");
+	describe_is(m, RP_FRAME_TAGS, "false");
+	msg_free(m);
+}
+
+static const char M_QP[] =
+	"From: a@x.example\r\n"
+	"Subject: qp\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: text/html; charset=iso-8859-1\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"<p>Caf=E9</p><a href=3D\"java=\r\n"
+	"script:alert(1)\">x</a><a href=3D\"https://T.CO/abc\">t</a>\r\n";
+
+static const char M_B64[] =
+	"From: a@x.example\r\n"
+	"Subject: b64\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	/* <form action="https://b\u00fccher.example/p"><img src="http://t.example/x" style="display:none"></form> */
+	"PGZvcm0gYWN0aW9uPSJodHRwczovL2LDvGNoZXIuZXhhbXBsZS9wIj48aW1nIHNyYz0iaHR0cDov\r\n"
+	"L3QuZXhhbXBsZS94IiBzdHlsZT0iZGlzcGxheTpub25lIj48L2Zvcm0+\r\n";
+
+static void test_msg_encoded_parts(void **state)
+{
+	struct msg *m = open_msg(M_QP);
+	struct msg_values v;
+
+	(void)state;
+	assert_true(feat_bool(m, RP_JAVASCRIPT));
+	assert_false(feat_bool(m, RP_FRAME_TAGS));
+	assert_true(feat_bool(m, RP_SHORT_URL));
+	assert_true(has_value(m, RP_URL, "https://t.co/abc"));
+	assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_non_null(strstr(v.v[0].text, "Caf\xC3\xA9"));
+	msg_free(m);
+
+	m = open_msg(M_B64);
+	assert_false(feat_bool(m, RP_JAVASCRIPT));
+	assert_true(feat_bool(m, RP_FRAME_TAGS));
+	assert_true(feat_bool(m, RP_WEB_BUGS));
+	assert_false(feat_bool(m, RP_SHORT_URL));
+	assert_true(has_value(m, RP_URL_DOMAIN, "xn--bcher-kva.example"));
+	assert_true(has_value(m, RP_URL, "https://xn--bcher-kva.example/p"));
+	assert_true(has_value(m, RP_URL_DOMAIN, "t.example"));
+	msg_free(m);
+}
+
+/* Attachments and attached messages are not the message's body. */
+static const char M_SCOPE[] =
+	"From: a@x.example\r\n"
+	"Subject: scope\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"m1\"\r\n"
+	"\r\n"
+	"--m1\r\n"
+	"Content-Type: text/plain\r\n"
+	"\r\n"
+	"See the attachment.\r\n"
+	"--m1\r\n"
+	"Content-Type: text/html; name=\"a.html\"\r\n"
+	"Content-Disposition: attachment; filename=\"a.html\"\r\n"
+	"\r\n"
+	"<script>x()</script><a href=\"https://bit.ly/att\">a</a><iframe></iframe>\r\n"
+	"--m1\r\n"
+	"Content-Type: message/rfc822\r\n"
+	"\r\n"
+	"From: c@z.example\r\n"
+	"Subject: inner\r\n"
+	"Content-Type: text/html\r\n"
+	"\r\n"
+	"<img src=\"https://t.example/p\" width=1><a href=\"https://tinyurl.com/in\">i</a>"
+	"<object></object>\r\n"
+	"--m1--\r\n";
+
+static void test_msg_scope(void **state)
+{
+	struct msg *m = open_msg(M_SCOPE);
+
+	(void)state;
+	assert_true(feat_bool(m, RP_HAS_ATTACHMENT));
+	assert_false(feat_bool(m, RP_JAVASCRIPT));
+	assert_false(feat_bool(m, RP_FRAME_TAGS));
+	assert_false(feat_bool(m, RP_WEB_BUGS));
+	assert_false(feat_bool(m, RP_SHORT_URL));
+	assert_int_equal(n_values(m, RP_URL), 0);
+	msg_free(m);
+}
+
+static void test_msg_content(void **state)
+{
+	static const char raw[] =
+		"From: a@x.example\r\n"
+		"Subject: content\r\n"
+		"Content-Type: text/html\r\n"
+		"\r\n"
+		"<style>p{}</style><p>Pay<b>Pal</b> &amp; co</p><script>secret()</script>"
+		"<div>next</div>";
+	struct msg *m = open_msg(raw);
+	struct msg_values v;
+
+	(void)state;
+	assert_int_equal(msg_strings(m, RP_CONTENT, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_string_equal(v.v[0].text, "PayPal & co next");
+	/* the flags after the content: the same analysis, not a second one */
+	assert_true(feat_bool(m, RP_JAVASCRIPT));
+	msg_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* through the rules engine: spec 1.8 cases 41 and 43, and a shortener */
+
+struct store_fx {
+	char dir[64];
+	struct pol_store *store;
+};
+
+static void add_rule(struct pol_store *store, const char *json)
+{
+	struct rule *r = NULL;
+	struct rule_error err;
+	int rc;
+
+	memset(&err, 0, sizeof(err));
+	rc = rule_from_json(json, strlen(json), &r, &err);
+	if (rc != 0)
+		fail_msg("rule_from_json: %d %s", rc, err.message);
+	rc = rule_store_create(store, r, &err);
+	if (rc != 0)
+		fail_msg("rule_store_create: %d %s %s", rc, rule_errcode_name(err.code),
+			 err.message);
+	rule_free(r);
+}
+
+/* The winner's name for raw ("" when no rule matched). */
+static void winner(struct pol_store *store, const char *raw, char *name, size_t size)
+{
+	static const struct rules_settings set = RULES_SETTINGS_DEFAULT;
+	struct rule_snapshot *snap = NULL;
+	struct rules_memo *memo;
+	struct rule_verdict v;
+	struct rule_error err;
+	struct msg *m = open_msg(raw);
+
+	assert_int_equal(rules_compile(store, &set, &snap, &err), 0);
+	memo = rules_memo_new(snap);
+	assert_non_null(memo);
+	assert_int_equal(rules_eval(snap, memo, m, "rcpt@y.example", true, 1790000000, &v, NULL),
+			 0);
+	snprintf(name, size, "%s", v.rule != NULL ? v.rule->name : "");
+	rules_memo_free(memo);
+	rules_snapshot_put(snap);
+	msg_free(m);
+}
+
+static const char *html_msg(char *buf, size_t size, const char *html)
+{
+	snprintf(buf, size,
+		 "From: a@x.example\r\nTo: rcpt@y.example\r\nSubject: s\r\n"
+		 "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n%s\r\n", html);
+	return buf;
+}
+
+static void test_engine_cases(void **state)
+{
+	struct store_fx fx;
+	char raw[2048], name[128], path[128];
+
+	(void)state;
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/postern-test-html-XXXXXX");
+	assert_non_null(mkdtemp(fx.dir));
+	assert_int_equal(pol_store_open(fx.dir, 16u << 20, 0, &fx.store), 0);
+	add_rule(fx.store, "{\"name\":\"example links\",\"conditions\":[{\"param\":\"url_domain\","
+		 "\"op\":\"is_subdomain_of\",\"values\":[\"example.com\"]}],"
+		 "\"actions\":{\"disposition\":\"allow\"}}");
+	add_rule(fx.store, "{\"name\":\"web bugs\",\"conditions\":[{\"param\":\"web_bugs\","
+		 "\"op\":\"is_true\",\"values\":[]}],"
+		 "\"actions\":{\"xheaders\":[{\"name\":\"X-Web-Bug\",\"value\":\"yes\"}]}}");
+	add_rule(fx.store, "{\"name\":\"short\",\"conditions\":[{\"param\":\"short_url\","
+		 "\"op\":\"is_true\",\"values\":[]},{\"param\":\"url\",\"op\":\"contains\","
+		 "\"values\":[\"/PROMO\"]}],\"actions\":{\"disposition\":\"spam\"}}");
+	/* case 41 */
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<a href=\"https://login.example.com.evil.net/\">x</a>"), name, sizeof(name));
+	assert_string_equal(name, "");
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<a href=\"https://LOGIN.Example.COM./\">x</a>"), name, sizeof(name));
+	assert_string_equal(name, "example links");
+	/* case 43 */
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<img width=1 height=1 src=\"https://t.example/p.gif\">"), name, sizeof(name));
+	assert_string_equal(name, "web bugs");
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<img width=1 height=1 src=\"cid:p@x.example\">"), name, sizeof(name));
+	assert_string_equal(name, "");
+	/* a shortened URL whose path holds "promo" (URLs compare caselessly) */
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<p>Go to https://BIT.LY./promo42 now</p>"), name, sizeof(name));
+	assert_string_equal(name, "short");
+	winner(fx.store, html_msg(raw, sizeof(raw),
+		"<p>Go to https://safelinks.protection.outlook.com/promo now</p>"), name,
+	       sizeof(name));
+	assert_string_equal(name, "");
+	rules_snapshot_drop(fx.store);
+	pol_store_close(&fx.store);
+	snprintf(path, sizeof(path), "%s/data.mdb", fx.dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", fx.dir);
+	unlink(path);
+	rmdir(fx.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +717,12 @@ int main(void)
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_urls_cap),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_msg_positive),
+		cmocka_unit_test(test_msg_negative),
+		cmocka_unit_test(test_msg_encoded_parts),
+		cmocka_unit_test(test_msg_scope),
+		cmocka_unit_test(test_msg_content),
+		cmocka_unit_test(test_engine_cases),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
