@@ -1003,6 +1003,7 @@ int macro_scan(const unsigned char *data, size_t len,
 		return 0;
 	pthread_once(&gsf_once, gsf_start);
 	scan_buf(&s, data, len, 1);
+	out->bytes = s.total;
 	if (s.err != 0)
 		return s.err;
 	out->suspicious = out->has_macros && out->autoexec &&

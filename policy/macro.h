@@ -80,6 +80,8 @@ struct macro_result {
 	unsigned modules;           /* module sources decompressed */
 	bool limit_hit;             /* some content was not read (limits) */
 	bool bomb;                  /* a zip part or archive over the ratio/total */
+	uint64_t bytes;             /* bytes read or inflated (for a budget
+	                               shared by several attachments) */
 };
 
 /* Scans one attachment's decoded bytes. lim NULL: the defaults. Returns

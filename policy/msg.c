@@ -48,7 +48,10 @@
 
 #include <gmime/gmime.h>
 
+#include "policy/geo.h"
 #include "policy/html.h"
+#include "policy/lang.h"
+#include "policy/macro.h"
 #include "policy/url.h"
 
 #define ARENA_CHUNK 8192
@@ -177,6 +180,9 @@ struct msg {
 	bool urls_done;
 	bool url_short;
 	struct msg_values url_vals, url_domains;
+	/* Office macros (#34, #38): computed together, once */
+	bool macro_done;
+	bool macro_has, macro_susp;
 };
 
 /* ------------------------------------------------------------------ */
@@ -2390,6 +2396,155 @@ int msg_text_parts(struct msg *m, const struct msg_textpart **parts, size_t *n)
 }
 
 /* ------------------------------------------------------------------ */
+/* language, country, Office macros (#21, #22, #34, #38) */
+
+#define MACRO_MSG_BUDGET ((uint64_t)100 << 20)  /* bytes inflated per message */
+
+static int one_value(struct msg *m, const char *text, bool same_key,
+		     struct msg_values *out);
+
+/* #21: the language of the content feature's first 4 KB (lang.h). */
+static int language(struct msg *m, struct msg_values *out)
+{
+	struct msg_values c;
+	char code[4];
+	int rc = msg_strings(m, RP_CONTENT, NULL, &c);
+
+	if (rc < 0)
+		return rc;
+	rc = lang_detect(c.n > 0 ? c.v[0].text : "", c.n > 0 ? c.v[0].text_len : 0, code);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : -EIO;
+	return one_value(m, code, false, out);
+}
+
+/* #22: the client IP's country (geo.h); "ZZ" without a client IP. */
+static int country(struct msg *m, struct msg_values *out)
+{
+	struct norm_ip ip;
+	char cc[3] = "ZZ";
+
+	if (msg_client_ip(m, &ip) == 0 && geo_country(&ip, cc) < 0)
+		return -EIO;
+	return one_value(m, cc, false, out);
+}
+
+/* An attachment's decoded bytes (at most cap), or NULL when it does not
+ * start like an Office container (OLE2, zip): the check reads 8 bytes. */
+static int leaf_bytes(struct msg *m, struct leaf *l, size_t cap,
+		      unsigned char **out, size_t *out_len)
+{
+	static const unsigned char ole[8] = { 0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1 };
+	GMimeDataWrapper *w;
+	GMimeStream *raw, *sub, *filt;
+	GMimeContentEncoding enc;
+	unsigned char *buf = NULL;
+	size_t n = 0, bcap = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if (!l->part)
+		return 0;
+	w = g_mime_part_get_content(GMIME_PART(l->obj));
+	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
+		return 0;
+	enc = g_mime_data_wrapper_get_encoding(w);
+	check_encoding(m, l, enc);
+	sub = g_mime_stream_substream(raw, raw->bound_start, raw->bound_end);
+	if (sub == NULL)
+		return 0;
+	filt = g_mime_stream_filter_new(sub);
+	g_object_unref(sub);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+
+		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filt), f);
+		g_object_unref(f);
+	}
+	while (n < cap) {
+		size_t want = n < 8 ? 8 - n : READ_CHUNK * 4;
+		ssize_t r;
+
+		if (want > cap - n)
+			want = cap - n;
+		if (n + want > bcap) {
+			size_t nc = bcap ? bcap * 2 : READ_CHUNK * 4;
+			unsigned char *nb;
+
+			while (nc < n + want)
+				nc *= 2;
+			nb = realloc(buf, nc);
+			if (nb == NULL) {
+				free(buf);
+				g_object_unref(filt);
+				return -ENOMEM;
+			}
+			buf = nb;
+			bcap = nc;
+		}
+		r = g_mime_stream_read(filt, (char *)buf + n, want);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == 8 && memcmp(buf, ole, 8) != 0 &&
+		    !(buf[0] == 'P' && buf[1] == 'K' &&
+		      ((buf[2] == 3 && buf[3] == 4) || (buf[2] == 5 && buf[3] == 6))))
+			break;      /* no container */
+	}
+	g_object_unref(filt);
+	if (n < 8) {
+		free(buf);
+		return 0;
+	}
+	*out = buf;
+	*out_len = n;
+	return 0;
+}
+
+/* #34, #38 over every attachment (those inside attached messages too),
+ * with one inflation budget for the message; stops at the first
+ * suspicious one. */
+static int macros(struct msg *m)
+{
+	uint64_t used = 0;
+
+	if (m->macro_done)
+		return 0;
+	classify(m);
+	for (size_t i = 0; i < m->nleaves && !m->macro_susp; i++) {
+		struct leaf *l = &m->leaves[i];
+		struct macro_limits lim = MACRO_LIMITS_DEFAULT;
+		struct macro_result r;
+		unsigned char *b;
+		size_t n;
+		int rc;
+
+		if (!l->attachment || !l->part)
+			continue;
+		if (used >= MACRO_MSG_BUDGET)
+			break;
+		lim.total_max = MACRO_MSG_BUDGET - used;
+		rc = leaf_bytes(m, l, m->len + 1, &b, &n);
+		if (rc < 0)
+			return rc;
+		if (b == NULL)
+			continue;
+		rc = macro_scan(b, n, &lim, &r);
+		free(b);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0)
+			continue;
+		used += r.bytes;
+		m->macro_has |= r.has_macros;
+		m->macro_susp |= r.suspicious;
+	}
+	m->macro_done = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* the getters */
 
 /* 0: strings, 1: bool, 2: numbers, 3: ip, -ENOTSUP, -EINVAL */
@@ -2402,18 +2557,18 @@ static int values_kind(enum rule_param p)
 	case RP_X_MAILER: case RP_HEADER: case RP_CONTENT: case RP_ATTACHMENT_TYPE:
 	case RP_SPF: case RP_DKIM: case RP_DMARC:
 	case RP_URL: case RP_URL_DOMAIN:
+	case RP_LANGUAGE: case RP_COUNTRY:
 		return 0;
 	case RP_EXTERNAL_SENDER: case RP_AUTH_SENDER: case RP_HAS_ATTACHMENT: case RP_BULK:
 	case RP_JAVASCRIPT: case RP_FRAME_TAGS: case RP_WEB_BUGS: case RP_SHORT_URL:
+	case RP_MACROS: case RP_SUSPICIOUS_MACROS:
 		return 1;
 	case RP_RECIPIENT_COUNT: case RP_MIME_SIZE: case RP_ATTACHMENT_SIZE:
 		return 2;
 	case RP_SENDER_IP:
 		return 3;
 	case RP_NEW_SENDER: case RP_RECIPIENT_DOMAIN:
-	case RP_LANGUAGE: case RP_COUNTRY:
-	case RP_MALWARE: case RP_MACROS:
-	case RP_SUSPICIOUS_MACROS:
+	case RP_MALWARE:
 		return -ENOTSUP;
 	default:
 		return -EINVAL;
@@ -2550,6 +2705,10 @@ static int feat_strings(struct msg *m, enum rule_param p, struct msg_values *out
 		return header_values(m, "X-Mailer", out);
 	case RP_CONTENT:
 		return content(m, out);
+	case RP_LANGUAGE:
+		return language(m, out);
+	case RP_COUNTRY:
+		return country(m, out);
 	case RP_URL:
 	case RP_URL_DOMAIN:
 		rc = url_lists(m);
@@ -2668,6 +2827,15 @@ int msg_bool(struct msg *m, enum rule_param p, bool *out)
 			if (rc < 0)
 				return rc;
 			v = m->url_short;
+			break;
+		}
+		case RP_MACROS:
+		case RP_SUSPICIOUS_MACROS: {
+			int rc = macros(m);
+
+			if (rc < 0)
+				return rc;
+			v = p == RP_MACROS ? m->macro_has : m->macro_susp;
 			break;
 		}
 		default:

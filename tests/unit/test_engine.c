@@ -1703,17 +1703,19 @@ static void test_unsupported_analyzer(void **state)
 	size_t len;
 	char *raw = std_msg(&len, AR_PASS, "hello", NULL, NULL);
 
-	C(r1, RP_SUBJECT, OP_IS, NULL, "en");
+	/* malware: the analyzer still missing once language, country and
+	 * macros landed (bulk is false here, so "is false" would match) */
+	C(r1, RP_BULK, OP_TRUE, NULL, NULL);
 	D(r1, RD_SPAM);
-	C(r2, RP_SUBJECT, OP_IS_NOT, NULL, "en");
+	C(r2, RP_BULK, OP_FALSE, NULL, NULL);
 	D(r2, RD_SPAM);
 	NONE(r3);
 	XH(r3, "X-After", "1");
 	id1 = mk(f, r1);
 	id2 = mk(f, r2);
 	mk(f, r3);
-	patch_rule_json(f->store, id1, "\"subject\"", "\"language\"");
-	patch_rule_json(f->store, id2, "\"subject\"", "\"language\"");
+	patch_rule_json(f->store, id1, "\"bulk\"", "\"malware\"");
+	patch_rule_json(f->store, id2, "\"bulk\"", "\"malware\"");
 	memset(&tb, 0, sizeof(tb));
 	run_multi(f, raw, len, ENV_DEFAULT, rc, 1, NULL, NOW, &res, &tb);
 	assert_int_equal(res.rc, 0);
