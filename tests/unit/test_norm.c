@@ -7,6 +7,7 @@
  * and label-aligned subdomains.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -403,6 +404,44 @@ static void test_domain_within(void **state)
 	assert_true(norm_domain_within("a.example.com", ".example.com"));
 }
 
+/* Several threads at once, the first GMime use among them (pthread_once):
+ * every result is the single-threaded one. */
+static void *decode_worker(void *arg)
+{
+	const char *in = "=?ISO-8859-1?Q?Gr=FC=DFe?= =?UTF-8?B?w6k=?= B\xC3\xBC" "cher";
+	int *bad = arg;
+
+	for (int i = 0; i < 2000; i++) {
+		size_t n;
+		char *t = norm_header_text(in, strlen(in), &n);
+		char *k = t != NULL ? norm_key(t, n, NULL) : NULL;
+		char d[256];
+
+		if (t == NULL || k == NULL || strcmp(k, "gr\xC3\xBCsse\xC3\xA9 b\xC3\xBC" "cher") != 0)
+			(*bad)++;
+		if (norm_domain("b\xC3\xBC" "cher.example", 15, d, sizeof(d)) != 0 ||
+		    strcmp(d, "xn--bcher-kva.example") != 0)
+			(*bad)++;
+		free(k);
+		free(t);
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t th[4];
+	int bad[4] = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, decode_worker, &bad[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(bad[i], 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_strip_detail),
 		cmocka_unit_test(test_ip_cidr),
 		cmocka_unit_test(test_domain_within),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
