@@ -436,7 +436,9 @@ int url_normalize(const char *in, size_t len, struct url_norm *out)
 					put(&o, esc, 3);
 				}
 				k += 2;
-			} else if (c <= 0x20 || c == 0x7f) {
+			} else if (c <= 0x20 || c == 0x7f || c == '%') {
+				/* a lone '%' too: "%4%41" must not become the
+				 * escape "%4A" the next time */
 				static const char hx[] = "0123456789ABCDEF";
 
 				esc[0] = '%';

@@ -23,7 +23,8 @@
  *   is not a number up to 65535 makes the URL invalid;
  * - in the path, query and fragment, %-escapes of unreserved characters
  *   (ALPHA DIGIT - . _ ~) are decoded, the other escapes get uppercase hex
- *   digits, and spaces and control bytes are %-escaped. Nothing else
+ *   digits, and spaces, control bytes and a '%' that starts no escape
+ *   are %-escaped (so normalising is idempotent). Nothing else
  *   changes (no trailing slash is added, the path keeps its case).
  *
  * Thread-safety: every function may be called from any thread.

@@ -77,7 +77,8 @@ static const struct {
 	{ "http://%65vil.example/%7e%41%2f%2a?a=%2A", "http://evil.example/~A%2F%2A?a=%2A",
 	  "evil.example" },
 	{ "http://ex%2fample.com/", NULL, NULL },
-	{ "http://example.com/100%", "http://example.com/100%", "example.com" },
+	{ "http://example.com/100%", "http://example.com/100%25", "example.com" },
+	{ "http://example.com/%4%41", "http://example.com/%254A", "example.com" },
 	/* whitespace: trimmed, tab/CR/LF removed anywhere, inner spaces escaped */
 	{ "  https://ex\tam\nple.com/a b \r\n", "https://example.com/a%20b", "example.com" },
 	/* backslashes and missing slashes, as browsers read them */
