@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/lang.h"
 #include "policy/norm.h"
 #include "policy/store.h"
 #include "policy/store_priv.h"
@@ -56,8 +57,8 @@ static const struct param_info params[RP_COUNT] = {
 	[RP_X_MAILER]           = { "x_mailer",           RK_STRING,  2, false },
 	[RP_HEADER]             = { "header",             RK_STRING,  2, false },
 	[RP_CONTENT]            = { "content",            RK_STRING,  2, false },
-	[RP_LANGUAGE]           = { "language",           RK_ENUM,    2, true },
-	[RP_COUNTRY]            = { "country",            RK_ENUM,    1, true },
+	[RP_LANGUAGE]           = { "language",           RK_ENUM,    2, false },
+	[RP_COUNTRY]            = { "country",            RK_ENUM,    1, false },
 	[RP_URL_DOMAIN]         = { "url_domain",         RK_DOMAIN,  2, false },
 	[RP_URL]                = { "url",                RK_STRING,  2, false },
 	[RP_MALWARE]            = { "malware",            RK_BOOL,    2, true },
@@ -69,11 +70,11 @@ static const struct param_info params[RP_COUNT] = {
 	[RP_DMARC]              = { "dmarc",              RK_ENUM,    2, false },
 	[RP_WEB_BUGS]           = { "web_bugs",           RK_BOOL,    2, false },
 	[RP_JAVASCRIPT]         = { "javascript",         RK_BOOL,    2, false },
-	[RP_MACROS]             = { "macros",             RK_BOOL,    2, true },
+	[RP_MACROS]             = { "macros",             RK_BOOL,    2, false },
 	[RP_BULK]               = { "bulk",               RK_BOOL,    2, false },
 	[RP_FRAME_TAGS]         = { "frame_tags",         RK_BOOL,    2, false },
 	[RP_SHORT_URL]          = { "short_url",          RK_BOOL,    2, false },
-	[RP_SUSPICIOUS_MACROS]  = { "suspicious_macros",  RK_BOOL,    2, true },
+	[RP_SUSPICIOUS_MACROS]  = { "suspicious_macros",  RK_BOOL,    2, false },
 };
 
 static const char *const op_names[OP_COUNT] = {
@@ -601,6 +602,60 @@ static bool in_set(const char *v, const char *const *set)
 	return false;
 }
 
+/* ISO 3166-1 alpha-2 codes in use, plus XK (Kosovo, which the location
+ * database uses) and ZZ (no country: private, reserved, unknown). */
+static const char iso3166[] =
+	"ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBW"
+	"BYBZCACCCDCFCGCHCICKCLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFI"
+	"FJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGYHKHMHNHRHTHUIDIEILIMIN"
+	"IOIQIRISITJEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULVLYMAMCMDME"
+	"MFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNUNZOMPAPEPF"
+	"PGPHPKPLPMPNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSV"
+	"SXSYSZTCTDTFTGTHTJTKTLTMTNTOTRTTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYE"
+	"YTZAZMZWXKZZ";
+
+static bool country_ok(const char *v)
+{
+	char u[2];
+
+	if (strlen(v) != 2 || !isalpha((unsigned char)v[0]) || !isalpha((unsigned char)v[1]))
+		return false;
+	u[0] = (char)toupper((unsigned char)v[0]);
+	u[1] = (char)toupper((unsigned char)v[1]);
+	for (size_t i = 0; iso3166[i] != '\0'; i += 2)
+		if (iso3166[i] == u[0] && iso3166[i + 1] == u[1])
+			return true;
+	return false;
+}
+
+/* A language the detector can answer (lang.h), or "und". */
+static bool language_ok(const char *v)
+{
+	const char *const *c = lang_codes();
+
+	if (strcasecmp(v, "und") == 0)
+		return true;
+	for (; *c != NULL; c++)
+		if (strcasecmp(v, *c) == 0)
+			return true;
+	return false;
+}
+
+/* "en de ..." into out. */
+static void lang_codes_join(char *out, size_t cap)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (const char *const *c = lang_codes(); *c != NULL && n < cap; c++) {
+		int k = snprintf(out + n, cap - n, "%s%s", n > 0 ? " " : "", *c);
+
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
+}
+
 static int check_value(enum rule_param p, enum rule_op op, const char *v,
 		       size_t ci, struct rule_error *err)
 {
@@ -679,10 +734,25 @@ static int check_value(enum rule_param p, enum rule_op op, const char *v,
 			ok = in_set(v, dkim_values);
 		else if (p == RP_DMARC)
 			ok = in_set(v, dmarc_values);
-		else   /* language / country codes: letters */
-			ok = (len == 2 || len == 3) && isalpha((unsigned char)v[0]) &&
-			     isalpha((unsigned char)v[1]) &&
-			     (len == 2 || isalpha((unsigned char)v[2]));
+		else if (p == RP_LANGUAGE)
+			ok = language_ok(v);
+		else if (p == RP_COUNTRY)
+			ok = country_ok(v);
+		else
+			ok = false;
+		if (!ok && p == RP_LANGUAGE) {
+			char codes[160];
+
+			lang_codes_join(codes, sizeof(codes));
+			return rerr(err, RULE_ERR_BAD_VALUE, -EINVAL,
+				    "condition %zu (%s): not a language the detector "
+				    "knows (ISO 639-1 %s, or und): %.10s",
+				    ci + 1, pname, codes, v);
+		}
+		if (!ok && p == RP_COUNTRY)
+			return rerr(err, RULE_ERR_BAD_VALUE, -EINVAL,
+				    "condition %zu (%s): not an ISO 3166-1 alpha-2 "
+				    "country code (or ZZ): %.40s", ci + 1, pname, v);
 		if (!ok)
 			return rerr(err, RULE_ERR_BAD_VALUE, -EINVAL,
 				    "condition %zu (%s): unknown value: %.40s",

@@ -21,6 +21,7 @@
 
 #include "policy/geo.h"
 #include "policy/norm.h"
+#include "policy/rules.h"
 
 struct geo_case {
 	const char *ip;
@@ -155,6 +156,62 @@ static void test_missing_database(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Rule validation of country values (policy/rule.c): ISO 3166-1
+ * alpha-2 codes in use, XK and ZZ, any case; others are BAD_VALUE. And the
+ * macro parameters validate as booleans. */
+static int validate_cond(const char *cond, enum rule_errcode *code)
+{
+	char json[512];
+	struct rule *r = NULL;
+	struct rule_error err;
+	int rc;
+
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"t\",\"condition_type\":\"match\",\"conditions\":"
+		 "[%s],\"actions\":{\"disposition\":\"spam\"}}", cond);
+	memset(&err, 0, sizeof(err));
+	rc = rule_from_json(json, strlen(json), &r, &err);
+	if (rc == 0)
+		rc = rule_validate(r, 0, 0, &err);
+	*code = err.code;
+	rule_free(r);
+	return rc;
+}
+
+static void test_rule_values(void **state)
+{
+	static const char *const good[] = { "DE", "de", "US", "nl", "JP", "ZZ", "zz", "XK", "GB" };
+	static const char *const bad[] = { "UK", "EU", "XX", "A1", "DEU", "D", "12", "D1" };
+	enum rule_errcode code;
+	char cond[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(cond, sizeof(cond),
+			 "{\"param\":\"country\",\"op\":\"is\",\"values\":[\"%s\"]}", good[i]);
+		if (validate_cond(cond, &code) != 0)
+			fail_msg("country %s refused (%d)", good[i], (int)code);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cond, sizeof(cond),
+			 "{\"param\":\"country\",\"op\":\"is\",\"values\":[\"%s\"]}", bad[i]);
+		assert_int_equal(validate_cond(cond, &code), -EINVAL);
+		if (code != RULE_ERR_BAD_VALUE)
+			fail_msg("country %s: code %d", bad[i], (int)code);
+	}
+	/* contains is not an enum operator */
+	assert_int_equal(validate_cond("{\"param\":\"country\",\"op\":\"contains\","
+				       "\"values\":[\"DE\"]}", &code), -EINVAL);
+	assert_int_equal(code, RULE_ERR_BAD_OPERATOR);
+	/* the country needs level 1 only; macros are booleans at level 2 */
+	assert_int_equal(rule_param_level(RP_COUNTRY), 1);
+	assert_int_equal(validate_cond("{\"param\":\"macros\",\"op\":\"is_true\"}", &code), 0);
+	assert_int_equal(validate_cond("{\"param\":\"suspicious_macros\",\"op\":\"is_false\"}",
+				       &code), 0);
+	assert_int_equal(validate_cond("{\"param\":\"macros\",\"op\":\"is\","
+				       "\"values\":[\"x\"]}", &code), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -164,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_special),
 		cmocka_unit_test(test_boundaries),
 		cmocka_unit_test(test_null_and_busy),
+		cmocka_unit_test(test_rule_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,6 +24,7 @@
 #include <libexttextcat/textcat.h>
 
 #include "policy/lang.h"
+#include "policy/rules.h"
 
 static const char t_en[] =
 	"Dear colleagues, please find attached the quarterly report for "
@@ -369,6 +370,48 @@ static void test_codes(void **state)
 	assert_true(n >= 20);
 }
 
+/* Rule validation of language values (policy/rule.c): the codes the
+ * detector answers and "und", any case; others are BAD_VALUE. */
+static int validate_value(const char *param, const char *value, enum rule_errcode *code)
+{
+	char json[512];
+	struct rule *r = NULL;
+	struct rule_error err;
+	int rc;
+
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"t\",\"condition_type\":\"match\",\"conditions\":"
+		 "[{\"param\":\"%s\",\"op\":\"is_not\",\"values\":[\"%s\"]}],"
+		 "\"actions\":{\"disposition\":\"spam\"}}", param, value);
+	memset(&err, 0, sizeof(err));
+	rc = rule_from_json(json, strlen(json), &r, &err);
+	if (rc == 0)
+		rc = rule_validate(r, 0, 0, &err);
+	*code = err.code;
+	rule_free(r);
+	return rc;
+}
+
+static void test_rule_values(void **state)
+{
+	static const char *const good[] = { "en", "EN", "de", "zh", "ja", "ru", "und", "UND" };
+	static const char *const bad[] = { "xx", "eng", "e", "sw", "zh-Hans", "12", "" };
+	enum rule_errcode code;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (validate_value("language", good[i], &code) != 0)
+			fail_msg("language %s refused (%d)", good[i], (int)code);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(validate_value("language", bad[i], &code), -EINVAL);
+		if (code != RULE_ERR_BAD_VALUE && code != RULE_ERR_EMPTY_VALUES)
+			fail_msg("language %s: code %d", bad[i], (int)code);
+	}
+	/* every code the detector answers is accepted */
+	for (const char *const *c = lang_codes(); *c != NULL; c++)
+		assert_int_equal(validate_value("language", *c, &code), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -380,6 +423,7 @@ int main(void)
 		cmocka_unit_test(test_agrees_with_textcat),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_codes),
+		cmocka_unit_test(test_rule_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

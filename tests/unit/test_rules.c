@@ -392,15 +392,19 @@ static void test_validate_errors(void **state)
 		    0, 0, RULE_ERR_NOBODY);
 	expect_code(RULE1(COND("subject", "is", "[\"x\"]"),
 			  ACT_SPAM ",\"apply_to\":{\"mode\":\"all\"}"), 0, 0, RULE_OK);
-	/* UNSUPPORTED: the issue 6 analyzers */
-	expect_code(RULE1(COND("language", "is", "[\"en\"]"), ACT_SPAM), 0, 0,
+	/* UNSUPPORTED: the issue 6 analyzers not in yet */
+	expect_code(RULE1(COND("malware", "is_true", "[]"), ACT_SPAM), 0, 0,
 		    RULE_ERR_UNSUPPORTED);
-	expect_code(RULE1(COND("macros", "is_true", "[]"), ACT_SPAM), 0, 0,
-		    RULE_ERR_UNSUPPORTED);
-	/* the HTML and URL analyzers are in (issue 6) */
+	/* the HTML, URL, language, country and macro analyzers are in
+	 * (issue 6); language and country values are checked codes */
+	expect_code(RULE1(COND("language", "is", "[\"en\"]"), ACT_SPAM), 0, 0, RULE_OK);
+	expect_code(RULE1(COND("language", "is", "[\"xx\"]"), ACT_SPAM), 0, 0,
+		    RULE_ERR_BAD_VALUE);
+	expect_code(RULE1(COND("macros", "is_true", "[]"), ACT_SPAM), 0, 0, RULE_OK);
 	expect_code(RULE1(COND("web_bugs", "is_true", "[]"), ACT_SPAM), 0, 0, RULE_OK);
-	expect_code(RULE1(COND("country", "is", "[\"RU\"]"), ACT_SPAM), 0, 0,
-		    RULE_ERR_UNSUPPORTED);
+	expect_code(RULE1(COND("country", "is", "[\"RU\"]"), ACT_SPAM), 0, 0, RULE_OK);
+	expect_code(RULE1(COND("country", "is", "[\"UK\"]"), ACT_SPAM), 0, 0,
+		    RULE_ERR_BAD_VALUE);
 	/* LEVEL_TOO_LOW */
 	expect_code("{\"name\":\"r\",\"level\":1,\"conditions\":["
 		    COND("subject", "is", "[\"x\"]") "]," ACT_SPAM "}", 0, 0,
