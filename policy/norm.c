@@ -346,6 +346,98 @@ static char *unfold(const char *raw, size_t len, size_t *out_len)
 	return out;
 }
 
+/* Is s[0..] an RFC 2047 encoded word "=?charset?B|Q?text?=" (no blanks
+ * inside)? Returns its length, or 0. */
+static size_t encoded_word_len(const char *s)
+{
+	const char *q1, *end;
+
+	if (s[0] != '=' || s[1] != '?')
+		return 0;
+	q1 = strchr(s + 2, '?');
+	if (q1 == NULL || q1 == s + 2 || strchr("BbQq", q1[1]) == NULL || q1[1] == '\0' ||
+	    q1[2] != '?')
+		return 0;
+	end = strstr(q1 + 3, "?=");
+	if (end == NULL)
+		return 0;
+	for (const char *c = s; c < end; c++)
+		if (*c == ' ' || *c == '\t')
+			return 0;
+	return (size_t)(end + 2 - s);
+}
+
+/* RFC 2047 decoding, each encoded word on its own: GMime 3.2.13 joins
+ * adjacent words before decoding them and loses whatever follows a padded
+ * base64 word ("=?UTF-8?B?bXA=?= =?UTF-8?B?YmFyZQ==?=" gave "mp"). Blanks
+ * between two adjacent encoded words are dropped (RFC 2047 6.2). malloc'd;
+ * NULL on allocation failure. */
+static char *decode_words(const char *s)
+{
+	size_t len = strlen(s), cap = len + 64, o = 0;
+	char *out = malloc(cap);
+	const char *p = s;
+	bool after_word = false;
+
+	if (out == NULL)
+		return NULL;
+	while (*p != '\0') {
+		const char *w = strstr(p, "=?");
+		size_t wl = 0, gap;
+		char *word, *dec;
+		const char *piece;
+		size_t plen;
+
+		while (w != NULL && (wl = encoded_word_len(w)) == 0)
+			w = strstr(w + 2, "=?");
+		gap = w != NULL ? (size_t)(w - p) : strlen(p);
+		/* the text before the word, unless it only separates two words */
+		bool blank = after_word && w != NULL && strspn(p, " \t") >= gap;
+		if (!blank && gap > 0) {
+			if (o + gap + 1 > cap) {
+				cap = (o + gap + 1) * 2;
+				char *n = realloc(out, cap);
+				if (n == NULL) {
+					free(out);
+					return NULL;
+				}
+				out = n;
+			}
+			memcpy(out + o, p, gap);
+			o += gap;
+		}
+		if (w == NULL)
+			break;
+		word = strndup(w, wl);
+		if (word == NULL) {
+			free(out);
+			return NULL;
+		}
+		dec = g_mime_utils_header_decode_text(NULL, word);
+		piece = dec != NULL ? dec : word;
+		plen = strlen(piece);
+		if (o + plen + 1 > cap) {
+			cap = (o + plen + 1) * 2;
+			char *n = realloc(out, cap);
+			if (n == NULL) {
+				g_free(dec);
+				free(word);
+				free(out);
+				return NULL;
+			}
+			out = n;
+		}
+		memcpy(out + o, piece, plen);
+		o += plen;
+		g_free(dec);
+		free(word);
+		after_word = true;
+		p = w + wl;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 char *norm_header_text(const char *raw, size_t len, size_t *out_len)
 {
 	size_t n;
@@ -360,11 +452,11 @@ char *norm_header_text(const char *raw, size_t len, size_t *out_len)
 		return NULL;
 	if (strstr(s, "=?") != NULL) {
 		norm_mime_init();
-		dec = g_mime_utils_header_decode_text(NULL, s);
+		dec = decode_words(s);
 		if (dec != NULL) {
 			/* the decoded words may carry invalid bytes */
 			r = norm_utf8(dec, strlen(dec), &n);
-			g_free(dec);
+			free(dec);
 			free(s);
 			if (r == NULL)
 				return NULL;

@@ -40,6 +40,12 @@ static void test_header_text(void **state)
 		{ "=?ISO-8859-1?Q?Gr=FC=DFe?= aus Berlin", "Gr\xC3\xBC\xC3\x9F" "e aus Berlin" },
 		/* adjacent encoded words: the space between them goes */
 		{ "=?UTF-8?Q?a?= =?UTF-8?Q?b?=", "ab" },
+		/* each word decoded on its own: a padded base64 word followed by
+		 * another (GMime 3.2.13 alone gave "mp") */
+		{ "=?UTF-8?B?bXA=?= =?UTF-8?B?YmFyZQ==?=", "mpbare" },
+		{ "=?UTF-8?B?bXA=?=\t=?ISO-8859-1?Q?=E9t=E9?= x", "mp\xC3\xA9t\xC3\xA9 x" },
+		{ "a =?UTF-8?B?bXA=?= b =?UTF-8?B?YmFyZQ==?= c", "a mp b bare c" },
+		{ "=?bad word?= =?UTF-8?Q?ok?=", "=?bad word?= ok" },
 		/* folded between encoded words */
 		{ "=?UTF-8?Q?Gro?=\r\n =?UTF-8?Q?=C3=9Fe?=", "Gro\xC3\x9F" "e" },
 		/* NFC: e + combining acute -> e-acute */
