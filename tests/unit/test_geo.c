@@ -4,7 +4,8 @@
  * registries and large operators checked in that database, the ranges that
  * never have a country, IPv4-mapped IPv6, and a database that cannot be
  * opened (in a child process, since the path is fixed at the first
- * lookup).
+ * lookup); rule values; the msg.h feature (#22) from the envelope's
+ * client address.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "policy/geo.h"
+#include "policy/msg.h"
 #include "policy/norm.h"
 #include "policy/rules.h"
 
@@ -156,6 +158,41 @@ static void test_missing_database(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+
+static void msg_country(const char *client, const char *want, const char *want_key,
+			const char *want_describe)
+{
+	static const char raw[] = "From: a@example.org\r\nSubject: x\r\n\r\nhello\r\n";
+	struct msg_envelope env;
+	struct msg *m;
+	struct msg_values v;
+	char *d;
+
+	memset(&env, 0, sizeof(env));
+	env.mail_from = "a@example.org";
+	env.client_addr = client;
+	assert_int_equal(msg_open((const unsigned char *)raw, sizeof(raw) - 1, &env, NULL,
+				  NULL, &m), 0);
+	assert_int_equal(msg_strings(m, RP_COUNTRY, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_string_equal(v.v[0].text, want);
+	assert_string_equal(v.v[0].key, want_key);
+	d = msg_feature_describe(m, RP_COUNTRY, NULL);
+	assert_string_equal(d, want_describe);
+	free(d);
+	msg_free(m);
+}
+
+static void test_msg_feature(void **state)
+{
+	(void)state;
+	msg_country("193.0.6.139", "NL", "nl", "[\"NL\"]");
+	msg_country("::ffff:81.169.145.105", "DE", "de", "[\"DE\"]");
+	msg_country("10.1.2.3", "ZZ", "zz", "[\"ZZ\"]");
+	msg_country(NULL, "ZZ", "zz", "[\"ZZ\"]");
+	msg_country("not an address", "ZZ", "zz", "[\"ZZ\"]");
+}
+
 /* Rule validation of country values (policy/rule.c): ISO 3166-1
  * alpha-2 codes in use, XK and ZZ, any case; others are BAD_VALUE. And the
  * macro parameters validate as booleans. */
@@ -222,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_boundaries),
 		cmocka_unit_test(test_null_and_busy),
 		cmocka_unit_test(test_rule_values),
+		cmocka_unit_test(test_msg_feature),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

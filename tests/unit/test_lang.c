@@ -5,7 +5,8 @@
  * in equal parts -> und; the 4 KB sample (what follows it is not read, a
  * UTF-8 sequence cut at the limit is dropped); agreement with
  * libexttextcat's own textcat handle on the same model set; concurrent
- * callers; a missing model directory.
+ * callers; a missing model directory; rule values; the msg.h feature
+ * (#21) over plain, HTML and attachment-only messages.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 #include <libexttextcat/textcat.h>
 
 #include "policy/lang.h"
+#include "policy/msg.h"
 #include "policy/rules.h"
 
 static const char t_en[] =
@@ -370,6 +372,53 @@ static void test_codes(void **state)
 	assert_true(n >= 20);
 }
 
+
+static void msg_lang(const char *raw, const char *want, const char *want_describe)
+{
+	struct msg *m;
+	struct msg_values v;
+	char *d;
+
+	assert_int_equal(msg_open((const unsigned char *)raw, strlen(raw), NULL, NULL, NULL, &m), 0);
+	assert_int_equal(msg_strings(m, RP_LANGUAGE, NULL, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_string_equal(v.v[0].text, want);
+	assert_string_equal(v.v[0].key, want);
+	d = msg_feature_describe(m, RP_LANGUAGE, NULL);
+	assert_string_equal(d, want_describe);
+	free(d);
+	msg_free(m);
+}
+
+static void test_msg_feature(void **state)
+{
+	char *raw = malloc(8192);
+
+	(void)state;
+	assert_non_null(raw);
+	snprintf(raw, 8192, "From: a@example.org\r\nSubject: Rechnung\r\n"
+		 "Content-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n", t_de);
+	msg_lang(raw, "de", "[\"de\"]");
+	/* HTML body: the text without the markup */
+	snprintf(raw, 8192, "From: a@example.org\r\nSubject: Commande\r\n"
+		 "Content-Type: text/html; charset=utf-8\r\n\r\n"
+		 "<html><head><style>body { font-family: Arial }</style></head><body>"
+		 "<p>%s</p></body></html>\r\n", t_fr);
+	msg_lang(raw, "fr", "[\"fr\"]");
+	/* short body */
+	msg_lang("From: a@example.org\r\nSubject: x\r\n\r\nSee you at five.\r\n", "und",
+		 "[\"und\"]");
+	/* English text only in an attachment: the content has none */
+	snprintf(raw, 8192, "From: a@example.org\r\nSubject: doc\r\nMIME-Version: 1.0\r\n"
+		 "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+		 "--b\r\nContent-Type: text/plain\r\n\r\nok\r\n"
+		 "--b\r\nContent-Type: text/plain; name=\"a.txt\"\r\n"
+		 "Content-Disposition: attachment; filename=\"a.txt\"\r\n\r\n%s\r\n--b--\r\n",
+		 t_en);
+	msg_lang(raw, "und", "[\"und\"]");
+	free(raw);
+}
+
 /* Rule validation of language values (policy/rule.c): the codes the
  * detector answers and "und", any case; others are BAD_VALUE. */
 static int validate_value(const char *param, const char *value, enum rule_errcode *code)
@@ -424,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_codes),
 		cmocka_unit_test(test_rule_values),
+		cmocka_unit_test(test_msg_feature),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,9 @@
  * plain zip, a zip inside a zip and inside an OLE2 embedding, nesting
  * past the limit, a zip bomb over
  * the ratio (refused without inflating, its names still read), garbage.
+ * Then the msg.h features (#34, #38) over MIME messages carrying such
+ * documents as base64 attachments, also inside an attached message, and
+ * their describe text.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -31,6 +34,7 @@
 #include <gsf/gsf-utils.h>
 
 #include "policy/macro.h"
+#include "policy/msg.h"
 
 /* ------------------------------------------------------------------ */
 /* byte buffers */
@@ -860,6 +864,178 @@ static void test_entries_limit(void **state)
 	free(zip);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* through msg.h */
+
+static char *b64(const unsigned char *p, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *o = malloc(n / 3 * 4 + n / 57 * 2 + 16), *q = o;
+
+	assert_non_null(o);
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*q++ = tab[(v >> 18) & 63];
+		*q++ = tab[(v >> 12) & 63];
+		*q++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		*q++ = i + 2 < n ? tab[v & 63] : '=';
+		if ((i / 3 + 1) % 19 == 0) {
+			*q++ = '\r';
+			*q++ = '\n';
+		}
+	}
+	*q = 0;
+	return o;
+}
+
+/* A message with one attachment (name, type, bytes), optionally wrapped
+ * in an attached message/rfc822. */
+static char *mime_msg(const char *fname, const char *type, const unsigned char *p,
+		      size_t n, bool wrapped, size_t *len)
+{
+	char *enc = b64(p, n);
+	size_t cap = strlen(enc) + 2048;
+	char *inner = malloc(cap), *outer = malloc(cap + 1024);
+	int k;
+
+	assert_non_null(inner);
+	assert_non_null(outer);
+	k = snprintf(inner, cap,
+		     "From: a@example.org\r\nTo: b@example.net\r\nSubject: doc\r\n"
+		     "MIME-Version: 1.0\r\n"
+		     "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+		     "--b1\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+		     "--b1\r\nContent-Type: %s; name=\"%s\"\r\n"
+		     "Content-Disposition: attachment; filename=\"%s\"\r\n"
+		     "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b1--\r\n",
+		     type, fname, fname, enc);
+	assert_true(k > 0 && (size_t)k < cap);
+	free(enc);
+	if (!wrapped) {
+		free(outer);
+		*len = (size_t)k;
+		return inner;
+	}
+	k = snprintf(outer, cap + 1024,
+		     "From: c@example.org\r\nTo: d@example.net\r\nSubject: fwd\r\n"
+		     "MIME-Version: 1.0\r\n"
+		     "Content-Type: multipart/mixed; boundary=\"o1\"\r\n\r\n"
+		     "--o1\r\nContent-Type: text/plain\r\n\r\nForwarded.\r\n"
+		     "--o1\r\nContent-Type: message/rfc822\r\n\r\n%s\r\n--o1--\r\n", inner);
+	assert_true(k > 0 && (size_t)k < cap + 1024);
+	free(inner);
+	*len = (size_t)k;
+	return outer;
+}
+
+static void msg_flags(const char *raw, size_t len, bool *has, bool *susp,
+		      char **d_has, char **d_susp)
+{
+	struct msg *m;
+
+	assert_int_equal(msg_open((const unsigned char *)raw, len, NULL, NULL, NULL, &m), 0);
+	assert_int_equal(msg_bool(m, RP_SUSPICIOUS_MACROS, susp), 0);
+	assert_int_equal(msg_bool(m, RP_MACROS, has), 0);
+	if (d_has != NULL)
+		*d_has = msg_feature_describe(m, RP_MACROS, NULL);
+	if (d_susp != NULL)
+		*d_susp = msg_feature_describe(m, RP_SUSPICIOUS_MACROS, NULL);
+	msg_free(m);
+}
+
+static void test_msg_features(void **state)
+{
+	static const struct module evil[] = { { "Module1", src_evil, false } };
+	static const struct module benign[] = { { "Module1", src_benign, false } };
+	struct doc_spec de = { "Macros", evil, 1, true, NULL, 0 };
+	struct doc_spec db = { "Macros", benign, 1, true, NULL, 0 };
+	struct doc_spec dp = { NULL, NULL, 0, true, NULL, 0 };
+	size_t n, len;
+	unsigned char *doc;
+	char *raw, *d1, *d2;
+	bool has, susp;
+
+	(void)state;
+	/* suspicious Word document */
+	doc = build_doc(&de, &n);
+	raw = mime_msg("invoice.doc", "application/msword", doc, n, false, &len);
+	msg_flags(raw, len, &has, &susp, &d1, &d2);
+	assert_true(has);
+	assert_true(susp);
+	assert_string_equal(d1, "true");
+	assert_string_equal(d2, "true");
+	free(d1);
+	free(d2);
+	free(raw);
+	/* the same inside an attached message, with a misleading type */
+	raw = mime_msg("notes.txt", "text/plain", doc, n, true, &len);
+	msg_flags(raw, len, &has, &susp, NULL, NULL);
+	assert_true(has);
+	assert_true(susp);
+	free(raw);
+	free(doc);
+	/* macros, not suspicious */
+	doc = build_doc(&db, &n);
+	raw = mime_msg("report.doc", "application/msword", doc, n, false, &len);
+	msg_flags(raw, len, &has, &susp, &d1, &d2);
+	assert_true(has);
+	assert_false(susp);
+	assert_string_equal(d1, "true");
+	assert_string_equal(d2, "false");
+	free(d1);
+	free(d2);
+	free(raw);
+	free(doc);
+	/* no macros; and a message without attachments */
+	doc = build_doc(&dp, &n);
+	raw = mime_msg("plain.doc", "application/msword", doc, n, false, &len);
+	msg_flags(raw, len, &has, &susp, NULL, NULL);
+	assert_false(has);
+	assert_false(susp);
+	free(raw);
+	free(doc);
+	{
+		static const char plain[] =
+			"From: a@example.org\r\nSubject: hi\r\n\r\nSub AutoOpen() Shell \"x\"\r\n";
+
+		msg_flags(plain, sizeof(plain) - 1, &has, &susp, NULL, NULL);
+		assert_false(has);
+		assert_false(susp);
+	}
+}
+
+/* A .docm attachment: the zip path through msg.h. */
+static void test_msg_docm(void **state)
+{
+	static const struct module evil[] = { { "Module1", src_evil, false } };
+	struct doc_spec d = { NULL, evil, 1, true, NULL, 0 };
+	size_t bn, zn, len;
+	unsigned char *bin = build_doc(&d, &bn);
+	const char *names[] = { "word/document.xml", "word/vbaProject.bin" };
+	const void *data[] = { "<w:document/>", bin };
+	size_t lens[] = { 13, bn };
+	unsigned char *zip = build_zip(names, data, lens, 2, &zn);
+	char *raw = mime_msg("a.docm",
+			     "application/vnd.ms-word.document.macroEnabled.12",
+			     zip, zn, false, &len);
+	bool has, susp;
+
+	(void)state;
+	msg_flags(raw, len, &has, &susp, NULL, NULL);
+	assert_true(has);
+	assert_true(susp);
+	free(raw);
+	free(zip);
+	free(bin);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -887,6 +1063,8 @@ int main(void)
 		cmocka_unit_test(test_total_limit),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_entries_limit),
+		cmocka_unit_test(test_msg_features),
+		cmocka_unit_test(test_msg_docm),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
