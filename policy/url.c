@@ -201,8 +201,11 @@ static int host_normalize(const char *h, size_t n, struct url_norm *out)
 
 		if (n < 3 || h[n - 1] != ']' || n - 2 >= sizeof(ip6))
 			return -EINVAL;
-		for (size_t i = 0; i < n - 2; i++)
+		for (size_t i = 0; i < n - 2; i++) {
 			ip6[i] = lower(h[i + 1]);
+			if (hexval((unsigned char)ip6[i]) < 0 && ip6[i] != ':' && ip6[i] != '.')
+				return -EINVAL;
+		}
 		ip6[n - 2] = 0;
 		if (strchr(ip6, ':') == NULL || norm_ip_parse(ip6, &ip) < 0)
 			return -EINVAL;

@@ -139,6 +139,10 @@ static void test_userinfo_recorded(void **state)
 	assert_string_equal(u.host, "evil.example");
 	assert_int_equal(url_normalize("http://0x7f000001/", 18, &u), 0);
 	assert_true(u.host_is_ip);
+	/* a NUL inside an IPv6 literal (a fuzz finding: the host was cut at
+	 * the NUL and the URL lost its bracket) */
+	assert_int_equal(url_normalize("http://[::ffff:10c\0.14]/", 25, &u), -EINVAL);
+	assert_int_equal(url_normalize("http://[::ffff:10c x]/", 22, &u), -EINVAL);
 }
 
 static void test_normalize_idempotent_and_long(void **state)
