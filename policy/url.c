@@ -250,6 +250,14 @@ static int host_normalize(const char *h, size_t n, struct url_norm *out)
 			return -EINVAL;
 		memcpy(out->host, dec, dn + 1);
 	}
+	/* no empty label (a second trailing dot included) */
+	{
+		size_t hl = strlen(out->host);
+
+		if (hl == 0 || out->host[0] == '.' || out->host[hl - 1] == '.' ||
+		    strstr(out->host, "..") != NULL)
+			return -EINVAL;
+	}
 	r = ipv4_host(out->host, dec, sizeof(dec));
 	if (r < 0)
 		return -EINVAL;
@@ -261,9 +269,6 @@ static int host_normalize(const char *h, size_t n, struct url_norm *out)
 	/* ASCII: validated and kept in its A-label form (dec still holds
 	 * it: ipv4_host() writes only on success) */
 	if (ascii && norm_domain(dec, strlen(out->host), out->host, sizeof(out->host)) < 0)
-		return -EINVAL;
-	/* labels: no empty label */
-	if (out->host[0] == '.' || strstr(out->host, "..") != NULL)
 		return -EINVAL;
 	return 0;
 }

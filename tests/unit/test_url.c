@@ -99,6 +99,8 @@ static const struct {
 	{ "http:///", NULL, NULL },
 	{ "http://exa mple.com/", NULL, NULL },
 	{ "http://a..b/", NULL, NULL },
+	{ "http://192.751628../", NULL, NULL },     /* fuzz finding */
+	{ "http://example.com../", NULL, NULL },
 	{ "", NULL, NULL },
 };
 
