@@ -1174,7 +1174,20 @@ def main():
 # the quick-start demo
 
 
-DEMO_PORTS = {"imap": 10143, "imaps": 10993, "pop3": 10110, "pop3s": 10995, "admin": 18025}
+DEMO_PORTS = {"imap": 10143, "imaps": 10993, "pop3": 10110, "pop3s": 10995, "admin": 18025,
+              "lmtp": 10024}
+
+# The demo's incoming rules (posternctl rule create ...).
+DEMO_RULES = [
+    ["--name", "Offers to Junk", "--delimiter", ";",
+     "--if", "subject contains offer;special deal", "--action", "spam",
+     "--action", "subject=[offer]"],
+    ["--name", "No executables", "--if", "attachment_type is exe,scr,js",
+     "--action", "reject=Executable attachments are not accepted here"],
+    ["--name", "External banner", "--if", "external_sender is true",
+     "--if", "sender_domain is_not example.com",
+     "--action", "banner=This message comes from outside example.com."],
+]
 
 
 def demo_main(argv):
@@ -1189,6 +1202,7 @@ def demo_main(argv):
                          "removed and made anew at each start")
     ap.add_argument("--dovecot-imap-port", type=int, default=11143)
     ap.add_argument("--dovecot-pop3-port", type=int, default=11110)
+    ap.add_argument("--dovecot-lmtp-port", type=int, default=11024)
     args = ap.parse_args(argv)
 
     global _run_root
@@ -1212,24 +1226,31 @@ def demo_main(argv):
     _run_root = args.dir
 
     for name, port in list(DEMO_PORTS.items()) + [("dovecot-imap", args.dovecot_imap_port),
-                                                  ("dovecot-pop3", args.dovecot_pop3_port)]:
+                                                  ("dovecot-pop3", args.dovecot_pop3_port),
+                                                  ("dovecot-lmtp", args.dovecot_lmtp_port)]:
         if port_accepts(port):
             sys.exit("demo: port %d (%s) is already in use; is another demo running?" %
                      (port, name))
 
-    dv = Dovecot(imap_port=args.dovecot_imap_port, pop3_port=args.dovecot_pop3_port)
+    dv = DeliveryDovecot(name="dovecot", imap_port=args.dovecot_imap_port,
+                         pop3_port=args.dovecot_pop3_port, lmtp_port=args.dovecot_lmtp_port,
+                         sieve_before=os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve"))
     for user in USERS:
         dv.deliver(user, make_message(
             subject="Welcome to postern, %s" % user.split("@")[0], to=user,
             body="This message sits in a private demo Dovecot and was read through "
                  "postern.\r\n"))
-    listeners = [Listener("imap", "starttls", port=DEMO_PORTS["imap"]),
-                 Listener("imap", "implicit", port=DEMO_PORTS["imaps"]),
-                 Listener("pop3", "starttls", port=DEMO_PORTS["pop3"]),
-                 Listener("pop3", "implicit", port=DEMO_PORTS["pop3s"])]
-    pg = Postern(dv, listeners=listeners, name="postern", workers=0,
-                 auth_penalty={"initial_ms": 2000, "max_ms": 15000},
-                 timeouts={"drain": 5})
+    listeners = [Listener("imap", "starttls", port=DEMO_PORTS["imap"], backend="store"),
+                 Listener("imap", "implicit", port=DEMO_PORTS["imaps"], backend="store"),
+                 Listener("pop3", "starttls", port=DEMO_PORTS["pop3"], backend="store"),
+                 Listener("pop3", "implicit", port=DEMO_PORTS["pop3s"], backend="store"),
+                 LmtpListener(port=DEMO_PORTS["lmtp"])]
+    quarantine = os.path.join(args.dir, "quarantine")
+    pg = DeliveryPostern(dv, listeners=listeners, name="postern", workers=0,
+                         auth_penalty={"initial_ms": 2000, "max_ms": 15000},
+                         timeouts={"drain": 5},
+                         rules={"quarantine_directory": quarantine,
+                                "authserv_id": "mx.example.com"})
     pg.admin_port = DEMO_PORTS["admin"]
     pg.write_config()
 
@@ -1246,6 +1267,8 @@ def demo_main(argv):
         pg.set_user("dave@example.com", imap="off", pop="off",
                     message="dave may not read mail in the postern demo.")
         policy_from = "posternctl commands (conf/demo-users.json not found)"
+    for rule in DEMO_RULES:
+        pg.ctl("rule", "create", *rule)
     for user in USERS:
         for svc in ("imap", "pop"):
             r = pg.ctl("explain", user, svc, check=False)
@@ -1272,13 +1295,16 @@ def demo_main(argv):
         pg.proc = subprocess.Popen([POSTERN_BIN, "-c", pg.conf_path], stdin=subprocess.DEVNULL,
                                    env=env)
         wait_ports([l.port for l in listeners] + [pg.admin_port], proc=pg.proc, what="postern")
+        rules_list = pg.ctl("rule", "list").stdout.rstrip()
         pw = USERS["alice@example.com"]
         print("""
 postern demo is running (Ctrl-C stops it).
 
-  Dovecot (private):  IMAP %(dimap)d, POP3 %(dpop)d on 127.0.0.1, files in %(dir)s
+  Dovecot (private):  IMAP %(dimap)d, POP3 %(dpop)d, LMTP %(dlmtp)d on 127.0.0.1,
+                      files in %(dir)s
   postern:            IMAP  127.0.0.1:10143 (STARTTLS)   IMAPS 127.0.0.1:10993 (TLS)
                       POP3  127.0.0.1:10110 (STLS)       POP3S 127.0.0.1:10995 (TLS)
+                      LMTP  127.0.0.1:10024 (delivery, with the incoming rules)
                       admin http://127.0.0.1:18025/healthz  /metrics
   config:             %(conf)s
   policy store:       %(store)s  (from %(policy)s)
@@ -1295,9 +1321,24 @@ Try:
   %(ctl)s -d %(store)s user set alice@example.com imap=off message="Off for the demo"
   %(ctl)s -d %(store)s explain alice@example.com imap
 
+Deliver through the incoming rules, then read where the messages landed:
+  swaks --server 127.0.0.1:10024 --protocol LMTP --from x@partner.example \\
+        --to alice@example.com --header 'Subject: a special offer'
+  curl -k 'imaps://127.0.0.1:10993/Junk;UID=1' -u alice@example.com:%(pw)s
+  swaks --server 127.0.0.1:10024 --protocol LMTP --to alice@example.com --attach-name a.exe \\
+        --attach-type application/octet-stream --attach @/bin/true \\
+        --add-header 'Authentication-Results: mx.example.com; dmarc=pass'     (550 5.7.1)
+    (without that header the sender is not authenticated, and the backscatter
+     guard turns the reject into a logged silent drop)
+  %(ctl)s -d %(store)s rule test --eml FILE --from x@partner.example --rcpt alice@example.com
+
+Incoming rules (%(ctl)s -d %(store)s rule list):
+%(rules)s
+
 Refused by the demo policy:
 %(refused)s
-""" % {"dimap": dv.imap_port, "dpop": dv.pop3_port, "dir": dv.dir, "conf": pg.conf_path,
+""" % {"dimap": dv.imap_port, "dpop": dv.pop3_port, "dlmtp": dv.lmtp_port, "dir": dv.dir,
+       "rules": "\n".join("  " + l for l in rules_list.splitlines()), "conf": pg.conf_path,
             "store": pg.store, "policy": policy_from, "ca": pg.pki.ca_cert, "pw": pw,
             "users": "\n".join("  %-18s '%s'" % (u, p) for u, p in USERS.items()),
             "ctl": POSTERNCTL_BIN, "refused": "\n".join(refused) or "  (none)"})
@@ -1345,15 +1386,6 @@ def selftest_main(argv):
     finally:
         dv.stop()
     shutil.rmtree(run_root(), ignore_errors=True)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "demo":
-        demo_main(sys.argv[2:])
-    elif len(sys.argv) > 1 and sys.argv[1] == "selftest":
-        selftest_main(sys.argv[2:])
-    else:
-        sys.exit("usage: harness.py demo [--dir DIR] | selftest")
 
 
 # ---------------------------------------------------------------------------
@@ -2035,3 +2067,13 @@ class SmtpSink:
         except OSError:
             pass
         self._thread.join(5)
+
+
+# Last, so that every class above is defined when the demo runs.
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "demo":
+        demo_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "selftest":
+        selftest_main(sys.argv[2:])
+    else:
+        sys.exit("usage: harness.py demo [--dir DIR] | selftest")
