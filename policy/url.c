@@ -257,6 +257,11 @@ static int host_normalize(const char *h, size_t n, struct url_norm *out)
 		if (hl == 0 || out->host[0] == '.' || out->host[hl - 1] == '.' ||
 		    strstr(out->host, "..") != NULL)
 			return -EINVAL;
+		/* UTS #46 maps full-width forms to ASCII: "\uFF05" is '%' */
+		for (size_t i = 0; i < hl; i++)
+			if ((unsigned char)out->host[i] < 0x80 &&
+			    forbidden_host_byte((unsigned char)out->host[i]))
+				return -EINVAL;
 	}
 	r = ipv4_host(out->host, dec, sizeof(dec));
 	if (r < 0)

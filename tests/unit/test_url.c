@@ -101,6 +101,8 @@ static const struct {
 	{ "http://a..b/", NULL, NULL },
 	{ "http://192.751628../", NULL, NULL },     /* fuzz finding */
 	{ "http://example.com../", NULL, NULL },
+	{ "ftp:tc\xEF\xBC\x85s", NULL, NULL },       /* full-width '%': fuzz finding */
+	{ "http://a\xEF\xBC\x8F" "b.example/", NULL, NULL },   /* full-width '/' */
 	{ "", NULL, NULL },
 };
 
