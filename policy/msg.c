@@ -2562,13 +2562,13 @@ static int values_kind(enum rule_param p)
 	case RP_EXTERNAL_SENDER: case RP_AUTH_SENDER: case RP_HAS_ATTACHMENT: case RP_BULK:
 	case RP_JAVASCRIPT: case RP_FRAME_TAGS: case RP_WEB_BUGS: case RP_SHORT_URL:
 	case RP_MACROS: case RP_SUSPICIOUS_MACROS:
+	case RP_MALWARE:
 		return 1;
 	case RP_RECIPIENT_COUNT: case RP_MIME_SIZE: case RP_ATTACHMENT_SIZE:
 		return 2;
 	case RP_SENDER_IP:
 		return 3;
 	case RP_NEW_SENDER: case RP_RECIPIENT_DOMAIN:
-	case RP_MALWARE:
 		return -ENOTSUP;
 	default:
 		return -EINVAL;
@@ -2790,6 +2790,21 @@ int msg_bool(struct msg *m, enum rule_param p, bool *out)
 		return k;
 	if (k != 1)
 		return -EINVAL;
+	if (p == RP_MALWARE) {
+		/* the hop's clamd verdict (msg.h: struct msg_envelope) */
+		switch (m->env.malware) {
+		case MSG_MALWARE_CLEAN:
+			*out = false;
+			return 0;
+		case MSG_MALWARE_INFECTED:
+			*out = true;
+			return 0;
+		case MSG_MALWARE_ERROR:
+			return -EIO;
+		default:
+			return -ENOTSUP;   /* not scanned */
+		}
+	}
 	if (!m->b_done[p]) {
 		bool v = false, auth_hdr = false;
 

@@ -44,7 +44,20 @@ struct msg_envelope {
 	const char *helo;           /* XFORWARD HELO; may be NULL */
 	const char *queue_id;       /* XFORWARD IDENT; may be NULL */
 	uint64_t declared_size;     /* MAIL ... SIZE=, 0 when not declared */
+	/* The clamd verdict on the raw message (spec 1.4 #25), scanned by the
+	 * delivery hop before the rules run: RP_MALWARE is true iff
+	 * INFECTED; ERROR makes msg_bool() answer -EIO (the scan-failure
+	 * policy); UNKNOWN (not scanned: zero, e.g. `posternctl rule test`)
+	 * answers -ENOTSUP like an analyzer this build lacks (the condition
+	 * reads false). The hop scans whenever a rule uses the condition, so
+	 * it never evaluates one with UNKNOWN. */
+	int malware;                /* MSG_MALWARE_* */
+	const char *malware_name;   /* INFECTED: the signature name, else NULL */
 };
+#define MSG_MALWARE_UNKNOWN  0
+#define MSG_MALWARE_CLEAN    1
+#define MSG_MALWARE_INFECTED 2
+#define MSG_MALWARE_ERROR    3
 
 /* Configuration the features depend on (from the gateway's rules{}
  * section). Strings are borrowed and must outlive the msg. */

@@ -227,8 +227,9 @@ static void fuzz_norm(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct msg_envelope envs[2] = {
-		{ "Bounce@Example.COM", "::ffff:203.0.113.7", "mail.example.", "helo", "Q1", 0 },
-		{ "", NULL, "unknown", NULL, NULL, 0 },
+		{ "Bounce@Example.COM", "::ffff:203.0.113.7", "mail.example.", "helo", "Q1", 0,
+		  MSG_MALWARE_UNKNOWN, NULL },
+		{ "", NULL, "unknown", NULL, NULL, 0, MSG_MALWARE_UNKNOWN, NULL },
 	};
 	struct norm_cidr nets[1];
 	struct msg_config cfg = { "mx.example.org", "X-Gw-Auth", nets, 1 };
