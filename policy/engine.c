@@ -637,6 +637,20 @@ uint64_t rules_snapshot_generation(const struct rule_snapshot *snap)
 	return snap->generation;
 }
 
+bool rules_snapshot_uses(const struct rule_snapshot *snap, enum rule_param param)
+{
+	for (size_t i = 0; snap != NULL && i < snap->n_rules; i++) {
+		const struct crule *cr = &snap->cr[i];
+
+		if (!cr->active)
+			continue;
+		for (size_t k = 0; k < cr->n_conds; k++)
+			if (cr->conds[k].c->param == param)
+				return true;
+	}
+	return false;
+}
+
 size_t rules_snapshot_count(const struct rule_snapshot *snap)
 {
 	return snap->n_rules;

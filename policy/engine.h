@@ -62,6 +62,10 @@ void rules_snapshot_put(struct rule_snapshot *snap);
 void rules_snapshot_drop(struct pol_store *store);
 
 uint64_t rules_snapshot_generation(const struct rule_snapshot *snap);
+/* Does any active rule of the snapshot (audit rules included; expiry and
+ * scope not considered) have a condition on param? The delivery hop asks
+ * before an asynchronous analyzer (clamd) it would otherwise skip. */
+bool rules_snapshot_uses(const struct rule_snapshot *snap, enum rule_param param);
 size_t rules_snapshot_count(const struct rule_snapshot *snap);
 /* The rules of the snapshot in evaluation order (index = global order). */
 const struct rule *rules_snapshot_rule(const struct rule_snapshot *snap,
