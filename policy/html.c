@@ -952,7 +952,11 @@ int html_analyze(const char *html, size_t len, const struct html_limits *lim,
 	if (html == NULL)
 		len = 0;
 	if (len > c.lim.input_max) {
+		/* never inside a UTF-8 sequence (the parser would read the
+		 * stray lead byte as Latin-1) */
 		len = c.lim.input_max;
+		while (len > 0 && ((unsigned char)html[len] & 0xC0) == 0x80)
+			len--;
 		out->input_cut = true;
 	}
 	c.set_size = 16;
