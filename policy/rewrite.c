@@ -14,8 +14,14 @@
  */
 #include "policy/rewrite.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
+#include <inttypes.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +38,10 @@
 #define HDR_FOLD 78
 
 #define PREFIX "X-Postern-"
+/* X-Postern-Loop: <node>; t=<unix time>; mac=<32 hex> */
+#define LOOP_NODE_MAX 64
+#define LOOP_MAC_BYTES 16
+#define LOOP_VALUE_MAX (LOOP_NODE_MAX + 32 + 2 * LOOP_MAC_BYTES + 16)
 
 struct buf {
 	char *p;
@@ -61,6 +71,8 @@ static int plan_add(struct plan *pl, size_t off, size_t del, struct buf *ins);
 static bool is_ascii(const char *s, size_t n);
 static void header_field(struct buf *b, const char *name, const char *value,
 			 size_t vlen, const char *eol);
+static void loop_value(struct msg *m, const unsigned char *data, size_t len, const char *node,
+		       const char *secret, int64_t t, char *out, size_t out_size);
 static void encoded_words(struct buf *b, const char *s, size_t n, size_t col,
 			  const char *eol);
 static void b64_encode(struct buf *b, const unsigned char *s, size_t n,
@@ -983,7 +995,14 @@ int rewrite_plan(struct msg *m, const struct rule_verdict *v,
 	if (opt->copy) {
 		const char *node = opt->node != NULL && opt->node[0] != '\0' ?
 				   opt->node : "postern";
-		header_field(&pre, PREFIX "Loop", node, strlen(node), pl.eol);
+		char value[LOOP_VALUE_MAX];
+
+		if (opt->loop_secret != NULL && opt->loop_secret[0] != '\0')
+			loop_value(m, opt->data, opt->len, node, opt->loop_secret, opt->now, value,
+				   sizeof(value));
+		else
+			snprintf(value, sizeof(value), "%.*s", LOOP_NODE_MAX, node);
+		header_field(&pre, PREFIX "Loop", value, strlen(value), pl.eol);
 	}
 	if (modify && r->actions.subject_text != NULL) {
 		rc = plan_subject(&pl, m, r->actions.subject_text, &pre);
@@ -1158,4 +1177,108 @@ long rewrite_stream(const struct msg_edits *e, size_t orig_len,
 bool rewrite_is_loop(struct msg *m)
 {
 	return msg_header_exists(m, PREFIX "Loop");
+}
+
+/* The MAC of a copy: HMAC-SHA256(secret, "postern-loop-1|node|t|message-id|
+ * SHA-256(body)") cut to LOOP_MAC_BYTES. The body (from the empty line
+ * that ends the header) is what reaches the MTA unchanged; the header is
+ * not (the MTA adds its own fields). */
+static bool loop_mac(struct msg *m, const unsigned char *data, size_t len, const char *node,
+		     size_t node_len, const char *secret, int64_t t,
+		     unsigned char mac[LOOP_MAC_BYTES])
+{
+	unsigned char body_hash[32], full[EVP_MAX_MD_SIZE];
+	unsigned int full_len = 0;
+	struct msg_values ids = { 0 };
+	size_t hend = msg_header_end(m);
+	char hex[65];
+	struct buf in = { 0 };
+	char tbuf[32];
+	bool ok;
+
+	if (hend > len)
+		hend = len;
+	if (EVP_Digest(data + hend, len - hend, body_hash, NULL, EVP_sha256(), NULL) != 1)
+		return false;
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", body_hash[i]);
+	snprintf(tbuf, sizeof(tbuf), "%" PRId64, t);
+	(void)msg_strings(m, RP_MESSAGE_ID, NULL, &ids);
+	buf_add(&in, "postern-loop-1|", 15);
+	buf_add(&in, node, node_len);
+	buf_add(&in, "|", 1);
+	buf_add(&in, tbuf, strlen(tbuf));
+	buf_add(&in, "|", 1);
+	if (ids.n > 0)
+		buf_add(&in, ids.v[0].text, ids.v[0].text_len);
+	buf_add(&in, "|", 1);
+	buf_add(&in, hex, 64);
+	ok = !in.oom &&
+	     HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)in.p, in.len,
+		  full, &full_len) != NULL && full_len >= LOOP_MAC_BYTES;
+	if (ok)
+		memcpy(mac, full, LOOP_MAC_BYTES);
+	free(in.p);
+	return ok;
+}
+
+static void loop_value(struct msg *m, const unsigned char *data, size_t len, const char *node,
+		       const char *secret, int64_t t, char *out, size_t out_size)
+{
+	unsigned char mac[LOOP_MAC_BYTES];
+	size_t nl = strnlen(node, LOOP_NODE_MAX);
+	int o;
+
+	o = snprintf(out, out_size, "%.*s; t=%" PRId64 "; mac=", (int)nl, node, t);
+	if (o < 0 || (size_t)o + 2 * LOOP_MAC_BYTES + 1 > out_size ||
+	    !loop_mac(m, data, len, node, nl, secret, t, mac)) {
+		snprintf(out, out_size, "%.*s", (int)nl, node);   /* no MAC: not valid */
+		return;
+	}
+	for (int i = 0; i < LOOP_MAC_BYTES; i++)
+		snprintf(out + o + 2 * i, 3, "%02x", mac[i]);
+}
+
+enum rewrite_loop rewrite_loop_check(struct msg *m, const unsigned char *data, size_t len,
+				     const char *secret, int64_t now, unsigned max_age_s)
+{
+	struct msg_values v = { 0 };
+	enum rewrite_loop result = REWRITE_LOOP_INVALID;
+
+	if (!rewrite_is_loop(m))
+		return REWRITE_LOOP_NONE;
+	if (secret == NULL || secret[0] == '\0' ||
+	    msg_strings(m, RP_HEADER, PREFIX "Loop", &v) != 0)
+		return REWRITE_LOOP_INVALID;
+	/* any of the loop fields (a copy may pass several of our nodes) */
+	for (size_t i = 0; i < v.n && result != REWRITE_LOOP_VALID; i++) {
+		const char *s = v.v[i].text, *semi = strchr(s, ';');
+		const char *tp, *mp;
+		unsigned char want[LOOP_MAC_BYTES], got[LOOP_MAC_BYTES];
+		long long t;
+		char *end;
+
+		if (semi == NULL || (size_t)(semi - s) > LOOP_NODE_MAX || semi == s)
+			continue;
+		tp = strstr(semi, "t=");
+		mp = strstr(semi, "mac=");
+		if (tp == NULL || mp == NULL)
+			continue;
+		t = strtoll(tp + 2, &end, 10);
+		if (end == tp + 2 || t <= 0 || t > now + 300 || now - t > (long long)max_age_s)
+			continue;
+		if (strspn(mp + 4, "0123456789abcdef") < 2 * LOOP_MAC_BYTES)
+			continue;
+		for (int k = 0; k < LOOP_MAC_BYTES; k++) {
+			unsigned hi = (unsigned)(isdigit((unsigned char)mp[4 + 2 * k]) ?
+						 mp[4 + 2 * k] - '0' : mp[4 + 2 * k] - 'a' + 10);
+			unsigned lo = (unsigned)(isdigit((unsigned char)mp[5 + 2 * k]) ?
+						 mp[5 + 2 * k] - '0' : mp[5 + 2 * k] - 'a' + 10);
+			got[k] = (unsigned char)(hi << 4 | lo);
+		}
+		if (loop_mac(m, data, len, s, (size_t)(semi - s), secret, (int64_t)t, want) &&
+		    CRYPTO_memcmp(want, got, LOOP_MAC_BYTES) == 0)
+			result = REWRITE_LOOP_VALID;
+	}
+	return result;
 }

@@ -47,6 +47,13 @@ struct rewrite_options {
 	bool copy;                  /* a BCC/forward copy: loop header, no
 	                               banner, no Junk folder header */
 	const char *node;           /* this gateway's name for X-Postern-Loop */
+	const char *loop_secret;    /* shared by every node (rules.loop_secret):
+	                               a copy's loop header carries a MAC of the
+	                               node, now, its Message-ID and its body
+	                               (rewrite_loop_check). NULL: no MAC, and
+	                               the copy is rule-checked when it comes
+	                               back (but never copied again). */
+	int64_t now;                /* UTC seconds, for that MAC */
 	/* Required: the same bytes that were given to msg_open() (the spans
 	 * of msg.h point into them; the subject and the text parts are read
 	 * from them). rewrite_plan() returns -EINVAL when data is NULL. */
@@ -76,8 +83,25 @@ long rewrite_stream(const struct msg_edits *e, size_t orig_len,
 /* The edited message's length. */
 size_t rewrite_length(const struct msg_edits *e, size_t orig_len);
 
-/* True when the message carries our loop header (X-Postern-Loop): a copy
- * coming back; it is delivered without rules and never copied again. */
+/* True when the message carries a loop header (X-Postern-Loop), valid or
+ * not: it is never copied again. */
 bool rewrite_is_loop(struct msg *m);
+
+/* Whether a loop header proves the message is one of our own copies
+ * coming back, which is delivered without rules. Anyone can write an
+ * X-Postern-Loop header, so only a MAC under the shared secret over the
+ * node, the time, the Message-ID and the body counts (a header taken from
+ * one copy does not fit another message), within max_age_s of its time.
+ * data/len: the bytes given to msg_open(). */
+enum rewrite_loop {
+	REWRITE_LOOP_NONE = 0,      /* no loop header: an ordinary message */
+	REWRITE_LOOP_VALID,         /* our copy: no rules, no copies */
+	REWRITE_LOOP_INVALID,       /* a header without a valid MAC (forged,
+	                               expired, the body changed on the way, or
+	                               no secret configured): rules run, but
+	                               no copies are made */
+};
+enum rewrite_loop rewrite_loop_check(struct msg *m, const unsigned char *data, size_t len,
+				     const char *secret, int64_t now, unsigned max_age_s);
 
 #endif

@@ -138,6 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		v.rule = &r;
 		v.disposition = RD_ALLOW;
 		opt.copy = true;
+		opt.loop_secret = (sel & 4) ? "fuzz-secret" : NULL;
+		opt.now = 1700000000;
 		break;
 	default:
 		v.rule = &r;
@@ -162,6 +164,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the output parses; rewriting it again with the same rule does not
 	 * append the subject twice */
 	back = open_msg((const uint8_t *)out, out_len);
+	{
+		/* a keyed copy is recognised as ours; the input never is unless
+		 * it already was */
+		enum rewrite_loop lb = rewrite_loop_check(back, (const uint8_t *)out, out_len,
+							  "fuzz-secret", 1700000001, 86400);
+		if (opt.copy && opt.loop_secret != NULL &&
+		    (msg_anomalies(back) & MSG_ANOMALY_HEADER_CUT) == 0 &&
+		    msg_header_end(back) == msg_header_end(m) + (out_len - len))
+			check(lb == REWRITE_LOOP_VALID, "a keyed copy is valid");
+		check(opt.copy ? lb != REWRITE_LOOP_NONE : true, "a copy has a loop header");
+	}
 	if (v.rule != NULL && v.disposition != RD_QUARANTINE) {
 		struct msg_values a, b;
 		struct msg_edits e3 = { 0 };

@@ -318,6 +318,79 @@ static void test_copy_gets_loop_no_folder_no_banner(void **state)
 	done(&t2);
 }
 
+/* A copy's loop header is keyed: only the same secret, the same body and a
+ * recent time make it "ours" (no rules); a forged or replayed header, a
+ * changed body, another secret or an old one only stops further copies. */
+static void test_loop_mac(void **state)
+{
+	static const char msg[] =
+		"From: x@ext.example\r\nSubject: hi\r\nMessage-ID: <m1@ext.example>\r\n"
+		"Content-Type: text/plain\r\n\r\nbody\r\n";
+	struct rewrite_options opt = { .copy = true, .node = "mx1.corp.example",
+				       .loop_secret = "s3cret-shared-by-every-node",
+				       .now = 1700000000 };
+	struct msg_edits e = { 0 };
+	struct msg *m, *back;
+	char *out, *received, *tampered;
+	size_t out_len, n;
+	int64_t now = 1700000060;
+
+	(void)state;
+	m = open_msg(msg, strlen(msg));
+	opt.data = (const unsigned char *)msg;
+	opt.len = strlen(msg);
+	assert_int_equal(rewrite_plan(m, NULL, &opt, &e), 0);
+	out = render(&e, msg, strlen(msg), &out_len);
+	/* folded like any long field */
+	assert_non_null(strstr(out, "X-Postern-Loop: mx1.corp.example; t=1700000000;"));
+	assert_non_null(strstr(out, " mac="));
+	assert_int_equal(rewrite_loop_check(m, (const unsigned char *)msg, strlen(msg),
+					    opt.loop_secret, now, 86400), REWRITE_LOOP_NONE);
+
+	/* back through the MTA, which adds its own fields on top */
+	n = strlen("Received: from mx1 by mta\r\n") + out_len;
+	received = malloc(n + 1);
+	assert_non_null(received);
+	snprintf(received, n + 1, "Received: from mx1 by mta\r\n%s", out);
+	back = open_msg(received, n);
+	assert_int_equal(rewrite_loop_check(back, (const unsigned char *)received, n,
+					    opt.loop_secret, now, 86400), REWRITE_LOOP_VALID);
+	assert_int_equal(rewrite_loop_check(back, (const unsigned char *)received, n,
+					    "another secret", now, 86400), REWRITE_LOOP_INVALID);
+	assert_int_equal(rewrite_loop_check(back, (const unsigned char *)received, n, NULL, now,
+					    86400), REWRITE_LOOP_INVALID);
+	assert_int_equal(rewrite_loop_check(back, (const unsigned char *)received, n,
+					    opt.loop_secret, now + 86400 * 2, 86400),
+			 REWRITE_LOOP_INVALID);   /* too old */
+	assert_true(rewrite_is_loop(back));
+	msg_free(back);
+
+	/* the same header on another body (a replay) */
+	tampered = strdup(received);
+	assert_non_null(tampered);
+	memcpy(strstr(tampered, "\r\n\r\nbody") + 4, "BODY", 4);
+	back = open_msg(tampered, n);
+	assert_int_equal(rewrite_loop_check(back, (const unsigned char *)tampered, n,
+					    opt.loop_secret, now, 86400), REWRITE_LOOP_INVALID);
+	msg_free(back);
+
+	/* a forged header without a MAC */
+	{
+		static const char forged[] = "X-Postern-Loop: mx1.corp.example\r\n"
+					     "Subject: x\r\n\r\nspam\r\n";
+		back = open_msg(forged, strlen(forged));
+		assert_int_equal(rewrite_loop_check(back, (const unsigned char *)forged,
+						    strlen(forged), opt.loop_secret, now, 86400),
+				 REWRITE_LOOP_INVALID);
+		msg_free(back);
+	}
+	free(tampered);
+	free(received);
+	free(out);
+	msg_edits_free(&e);
+	msg_free(m);
+}
+
 static void test_no_modifiers_for_terminal_dispositions(void **state)
 {
 	struct fake_rule fr;
@@ -817,6 +890,7 @@ int main(void)
 		cmocka_unit_test(test_strip_only),
 		cmocka_unit_test(test_spam_with_modifiers),
 		cmocka_unit_test(test_copy_gets_loop_no_folder_no_banner),
+		cmocka_unit_test(test_loop_mac),
 		cmocka_unit_test(test_no_modifiers_for_terminal_dispositions),
 		cmocka_unit_test(test_subject_idempotent),
 		cmocka_unit_test(test_subject_added_when_missing),
