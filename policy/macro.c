@@ -1,9 +1,9 @@
 /*
  * policy/macro.c: Office macro detection (see macro.h).
  *
- * libgsf reads the containers (OLE2 directory and sector chains, zip
- * inflation); everything libgsf would do without a bound is ours: the zip
- * central directory pass (names, declared sizes, the bomb checks) before
+ * libgsf inflates zip parts (GsfInfileZip); everything it would do
+ * without a bound is ours: the OLE2 (MS-CFB) reader, the zip central
+ * directory pass (names, declared sizes, the bomb checks) before
  * GsfInfileZip inflates anything, the MS-OVBA decompression with an output
  * cap, the VBA "dir" record walk, the BIFF record walk, and the budget of
  * bytes read across nested containers.
@@ -17,7 +17,6 @@
 #include <strings.h>
 
 #include <gsf/gsf-infile.h>
-#include <gsf/gsf-infile-msole.h>
 #include <gsf/gsf-infile-zip.h>
 #include <gsf/gsf-input.h>
 #include <gsf/gsf-input-memory.h>
@@ -415,16 +414,6 @@ static bool entry_budget(struct scan *s)
 	return true;
 }
 
-/* ------------------------------------------------------------------ */
-/* OLE2: VBA projects and BIFF macro sheets */
-
-struct vmodule {
-	char name[256];             /* the stream name (UTF-8 or MBCS) */
-	bool have_name, have_unicode;
-	uint32_t offset;
-	bool have_offset;
-};
-
 /* UTF-16LE to UTF-8 (for the Unicode module stream name). */
 static void utf16_to_utf8(const unsigned char *p, size_t n, char *out, size_t cap)
 {
@@ -462,51 +451,364 @@ static void utf16_to_utf8(const unsigned char *p, size_t n, char *out, size_t ca
 	out[o] = 0;
 }
 
-static GsfInput *child_ci(GsfInfile *dir, const char *name)
+/* ------------------------------------------------------------------ */
+/* OLE2 (MS-CFB): our own reader. libgsf's GsfInfileMSOle (1.14.50) walks
+ * the directory's red-black tree recursively, one stack frame per entry,
+ * and inserts each child into a sorted list: a 6 MB file whose directory
+ * is one long sibling chain overflows the stack (measured: a crash), and
+ * one with 300k siblings takes quadratic time; it also leaks the entries
+ * hung off the root's sibling pointers. Here the directory is read into
+ * arrays, walked iteratively with a visited bit per entry (each entry is
+ * reached once, from one parent), and every sector chain stops at its
+ * length in sectors or at a sector seen before. */
+
+#define CFB_ENTRIES_MAX 8192        /* directory entries read */
+#define CFB_NOSTREAM 0xFFFFFFFFu
+#define CFB_MAXREG 0xFFFFFFFAu
+
+struct cfb_ent {
+	char name[96];              /* UTF-8 */
+	uint8_t type;               /* 1 storage, 2 stream, 5 root */
+	uint32_t left, right, child;
+	uint32_t start;
+	uint64_t size;
+	uint32_t parent;            /* CFB_NOSTREAM: not reached */
+	uint32_t first_child, next_sibling;   /* the tree as lists */
+};
+
+struct cfb {
+	const unsigned char *d;
+	size_t n;
+	unsigned shift;             /* sector size 1 << shift */
+	size_t ss;
+	size_t nsect;               /* sectors in the file */
+	uint32_t *fat;
+	size_t nfat;
+	uint32_t *minifat;
+	size_t nminifat;
+	uint32_t cutoff;            /* streams below it live in the mini stream */
+	unsigned char *mini;        /* the mini stream (the root's chain) */
+	size_t nmini;
+	struct cfb_ent *e;
+	size_t ne;
+};
+
+static void cfb_free(struct cfb *c)
 {
-	int nc = gsf_infile_num_children(dir);
-
-	for (int i = 0; i < nc; i++) {
-		const char *cn = gsf_infile_name_by_index(dir, i);
-
-		if (cn != NULL && strcasecmp(cn, name) == 0)
-			return gsf_infile_child_by_index(dir, i);
-	}
-	return NULL;
+	free(c->fat);
+	free(c->minifat);
+	free(c->mini);
+	free(c->e);
+	memset(c, 0, sizeof(*c));
 }
 
-static void module_source(struct scan *s, GsfInfile *vba, const struct vmodule *m)
+static const unsigned char *cfb_sector(const struct cfb *c, uint32_t s)
 {
-	GsfInput *in;
+	if (s > CFB_MAXREG || (size_t)s >= c->nsect)
+		return NULL;
+	return c->d + (((size_t)s + 1) << c->shift);
+}
+
+/* Follows a chain from start through fat (nfat entries), at most max_len
+ * bytes (sector size unit), into a malloc'd buffer. A chain that leaves
+ * the table or the file, or comes back to a sector, ends there. unit:
+ * c->ss for the FAT, 64 for the mini FAT (then base/nbase is the mini
+ * stream). */
+static int cfb_chain(struct scan *s, const struct cfb *c, const uint32_t *fat,
+		     size_t nfat, uint32_t start, uint64_t max_len, size_t unit,
+		     const unsigned char *base, size_t nbase, unsigned char **out,
+		     size_t *out_len)
+{
+	size_t cap, n = 0, steps = 0;
+	unsigned char *b;
+	uint32_t cur = start;
+
+	*out = NULL;
+	*out_len = 0;
+	if (max_len > s->lim.total_max - s->total) {
+		s->r->limit_hit = true;
+		max_len = s->lim.total_max - s->total;
+	}
+	cap = (size_t)max_len;
+	if (base == NULL && cap > c->n)
+		cap = c->n;         /* a chain cannot hold more than the file */
+	if (base != NULL && cap > nbase)
+		cap = nbase;
+	b = malloc(cap + 1);
+	if (b == NULL) {
+		s->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	while (n < cap && cur <= CFB_MAXREG && (size_t)cur < nfat && steps++ < nfat) {
+		const unsigned char *p;
+		size_t k = cap - n < unit ? cap - n : unit;
+
+		if (base != NULL)
+			p = (size_t)cur * unit + unit <= nbase ? base + (size_t)cur * unit : NULL;
+		else
+			p = cfb_sector(c, cur);
+		if (p == NULL)
+			break;
+		memcpy(b + n, p, k);
+		n += k;
+		cur = fat[cur];
+	}
+	s->total += n;
+	b[n] = 0;
+	*out = b;
+	*out_len = n;
+	return 0;
+}
+
+/* The FAT: sector numbers from the header's 109 DIFAT slots, then the
+ * DIFAT chain; each FAT sector holds ss / 4 entries. */
+static int cfb_fat(struct cfb *c)
+{
+	uint32_t nfs = le32(c->d + 0x2C), difat = le32(c->d + 0x44);
+	uint32_t ndifat = le32(c->d + 0x48);
+	size_t per = c->ss / 4, got = 0;
+
+	if (nfs == 0 || nfs > c->nsect)
+		return -EINVAL;
+	c->fat = malloc((size_t)nfs * per * sizeof(uint32_t));
+	if (c->fat == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < 109 && got < nfs; i++, got++) {
+		const unsigned char *p = cfb_sector(c, le32(c->d + 0x4C + 4 * i));
+
+		if (p == NULL)
+			break;
+		for (size_t k = 0; k < per; k++)
+			c->fat[got * per + k] = le32(p + 4 * k);
+	}
+	for (size_t steps = 0; got < nfs && steps < ndifat && steps < c->nsect; steps++) {
+		const unsigned char *dp = cfb_sector(c, difat);
+
+		if (dp == NULL)
+			break;
+		for (size_t i = 0; i + 1 < per && got < nfs; i++, got++) {
+			const unsigned char *p = cfb_sector(c, le32(dp + 4 * i));
+
+			if (p == NULL)
+				break;
+			for (size_t k = 0; k < per; k++)
+				c->fat[got * per + k] = le32(p + 4 * k);
+		}
+		difat = le32(dp + 4 * (per - 1));
+	}
+	if (got == 0)
+		return -EINVAL;
+	c->nfat = got * per;
+	return 0;
+}
+
+/* Children of storage p: an in-order walk of its red-black tree with an
+ * explicit stack; an entry already reached (from anywhere) is skipped. */
+static void cfb_link(struct cfb *c, uint32_t p, uint32_t *stack, uint8_t *seen)
+{
+	size_t sp = 0;
+	uint32_t last = CFB_NOSTREAM;
+
+	if (c->e[p].child < c->ne)
+		stack[sp++] = c->e[p].child;
+	while (sp > 0) {
+		uint32_t i = stack[--sp];
+
+		if (i >= c->ne || seen[i])
+			continue;
+		seen[i] = 1;
+		c->e[i].parent = p;
+		if (last == CFB_NOSTREAM)
+			c->e[p].first_child = i;
+		else
+			c->e[last].next_sibling = i;
+		last = i;
+		if (c->e[i].right < c->ne && !seen[c->e[i].right])
+			stack[sp++] = c->e[i].right;
+		if (c->e[i].left < c->ne && !seen[c->e[i].left])
+			stack[sp++] = c->e[i].left;
+	}
+}
+
+static int cfb_open(struct scan *s, struct cfb *c, const unsigned char *d, size_t n)
+{
+	unsigned char *dir;
+	size_t dn;
+	uint32_t *stack;
+	uint8_t *seen;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	if (n < 512 || memcmp(d, ole_magic, 8) != 0)
+		return -EINVAL;
+	c->d = d;
+	c->n = n;
+	c->shift = le16(d + 0x1E);
+	if (c->shift != 9 && c->shift != 12)
+		return -EINVAL;
+	c->ss = (size_t)1 << c->shift;
+	if (n < 2 * c->ss)
+		return -EINVAL;
+	c->nsect = n / c->ss - 1;
+	c->cutoff = le32(d + 0x38);
+	rc = cfb_fat(c);
+	if (rc < 0)
+		return rc;
+	/* the directory */
+	rc = cfb_chain(s, c, c->fat, c->nfat, le32(d + 0x30),
+		       (uint64_t)CFB_ENTRIES_MAX * 128, c->ss, NULL, 0, &dir, &dn);
+	if (rc < 0)
+		return rc;
+	c->ne = dn / 128;
+	if (c->ne == 0) {
+		free(dir);
+		return -EINVAL;
+	}
+	if (c->ne == CFB_ENTRIES_MAX)
+		s->r->limit_hit = true;
+	c->e = calloc(c->ne, sizeof(*c->e));
+	stack = malloc(c->ne * sizeof(*stack));
+	seen = calloc(c->ne, 1);
+	if (c->e == NULL || stack == NULL || seen == NULL) {
+		free(dir);
+		free(stack);
+		free(seen);
+		s->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->ne; i++) {
+		const unsigned char *p = dir + i * 128;
+		struct cfb_ent *e = &c->e[i];
+		size_t nl = le16(p + 0x40);
+
+		utf16_to_utf8(p, nl <= 64 ? nl : 64, e->name, sizeof(e->name));
+		e->type = p[0x42];
+		e->left = le32(p + 0x44);
+		e->right = le32(p + 0x48);
+		e->child = le32(p + 0x4C);
+		e->start = le32(p + 0x74);
+		e->size = c->shift == 9 ? le32(p + 0x78) : le64(p + 0x78);
+		e->parent = e->first_child = e->next_sibling = CFB_NOSTREAM;
+	}
+	free(dir);
+	/* the tree, from the root (entry 0), breadth first over storages */
+	if (c->e[0].type == 5) {
+		size_t q = 0;
+		uint32_t *queue = malloc(c->ne * sizeof(*queue));
+		size_t qn = 0;
+
+		if (queue == NULL) {
+			free(stack);
+			free(seen);
+			s->err = -ENOMEM;
+			return -ENOMEM;
+		}
+		seen[0] = 1;
+		queue[qn++] = 0;
+		while (q < qn) {
+			uint32_t p = queue[q++];
+
+			cfb_link(c, p, stack, seen);
+			for (uint32_t k = c->e[p].first_child; k != CFB_NOSTREAM;
+			     k = c->e[k].next_sibling)
+				if (c->e[k].type == 1 && qn < c->ne)
+					queue[qn++] = k;
+		}
+		free(queue);
+	}
+	free(stack);
+	free(seen);
+	/* the mini FAT and the mini stream */
+	{
+		uint32_t mf = le32(d + 0x3C), nmf = le32(d + 0x40);
+		unsigned char *b;
+		size_t bn;
+
+		if (nmf > 0 && nmf <= c->nsect &&
+		    cfb_chain(s, c, c->fat, c->nfat, mf, (uint64_t)nmf * c->ss, c->ss,
+			      NULL, 0, &b, &bn) == 0) {
+			c->nminifat = bn / 4;
+			c->minifat = malloc(c->nminifat * sizeof(uint32_t) + 1);
+			if (c->minifat != NULL)
+				for (size_t i = 0; i < c->nminifat; i++)
+					c->minifat[i] = le32(b + 4 * i);
+			else
+				c->nminifat = 0;
+			free(b);
+		}
+		if (s->err == 0 && c->e[0].type == 5 && c->e[0].size > 0)
+			(void)cfb_chain(s, c, c->fat, c->nfat, c->e[0].start, c->e[0].size,
+					c->ss, NULL, 0, &c->mini, &c->nmini);
+	}
+	return s->err;
+}
+
+/* A stream's content (at most max bytes, else -EFBIG). */
+static int cfb_read(struct scan *s, const struct cfb *c, uint32_t i, size_t max,
+		    unsigned char **out, size_t *n)
+{
+	const struct cfb_ent *e = &c->e[i];
+
+	*out = NULL;
+	*n = 0;
+	if (e->size > max) {
+		s->r->limit_hit = true;
+		return -EFBIG;
+	}
+	if (e->size < c->cutoff && i != 0)
+		return cfb_chain(s, c, c->minifat, c->nminifat, e->start, e->size, 64,
+				 c->mini, c->nmini, out, n);
+	return cfb_chain(s, c, c->fat, c->nfat, e->start, e->size, c->ss, NULL, 0, out, n);
+}
+
+static uint32_t cfb_child(const struct cfb *c, uint32_t p, const char *name)
+{
+	for (uint32_t k = c->e[p].first_child; k != CFB_NOSTREAM; k = c->e[k].next_sibling)
+		if (strcasecmp(c->e[k].name, name) == 0)
+			return k;
+	return CFB_NOSTREAM;
+}
+
+struct vmodule {
+	char name[256];             /* the stream name (UTF-8 or MBCS) */
+	bool have_name, have_unicode;
+	uint32_t offset;
+	bool have_offset;
+};
+
+static void module_source(struct scan *s, const struct cfb *c, uint32_t vba,
+			  const struct vmodule *m)
+{
 	unsigned char *raw, *src;
 	size_t n, sn;
+	uint32_t i;
 	bool cut;
 
 	if (!m->have_name || !m->have_offset || !entry_budget(s))
 		return;
-	in = child_ci(vba, m->name);
-	if (in == NULL)
+	i = cfb_child(c, vba, m->name);
+	if (i == CFB_NOSTREAM || c->e[i].type != 2)
 		return;             /* the source stream is gone */
-	if (read_input(s, in, (size_t)s->lim.total_max, &raw, &n) == 0) {
-		if (m->offset < n &&
-		    macro_ovba_decompress(raw + m->offset, n - m->offset,
-					  s->lim.module_max, &src, &sn, &cut) == 0) {
-			if (cut)
-				s->r->limit_hit = true;
-			s->r->modules++;
-			macro_source_classify((const char *)src, sn, s->r);
-			free(src);
-		}
-		free(raw);
+	if (cfb_read(s, c, i, (size_t)s->lim.total_max, &raw, &n) != 0)
+		return;
+	if (m->offset < n &&
+	    macro_ovba_decompress(raw + m->offset, n - m->offset, s->lim.module_max,
+				  &src, &sn, &cut) == 0) {
+		if (cut)
+			s->r->limit_hit = true;
+		s->r->modules++;
+		macro_source_classify((const char *)src, sn, s->r);
+		free(src);
 	}
-	g_object_unref(in);
+	free(raw);
 }
 
 /* The "dir" stream (decompressed): records of id (2), size (4), data;
  * PROJECTVERSION (0x0009) carries 6 bytes after a size of 4. A module is
  * MODULENAME (0x0019) ... MODULESTREAMNAME (0x001A, its Unicode form
  * 0x0032), MODULEOFFSET (0x0031) ... terminated by 0x002B. */
-static void vba_dir(struct scan *s, GsfInfile *vba, const unsigned char *d, size_t n)
+static void vba_dir(struct scan *s, const struct cfb *c, uint32_t vba,
+		    const unsigned char *d, size_t n)
 {
 	struct vmodule m;
 	size_t pos = 0;
@@ -555,7 +857,7 @@ static void vba_dir(struct scan *s, GsfInfile *vba, const unsigned char *d, size
 					s->r->limit_hit = true;
 					return;
 				}
-				module_source(s, vba, &m);
+				module_source(s, c, vba, &m);
 			}
 			in_module = false;
 			break;
@@ -566,53 +868,42 @@ static void vba_dir(struct scan *s, GsfInfile *vba, const unsigned char *d, size
 	}
 }
 
-static void vba_project(struct scan *s, GsfInfile *vba)
+static void vba_project(struct scan *s, const struct cfb *c, uint32_t vba)
 {
-	GsfInput *dir = child_ci(vba, "dir");
+	uint32_t dir = cfb_child(c, vba, "dir");
 	unsigned char *raw, *d;
 	size_t n, dn;
 	bool cut;
 
-	if (dir == NULL)
+	if (dir == CFB_NOSTREAM || c->e[dir].type != 2)
 		return;
-	if (read_input(s, dir, (size_t)s->lim.total_max, &raw, &n) == 0) {
-		if (macro_ovba_decompress(raw, n, s->lim.module_max, &d, &dn, &cut) == 0) {
-			if (cut)
-				s->r->limit_hit = true;
-			vba_dir(s, vba, d, dn);
-			free(d);
-		}
-		free(raw);
+	if (cfb_read(s, c, dir, (size_t)s->lim.total_max, &raw, &n) != 0)
+		return;
+	if (macro_ovba_decompress(raw, n, s->lim.module_max, &d, &dn, &cut) == 0) {
+		if (cut)
+			s->r->limit_hit = true;
+		vba_dir(s, c, vba, d, dn);
+		free(d);
 	}
-	g_object_unref(dir);
+	free(raw);
 }
 
 /* BIFF8/BIFF5 workbook globals: BOUNDSHEET (0x0085) with dt (its 6th
- * byte) 1 is a macro sheet. Stops at the globals' EOF (0x000A). */
-static void biff_scan(struct scan *s, GsfInput *in)
+ * byte) 1 is a macro sheet. Stops at the globals' EOF (0x000A); only the
+ * first BIFF_MAX bytes are read (the globals come first). */
+static void biff_scan(struct scan *s, const struct cfb *c, uint32_t i)
 {
+	struct cfb_ent e = c->e[i];
 	unsigned char *d;
 	size_t n, pos = 0;
-	gsf_off_t size = gsf_input_size(in);
+	struct cfb tmp = *c;
 
-	if (size <= 0)
-		return;
-	if ((size_t)size > BIFF_MAX) {
-		/* the globals come first: the head is enough */
-		if (s->lim.total_max - s->total < BIFF_MAX)
+	if (e.size > BIFF_MAX) {
+		tmp.e = &e;
+		e.size = BIFF_MAX;
+		if (cfb_read(s, &tmp, 0, BIFF_MAX, &d, &n) != 0)
 			return;
-		d = malloc(BIFF_MAX);
-		if (d == NULL) {
-			s->err = -ENOMEM;
-			return;
-		}
-		if (gsf_input_read(in, BIFF_MAX, d) == NULL) {
-			free(d);
-			return;
-		}
-		n = BIFF_MAX;
-		s->total += n;
-	} else if (read_input(s, in, BIFF_MAX, &d, &n) != 0) {
+	} else if (cfb_read(s, c, i, BIFF_MAX, &d, &n) != 0) {
 		return;
 	}
 	if (n >= 4 && (le16(d) == 0x0809 || le16(d) == 0x0209 || le16(d) == 0x0409)) {
@@ -633,84 +924,57 @@ static void biff_scan(struct scan *s, GsfInput *in)
 	free(d);
 }
 
-static void walk_storage(struct scan *s, GsfInfile *dir, unsigned depth,
-			 unsigned level)
+static void walk_storage(struct scan *s, const struct cfb *c, uint32_t p,
+			 unsigned depth, unsigned level)
 {
-	const char *name = gsf_input_name(GSF_INPUT(dir));
-	bool is_vba = name != NULL && strcasecmp(name, "VBA") == 0;
-	int nc = gsf_infile_num_children(dir);
+	bool is_vba = p != 0 && strcasecmp(c->e[p].name, "VBA") == 0;
 
 	if (level > STORAGE_LEVELS_MAX) {
 		s->r->limit_hit = true;
 		return;
 	}
-	if (is_vba) {
-		GsfInput *a = child_ci(dir, "dir");
-		GsfInput *b = child_ci(dir, "_VBA_PROJECT");
-
-		if (a != NULL || b != NULL) {
-			s->r->vba = true;
-			s->r->has_macros = true;
-		}
-		if (a != NULL)
-			g_object_unref(a);
-		if (b != NULL)
-			g_object_unref(b);
-		if (s->r->vba)
-			vba_project(s, dir);
+	if (is_vba && (cfb_child(c, p, "dir") != CFB_NOSTREAM ||
+		       cfb_child(c, p, "_VBA_PROJECT") != CFB_NOSTREAM)) {
+		s->r->vba = true;
+		s->r->has_macros = true;
+		vba_project(s, c, p);
 	}
-	for (int i = 0; i < nc && s->err == 0; i++) {
-		const char *cn = gsf_infile_name_by_index(dir, i);
-		GsfInput *c;
+	for (uint32_t k = c->e[p].first_child; k != CFB_NOSTREAM && s->err == 0;
+	     k = c->e[k].next_sibling) {
+		const struct cfb_ent *e = &c->e[k];
 
 		if (!entry_budget(s))
 			return;
-		c = gsf_infile_child_by_index(dir, i);
-		if (c == NULL)
-			continue;
-		if (GSF_IS_INFILE(c) && gsf_infile_num_children(GSF_INFILE(c)) >= 0) {
-			walk_storage(s, GSF_INFILE(c), depth, level + 1);
-		} else if (cn != NULL && (strcmp(cn, "Workbook") == 0 ||
-					  strcmp(cn, "Book") == 0)) {
-			biff_scan(s, c);
-		} else if (!is_vba && gsf_input_size(c) >= 8) {
+		if (e->type == 1) {
+			walk_storage(s, c, k, depth, level + 1);
+		} else if (e->type == 2 && (strcmp(e->name, "Workbook") == 0 ||
+					    strcmp(e->name, "Book") == 0)) {
+			biff_scan(s, c, k);
+		} else if (e->type == 2 && !is_vba && e->size >= 8) {
 			/* an embedded document (e.g. an ObjectPool "Package") */
-			unsigned char head[8];
+			unsigned char *b;
+			size_t n;
 
-			if (gsf_input_read(c, 8, head) != NULL && is_container(head, 8) &&
-			    gsf_input_seek(c, 0, G_SEEK_SET) == FALSE) {
-				unsigned char *b;
-				size_t n;
-
-				if (depth + 1 > s->lim.depth_max)
-					s->r->limit_hit = true;
-				else if (read_input(s, c, (size_t)s->lim.total_max, &b, &n) == 0) {
-					scan_buf(s, b, n, depth + 1);
-					free(b);
-				}
+			if (depth + 1 > s->lim.depth_max) {
+				s->r->limit_hit = true;
+				continue;
 			}
+			if (cfb_read(s, c, k, (size_t)s->lim.total_max, &b, &n) != 0)
+				continue;
+			if (is_container(b, n))
+				scan_buf(s, b, n, depth + 1);
+			free(b);
 		}
-		g_object_unref(c);
 	}
 }
 
 static void scan_ole(struct scan *s, const unsigned char *d, size_t n, unsigned depth)
 {
-	GsfInput *in = gsf_input_memory_new(d, (gsf_off_t)n, FALSE);
-	GsfInfile *ole;
-	GError *err = NULL;
+	struct cfb c;
 
-	if (in == NULL) {
-		s->err = -ENOMEM;
-		return;
-	}
-	ole = gsf_infile_msole_new(in, &err);
-	g_clear_error(&err);
-	if (ole != NULL) {
-		walk_storage(s, ole, depth, 0);
-		g_object_unref(ole);
-	}
-	g_object_unref(in);
+	if (cfb_open(s, &c, d, n) == 0)
+		walk_storage(s, &c, 0, depth, 0);
+	cfb_free(&c);
 }
 
 /* ------------------------------------------------------------------ */

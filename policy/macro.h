@@ -3,11 +3,12 @@
  * #38, 2.7). Pure: the bytes in, a verdict out; no I/O.
  *
  * Containers (sniffed by their magic, never by the file name):
- * - OLE2 / CFB (doc, xls, ppt, dot, xla, a bare vbaProject.bin), read with
- *   libgsf's GsfInfileMSOle: every storage is walked; a storage named "VBA"
- *   holding a "dir" or "_VBA_PROJECT" stream is a VBA project (Word keeps
- *   it in Macros/VBA, Excel in _VBA_PROJECT_CUR/VBA, a vbaProject.bin at
- *   its root). A "Workbook"/"Book" stream whose BIFF8 globals hold a
+ * - OLE2 / CFB (doc, xls, ppt, dot, xla, a bare vbaProject.bin), read by
+ *   our own bounded CFB reader (libgsf's GsfInfileMSOle recurses once per
+ *   directory entry and overflows the stack on a crafted 6 MB file): every
+ *   storage is walked; a storage named "VBA" holding a "dir" or
+ *   "_VBA_PROJECT" stream is a VBA project (Word keeps it in Macros/VBA,
+ *   Excel in _VBA_PROJECT_CUR/VBA, a vbaProject.bin at its root). A "Workbook"/"Book" stream whose BIFF8 globals hold a
  *   BOUNDSHEET record of the macro-sheet type (dt = 1) is an XLM macro
  *   sheet. Other streams that are themselves OLE2 or zip (embedded
  *   objects) are scanned one level deeper.
@@ -53,7 +54,8 @@
  * its names still count), decompressed source per module. A limit hit
  * sets limit_hit and the scan goes on with what it may still read.
  *
- * Thread-safety: reentrant; libgsf is initialised once (pthread_once).
+ * Thread-safety: reentrant; libgsf (zip only) is initialised once
+ * (pthread_once).
  */
 #ifndef POSTERN_POLICY_MACRO_H
 #define POSTERN_POLICY_MACRO_H

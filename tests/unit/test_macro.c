@@ -10,7 +10,9 @@
  * OOXML; .docm-like zips (vbaProject.bin, the content type alone), a
  * plain zip, a zip inside a zip and inside an OLE2 embedding, nesting
  * past the limit, a zip bomb over
- * the ratio (refused without inflating, its names still read), garbage.
+ * the ratio (refused without inflating, its names still read), garbage,
+ * hostile OLE2 directories (a 50,000-entry sibling chain, cycles, a FAT
+ * chain pointing at itself).
  * Then the msg.h features (#34, #38) over MIME messages carrying such
  * documents as base64 attachments, also inside an attached message, and
  * their describe text.
@@ -835,6 +837,103 @@ static void test_garbage(void **state)
 	free(doc);
 }
 
+
+/* A hand-made OLE2 whose directory is n entries: the root, then streams
+ * each the right sibling of the one before (a degenerate tree: libgsf's
+ * recursive reader overflows the stack on it), optionally closed into a
+ * cycle and with the root's own sibling pointers set. */
+static unsigned char *cfb_chain_file(size_t n, bool cycle, size_t *len)
+{
+	size_t per_fat = 128, dir_sectors = (n + 3) / 4, nfat = 1, off;
+	unsigned char *f;
+
+	while (nfat * per_fat < nfat + dir_sectors)
+		nfat++;
+	assert_true(nfat <= 109);
+	*len = 512 + (nfat + dir_sectors) * 512;
+	f = calloc(1, *len);
+	assert_non_null(f);
+	memcpy(f, "\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8);
+	f[0x18] = 0x3E; f[0x1A] = 3; f[0x1C] = 0xFE; f[0x1D] = 0xFF;
+	f[0x1E] = 9; f[0x20] = 6;
+#define P32(o, v) do { uint32_t v_ = (v); f[(o)] = (unsigned char)v_; \
+	f[(o) + 1] = (unsigned char)(v_ >> 8); f[(o) + 2] = (unsigned char)(v_ >> 16); \
+	f[(o) + 3] = (unsigned char)(v_ >> 24); } while (0)
+	P32(0x2C, (uint32_t)nfat);
+	P32(0x30, (uint32_t)nfat);
+	P32(0x38, 4096);
+	P32(0x3C, 0xFFFFFFFE);
+	P32(0x44, 0xFFFFFFFE);
+	for (size_t i = 0; i < 109; i++)
+		P32(0x4C + 4 * i, i < nfat ? (uint32_t)i : 0xFFFFFFFF);
+	for (size_t i = 0; i < nfat * per_fat; i++) {
+		uint32_t v = 0xFFFFFFFF;
+
+		if (i < nfat)
+			v = 0xFFFFFFFD;
+		else if (i < nfat + dir_sectors)
+			v = i + 1 < nfat + dir_sectors ? (uint32_t)i + 1 : 0xFFFFFFFE;
+		P32(512 + 4 * i, v);
+	}
+	off = 512 + nfat * 512;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char *e = f + off + i * 128;
+		char name[16];
+		size_t nl;
+
+		snprintf(name, sizeof(name), i == 0 ? "Root Entry" : "S%06zu", i);
+		nl = strlen(name);
+		for (size_t k = 0; k < nl; k++)
+			e[2 * k] = (unsigned char)name[k];
+		e[0x40] = (unsigned char)(2 * nl + 2);
+		e[0x42] = i == 0 ? 5 : 2;
+		e[0x43] = 1;
+		memset(e + 0x44, 0xFF, 12);
+		if (i == 0) {
+			P32(off + 0x4C, n > 1 ? 1 : 0xFFFFFFFF);
+			if (cycle)
+				P32(off + 0x48, 1);     /* a root with a sibling */
+		} else {
+			uint32_t right = i + 1 < n ? (uint32_t)i + 1 : (cycle ? 1u : 0xFFFFFFFF);
+
+			P32(off + i * 128 + 0x48, right);
+		}
+		P32(off + i * 128 + 0x74, 0xFFFFFFFE);
+	}
+#undef P32
+	return f;
+}
+
+static void test_hostile_directory(void **state)
+{
+	size_t len;
+	unsigned char *f;
+	struct macro_result r;
+
+	(void)state;
+	/* 50,000 entries in one sibling chain: no crash, bounded work */
+	f = cfb_chain_file(50000, false, &len);
+	r = scan(f, len);
+	assert_false(r.has_macros);
+	assert_true(r.limit_hit);       /* more entries than entries_max */
+	free(f);
+	/* a cycle, and a root with a sibling */
+	f = cfb_chain_file(40, true, &len);
+	r = scan(f, len);
+	assert_false(r.has_macros);
+	assert_false(r.limit_hit);
+	free(f);
+	/* the directory chain pointing at itself in the FAT */
+	f = cfb_chain_file(8, false, &len);
+	f[512 + 4 * 1] = 1;             /* FAT[1] (the first directory sector) = 1 */
+	f[512 + 4 * 1 + 1] = 0;
+	f[512 + 4 * 1 + 2] = 0;
+	f[512 + 4 * 1 + 3] = 0;
+	r = scan(f, len);
+	assert_false(r.has_macros);
+	free(f);
+}
+
 /* Entry cap: a zip with more parts than allowed stops early. */
 static void test_entries_limit(void **state)
 {
@@ -1063,6 +1162,7 @@ int main(void)
 		cmocka_unit_test(test_total_limit),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_entries_limit),
+		cmocka_unit_test(test_hostile_directory),
 		cmocka_unit_test(test_msg_features),
 		cmocka_unit_test(test_msg_docm),
 	};
