@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -15,6 +16,7 @@
 #include "gateway/log.h"
 #include "gateway/worker.h"
 #include "policy/engine.h"
+#include "policy/quarantine.h"
 #include "policy/policy.h"
 
 #define DEFAULT_CONFIG "/etc/postern/postern.conf"
@@ -25,6 +27,12 @@ static int finished;
 static int drain_signals;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static uv_async_t worker_done;
+static uv_timer_t sweep_timer;
+static struct pol_store *store;
+
+/* The quarantine's retention sweep: a minute after start, then hourly. */
+#define SWEEP_FIRST_MS (60 * 1000)
+#define SWEEP_EVERY_MS (3600 * 1000)
 
 static void usage(FILE *f)
 {
@@ -75,6 +83,29 @@ static void on_hup(uv_signal_t *h, int signum)
 	gw_config_unref(&cur);
 }
 
+/* Deletes quarantined messages older than rules.quarantine_retention_days
+ * (and orphan files). Every node may run it: the deletes are idempotent. */
+static void on_sweep(uv_timer_t *t)
+{
+	struct gw_config *cur = gw_config_current();
+	size_t n = 0;
+	int r;
+
+	(void)t;
+	if (cur->rules.enabled && cur->rules.quarantine_directory != NULL &&
+	    cur->rules.quarantine_directory[0] != '\0' && cur->rules.quarantine_retention_days > 0) {
+		r = quarantine_sweep(store, cur->rules.quarantine_directory,
+				     cur->rules.quarantine_retention_days, (int64_t)time(NULL), &n);
+		if (r != 0)
+			gw_log(GW_LOG_ERROR, "event=quarantine-sweep result=failed error=\"%s\"",
+			       pol_strerror(r));
+		else if (n > 0)
+			gw_log(GW_LOG_INFO, "event=quarantine-sweep deleted=%zu retention_days=%u", n,
+			       cur->rules.quarantine_retention_days);
+	}
+	gw_config_unref(&cur);
+}
+
 static void on_term(uv_signal_t *h, int signum)
 {
 	(void)h;
@@ -98,13 +129,13 @@ static void on_worker_done(uv_async_t *a)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&worker_done, NULL);
+	uv_close((uv_handle_t *)&sweep_timer, NULL);
 }
 
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
 	struct gw_config *conf;
-	struct pol_store *store = NULL;
 	char err[GW_CONF_ERR_MAX];
 	int test_only = 0, opt, r;
 
@@ -164,6 +195,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	uv_timer_init(uv_default_loop(), &sweep_timer);
+	uv_timer_start(&sweep_timer, on_sweep, SWEEP_FIRST_MS, SWEEP_EVERY_MS);
 	uv_signal_init(uv_default_loop(), &sig_hup);
 	uv_signal_start(&sig_hup, on_hup, SIGHUP);
 	uv_signal_init(uv_default_loop(), &sig_term);
