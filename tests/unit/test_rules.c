@@ -392,9 +392,9 @@ static void test_validate_errors(void **state)
 		    0, 0, RULE_ERR_NOBODY);
 	expect_code(RULE1(COND("subject", "is", "[\"x\"]"),
 			  ACT_SPAM ",\"apply_to\":{\"mode\":\"all\"}"), 0, 0, RULE_OK);
-	/* UNSUPPORTED: the issue 6 analyzers not in yet */
-	expect_code(RULE1(COND("malware", "is_true", "[]"), ACT_SPAM), 0, 0,
-		    RULE_ERR_UNSUPPORTED);
+	/* malware (clamd on the delivery hop) is in too: no parameter is
+	 * UNSUPPORTED any more */
+	expect_code(RULE1(COND("malware", "is_true", "[]"), ACT_SPAM), 0, 0, RULE_OK);
 	/* the HTML, URL, language, country and macro analyzers are in
 	 * (issue 6); language and country values are checked codes */
 	expect_code(RULE1(COND("language", "is", "[\"en\"]"), ACT_SPAM), 0, 0, RULE_OK);
