@@ -70,13 +70,17 @@ static bool is_ws(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
 }
 
-static bool name_in(const char *name, const char *const *set)
+static int cmp_name(const void *k, const void *e)
 {
-	for (; *set != NULL; set++)
-		if (strcmp(name, *set) == 0)
-			return true;
-	return false;
+	return strcmp(k, *(const char *const *)e);
 }
+
+/* name in a sorted (strcmp order) list of n names */
+static bool name_in(const char *name, const char *const *set, size_t n)
+{
+	return bsearch(name, set, n, sizeof(*set), cmp_name) != NULL;
+}
+#define NAME_IN(name, set) name_in(name, set, sizeof(set) / sizeof(set[0]))
 
 /* Case-insensitive search of needle (lowercase) in s[0..n). */
 static const char *find_ci(const char *s, size_t n, const char *needle)
@@ -347,14 +351,15 @@ static void css_urls(struct ctx *c, const char *s, size_t n, bool *remote)
 /* ------------------------------------------------------------------ */
 /* the element visitor */
 
+/* the lists are in strcmp order (bsearch) */
 static const char *const frame_tags[] = {
-	"frame", "frameset", "iframe", "object", "embed", "applet", "form", NULL
+	"applet", "embed", "form", "frame", "frameset", "iframe", "object",
 };
 /* attributes holding a URL a script scheme would run from */
 static const char *const url_attrs[] = {
-	"href", "src", "action", "formaction", "data", "background", "lowsrc",
-	"dynsrc", "poster", "codebase", "cite", "longdesc", "usemap", "xlink:href",
-	"classid", "archive", "manifest", "icon", "profile", "srcdoc", "ping", NULL
+	"action", "archive", "background", "cite", "classid", "codebase", "data",
+	"dynsrc", "formaction", "href", "icon", "longdesc", "lowsrc", "manifest",
+	"ping", "poster", "profile", "src", "srcdoc", "usemap", "xlink:href",
 };
 
 static void elem_begin(struct elem *e, const char *name, size_t n)
@@ -430,7 +435,7 @@ static void elem_attr(struct ctx *c, struct elem *e, const char *an, size_t anl,
 	for (size_t i = 0; i < anl; i++)
 		name[i] = lower(an[i]);
 	name[anl] = 0;
-	if (name_in(name, url_attrs) && js_scheme(v, vl))
+	if (NAME_IN(name, url_attrs) && js_scheme(v, vl))
 		c->f->has_javascript = true;
 	if (strcmp(name, "style") == 0) {
 		if (js_inside(v, vl))
@@ -472,7 +477,7 @@ static bool elem_end(struct ctx *c, struct elem *e, bool hidden_ctx)
 {
 	if (strcmp(e->name, "script") == 0)
 		c->f->has_javascript = true;
-	if (e->name[0] != 0 && name_in(e->name, frame_tags))
+	if (e->name[0] != 0 && NAME_IN(e->name, frame_tags))
 		c->f->has_frames = true;
 	if (e->img && e->remote_src && (e->w_tiny || e->h_tiny || e->hidden || hidden_ctx))
 		c->f->has_web_bugs = true;
@@ -781,16 +786,16 @@ static void raw_scan(struct ctx *c, const char *h, size_t n)
 /* the libxml2 tree walk */
 
 static const char *const block_tags[] = {
-	"address", "article", "aside", "blockquote", "body", "br", "caption",
-	"center", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure",
-	"footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header",
-	"hr", "html", "li", "main", "nav", "ol", "option", "p", "pre", "section",
-	"table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "ul",
-	"img", "iframe", "button", "input", "select", "textarea", NULL
+	"address", "article", "aside", "blockquote", "body", "br", "button",
+	"caption", "center", "dd", "div", "dl", "dt", "fieldset", "figcaption",
+	"figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head",
+	"header", "hr", "html", "iframe", "img", "input", "li", "main", "nav", "ol",
+	"option", "p", "pre", "section", "select", "table", "tbody", "td",
+	"textarea", "tfoot", "th", "thead", "title", "tr", "ul",
 };
 /* elements whose content is not text for the reader */
 static const char *const skip_tags[] = {
-	"script", "style", "template", "noembed", "noframes", NULL
+	"noembed", "noframes", "script", "style", "template",
 };
 
 static bool dom_element(struct ctx *c, xmlNode *n, bool hidden_ctx)
@@ -834,14 +839,14 @@ static void dom_walk(struct ctx *c, xmlNode *n)
 
 			if (dom_element(c, n, hid != SIZE_MAX) && hid == SIZE_MAX)
 				hid = depth;
-			if (name_in(name, block_tags))
+			if (NAME_IN(name, block_tags))
 				text_space(c);
 			if (strcmp(name, "style") == 0) {
 				for (xmlNode *t = n->children; t != NULL; t = t->next)
 					if (t->content != NULL)
 						css_urls(c, (const char *)t->content,
 							 strlen((const char *)t->content), NULL);
-			} else if (!name_in(name, skip_tags) && n->children != NULL) {
+			} else if (!NAME_IN(name, skip_tags) && n->children != NULL) {
 				descend = true;
 			}
 		} else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
@@ -855,7 +860,7 @@ static void dom_walk(struct ctx *c, xmlNode *n)
 		}
 		for (;;) {
 			if (n->type == XML_ELEMENT_NODE && n->name != NULL &&
-			    name_in((const char *)n->name, block_tags))
+			    NAME_IN((const char *)n->name, block_tags))
 				text_space(c);
 			if (hid == depth)
 				hid = SIZE_MAX;
