@@ -315,6 +315,7 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				srv->port[pr] = (int)get_int(l, s, key, 0, 0, 65535);
 			}
 			srv->smtp_port = (int)get_int(l, s, "smtp_port", 0, 0, 65535);
+			get_str(l, s, "path", "", srv->path, sizeof(srv->path));
 			srv->tls = get_bool(l, s, "tls", false);
 			srv->tls_verify = get_bool(l, s, "tls_verify", true);
 			get_str(l, s, "tls_name", srv->host, srv->tls_name, sizeof(srv->tls_name));
@@ -322,10 +323,32 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 			get_str(l, s, "ca_file", "", ca, sizeof(ca));
 			if (l->failed)
 				break;
+			if (srv->path[0] != '\0') {
+				/* a UNIX socket: no ports, no TLS; logs name the path */
+				if (srv->host[0] != '\0' || srv->tls || srv->smtp_port != 0) {
+					fail(l, s, "a UNIX socket backend server ('path') takes no "
+					     "'host', ports or 'tls'");
+					break;
+				}
+				for (size_t pr = 0; pr < proto_front_count(); pr++)
+					if (srv->port[pr] != 0) {
+						fail(l, s, "a UNIX socket backend server ('path') takes no "
+						     "'host', ports or 'tls'");
+						break;
+					}
+				if (l->failed)
+					break;
+				if (srv->path[0] != '/') {
+					fail(l, s, "backend server path '%s' must be absolute", srv->path);
+					break;
+				}
+				snprintf(srv->host, sizeof(srv->host), "%s", srv->path);
+				continue;
+			}
 			if (srv->tls && backend_tls_ctx(l, s, srv, ca) != 0)
 				break;
 			if (srv->host[0] == '\0') {
-				fail(l, s, "backend server needs a 'host'");
+				fail(l, s, "backend server needs a 'host' (or a UNIX socket 'path')");
 				break;
 			}
 			for (size_t pr = 0; pr < proto_front_count(); pr++)
@@ -527,7 +550,8 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 		}
 		const struct gw_backend_pool *pool = &c->pools[lc->backend];
 		for (size_t k = 0; k < pool->nservers; k++)
-			if (pool->servers[k].port[lc->protocol] == 0) {
+			if (pool->servers[k].port[lc->protocol] == 0 &&
+			    pool->servers[k].path[0] == '\0') {
 				fail(l, s, "backend pool '%s' server '%s' has no %s_port", pool->name,
 				     pool->servers[k].host, gw_proto_name(lc->protocol));
 				break;
@@ -565,6 +589,25 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	get_str(l, g, "node", host, c->rules_node, sizeof(c->rules_node));
 	get_str(l, g, "copy_backend", "", c->rules_copy_backend, sizeof(c->rules_copy_backend));
 	r->fail_open = get_bool(l, g, "fail_open", false);
+	get_str(l, g, "clamd_backend", "", c->rules_clamd_backend, sizeof(c->rules_clamd_backend));
+	r->clamd_timeout_ms = (unsigned)get_int(l, g, "clamd_timeout_ms", 10000, 100, 600000);
+	r->malware_fail_open = get_bool(l, g, "malware_fail_open", false);
+	if (!l->failed && c->rules_clamd_backend[0] != '\0') {
+		int pi = pool_index(c, c->rules_clamd_backend);
+		if (pi < 0) {
+			fail(l, g, "rules.clamd_backend refers to unknown backend pool '%s'",
+			     c->rules_clamd_backend);
+		} else {
+			const struct gw_backend_pool *pool = &c->pools[pi];
+			for (size_t k = 0; k < pool->nservers; k++)
+				if (pool->servers[k].path[0] == '\0') {
+					fail(l, g, "backend pool '%s' server '%s' has no 'path' "
+					     "(rules.clamd_backend needs clamd's UNIX socket)",
+					     pool->name, pool->servers[k].host);
+					break;
+				}
+		}
+	}
 	if (!l->failed && c->rules_auth_header[0] != '\0') {
 		for (const char *p = c->rules_auth_header; *p != '\0'; p++)
 			if (*p <= ' ' || *p >= 0x7f || *p == ':') {
@@ -589,7 +632,8 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 		} else {
 			const struct gw_backend_pool *pool = &c->pools[pi];
 			for (size_t k = 0; k < pool->nservers; k++)
-				if (pool->servers[k].smtp_port == 0) {
+				if (pool->servers[k].smtp_port == 0 &&
+				    pool->servers[k].path[0] == '\0') {
 					fail(l, g, "backend pool '%s' server '%s' has no smtp_port "
 					     "(needed by rules.copy_backend)", pool->name,
 					     pool->servers[k].host);
@@ -613,6 +657,7 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	r->quarantine_directory = c->rules_quarantine_dir;
 	r->node = c->rules_node;
 	r->copy_pool = c->rules_copy_backend[0] ? c->rules_copy_backend : NULL;
+	r->clamd_pool = c->rules_clamd_backend[0] ? c->rules_clamd_backend : NULL;
 }
 
 int gw_config_load(const char *path, struct gw_config **conf_r, char *err)

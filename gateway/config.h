@@ -49,7 +49,10 @@ struct gw_listener_conf {
 };
 
 struct gw_backend_server {
-	char host[256];
+	char host[256];              /* for a UNIX socket server: its path */
+	char path[108];              /* UNIX socket: every connection to this
+	                                server goes there (no ports, no TLS);
+	                                "" for TCP */
 	int port[PROTO_FRONT_MAX];   /* by front index: <name>_port */
 	int smtp_port;               /* SMTP relay (rules.copy_backend), 0: none */
 	struct sockaddr_storage smtp_addr;
@@ -120,6 +123,7 @@ struct gw_config {
 	char rules_quarantine_dir[1024];
 	char rules_node[256];
 	char rules_copy_backend[64];
+	char rules_clamd_backend[64];
 };
 
 /* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -1. */

@@ -46,6 +46,7 @@ static void delivery(const struct lmtp_delivery *d)
 {
 	char queue[64], client[64], sender[GW_LOG_PEER_MAX + 8], rcpt[GW_LOG_PEER_MAX + 8];
 	char reply[GW_LOG_PEER_MAX + 8], rules[GW_LOG_PEER_MAX * 3];
+	char malware[GW_LOG_PEER_MAX + 48], name[GW_LOG_PEER_MAX + 8];
 	const char *result = d->code >= 200 && d->code < 300 ? "delivered" :
 			     d->code >= 400 && d->code < 500 ? "deferred" : "refused";
 
@@ -55,15 +56,22 @@ static void delivery(const struct lmtp_delivery *d)
 	for (size_t i = 0; d->rules && i < d->n_audit; i++)
 		gw_metrics_rule_hit(d->audit[i], "audit");
 	rule_fields(rules, sizeof(rules), d);
+	/* malware=clean|error|- or malware=infected malware_name="..." */
+	if (d->malware != NULL && d->malware_name != NULL)
+		snprintf(malware, sizeof(malware), "malware=%s malware_name=\"%s\"", d->malware,
+			 esc(name, sizeof(name), d->malware_name));
+	else
+		snprintf(malware, sizeof(malware), "malware=%s",
+			 d->malware != NULL ? d->malware : "-");
 	gw_log(GW_LOG_INFO,
 	       "session=%s proto=lmtp event=delivery queue=%s client=%s sender=\"%s\" "
 	       "recipient=\"%s\" decision=%s result=%s code=%u reply=\"%s\" failure=%s "
-	       "%s size=%zu duration_ms=%" PRIu64,
+	       "%s %s size=%zu duration_ms=%" PRIu64,
 	       d->session_id != NULL ? d->session_id : "-", esc(queue, sizeof(queue), d->queue_id),
 	       esc(client, sizeof(client), d->client_addr), esc(sender, sizeof(sender), d->sender),
 	       esc(rcpt, sizeof(rcpt), d->recipient), d->decision != NULL ? d->decision : "-",
 	       result, d->code, esc(reply, sizeof(reply), d->reply),
-	       d->failure != NULL ? d->failure : "-", rules, d->size, d->duration_ms);
+	       d->failure != NULL ? d->failure : "-", rules, malware, d->size, d->duration_ms);
 }
 
 void gw_frontlog_install(void)

@@ -561,7 +561,8 @@ static void backend_try(struct gw_session *s)
 		s->bpool = s->pool;
 	while (s->server < s->bpool->nservers) {
 		srv = &s->bpool->servers[s->server];
-		if (gw_stream_init(&s->w->loop, &s->backend, s) != 0) {
+		if ((srv->path[0] != '\0' ? gw_stream_init_pipe(&s->w->loop, &s->backend, s) :
+		     gw_stream_init(&s->w->loop, &s->backend, s)) != 0) {
 			s->server++;
 			continue;
 		}
@@ -572,7 +573,12 @@ static void backend_try(struct gw_session *s)
 		s->backend.on_drain = backend_drained;
 		s->backend.on_close = backend_closed;
 		s->connect_req.data = s;
-		if (uv_tcp_connect(&s->connect_req, &s->backend.tcp,
+		if (srv->path[0] != '\0') {
+			/* a UNIX socket (clamd, a local store): errors come to
+			 * backend_connected() */
+			uv_pipe_connect(&s->connect_req, &s->backend.pipe, srv->path,
+					backend_connected);
+		} else if (uv_tcp_connect(&s->connect_req, &s->backend.tcp,
 				   (const struct sockaddr *)(s->bsmtp ? &srv->smtp_addr :
 							     &srv->addr[proto]),
 				   backend_connected) != 0) {
@@ -669,7 +675,7 @@ static void io_backend_connect_pool(void *ctx, const char *name)
 		if (strcmp(s->conf->pools[i].name, name) == 0)
 			pool = &s->conf->pools[i];
 	for (size_t i = 0; pool != NULL && i < pool->nservers; i++)
-		if (pool->servers[i].smtp_port == 0)
+		if (pool->servers[i].smtp_port == 0 && pool->servers[i].path[0] == '\0')
 			pool = NULL;   /* config.c refuses it; never half a pool */
 	if (pool == NULL) {
 		gw_metrics_backend_error(name != NULL ? name : "-", "unknown-pool");

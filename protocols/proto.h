@@ -50,6 +50,17 @@ struct proto_rules {
 	                                 451 4.3.0 */
 	bool fail_open;               /* a rule error delivers as if no rule
 	                                 matched instead of 451 4.3.0 */
+	/* malware (spec 1.4 #25, 2.6): the message is scanned by clamd
+	 * (INSTREAM) before the rules run when an active rule has the
+	 * malware condition */
+	const char *clamd_pool;       /* backend pool of clamd (servers with a
+	                                 UNIX socket path); NULL: none, a
+	                                 rule on malware gets the failure
+	                                 policy */
+	unsigned clamd_timeout_ms;    /* the whole scan: connect, stream,
+	                                 verdict (0: 10000) */
+	bool malware_fail_open;       /* a failed scan reads "no malware"
+	                                 instead of 451 4.7.1 */
 };
 
 struct proto_settings {
@@ -151,9 +162,11 @@ struct proto_io {
 	int (*spool_map)(void *ctx, const unsigned char **data, size_t *len);
 	/* Like backend_connect(), to another pool than the listener's: the
 	 * servers' smtp_port of the named pool (the relay that re-injects
-	 * BCC/forward copies speaks SMTP). front->backend_ready() follows
-	 * exactly once (PROTO_BACKEND_UNAVAILABLE for an unknown pool). The
-	 * next backend_connect() goes to the listener's pool again. */
+	 * BCC/forward copies speaks SMTP), or a server's UNIX socket path
+	 * when it has one (clamd). front->backend_ready() follows exactly
+	 * once (PROTO_BACKEND_UNAVAILABLE for an unknown pool, possibly
+	 * before this returns). The next backend_connect() goes to the
+	 * listener's pool again. */
 	void (*backend_connect_pool)(void *ctx, const char *pool);
 	/* Is the client's address in the listener's trusted_networks (the
 	 * MTAs allowed to send XFORWARD)? */

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "policy/clamd_parser.h"
 #include "policy/decide.h"
 #include "policy/engine.h"
 #include "policy/msg.h"
@@ -37,6 +38,7 @@
 #define LMTP_MSG_LOCAL_TEMPFAIL "4.3.0 Local error in processing, try again later"
 #define LMTP_MSG_RULES_TEMPFAIL "4.3.0 Rules unavailable, try again later"
 #define LMTP_MSG_COPY_TEMPFAIL "4.3.0 Copy relay unavailable, try again later"
+#define LMTP_MSG_MALWARE_TEMPFAIL "4.7.1 Malware scan unavailable, try again later"
 #define LMTP_MSG_QUARANTINED "2.0.0 Ok, message quarantined"
 #define LMTP_MSG_DROPPED "2.0.0 Ok, message discarded by policy"
 #define LMTP_MSG_REJECTED "Message rejected by policy"
@@ -45,6 +47,8 @@
 #define LMTP_REPLY_MAX 1024
 /* Decoded body bytes per lmtp_data_feed() call. */
 #define LMTP_DECODE_CHUNK 16384
+/* The whole clamd scan when settings.rules->clamd_timeout_ms is 0. */
+#define LMTP_CLAMD_TIMEOUT_MS 10000
 /* The store's replies: line length and lines per reply (an LHLO reply has
  * about ten). */
 #define LMTP_STORE_LINE_MAX 1024
@@ -139,6 +143,15 @@ struct lmtp_session {
 	bool copy_refused;                   /* a copy RCPT was refused */
 	unsigned conn_seq;                   /* bumped per onward connection */
 
+	/* the malware scan (clamd INSTREAM) before the rules */
+	struct msg_envelope env;             /* the message's, for msg_open */
+	struct clamd_reply creply;
+	bool scanned;                        /* a scan was due for this message */
+	int scan;                            /* MSG_MALWARE_*: its verdict */
+	char scan_name[CLAMD_NAME_MAX + 1];  /* infected: the signature */
+	const char *scan_failure;            /* error: "malware-timeout", ... */
+	size_t scan_off;                     /* spool bytes sent */
+
 	/* client bytes not processed yet (paused during a delivery) */
 	char *pending;
 	size_t pending_len, pending_size;
@@ -220,7 +233,13 @@ static void lmtp_answer_all(struct lmtp_session *s, unsigned code, const char *t
 			    const char *failure);
 static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *text,
 			    size_t len, const char *failure);
-static void lmtp_plan(struct lmtp_session *s);
+static bool lmtp_plan_open(struct lmtp_session *s);
+static void lmtp_plan_rules(struct lmtp_session *s);
+static void lmtp_scan_start(struct lmtp_session *s);
+static void lmtp_scan_stream(struct lmtp_session *s);
+static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len);
+static void lmtp_scan_done(struct lmtp_session *s, const struct clamd_result *res,
+			   const char *failure);
 static void lmtp_job_next(struct lmtp_session *s);
 static void lmtp_job_end(struct lmtp_session *s);
 static void lmtp_rules_clear(struct lmtp_session *s);
@@ -245,6 +264,9 @@ static const char *const lmtp_state_names[] = {
 	[LMTP_STATE_READY] = "ready",
 	[LMTP_STATE_MAIL] = "mail",
 	[LMTP_STATE_DATA] = "data",
+	[LMTP_STATE_SCAN_CONNECT] = "scan-connect",
+	[LMTP_STATE_SCAN_STREAM] = "scan-stream",
+	[LMTP_STATE_SCAN_REPLY] = "scan-reply",
 	[LMTP_STATE_STORE_CONNECT] = "store-connect",
 	[LMTP_STATE_STORE_GREETING] = "store-greeting",
 	[LMTP_STATE_STORE_LHLO] = "store-lhlo",
@@ -378,6 +400,11 @@ static void lmtp_sanitize(char *dst, size_t dst_size, const char *src, size_t le
 static bool lmtp_in_store(enum lmtp_state state)
 {
 	return state >= LMTP_STATE_STORE_CONNECT && state <= LMTP_STATE_STORE_REPLIES;
+}
+
+static bool lmtp_in_scan(enum lmtp_state state)
+{
+	return state >= LMTP_STATE_SCAN_CONNECT && state <= LMTP_STATE_SCAN_REPLY;
 }
 
 /* ---- session lifecycle ---------------------------------------------- */
@@ -607,6 +634,10 @@ static void lmtp_transaction_reset(struct lmtp_session *s)
 	s->too_big = false;
 	s->spool_failed = false;
 	lmtp_data_init(&s->data);
+	s->scanned = false;
+	s->scan = MSG_MALWARE_UNKNOWN;
+	s->scan_name[0] = '\0';
+	s->scan_failure = NULL;
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -1117,7 +1148,18 @@ static void lmtp_data_end(struct lmtp_session *s)
 		lmtp_finish(s);
 		return;
 	}
-	lmtp_plan(s);
+	s->scanned = false;
+	s->scan = MSG_MALWARE_UNKNOWN;
+	s->scan_name[0] = '\0';
+	s->scan_failure = NULL;
+	if (lmtp_plan_open(s)) {
+		if (rules_snapshot_uses(s->snap, RP_MALWARE)) {
+			/* clamd first; lmtp_scan_done() goes on */
+			lmtp_scan_start(s);
+			return;
+		}
+		lmtp_plan_rules(s);
+	}
 	s->job = 0;
 	lmtp_job_next(s);
 }
@@ -1410,58 +1452,75 @@ static void lmtp_plan_delivery(struct lmtp_session *s, size_t i, size_t first_gr
 	rc->deliver = true;
 }
 
-/* After DATA: the rules decide each recipient; replies that need no store
- * are set now (reject, drop, quarantine, errors), and the jobs are queued:
- * the copies first, then one LMTP transaction per distinct edit list. */
-static void lmtp_plan(struct lmtp_session *s)
+/* After DATA, the first half of the plan: the message view (the spool
+ * mapped), the loop check, the snapshot and the memo. Returns true when
+ * the rules are to be evaluated (lmtp_plan_rules(), after the malware scan
+ * when a rule needs it); false when the plan is already made (rules off, a
+ * loop copy: one plain delivery; an error: 451 or fail_open). */
+static bool lmtp_plan_open(struct lmtp_session *s)
 {
 	const struct proto_rules *cfg = s->set.rules;
 	struct msg_limits limits = MSG_LIMITS_DEFAULT;
-	struct msg_envelope env;
+	struct msg_envelope *env = &s->env;
 	const unsigned char *data = NULL;
-	size_t len = 0, first_group;
+	size_t len = 0;
 	int r;
 
 	s->orig_len = s->io.spool_size(s->io.ctx);
 	if (!lmtp_rules_on(s)) {
 		lmtp_plan_plain(s, false);
-		return;
+		return false;
 	}
 	r = s->io.spool_map != NULL ? s->io.spool_map(s->io.ctx, &data, &len) : -EIO;
 	if (r < 0 || len != s->orig_len || (len > 0 && data == NULL)) {
 		lmtp_plan_error(s, "spool-error");
-		return;
+		return false;
 	}
 	s->map_data = data != NULL ? data : (const unsigned char *)"";
-	memset(&env, 0, sizeof(env));
-	env.mail_from = s->sender;
-	env.client_addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
-	if (env.client_addr == NULL)
-		env.client_addr = s->info.client_ip;
-	env.client_name = lmtp_xforward_value(&s->xf, LMTP_XF_NAME);
-	env.helo = lmtp_xforward_value(&s->xf, LMTP_XF_HELO);
-	env.queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
-	env.declared_size = s->declared_size;
-	if (msg_open(data, len, &env, &cfg->msg, &limits, &s->msg) < 0) {
+	memset(env, 0, sizeof(*env));
+	env->mail_from = s->sender;
+	env->client_addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+	if (env->client_addr == NULL)
+		env->client_addr = s->info.client_ip;
+	env->client_name = lmtp_xforward_value(&s->xf, LMTP_XF_NAME);
+	env->helo = lmtp_xforward_value(&s->xf, LMTP_XF_HELO);
+	env->queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
+	env->declared_size = s->declared_size;
+	env->malware = MSG_MALWARE_UNKNOWN;
+	if (msg_open(data, len, env, &cfg->msg, &limits, &s->msg) < 0) {
 		s->msg = NULL;
 		lmtp_plan_error(s, "internal");
-		return;
+		return false;
 	}
 	if (rewrite_is_loop(s->msg)) {
 		/* One of our copies coming back: no rules, never copied. */
 		lmtp_plan_plain(s, false);
-		return;
+		return false;
 	}
 	if (rules_snapshot_get(s->set.store, &cfg->engine, &s->snap) < 0) {
 		s->snap = NULL;
 		lmtp_plan_error(s, "rules-error");
-		return;
+		return false;
 	}
 	s->memo = rules_memo_new(s->snap);
 	if (s->memo == NULL) {
 		lmtp_plan_error(s, "internal");
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* The second half: the rules decide each recipient; replies that need no
+ * store are set now (reject, drop, quarantine, errors), and the jobs are
+ * queued: the copies first, then one LMTP transaction per distinct edit
+ * list. A recipient whose evaluation failed while the malware scan had
+ * failed gets 451 4.7.1 (the scan-failure policy), unless
+ * malware_fail_open (then the scan read "no malware" and did not fail). */
+static void lmtp_plan_rules(struct lmtp_session *s)
+{
+	const struct proto_rules *cfg = s->set.rules;
+	size_t first_group;
+	int r;
 
 	/* 1. evaluate; the outcomes that need no store */
 	for (size_t i = 0; i < s->nrcpts; i++) {
@@ -1473,6 +1532,13 @@ static void lmtp_plan(struct lmtp_session *s)
 			       &rc->verdict, NULL);
 		if (r < 0) {
 			memset(&rc->verdict, 0, sizeof(rc->verdict));
+			if (s->env.malware == MSG_MALWARE_ERROR) {
+				lmtp_set_reply(rc, 451, LMTP_MSG_MALWARE_TEMPFAIL,
+					       strlen(LMTP_MSG_MALWARE_TEMPFAIL),
+					       s->scan_failure != NULL ? s->scan_failure :
+					       "malware-error");
+				continue;
+			}
 			if (!cfg->fail_open) {
 				lmtp_set_reply(rc, 451, LMTP_MSG_RULES_TEMPFAIL,
 					       strlen(LMTP_MSG_RULES_TEMPFAIL), "rules-error");
@@ -1719,6 +1785,11 @@ static void lmtp_answer_client(struct lmtp_session *s)
 				.guarded = v != NULL && v->guarded,
 				.audit = audit,
 				.n_audit = naudit,
+				.malware = !s->scanned ? NULL :
+					   s->scan == MSG_MALWARE_CLEAN ? "clean" :
+					   s->scan == MSG_MALWARE_INFECTED ? "infected" : "error",
+				.malware_name = s->scanned && s->scan == MSG_MALWARE_INFECTED ?
+						s->scan_name : NULL,
 			};
 			lmtp_delivery_log(&rec);
 		}
@@ -1745,6 +1816,157 @@ static void lmtp_finish(struct lmtp_session *s)
 	lmtp_enter_state(s, LMTP_STATE_READY);
 	s->io.client_pause(s->io.ctx, false);
 	lmtp_input_drain(s);
+}
+
+/* ---- the malware scan (clamd INSTREAM) ------------------------------ */
+
+/* After lmtp_plan_open(), when an active rule has the malware condition:
+ * the original bytes go to clamd (settings.rules->clamd_pool) in INSTREAM
+ * chunks, the verdict is read, the connection closed; lmtp_scan_done()
+ * then evaluates the rules with the verdict in the message view. One
+ * deadline (clamd_timeout_ms) bounds the whole scan. */
+static void lmtp_scan_start(struct lmtp_session *s)
+{
+	const struct proto_rules *cfg = s->set.rules;
+	unsigned ms = cfg->clamd_timeout_ms > 0 ? cfg->clamd_timeout_ms : LMTP_CLAMD_TIMEOUT_MS;
+
+	s->scanned = true;
+	if (cfg->clamd_pool == NULL || s->io.backend_connect_pool == NULL) {
+		lmtp_scan_done(s, NULL, "malware-unconfigured");
+		return;
+	}
+	if (s->iobuf == NULL) {
+		s->iobuf = malloc(LMTP_STREAM_CHUNK * 3);
+		if (s->iobuf == NULL) {
+			lmtp_scan_done(s, NULL, "internal");
+			return;
+		}
+	}
+	clamd_reply_init(&s->creply);
+	s->scan_off = 0;
+	s->drain_ready = false;
+	s->conn_seq++;
+	lmtp_enter_state(s, LMTP_STATE_SCAN_CONNECT);
+	s->backend_open = true;
+	s->io.timer(s->io.ctx, ms);
+	/* backend_ready() may run before this returns: nothing after it. */
+	s->io.backend_connect_pool(s->io.ctx, cfg->clamd_pool);
+}
+
+/* Connected: the command, then the spool in chunks. */
+static void lmtp_scan_connected(struct lmtp_session *s)
+{
+	unsigned char cmd[CLAMD_INSTREAM_CMD_LEN];
+
+	s->backend_up = true;
+	lmtp_enter_state(s, LMTP_STATE_SCAN_STREAM);
+	s->io.backend_write(s->io.ctx, cmd, clamd_instream_command(cmd));
+	lmtp_scan_stream(s);
+}
+
+/* Writes the original message as INSTREAM chunks (a length prefix and up
+ * to LMTP_STREAM_CHUNK bytes each) in bursts, waiting for the backend to
+ * drain between bursts; then the terminator. */
+static void lmtp_scan_stream(struct lmtp_session *s)
+{
+	unsigned char *buf = (unsigned char *)s->iobuf;
+
+	if (s->in_stream) {
+		/* backend_drained() from inside io->backend_want_drain(). */
+		s->drain_ready = true;
+		return;
+	}
+	s->in_stream = true;
+	do {
+		size_t burst = 0;
+
+		s->drain_ready = false;
+		while (burst < LMTP_STREAM_BURST) {
+			long n = s->io.spool_read(s->io.ctx, s->scan_off, buf + CLAMD_CHUNK_HEADER_LEN,
+						  LMTP_STREAM_CHUNK);
+
+			if (n < 0) {
+				s->in_stream = false;
+				lmtp_scan_done(s, NULL, "spool-error");
+				return;
+			}
+			if (n == 0) {
+				unsigned char end[CLAMD_CHUNK_HEADER_LEN];
+
+				clamd_instream_end(end);
+				s->io.backend_write(s->io.ctx, end, sizeof(end));
+				s->in_stream = false;
+				lmtp_enter_state(s, LMTP_STATE_SCAN_REPLY);
+				return;
+			}
+			(void)clamd_chunk_header((size_t)n, buf);   /* 1..LMTP_STREAM_CHUNK */
+			s->io.backend_write(s->io.ctx, buf, (size_t)n + CLAMD_CHUNK_HEADER_LEN);
+			s->scan_off += (size_t)n;
+			burst += (size_t)n;
+		}
+		s->io.backend_want_drain(s->io.ctx);
+	} while (s->drain_ready && s->state == LMTP_STATE_SCAN_STREAM);
+	s->in_stream = false;
+}
+
+/* clamd's bytes: its one reply (it may come early, e.g. StreamMaxLength
+ * exceeded, while we still stream). */
+static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len)
+{
+	struct clamd_result res;
+	size_t used;
+	int ret;
+
+	if (s->state == LMTP_STATE_SCAN_CONNECT)
+		return;
+	ret = clamd_reply_feed(&s->creply, buf, len, &used, &res);
+	if (ret == 0)
+		return;
+	lmtp_scan_done(s, &res, ret < 0 ? "malware-protocol" : "malware-error");
+}
+
+/* The scan is over: res is clamd's answer (clean, infected, or its error:
+ * then failure says why), or NULL with failure ("malware-unavailable",
+ * "malware-timeout", "malware-closed", "malware-unconfigured", ...). The
+ * connection is dropped, the message view made again with the verdict,
+ * the rules evaluated and the jobs started. */
+static void lmtp_scan_done(struct lmtp_session *s, const struct clamd_result *res,
+			   const char *failure)
+{
+	const struct proto_rules *cfg = s->set.rules;
+	struct msg_limits limits = MSG_LIMITS_DEFAULT;
+
+	s->io.timer(s->io.ctx, 0);
+	if (s->backend_open) {
+		s->backend_open = false;
+		s->backend_up = false;
+		s->io.backend_close(s->io.ctx);
+	}
+	s->conn_seq++;
+	if (res != NULL && res->verdict == CLAMD_CLEAN) {
+		s->scan = MSG_MALWARE_CLEAN;
+	} else if (res != NULL && res->verdict == CLAMD_INFECTED) {
+		s->scan = MSG_MALWARE_INFECTED;
+		snprintf(s->scan_name, sizeof(s->scan_name), "%s", res->name);
+	} else {
+		s->scan = MSG_MALWARE_ERROR;
+		s->scan_failure = failure != NULL ? failure : "malware-error";
+		if (s->io.backend_error != NULL)
+			s->io.backend_error(s->io.ctx, s->scan_failure);
+	}
+	s->env.malware = s->scan == MSG_MALWARE_ERROR && cfg->malware_fail_open ?
+			 MSG_MALWARE_CLEAN : s->scan;
+	s->env.malware_name = s->scan == MSG_MALWARE_INFECTED ? s->scan_name : NULL;
+	msg_free(s->msg);
+	s->msg = NULL;
+	if (msg_open(s->map_data, s->orig_len, &s->env, &cfg->msg, &limits, &s->msg) < 0) {
+		s->msg = NULL;
+		lmtp_plan_error(s, "internal");
+	} else {
+		lmtp_plan_rules(s);
+	}
+	s->job = 0;
+	lmtp_job_next(s);
 }
 
 /* ---- delivery to the store (and copies to the relay) ---------------- */
@@ -1789,6 +2011,15 @@ static void lmtp_backend_ready(void *ctx, int status)
 {
 	struct lmtp_session *s = ctx;
 
+	if (s->state == LMTP_STATE_SCAN_CONNECT) {
+		if (status != PROTO_BACKEND_OK) {
+			s->backend_open = false;
+			lmtp_scan_done(s, NULL, "malware-unavailable");
+		} else {
+			lmtp_scan_connected(s);
+		}
+		return;
+	}
 	if (s->state != LMTP_STATE_STORE_CONNECT)
 		return;
 	if (status != PROTO_BACKEND_OK) {
@@ -1807,6 +2038,10 @@ static void lmtp_backend_data(void *ctx, const char *buf, size_t len)
 	struct lmtp_session *s = ctx;
 	size_t off = 0;
 
+	if (lmtp_in_scan(s->state)) {
+		lmtp_scan_data(s, buf, len);
+		return;
+	}
 	while (off < len && lmtp_in_store(s->state) && s->state != LMTP_STATE_STORE_CONNECT) {
 		struct smtp_reply reply;
 		size_t used;
@@ -2057,9 +2292,10 @@ static void lmtp_backend_drained(void *ctx)
 {
 	struct lmtp_session *s = ctx;
 
-	if (s->state != LMTP_STATE_STORE_BODY)
-		return;
-	lmtp_stream(s);
+	if (s->state == LMTP_STATE_SCAN_STREAM)
+		lmtp_scan_stream(s);
+	else if (s->state == LMTP_STATE_STORE_BODY)
+		lmtp_stream(s);
 }
 
 /* A delivery the store took for rc: the new-sender history learns the
@@ -2113,6 +2349,19 @@ static void lmtp_backend_closed(void *ctx)
 {
 	struct lmtp_session *s = ctx;
 
+	if (lmtp_in_scan(s->state)) {
+		struct clamd_result res;
+		bool partial = s->creply.len > 0;
+
+		s->backend_open = false;
+		s->backend_up = false;
+		/* a reply cut short of its NUL is still read */
+		if (s->state != LMTP_STATE_SCAN_CONNECT && clamd_reply_eof(&s->creply, &res) == 1)
+			lmtp_scan_done(s, &res, "malware-error");
+		else
+			lmtp_scan_done(s, NULL, partial ? "malware-protocol" : "malware-closed");
+		return;
+	}
 	if (!lmtp_in_store(s->state))
 		return;
 	s->backend_open = false;
@@ -2125,6 +2374,10 @@ static void lmtp_timer(void *ctx)
 {
 	struct lmtp_session *s = ctx;
 
+	if (lmtp_in_scan(s->state)) {
+		lmtp_scan_done(s, NULL, "malware-timeout");
+		return;
+	}
 	if (!lmtp_in_store(s->state))
 		return;
 	lmtp_fail_pending(s, "store-timeout");
@@ -2137,7 +2390,7 @@ static void lmtp_timer(void *ctx)
  * per recipient, 451 for those the store did not answer. */
 static void lmtp_abort_delivery(struct lmtp_session *s, const char *failure)
 {
-	if (!lmtp_in_store(s->state))
+	if (!lmtp_in_store(s->state) && !lmtp_in_scan(s->state))
 		return;
 	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
 	lmtp_answer_client(s);

@@ -34,6 +34,9 @@
  *                   the "." line: the client is paused, the rules run
  *                   (synchronously, see "The rules" below) and queue the
  *                   jobs: the SMTP copies first, then the LMTP groups.
+ *                                       -> SCAN_CONNECT first when an
+ *                                          active rule has the malware
+ *                                          condition (see "Malware")
  *                                       -> STORE_CONNECT for the first job,
  *                                          or READY at once when no job is
  *                                          left (every recipient answered:
@@ -41,6 +44,22 @@
  *                                          the message was too big
  *                                          (552 5.3.4 each) or the spool
  *                                          failed (451 4.3.0 each)
+ *   SCAN_CONNECT    io->backend_connect_pool(rules->clamd_pool) (clamd's
+ *                   UNIX socket); waiting backend_ready().
+ *                                       -> SCAN_STREAM, or (unavailable)
+ *                                          the rules with a failed scan
+ *   SCAN_STREAM     "zINSTREAM\0", then the spool (the original bytes)
+ *                   as INSTREAM chunks (policy/clamd_parser.h), in bursts
+ *                   with io->backend_want_drain()/backend_drained()
+ *                   between them, then the zero-length chunk.
+ *                                       -> SCAN_REPLY (or the verdict, if
+ *                                          clamd answers early)
+ *   SCAN_REPLY      reading clamd's one NUL-terminated reply.
+ *                   the verdict (or a failure: the deadline, a close, a
+ *                   malformed reply): the connection is closed, the
+ *                   rules evaluated with it and the jobs queued
+ *                                       -> STORE_CONNECT for the first job,
+ *                                          or READY (as after DATA)
  *   STORE_CONNECT   one job's connection: io->backend_connect() (LMTP to
  *                   the store) or io->backend_connect_pool(copy pool)
  *                   (SMTP to the copy relay); waiting backend_ready().
@@ -110,6 +129,26 @@
  *   delivered as if no rule matched.
  * - Incoming-off recipients never get here: refused at RCPT.
  *
+ * Malware (spec 1.4 #25, 2.6, 4.3; when the rules run and an active rule
+ * of the snapshot has the malware condition, rules_snapshot_uses()):
+ * - Before the evaluation the message (the original bytes as spooled) is
+ *   scanned by clamd over INSTREAM on a connection of its own, opened and
+ *   closed per message. One io->timer(rules->clamd_timeout_ms) deadline
+ *   bounds the whole scan (the pool's connect_timeout_ms bounds the
+ *   connect). The message view is then made with the verdict
+ *   (msg_envelope.malware): the condition is true iff clamd said FOUND.
+ * - A failed scan (clamd unavailable, the deadline, a close before the
+ *   reply, a malformed reply, clamd's own ERROR such as its
+ *   StreamMaxLength exceeded, or no rules->clamd_pool) gives
+ *   "451 4.7.1 Malware scan unavailable, try again later" to each
+ *   recipient whose evaluation reached the malware condition (the others
+ *   keep their outcome), whatever rules->fail_open says; with
+ *   rules->malware_fail_open the rules read "no malware" instead.
+ * - clamd's StreamMaxLength must be at least settings.message_max (the
+ *   spool's message_max), or large messages fail the scan.
+ * - No scan for a message no active rule asks about, a loop copy, or
+ *   rules off; a message without recipients left never gets here.
+ *
  * Replies mirrored from the store are one line: the store's code and the
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
  *
@@ -145,8 +184,8 @@
  *   (a pipelining MTA sends DATA before it knows). The count restarts after
  *   each completed transaction: an MTA session is long-lived.
  * - At most LMTP_RCPT_MAX recipients per transaction (452 4.5.3 beyond).
- * - Shutdown: between transactions "421 4.3.2"; while the store (or the
- *   copy relay) is being talked to, every recipient not answered yet gets
+ * - Shutdown: between transactions "421 4.3.2"; while clamd, the store (or
+ *   the copy relay) is being talked to, every recipient not answered yet gets
  *   451 4.3.0 first, whatever job it is in. A
  *   gateway timeout does the same with "421 4.4.2".
  */
@@ -167,6 +206,9 @@ enum lmtp_state {
 	LMTP_STATE_READY,
 	LMTP_STATE_MAIL,
 	LMTP_STATE_DATA,
+	LMTP_STATE_SCAN_CONNECT,
+	LMTP_STATE_SCAN_STREAM,
+	LMTP_STATE_SCAN_REPLY,
 	LMTP_STATE_STORE_CONNECT,
 	LMTP_STATE_STORE_GREETING,
 	LMTP_STATE_STORE_LHLO,
@@ -225,7 +267,8 @@ struct lmtp_delivery {
 	                               "rules-error", "copy-unconfigured",
 	                               "copy-unavailable", "copy-timeout",
 	                               "copy-closed", "copy-protocol",
-	                               "copy-refused" */
+	                               "copy-refused"; the malware scan:
+	                               "malware-*" (see malware below) */
 	size_t size;                /* message bytes as spooled (CRLF) */
 	uint64_t duration_ms;       /* end of DATA to the reply */
 	/* the incoming rules (rules == false: they did not run for this
@@ -240,6 +283,15 @@ struct lmtp_delivery {
 	const char *const *audit;   /* audit-mode rules that would have
 	                               matched (names) */
 	size_t n_audit;
+	/* the clamd scan of the message; NULL: none was due (no active rule
+	 * has the malware condition, or the rules did not run). "clean",
+	 * "infected" or "error" (a recipient that got 451 4.7.1 for it has
+	 * the reason as failure: "malware-unavailable", "malware-timeout",
+	 * "malware-closed", "malware-protocol", "malware-error" (clamd said
+	 * ERROR, e.g. StreamMaxLength), "malware-unconfigured"; with
+	 * malware_fail_open the rules read "no malware" instead) */
+	const char *malware;
+	const char *malware_name;   /* infected: the signature name */
 };
 typedef void lmtp_delivery_fn(const struct lmtp_delivery *d);
 /* Set once before sessions run; NULL disables it. Not thread-safe to

@@ -280,6 +280,84 @@ static void test_rules_section(void **state)
 	unlink(f);
 }
 
+/* Backend servers on a UNIX socket ('path'), and rules.clamd_backend,
+ * clamd_timeout_ms, malware_fail_open. */
+static void test_unix_backends_and_clamd(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f = write_conf(MINIMAL);
+	int lmtp = proto_front_find("lmtp");
+
+	(void)state;
+	/* defaults: no clamd, 10 s, fail closed */
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_null(c->rules.clamd_pool);
+	assert_int_equal(c->rules.clamd_timeout_ms, 10000);
+	assert_false(c->rules.malware_fail_open);
+	assert_string_equal(c->pools[0].servers[0].path, "");
+	gw_config_unref(&c);
+	unlink(f);
+
+	/* a clamd pool on a socket, a store on a socket serving an LMTP
+	 * listener without lmtp_port, copies to a socket */
+	f = write_conf(
+		"backends = ( { name = \"store\"; servers = ( { path = \"/run/dovecot/lmtp\"; } ); },\n"
+		"  { name = \"clamav\"; connect_timeout_ms = 200;\n"
+		"    servers = ( { path = \"/run/clamav/clamd.ctl\"; }, { path = \"/run/c2.sock\"; } ); } );\n"
+		"listeners = ( { protocol = \"lmtp\"; address = \"127.0.0.1\"; port = 2424; tls = \"none\";\n"
+		"  backend = \"store\"; } );\n"
+		"rules: { clamd_backend = \"clamav\"; clamd_timeout_ms = 2500; malware_fail_open = true;\n"
+		"  copy_backend = \"store\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_string_equal(c->pools[0].servers[0].path, "/run/dovecot/lmtp");
+	assert_string_equal(c->pools[0].servers[0].host, "/run/dovecot/lmtp");   /* for logs */
+	assert_int_equal(c->pools[0].servers[0].port[lmtp], 0);
+	assert_false(c->pools[0].servers[0].tls);
+	assert_int_equal(c->pools[1].nservers, 2);
+	assert_int_equal(c->pools[1].connect_timeout_ms, 200);
+	assert_string_equal(c->pools[1].servers[1].path, "/run/c2.sock");
+	assert_string_equal(c->rules.clamd_pool, "clamav");
+	assert_int_equal(c->rules.clamd_timeout_ms, 2500);
+	assert_true(c->rules.malware_fail_open);
+	assert_string_equal(c->rules.copy_pool, "store");
+	gw_config_unref(&c);
+	unlink(f);
+
+	/* refusals */
+	static const struct {
+		const char *text;
+		const char *needle;
+	} bad[] = {
+		{ MINIMAL "rules: { clamd_backend = \"nope\"; };\n",
+		  "rules.clamd_backend refers to unknown backend pool 'nope'" },
+		{ MINIMAL "rules: { clamd_backend = \"d\"; };\n", "has no 'path'" },
+		{ MINIMAL "rules: { clamd_timeout_ms = 10; };\n", "clamd_timeout_ms" },
+		{ "backends = ( { name = \"d\"; servers = ( { path = \"/x\"; host = \"h\"; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  "takes no 'host', ports or 'tls'" },
+		{ "backends = ( { name = \"d\"; servers = ( { path = \"/x\"; imap_port = 143; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  "takes no 'host', ports or 'tls'" },
+		{ "backends = ( { name = \"d\"; servers = ( { path = \"/x\"; tls = true; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  "takes no 'host', ports or 'tls'" },
+		{ "backends = ( { name = \"d\"; servers = ( { path = \"run/x\"; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  "must be absolute" },
+		{ "backends = ( { name = \"d\"; servers = ( { imap_port = 143; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  "needs a 'host' (or a UNIX socket 'path')" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = write_conf(bad[i].text);
+		if (gw_config_load(f, &c, err) != -1 || strstr(err, bad[i].needle) == NULL)
+			fail_msg("case %zu: expected [%s], got [%s]", i, bad[i].needle,
+				 c != NULL ? "(loaded)" : err);
+		unlink(f);
+	}
+}
+
 static void test_cidr(void **state)
 {
 	struct gw_cidr c[3];
@@ -315,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_current_swap_keeps_references),
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_rules_section),
+		cmocka_unit_test(test_unix_backends_and_clamd),
 		cmocka_unit_test(test_listener_overrides),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

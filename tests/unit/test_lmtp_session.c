@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "policy/clamd_parser.h"
 #include "policy/engine.h"
 #include "policy/policy.h"
 #include "policy/quarantine.h"
@@ -60,6 +61,8 @@ static struct {
 	bool suppressed, guarded;
 	size_t n_audit;
 	char audit0[128];
+	char malware[16];
+	char malware_name[128];
 } records[MAX_RECORDS];
 
 static void record_delivery(const struct lmtp_delivery *d)
@@ -90,6 +93,10 @@ static void record_delivery(const struct lmtp_delivery *d)
 	records[nrecords].n_audit = d->n_audit;
 	snprintf(records[nrecords].audit0, sizeof(records[0].audit0), "%s",
 		 d->n_audit > 0 ? d->audit[0] : "-");
+	snprintf(records[nrecords].malware, sizeof(records[0].malware), "%s",
+		 d->malware != NULL ? d->malware : "-");
+	snprintf(records[nrecords].malware_name, sizeof(records[0].malware_name), "%s",
+		 d->malware_name != NULL ? d->malware_name : "-");
 	nrecords++;
 }
 
@@ -111,6 +118,7 @@ enum {
 	NO_COPY_POOL = 32,  /* ... without a copy pool */
 	GUARD = 64,         /* ... with the backscatter guard on */
 	RULES_OFF = 128,    /* ... but rules.enabled = false */
+	CLAMD = 256,        /* ... with clamd: pool "clamav", 5 s */
 };
 
 static struct harness *harness_new(unsigned flags)
@@ -155,6 +163,8 @@ static struct harness *harness_new(unsigned flags)
 			.quarantine_retention_days = 30,
 			.node = "mx-node",
 			.copy_pool = (flags & NO_COPY_POOL) ? NULL : "relay",
+			.clamd_pool = (flags & CLAMD) ? "clamav" : NULL,
+			.clamd_timeout_ms = 5000,
 		};
 		h->f.set.rules = &h->rules;
 	}
@@ -1673,6 +1683,407 @@ static void test_rules_big_edited(void **state)
 	harness_free(h);
 }
 
+/* ---- malware: clamd INSTREAM before the rules ------------------------ */
+
+#define RULE_VIRUS_QUARANTINE \
+	"{\"name\":\"virus\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_true\"}]," \
+	"\"actions\":{\"disposition\":\"quarantine\"}}"
+#define MSG_EICAR MSG_FROM "To: a@example.com\r\nSubject: attached\r\n\r\nX5O!P%@AP\r\n"
+
+/* What clamd must get for the message: "zINSTREAM\0", the message in
+ * chunks of LMTP_STREAM_CHUNK, each behind its 4-byte network-order
+ * length, then four zero bytes. out: len + len / 8192 + 32 bytes. */
+static size_t instream_bytes(const char *msg, size_t len, char *out)
+{
+	size_t o = 0;
+
+	memcpy(out, "zINSTREAM", 10);
+	o = 10;
+	for (size_t off = 0; off < len; off += LMTP_STREAM_CHUNK) {
+		size_t n = len - off < LMTP_STREAM_CHUNK ? len - off : LMTP_STREAM_CHUNK;
+		out[o++] = (char)(n >> 24);
+		out[o++] = (char)(n >> 16);
+		out[o++] = (char)(n >> 8);
+		out[o++] = (char)n;
+		memcpy(out + o, msg + off, n);
+		o += n;
+	}
+	memset(out + o, 0, 4);
+	return o + 4;
+}
+
+/* Plays clamd: the scan connection (pool "clamav", the 5 s deadline, the
+ * client paused), the bytes it gets (checked: the original message, framed,
+ * drains answered), then its reply (rlen bytes, the NUL included). The
+ * scan connection is closed once the reply is read. */
+static void clamd_scan(struct harness *h, const char *msg, size_t mlen, const char *reply,
+		       size_t rlen)
+{
+	char *want = malloc(mlen + mlen / 8192 + 32);
+	size_t wlen;
+	unsigned closes;
+
+	assert_non_null(want);
+	wlen = instream_bytes(msg, mlen, want);
+	expect_state(h, LMTP_STATE_SCAN_CONNECT);
+	assert_true(h->f.paused);
+	assert_string_equal(h->f.connect_pool, "clamav");
+	assert_int_equal(h->f.timer_ms, 5000);
+	h->f.backend.len = 0;
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+	pump_drains(h);
+	expect_state(h, LMTP_STATE_SCAN_REPLY);
+	assert_int_equal(h->f.backend.len, wlen);
+	assert_memory_equal(h->f.backend.p, want, wlen);
+	free(want);
+	h->f.backend.len = 0;
+	assert_int_equal(h->f.timer_ms, 5000);   /* one deadline, not re-armed */
+	closes = h->f.backend_close_calls;
+	fake_io_backend(&h->f, reply, rlen);
+	assert_int_equal(h->f.backend_close_calls, closes + 1);
+	assert_int_equal(h->f.backend.len, 0);   /* no QUIT: clamd is no SMTP */
+}
+
+static struct harness *malware_harness(unsigned flags)
+{
+	struct harness *h = harness_new(RULES | CLAMD | flags);
+
+	h->f.checks |= FAKE_CHECK_CONNECT_ONCE;   /* the scan closed before the store */
+	return h;
+}
+
+/* Clean: the rule does not match, the message is delivered; the scan is
+ * logged per recipient. */
+static void test_malware_clean(void **state)
+{
+	struct harness *h = malware_harness(0);
+
+	(void)state;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hello"));
+	clamd_scan(h, MSG("hello"), strlen(MSG("hello")), "stream: OK", 11);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=78\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hello"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.connect_calls, 2);
+	assert_int_equal(h->f.connect_pool_calls, 1);
+	assert_int_equal(nrecords, 1);
+	assert_string_equal(records[0].malware, "clean");
+	assert_string_equal(records[0].malware_name, "-");
+	assert_string_equal(records[0].disposition, "none");
+	assert_string_equal(records[0].failure, "-");
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+	harness_free(h);
+}
+
+/* Infected: the rule's action (quarantine of the original bytes) for both
+ * recipients, no store connection; then a reject rule with clamd's
+ * newline-terminated reply. */
+static void test_malware_infected(void **state)
+{
+	struct harness *h = malware_harness(0);
+	struct quar_entry *v = NULL;
+	size_t n = 0;
+	static const char reply[] = "stream: Eicar-Test-Signature.UNOFFICIAL FOUND";
+
+	(void)state;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG_EICAR);
+	clamd_scan(h, MSG_EICAR, strlen(MSG_EICAR), reply, sizeof(reply));
+	expect_client(h, "250 2.0.0 Ok, message quarantined\r\n"
+			 "250 2.0.0 Ok, message quarantined\r\n");
+	assert_int_equal(h->f.connect_calls, 1);   /* clamd only */
+	assert_int_equal(quarantine_list(h->store, NULL, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].rule, "virus");
+	assert_int_equal(v[0].size, strlen(MSG_EICAR));
+	quar_entries_free(v, n);
+	assert_int_equal(nrecords, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_string_equal(records[i].malware, "infected");
+		assert_string_equal(records[i].malware_name, "Eicar-Test-Signature.UNOFFICIAL");
+		assert_string_equal(records[i].rule, "virus");
+		assert_string_equal(records[i].failure, "rule-quarantine");
+	}
+	expect_state(h, LMTP_STATE_READY);
+	harness_free(h);
+
+	h = malware_harness(0);
+	add_rule(h, "{\"name\":\"no-virus\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_true\"}],"
+		    "\"actions\":{\"disposition\":\"reject\",\"reject_text\":\"Virus detected\"}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG_EICAR);
+	clamd_scan(h, MSG_EICAR, strlen(MSG_EICAR), "stream: Win.Test.EICAR_HDB-1 FOUND\n", 35);
+	expect_client(h, "550 5.7.1 Virus detected\r\n");
+	assert_string_equal(records[0].malware_name, "Win.Test.EICAR_HDB-1");
+	assert_string_equal(records[0].failure, "rule-reject");
+	harness_free(h);
+}
+
+/* Every way a scan fails: 451 4.7.1 for the recipients, no delivery, the
+ * reason as the failure; the session goes on (READY, resumed). */
+static void test_malware_failures(void **state)
+{
+	static const char *const failures[] = {
+		"malware-error", "malware-protocol", "malware-timeout", "malware-unavailable",
+		"malware-closed", "malware-protocol", "malware-error",
+	};
+	struct harness *h = malware_harness(0);
+	int rec = 0;
+
+	(void)state;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	for (size_t k = 0; k < sizeof(failures) / sizeof(failures[0]); k++) {
+		send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+			     MSG("hello"));
+		expect_state(h, LMTP_STATE_SCAN_CONNECT);
+		h->f.backend.len = 0;
+		switch (k) {
+		case 0:   /* clamd's own error (StreamMaxLength) */
+			clamd_scan(h, MSG("hello"), strlen(MSG("hello")),
+				   "INSTREAM size limit exceeded. ERROR", 36);
+			break;
+		case 1:   /* not a reply */
+			clamd_scan(h, MSG("hello"), strlen(MSG("hello")), "UNKNOWN COMMAND", 16);
+			break;
+		case 2:   /* the deadline while waiting for the verdict */
+			fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+			pump_drains(h);
+			expect_state(h, LMTP_STATE_SCAN_REPLY);
+			fake_io_backend_str(&h->f, "stream: ");   /* half a reply */
+			fake_io_fire_timer(&h->f);
+			break;
+		case 3:   /* no clamd */
+			fake_io_backend_ready(&h->f, PROTO_BACKEND_UNAVAILABLE);
+			break;
+		case 4:   /* closed before a reply */
+			fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+			pump_drains(h);
+			fake_io_backend_closed(&h->f);
+			break;
+		case 5:   /* closed in the middle of a reply it could not finish */
+			fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+			pump_drains(h);
+			fake_io_backend_str(&h->f, "stream: O");
+			fake_io_backend_closed(&h->f);
+			break;
+		case 6:   /* a long reply: bounded */
+		default: {
+			char big[CLAMD_REPLY_MAX + 10];
+			memset(big, 'x', sizeof(big));
+			fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+			pump_drains(h);
+			fake_io_backend(&h->f, big, sizeof(big));
+			break;
+		}
+		}
+		if (k == 6)
+			assert_string_equal(records[rec].failure, "malware-protocol");
+		expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n"
+				 "451 4.7.1 Malware scan unavailable, try again later\r\n");
+		assert_int_equal(nrecords, rec + 2);
+		if (k != 6)
+			assert_string_equal(records[rec].failure, failures[k]);
+		assert_string_equal(records[rec].malware, "error");
+		assert_string_equal(records[rec + 1].malware, "error");
+		assert_false(records[rec].rules);   /* the rules could not decide */
+		expect_state(h, LMTP_STATE_READY);
+		assert_false(h->f.paused);
+		assert_false(h->f.timer_armed);
+		assert_false(h->f.connect_pending);
+		rec += 2;
+	}
+	assert_int_equal(h->f.connect_pool_calls, 7);
+	assert_int_equal(h->f.connect_calls, 7);   /* never the store */
+	assert_string_equal(h->f.backend_error, "malware-protocol");
+	harness_free(h);
+}
+
+/* The partial-reply failure above is malware-protocol; a reply that is
+ * whole but for its NUL when clamd closes is still the verdict. */
+static void test_malware_reply_at_close(void **state)
+{
+	struct harness *h = malware_harness(0);
+
+	(void)state;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG_EICAR);
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+	pump_drains(h);
+	fake_io_backend_str(&h->f, "stream: Eicar FOUND");
+	expect_state(h, LMTP_STATE_SCAN_REPLY);
+	fake_io_backend_closed(&h->f);
+	expect_client(h, "250 2.0.0 Ok, message quarantined\r\n");
+	assert_string_equal(records[0].malware_name, "Eicar");
+	harness_free(h);
+}
+
+/* Only the recipients whose evaluation needed the verdict get 451: the
+ * malware rule applies to a only; b's evaluation never reads it. With
+ * malware_fail_open the failed scan reads "no malware": delivered. */
+static void test_malware_fail_policy(void **state)
+{
+	struct harness *h = malware_harness(0);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"virus-a\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_true\"}],"
+		    "\"actions\":{\"disposition\":\"drop\"},"
+		    "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"a@example.com\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_UNAVAILABLE);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n"
+			 "250 2.0.0 saved\r\n");
+	assert_string_equal(records[0].failure, "malware-unavailable");
+	assert_string_equal(records[1].failure, "-");
+	assert_string_equal(records[1].malware, "error");
+	assert_true(records[1].rules);
+	/* the general fail_open does not turn the malware check open */
+	h->rules.fail_open = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_UNAVAILABLE);
+	expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n");
+	/* malware_fail_open: the rule reads false, a is delivered */
+	h->rules.fail_open = false;
+	h->rules.malware_fail_open = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+	pump_drains(h);
+	fake_io_fire_timer(&h->f);   /* clamd hangs */
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_string_equal(records[3].malware, "error");
+	assert_string_equal(records[3].rule, "-");
+	assert_string_equal(records[3].failure, "-");
+	/* ... and an "is false" rule matches then */
+	add_rule(h, "{\"name\":\"clean-tag\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_false\"}],"
+		    "\"actions\":{\"disposition\":\"none\",\"xheaders\":[{\"name\":\"X-Clean\",\"value\":\"yes\"}]}}");
+	send_message(h, "RCPT TO:<b@example.com>\r\n", MSG("hi"));
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_UNAVAILABLE);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=116\r\n"
+		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Rule: clean-tag\r\nX-Clean: yes\r\n" MSG("hi"),
+		  "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_string_equal(records[4].rule, "clean-tag");
+	harness_free(h);
+}
+
+/* No scan unless an active rule has the malware condition; no clamd
+ * configured: the malware rule's recipients get 451 4.7.1 at once. */
+static void test_malware_when_scanned(void **state)
+{
+	struct harness *h = malware_harness(0);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"subj\",\"conditions\":[{\"param\":\"subject\",\"op\":\"contains\","
+		    "\"values\":[\"offer\"]}],\"actions\":{\"disposition\":\"spam\"}}");
+	add_rule(h, "{\"name\":\"off\",\"status\":\"inactive\",\"conditions\":[{\"param\":\"malware\","
+		    "\"op\":\"is_true\"}],\"actions\":{\"disposition\":\"drop\"}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	assert_string_equal(records[0].malware, "-");
+	/* rules off: no scan either, whatever the rules say */
+	h->rules.enabled = false;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	/* a loop copy is not scanned */
+	h->rules.enabled = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	harness_free(h);
+
+	h = harness_new(RULES);   /* no clamd_pool */
+	h->f.checks |= FAKE_CHECK_CONNECT_ONCE;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_string_equal(records[0].failure, "malware-unconfigured");
+	assert_string_equal(records[0].malware, "error");
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+	harness_free(h);
+}
+
+/* A message of several chunks and bursts: every chunk framed, the stream
+ * waits for drains between bursts; a verdict that comes while we still
+ * stream (clamd's StreamMaxLength) ends the scan at once. */
+static void test_malware_big_and_early_reply(void **state)
+{
+	struct harness *h = malware_harness(UNLIMITED);
+	size_t len = 300 * 1000 + strlen(MSG_FROM "Subject: big\r\n\r\n");
+	char *msg = malloc(len + 1);
+	unsigned drains;
+
+	(void)state;
+	assert_non_null(msg);
+	strcpy(msg, MSG_FROM "Subject: big\r\n\r\n");
+	for (size_t o = strlen(msg); o < len; o += 1000) {
+		memset(msg + o, 'b', 998);
+		memcpy(msg + o + 998, "\r\n", 2);
+	}
+	msg[len] = '\0';
+	add_rule(h, "{\"name\":\"no-virus\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_true\"}],"
+		    "\"actions\":{\"disposition\":\"reject\"}}");
+	lhlo(h);
+	client(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client(h, msg);
+	client(h, ".\r\n");
+	h->f.client.len = 0;
+	drains = h->f.want_drain_calls;
+	clamd_scan(h, msg, len, "stream: Big.Test FOUND", 23);
+	assert_true(h->f.want_drain_calls >= drains + 1);   /* 300 KB > one burst */
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+
+	/* the early verdict: after the first burst, before the terminator */
+	client(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	client(h, msg);
+	client(h, ".\r\n");
+	h->f.client.len = 0;
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+	expect_state(h, LMTP_STATE_SCAN_STREAM);
+	assert_true(h->f.drain_pending);
+	assert_true(h->f.backend.len < len);
+	fake_io_backend(&h->f, "INSTREAM size limit exceeded. ERROR", 36);
+	expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n");
+	assert_string_equal(records[1].failure, "malware-error");
+	pump_drains(h);   /* a late drain changes nothing */
+	expect_state(h, LMTP_STATE_READY);
+	assert_int_equal(h->f.backend.len, 10 + 262144 + 8 * 4);   /* one burst of 8 chunks */
+	free(msg);
+	harness_free(h);
+}
+
+/* Shutdown while clamd is scanning: 451 for the recipients, then 421. */
+static void test_malware_shutdown(void **state)
+{
+	struct harness *h = malware_harness(0);
+
+	(void)state;
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	fake_io_backend_ready(&h->f, PROTO_BACKEND_OK);
+	pump_drains(h);
+	lmtp_front.shutdown(h->f.s);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
+	assert_string_equal(records[0].failure, "shutdown");
+	assert_true(h->f.closed);
+	assert_false(h->f.connected);
+	harness_free(h);
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -1719,7 +2130,15 @@ static void test_names_and_trace(void **state)
 	X(test_rules_strip_and_errors) \
 	X(test_rules_group_failure_and_audit) \
 	X(test_rules_copy_of_spam) \
-	X(test_rules_big_edited)
+	X(test_rules_big_edited) \
+	X(test_malware_clean) \
+	X(test_malware_infected) \
+	X(test_malware_failures) \
+	X(test_malware_reply_at_close) \
+	X(test_malware_fail_policy) \
+	X(test_malware_when_scanned) \
+	X(test_malware_big_and_early_reply) \
+	X(test_malware_shutdown)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
