@@ -148,6 +148,29 @@ static bool js_inside(const char *v, size_t n)
 	return false;
 }
 
+/* An event handler attribute in markup held by an attribute (srcdoc):
+ * "on" + letters + "=" after whitespace, '/' or a quote. */
+static bool handler_inside(const char *v, size_t n)
+{
+	for (size_t i = 1; i + 3 < n; i++) {
+		size_t j;
+
+		if (lower(v[i]) != 'o' || lower(v[i + 1]) != 'n' ||
+		    !(is_ws((unsigned char)v[i - 1]) || v[i - 1] == '/' || v[i - 1] == '"' ||
+		      v[i - 1] == '\''))
+			continue;
+		for (j = i + 2; j < n && is_alpha((unsigned char)v[j]); j++)
+			;
+		if (j == i + 2)
+			continue;
+		while (j < n && is_ws((unsigned char)v[j]))
+			j++;
+		if (j < n && v[j] == '=')
+			return true;
+	}
+	return false;
+}
+
 /* http:, https: or scheme-relative, after trimming. */
 static bool is_remote(const char *v, size_t n)
 {
@@ -437,7 +460,12 @@ static void elem_attr(struct ctx *c, struct elem *e, const char *an, size_t anl,
 	name[anl] = 0;
 	if (NAME_IN(name, url_attrs) && js_scheme(v, vl))
 		c->f->has_javascript = true;
-	if (strcmp(name, "style") == 0) {
+	if (strcmp(name, "srcdoc") == 0) {
+		/* a whole document in an attribute: a script element, a script
+		 * URL or an event handler in it */
+		if (find_ci(v, vl, "<script") != NULL || js_inside(v, vl) || handler_inside(v, vl))
+			c->f->has_javascript = true;
+	} else if (strcmp(name, "style") == 0) {
 		if (js_inside(v, vl))
 			c->f->has_javascript = true;
 		style_scan(c, e, v, vl);

@@ -23,7 +23,8 @@
  *   "on" (onload, onerror, ...); a javascript:, vbscript: or livescript:
  *   URL in a URL attribute (href, src, action, formaction, data, background,
  *   poster, xlink:href, ...) or a meta refresh, after entity decoding and
- *   with every byte <= 0x20 removed ("java&#x09;script:", "JAVASCRIPT:").
+ *   with every byte <= 0x20 removed ("java&#x09;script:", "JAVASCRIPT:");
+ *   a script element, script URL or on* handler inside an iframe srcdoc.
  * - has_frames: a frame, frameset, iframe, object, embed, applet or form
  *   element.
  * - has_web_bugs: a remote (http:, https: or scheme-relative //) img with
