@@ -387,7 +387,7 @@ static int read_input(struct scan *s, GsfInput *in, size_t max,
 		s->r->limit_hit = true;
 		return -EFBIG;
 	}
-	b = malloc((size_t)size + 1);
+	b = calloc(1, (size_t)size + 1);   /* see scan_zip: never unfilled bytes */
 	if (b == NULL) {
 		s->err = -ENOMEM;
 		return -ENOMEM;
@@ -1203,7 +1203,9 @@ static void scan_zip(struct scan *s, const unsigned char *d, size_t n, unsigned 
 				free(b);
 			}
 		} else {
-			unsigned char head[8];
+			/* zeroed: libgsf's zip reader may answer a failed
+			 * inflate with the buffer unfilled */
+			unsigned char head[8] = { 0 };
 			bool nested = vbabin;
 
 			if (!nested && gsf_input_read(c, 8, head) != NULL &&
