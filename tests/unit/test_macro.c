@@ -15,7 +15,8 @@
  * chain pointing at itself).
  * Then the msg.h features (#34, #38) over MIME messages carrying such
  * documents as base64 attachments, also inside an attached message, and
- * their describe text.
+ * their describe text; and rules on language, country, macros and
+ * suspicious macros through the engine.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -35,8 +37,11 @@
 #include <gsf/gsf-output-memory.h>
 #include <gsf/gsf-utils.h>
 
+#include "policy/engine.h"
 #include "policy/macro.h"
 #include "policy/msg.h"
+#include "policy/policy.h"
+#include "policy/rules.h"
 
 /* ------------------------------------------------------------------ */
 /* byte buffers */
@@ -1135,6 +1140,127 @@ static void test_msg_docm(void **state)
 	free(bin);
 }
 
+/* ------------------------------------------------------------------ */
+/* through the rules engine: language, country, macros */
+
+static void add_rule(struct pol_store *store, const char *json)
+{
+	struct rule *r = NULL;
+	struct rule_error err;
+	int rc;
+
+	memset(&err, 0, sizeof(err));
+	rc = rule_from_json(json, strlen(json), &r, &err);
+	if (rc != 0)
+		fail_msg("rule_from_json: %d %s", rc, err.message);
+	rc = rule_store_create(store, r, &err);
+	if (rc != 0)
+		fail_msg("rule_store_create: %d %s %s", rc, rule_errcode_name(err.code),
+			 err.message);
+	rule_free(r);
+}
+
+static void winner(struct pol_store *store, const char *raw, size_t len,
+		   const char *client, char *name, size_t size)
+{
+	static const struct rules_settings set = RULES_SETTINGS_DEFAULT;
+	struct rule_snapshot *snap = NULL;
+	struct rules_memo *memo;
+	struct rule_verdict v;
+	struct rule_error err;
+	struct msg_envelope env;
+	struct msg *m;
+
+	memset(&env, 0, sizeof(env));
+	env.mail_from = "a@example.org";
+	env.client_addr = client;
+	assert_int_equal(msg_open((const unsigned char *)raw, len, &env, NULL, NULL, &m), 0);
+	assert_int_equal(rules_compile(store, &set, &snap, &err), 0);
+	memo = rules_memo_new(snap);
+	assert_non_null(memo);
+	assert_int_equal(rules_eval(snap, memo, m, "rcpt@y.example", true, 1790000000, &v, NULL),
+			 0);
+	snprintf(name, size, "%s", v.rule != NULL ? v.rule->name : "");
+	rules_memo_free(memo);
+	rules_snapshot_put(snap);
+	msg_free(m);
+}
+
+static const char de_body[] =
+	"Sehr geehrte Damen und Herren, vielen Dank f\xC3\xBCr Ihre Anfrage vom letzten "
+	"Montag. Wir freuen uns, Ihnen mitteilen zu k\xC3\xB6nnen, dass die bestellten "
+	"Waren bereits heute an Sie verschickt wurden. Die Rechnung finden Sie im "
+	"Anhang dieser Nachricht.";
+static const char en_body[] =
+	"Dear colleagues, please find attached the quarterly report for the sales "
+	"department. We would like to thank everyone who contributed to the results of "
+	"this year. The meeting with the board has been moved to next Thursday.";
+
+static void test_engine_rules(void **state)
+{
+	static const struct module evil[] = { { "Module1", src_evil, false } };
+	static const struct module benign[] = { { "Module1", src_benign, false } };
+	struct doc_spec de = { "Macros", evil, 1, true, NULL, 0 };
+	struct doc_spec db = { "Macros", benign, 1, true, NULL, 0 };
+	char dir[64], name[128], path[128], raw[2048];
+	struct pol_store *store;
+	unsigned char *doc;
+	char *mm;
+	size_t n, len;
+	int k;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/postern-test-macro-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(pol_store_open(dir, 16u << 20, 0, &store), 0);
+	/* level 1 first (country), then level 2 in order */
+	add_rule(store, "{\"name\":\"from NL\",\"conditions\":[{\"param\":\"country\","
+		 "\"op\":\"is\",\"values\":[\"nl\"]}],"
+		 "\"actions\":{\"xheaders\":[{\"name\":\"X-NL\",\"value\":\"1\"}]}}");
+	add_rule(store, "{\"name\":\"german\",\"conditions\":[{\"param\":\"language\","
+		 "\"op\":\"is\",\"values\":[\"DE\"]}],\"actions\":{\"disposition\":\"spam\"}}");
+	add_rule(store, "{\"name\":\"bad macros\",\"conditions\":[{\"param\":\"suspicious_macros\","
+		 "\"op\":\"is_true\"}],\"actions\":{\"disposition\":\"quarantine\"}}");
+	add_rule(store, "{\"name\":\"macros\",\"conditions\":[{\"param\":\"macros\","
+		 "\"op\":\"is_true\"},{\"param\":\"country\",\"op\":\"is_not\",\"values\":[\"ZZ\"]}],"
+		 "\"actions\":{\"xheaders\":[{\"name\":\"X-Macros\",\"value\":\"1\"}]}}");
+
+	k = snprintf(raw, sizeof(raw), "From: a@example.org\r\nSubject: s\r\n"
+		     "Content-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n", de_body);
+	winner(store, raw, (size_t)k, "10.0.0.1", name, sizeof(name));
+	assert_string_equal(name, "german");
+	winner(store, raw, (size_t)k, "193.0.6.139", name, sizeof(name));
+	assert_string_equal(name, "from NL");
+	k = snprintf(raw, sizeof(raw), "From: a@example.org\r\nSubject: s\r\n\r\n%s\r\n",
+		     en_body);
+	winner(store, raw, (size_t)k, "8.8.8.8", name, sizeof(name));
+	assert_string_equal(name, "");
+
+	doc = build_doc(&de, &n);
+	mm = mime_msg("invoice.doc", "application/msword", doc, n, false, &len);
+	winner(store, mm, len, "8.8.8.8", name, sizeof(name));
+	assert_string_equal(name, "bad macros");
+	free(mm);
+	free(doc);
+	doc = build_doc(&db, &n);
+	mm = mime_msg("report.doc", "application/msword", doc, n, false, &len);
+	winner(store, mm, len, "8.8.8.8", name, sizeof(name));
+	assert_string_equal(name, "macros");
+	/* from a private address the country is ZZ: no rule */
+	winner(store, mm, len, "192.168.1.20", name, sizeof(name));
+	assert_string_equal(name, "");
+	free(mm);
+	free(doc);
+
+	rules_snapshot_drop(store);
+	pol_store_close(&store);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1165,6 +1291,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_directory),
 		cmocka_unit_test(test_msg_features),
 		cmocka_unit_test(test_msg_docm),
+		cmocka_unit_test(test_engine_rules),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
