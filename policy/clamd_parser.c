@@ -96,11 +96,12 @@ int clamd_reply_parse(const char *line, size_t len, struct clamd_result *res)
 	if (ends_with(line, len, " ERROR")) {
 		/* clamd's own error: keep its text (without " ERROR") */
 		res->verdict = CLAMD_ERROR;
+		len -= 6;
 		if (len >= plen && memcmp(line, prefix, plen) == 0) {
 			line += plen;
 			len -= plen;
 		}
-		copy_clean(res->error, sizeof(res->error), line, len - 6);
+		copy_clean(res->error, sizeof(res->error), line, len);
 		if (res->error[0] == '\0')
 			snprintf(res->error, sizeof(res->error), "ERROR");
 		return 1;

@@ -78,6 +78,9 @@ static const struct reply_case replies[] = {
 	  "Bad??Name", "" },
 	{ "bare ERROR", "ERROR", 0, -1, CLAMD_ERROR, "", "unexpected reply" },
 	{ "only the word", " ERROR", 0, 1, CLAMD_ERROR, "", "ERROR" },
+	/* the prefix and the suffix share the space (a fuzz finding: the
+	 * length went below zero) */
+	{ "stream: ERROR", "stream: ERROR", 0, 1, CLAMD_ERROR, "", "stream:" },
 };
 
 static void check_result(const struct reply_case *c, int ret, const struct clamd_result *res)
