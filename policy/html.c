@@ -23,6 +23,11 @@
 #include <libxml/xmlerror.h>
 
 #define URL_KEEP_MAX 4096       /* bytes of one collected URL */
+/* libxml2 2.9 checks each attribute of an element against the ones before
+ * it (quadratic: 256 KB of "<a a1 a2 ..." took seconds): an input with an
+ * element holding more attributes than this never reaches libxml2 (the
+ * raw scan still judges it; the content falls back to msg.c's stripper) */
+#define ATTRS_MAX 100
 #define NAME_MAX_LEN 31
 
 struct ctx {
@@ -768,6 +773,59 @@ static size_t raw_tag(struct ctx *c, const char *h, size_t n, size_t i, bool end
 	return j;
 }
 
+/* Whether some tag holds more than ATTRS_MAX attributes. Every "<" and a
+ * letter starts a tag here, comments and script data included (whatever
+ * libxml2 may take for a tag); attribute values are skipped with their
+ * quotes as both tokenisers do. Linear. */
+static bool attrs_over(const char *h, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		const char *lt = memchr(h + i, '<', n - i);
+		size_t j, count = 0;
+
+		if (lt == NULL)
+			return false;
+		j = (size_t)(lt - h) + 1;
+		if (j >= n || !is_alpha((unsigned char)h[j])) {
+			i = j;
+			continue;
+		}
+		while (j < n && !is_ws((unsigned char)h[j]) && h[j] != '/' && h[j] != '>')
+			j++;
+		for (;;) {
+			while (j < n && (is_ws((unsigned char)h[j]) || h[j] == '/'))
+				j++;
+			if (j >= n || h[j] == '>')
+				break;
+			if (++count > ATTRS_MAX)
+				return true;
+			j++;
+			while (j < n && !is_ws((unsigned char)h[j]) && h[j] != '/' && h[j] != '>' &&
+			       h[j] != '=')
+				j++;
+			while (j < n && is_ws((unsigned char)h[j]))
+				j++;
+			if (j < n && h[j] == '=') {
+				j++;
+				while (j < n && is_ws((unsigned char)h[j]))
+					j++;
+				if (j < n && (h[j] == '"' || h[j] == '\'')) {
+					const char *q = memchr(h + j + 1, h[j], n - j - 1);
+
+					j = q != NULL ? (size_t)(q - h) + 1 : n;
+				} else {
+					while (j < n && !is_ws((unsigned char)h[j]) && h[j] != '>')
+						j++;
+				}
+			}
+		}
+		i = j;
+	}
+	return false;
+}
+
 static void raw_scan(struct ctx *c, const char *h, size_t n)
 {
 	size_t i = 0;
@@ -1006,7 +1064,7 @@ int html_analyze(const char *html, size_t len, const struct html_limits *lim,
 	c.text[0] = 0;
 	c.tcap = 1;
 	if (len > 0) {
-		if (!dom_pass(&c, html, len))
+		if (attrs_over(html, len) || !dom_pass(&c, html, len))
 			out->parse_failed = true;
 		raw_scan(&c, html, len);
 	} else {

@@ -56,8 +56,11 @@ struct html_facts {
 	bool has_javascript;
 	bool has_frames;
 	bool has_web_bugs;
-	bool parse_failed;          /* libxml2 gave no tree: text is empty, the
-	                               flags and URLs come from the raw scan */
+	bool parse_failed;          /* libxml2 gave no tree, or was not given
+	                               the input because an element holds more
+	                               than 100 attributes (its duplicate check
+	                               is quadratic): text is empty, the flags
+	                               and URLs come from the raw scan */
 	bool input_cut;             /* more than input_max bytes */
 	bool text_cut;
 	bool urls_cut;

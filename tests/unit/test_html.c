@@ -318,6 +318,42 @@ static void test_hostile(void **state)
 		h[i] = (i % 7 == 0) ? 0 : "&#x6A;<"[i % 7];
 	assert_int_equal(html_analyze(h, big, NULL, &f), 0);
 	html_facts_free(&f);
+	/* 2 MB of attributes on one element: libxml2's duplicate-attribute
+	 * check is quadratic (256 KB took seconds), so it is not given such an
+	 * input; the raw scan still judges it */
+	{
+		size_t n = 0;
+		double t1 = now();
+
+		n += (size_t)sprintf(h, "<img src=\"https://t.example/p\" ");
+		for (unsigned i = 0; n + 32 < big; i++)
+			n += (size_t)sprintf(h + n, "a%u ", i);
+		n += (size_t)sprintf(h + n, "width=1 onload=x()>");
+		assert_int_equal(html_analyze(h, n, NULL, &f), 0);
+		assert_true(f.parse_failed);
+		assert_true(f.has_javascript);
+		assert_true(f.has_web_bugs);
+		assert_true(now() - t1 < 2.0);
+		html_facts_free(&f);
+		/* 100 attributes still go to libxml2 */
+		n = (size_t)sprintf(h, "<p ");
+		for (unsigned i = 0; i < 99; i++)
+			n += (size_t)sprintf(h + n, "a%u=\"x>y\" ", i);
+		n += (size_t)sprintf(h + n, "id=last>text</p>");
+		assert_int_equal(html_analyze(h, n, NULL, &f), 0);
+		assert_false(f.parse_failed);
+		assert_string_equal(f.text, "text ");
+		html_facts_free(&f);
+		/* 101 do not, even hidden in a comment or behind quoted '>' */
+		n = (size_t)sprintf(h, "<!-- <p ");
+		for (unsigned i = 0; i < 101; i++)
+			n += (size_t)sprintf(h + n, "a%u=\">\" ", i);
+		n += (size_t)sprintf(h + n, "> --><p>text</p>");
+		assert_int_equal(html_analyze(h, n, NULL, &f), 0);
+		assert_true(f.parse_failed);
+		assert_int_equal(f.text_len, 0);
+		html_facts_free(&f);
+	}
 	/* an unclosed comment hides the rest, for both passes */
 	assert_int_equal(html_analyze("<!-- <script>x()</script>", 25, NULL, &f), 0);
 	assert_false(f.has_javascript);
