@@ -1131,6 +1131,7 @@ static void scan_zip(struct scan *s, const unsigned char *d, size_t n, unsigned 
 	struct zentry *e;
 	size_t ne;
 	uint64_t total = 0;
+	bool deep = false;
 	GsfInput *in;
 	GsfInfile *zip;
 	GError *err = NULL;
@@ -1143,6 +1144,12 @@ static void scan_zip(struct scan *s, const unsigned char *d, size_t n, unsigned 
 	}
 	/* presence first, from the names alone */
 	for (size_t i = 0; i < ne; i++) {
+		size_t parts = 0;
+
+		for (const char *q = e[i].name; *q != '\0'; q++)
+			parts += *q == '/';
+		if (parts >= ZIP_PATH_PARTS)
+			deep = true;
 		if (strcasecmp(base_name(e[i].name), "vbaProject.bin") == 0) {
 			s->r->vba = true;
 			s->r->has_macros = true;
@@ -1156,6 +1163,13 @@ static void scan_zip(struct scan *s, const unsigned char *d, size_t n, unsigned 
 	if (total > s->lim.total_max ||
 	    (total > RATIO_FLOOR && total / s->lim.ratio_max > n)) {
 		s->r->bomb = true;
+		s->r->limit_hit = true;
+		zentries_free(e, ne);
+		return;
+	}
+	if (deep) {
+		/* GsfInfileZip builds a directory tree of every name: a name of
+		 * thousands of components is not handed to it */
 		s->r->limit_hit = true;
 		zentries_free(e, ne);
 		return;

@@ -939,6 +939,67 @@ static void test_hostile_directory(void **state)
 	free(f);
 }
 
+/* A one-entry stored zip, by hand (any name, however deep). */
+static unsigned char *stored_zip(const char *name, const void *data, size_t dl, size_t *len)
+{
+	struct buf z = { 0 };
+	size_t nl = strlen(name), cd;
+
+	put32(&z, 0x04034b50);
+	put16(&z, 20); put16(&z, 0); put16(&z, 0); put16(&z, 0); put16(&z, 0);
+	put32(&z, 0);                   /* crc (not checked by the scan) */
+	put32(&z, (uint32_t)dl); put32(&z, (uint32_t)dl);
+	put16(&z, (unsigned)nl); put16(&z, 0);
+	put(&z, name, nl);
+	put(&z, data, dl);
+	cd = z.n;
+	put32(&z, 0x02014b50);
+	put16(&z, 20); put16(&z, 20); put16(&z, 0); put16(&z, 0); put16(&z, 0); put16(&z, 0);
+	put32(&z, 0);
+	put32(&z, (uint32_t)dl); put32(&z, (uint32_t)dl);
+	put16(&z, (unsigned)nl); put16(&z, 0); put16(&z, 0); put16(&z, 0); put16(&z, 0);
+	put32(&z, 0); put32(&z, 0);
+	put(&z, name, nl);
+	put32(&z, 0x06054b50);
+	put16(&z, 0); put16(&z, 0); put16(&z, 1); put16(&z, 1);
+	put32(&z, (uint32_t)(z.n - cd - 4));
+	put32(&z, (uint32_t)cd);
+	put16(&z, 0);
+	*len = z.n;
+	return z.p;
+}
+
+/* A name of thousands of components is not handed to GsfInfileZip (it
+ * builds a tree of every name); the name itself still counts. */
+static void test_deep_names(void **state)
+{
+	size_t n = 0, zn;
+	char *name = malloc(3 * 5000 + 32);
+	unsigned char *zip;
+	struct macro_result r;
+
+	(void)state;
+	assert_non_null(name);
+	for (size_t i = 0; i < 5000; i++) {
+		memcpy(name + n, "ab/", 3);
+		n += 3;
+	}
+	memcpy(name + n, "vbaProject.bin", 15);
+	zip = stored_zip(name, "hello", 5, &zn);
+	r = scan(zip, zn);
+	assert_true(r.has_macros);
+	assert_true(r.limit_hit);
+	assert_int_equal(r.modules, 0);
+	free(zip);
+	/* a shallow one goes through (the same builder, to show it works) */
+	zip = stored_zip("word/vbaProject.bin", "hello", 5, &zn);
+	r = scan(zip, zn);
+	assert_true(r.has_macros);
+	assert_false(r.limit_hit);
+	free(zip);
+	free(name);
+}
+
 /* Entry cap: a zip with more parts than allowed stops early. */
 static void test_entries_limit(void **state)
 {
@@ -1289,6 +1350,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_entries_limit),
 		cmocka_unit_test(test_hostile_directory),
+		cmocka_unit_test(test_deep_names),
 		cmocka_unit_test(test_msg_features),
 		cmocka_unit_test(test_msg_docm),
 		cmocka_unit_test(test_engine_rules),
