@@ -541,21 +541,32 @@ int url_extract_text(const char *text, size_t len, size_t max, url_span_cb cb, v
 		e = i + pl;
 		while (e < len && !url_stop(t + e, len - e))
 			e++;
-		/* trailing punctuation is the sentence's */
-		while (e > i + pl) {
-			unsigned char c = t[e - 1];
-			char open = c == ')' ? '(' : c == ']' ? '[' : c == '}' ? '{' : 0;
+		/* trailing punctuation is the sentence's; a closing bracket too,
+		 * unless the URL opened one before it (first openers found once:
+		 * the trim stays linear) */
+		{
+			const unsigned char *p1 = memchr(t + i, '(', e - i);
+			const unsigned char *p2 = memchr(t + i, '[', e - i);
+			const unsigned char *p3 = memchr(t + i, '{', e - i);
+			size_t f1 = p1 != NULL ? (size_t)(p1 - t) : len;
+			size_t f2 = p2 != NULL ? (size_t)(p2 - t) : len;
+			size_t f3 = p3 != NULL ? (size_t)(p3 - t) : len;
 
-			if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?' ||
-			    c == '\'' || c == '*') {
-				e--;
-				continue;
+			while (e > i + pl) {
+				unsigned char c = t[e - 1];
+				size_t first = c == ')' ? f1 : c == ']' ? f2 : c == '}' ? f3 : 0;
+
+				if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' ||
+				    c == '?' || c == '\'' || c == '*') {
+					e--;
+					continue;
+				}
+				if (first != 0 && first >= e - 1) {
+					e--;
+					continue;
+				}
+				break;
 			}
-			if (open != 0 && memchr(t + i, open, e - 1 - i) == NULL) {
-				e--;
-				continue;
-			}
-			break;
 		}
 		if (e > i + pl) {
 			int r = cb(ctx, text + i, e - i);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -268,6 +269,27 @@ static void test_extract_limits(void **state)
 	assert_int_equal(sp.n, 2);
 	assert_int_equal(url_extract_text(t, strlen(t), 10, stop_at_two, &n), -ECANCELED);
 	assert_int_equal(url_extract_text(NULL, 0, 10, collect, &sp), 0);
+	/* 1 MB of closing brackets after a URL: trimmed in linear time */
+	{
+		size_t big = (size_t)1 << 20;
+		char *b = malloc(big);
+		struct timespec t0, t1;
+
+		assert_non_null(b);
+		memcpy(b, "see (http://a.example/x(y)", 26);
+		memset(b + 26, ')', big - 26);
+		memset(&sp, 0, sizeof(sp));
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(url_extract_text(b, big, 10, collect, &sp), 1);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_string_equal(sp.s[0], "");  /* longer than the collector keeps */
+		assert_true(t1.tv_sec - t0.tv_sec < 2);
+		/* the same with 200: one URL (it opened a bracket, so it keeps them) */
+		memset(&sp, 0, sizeof(sp));
+		assert_int_equal(url_extract_text(b, 26 + 200, 10, collect, &sp), 1);
+		assert_true(sp.n == 1);
+		free(b);
+	}
 }
 
 /* ------------------------------------------------------------------ */
