@@ -2779,6 +2779,14 @@ int msg_strings(struct msg *m, enum rule_param p, const char *header_name,
 	return m->s[p].rc;
 }
 
+void msg_set_malware(struct msg *m, int verdict, const char *name)
+{
+	if (m == NULL)
+		return;
+	m->env.malware = verdict;
+	m->env.malware_name = name;
+}
+
 int msg_bool(struct msg *m, enum rule_param p, bool *out)
 {
 	int k;

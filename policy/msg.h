@@ -125,6 +125,13 @@ int msg_open(const unsigned char *data, size_t len,
 	     const struct msg_limits *limits, struct msg **m_out);
 void msg_free(struct msg *m);
 
+/* Sets the clamd verdict (struct msg_envelope: malware, malware_name) of a
+ * message view already made: the delivery hop evaluates with the verdict
+ * "error" first to learn whether any recipient's rules reach the malware
+ * condition, scans only then, and sets the real verdict. RP_MALWARE is
+ * read from here at each msg_bool() (never memoised). name is borrowed. */
+void msg_set_malware(struct msg *m, int verdict, const char *name);
+
 /* String, address, domain and enum features. header_name: RP_HEADER only
  * (matched ASCII case-insensitively; all occurrences). Enum features give
  * lowercase tokens (SPF/DKIM/DMARC results). Pointers stay valid until
