@@ -235,6 +235,7 @@ static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *t
 			    size_t len, const char *failure);
 static bool lmtp_plan_open(struct lmtp_session *s);
 static void lmtp_plan_rules(struct lmtp_session *s);
+static bool lmtp_scan_needed(struct lmtp_session *s);
 static void lmtp_scan_start(struct lmtp_session *s);
 static void lmtp_scan_stream(struct lmtp_session *s);
 static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len);
@@ -1153,7 +1154,7 @@ static void lmtp_data_end(struct lmtp_session *s)
 	s->scan_name[0] = '\0';
 	s->scan_failure = NULL;
 	if (lmtp_plan_open(s)) {
-		if (rules_snapshot_uses(s->snap, RP_MALWARE)) {
+		if (lmtp_scan_needed(s)) {
 			/* clamd first; lmtp_scan_done() goes on */
 			lmtp_scan_start(s);
 			return;
@@ -1532,7 +1533,7 @@ static void lmtp_plan_rules(struct lmtp_session *s)
 			       &rc->verdict, NULL);
 		if (r < 0) {
 			memset(&rc->verdict, 0, sizeof(rc->verdict));
-			if (s->env.malware == MSG_MALWARE_ERROR) {
+			if (s->scanned && s->scan == MSG_MALWARE_ERROR && !cfg->malware_fail_open) {
 				lmtp_set_reply(rc, 451, LMTP_MSG_MALWARE_TEMPFAIL,
 					       strlen(LMTP_MSG_MALWARE_TEMPFAIL),
 					       s->scan_failure != NULL ? s->scan_failure :
@@ -1820,11 +1821,46 @@ static void lmtp_finish(struct lmtp_session *s)
 
 /* ---- the malware scan (clamd INSTREAM) ------------------------------ */
 
-/* After lmtp_plan_open(), when an active rule has the malware condition:
- * the original bytes go to clamd (settings.rules->clamd_pool) in INSTREAM
- * chunks, the verdict is read, the connection closed; lmtp_scan_done()
- * then evaluates the rules with the verdict in the message view. One
- * deadline (clamd_timeout_ms) bounds the whole scan. */
+static bool lmtp_spamcheck_on(struct lmtp_session *s, const char *policy_addr);
+
+/* Does any recipient's evaluation reach the malware condition? Only when
+ * an active rule has it: the recipients are evaluated (with a memo of
+ * their own, thrown away) over the message view with the verdict "error",
+ * which fails the evaluation that reads it. None failing: every recipient
+ * is decided before (or without) the condition, and nothing is scanned.
+ * The message's features parsed meanwhile stay memoised in it. */
+static bool lmtp_scan_needed(struct lmtp_session *s)
+{
+	struct rules_memo *memo;
+	bool needed = false;
+
+	if (!rules_snapshot_uses(s->snap, RP_MALWARE))
+		return false;
+	s->env.malware = MSG_MALWARE_ERROR;
+	msg_set_malware(s->msg, MSG_MALWARE_ERROR, NULL);
+	memo = rules_memo_new(s->snap);
+	if (memo == NULL)
+		return true;   /* cannot tell: scan */
+	for (size_t i = 0; i < s->nrcpts && !needed; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		struct rule_verdict v;
+
+		if (rc->code != 0)
+			continue;
+		needed = rules_eval(s->snap, memo, s->msg, rc->policy,
+				    lmtp_spamcheck_on(s, rc->policy), s->data_time, &v,
+				    NULL) == -EIO;
+	}
+	rules_memo_free(memo);
+	return needed;
+}
+
+/* After lmtp_plan_open(), when a recipient's rules reach the malware
+ * condition (lmtp_scan_needed()): the original bytes go to clamd
+ * (settings.rules->clamd_pool) in INSTREAM chunks, the verdict is read,
+ * the connection closed; lmtp_scan_done() then evaluates the rules with
+ * the verdict in the message view. One deadline (clamd_timeout_ms) bounds
+ * the whole scan. */
 static void lmtp_scan_start(struct lmtp_session *s)
 {
 	const struct proto_rules *cfg = s->set.rules;
@@ -1928,13 +1964,12 @@ static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len)
 /* The scan is over: res is clamd's answer (clean, infected, or its error:
  * then failure says why), or NULL with failure ("malware-unavailable",
  * "malware-timeout", "malware-closed", "malware-unconfigured", ...). The
- * connection is dropped, the message view made again with the verdict,
- * the rules evaluated and the jobs started. */
+ * connection is dropped, the verdict set in the message view, the rules
+ * evaluated and the jobs started. */
 static void lmtp_scan_done(struct lmtp_session *s, const struct clamd_result *res,
 			   const char *failure)
 {
 	const struct proto_rules *cfg = s->set.rules;
-	struct msg_limits limits = MSG_LIMITS_DEFAULT;
 
 	s->io.timer(s->io.ctx, 0);
 	if (s->backend_open) {
@@ -1957,14 +1992,8 @@ static void lmtp_scan_done(struct lmtp_session *s, const struct clamd_result *re
 	s->env.malware = s->scan == MSG_MALWARE_ERROR && cfg->malware_fail_open ?
 			 MSG_MALWARE_CLEAN : s->scan;
 	s->env.malware_name = s->scan == MSG_MALWARE_INFECTED ? s->scan_name : NULL;
-	msg_free(s->msg);
-	s->msg = NULL;
-	if (msg_open(s->map_data, s->orig_len, &s->env, &cfg->msg, &limits, &s->msg) < 0) {
-		s->msg = NULL;
-		lmtp_plan_error(s, "internal");
-	} else {
-		lmtp_plan_rules(s);
-	}
+	msg_set_malware(s->msg, s->env.malware, s->env.malware_name);
+	lmtp_plan_rules(s);
 	s->job = 0;
 	lmtp_job_next(s);
 }

@@ -34,9 +34,10 @@
  *                   the "." line: the client is paused, the rules run
  *                   (synchronously, see "The rules" below) and queue the
  *                   jobs: the SMTP copies first, then the LMTP groups.
- *                                       -> SCAN_CONNECT first when an
- *                                          active rule has the malware
- *                                          condition (see "Malware")
+ *                                       -> SCAN_CONNECT first when a
+ *                                          recipient's rules reach the
+ *                                          malware condition (see
+ *                                          "Malware")
  *                                       -> STORE_CONNECT for the first job,
  *                                          or READY at once when no job is
  *                                          left (every recipient answered:
@@ -129,14 +130,21 @@
  *   delivered as if no rule matched.
  * - Incoming-off recipients never get here: refused at RCPT.
  *
- * Malware (spec 1.4 #25, 2.6, 4.3; when the rules run and an active rule
- * of the snapshot has the malware condition, rules_snapshot_uses()):
- * - Before the evaluation the message (the original bytes as spooled) is
- *   scanned by clamd over INSTREAM on a connection of its own, opened and
- *   closed per message. One io->timer(rules->clamd_timeout_ms) deadline
- *   bounds the whole scan (the pool's connect_timeout_ms bounds the
- *   connect). The message view is then made with the verdict
- *   (msg_envelope.malware): the condition is true iff clamd said FOUND.
+ * Malware (spec 1.4 #25, 2.6, 4.3):
+ * - When the rules run and an active rule of the snapshot has the malware
+ *   condition (rules_snapshot_uses()), the recipients are first evaluated
+ *   with the verdict "error" (a memo of their own): only when one of them
+ *   reaches the condition (the evaluation fails) is the message scanned;
+ *   a message whose recipients are all decided before it (an earlier
+ *   rule, the rule out of their scope, inactive or expired) is not.
+ * - The scan: the message (the original bytes as spooled) goes to clamd
+ *   over INSTREAM on a connection of its own, opened and closed per
+ *   message (clamd answers one INSTREAM per connection). One
+ *   io->timer(rules->clamd_timeout_ms) deadline bounds the whole scan (the
+ *   pool's connect_timeout_ms bounds the connect). The verdict is set in
+ *   the message view (msg_set_malware()) and the rules evaluated again
+ *   with a fresh memo (the features parsed stay memoised in the message):
+ *   the condition is true iff clamd said FOUND.
  * - A failed scan (clamd unavailable, the deadline, a close before the
  *   reply, a malformed reply, clamd's own ERROR such as its
  *   StreamMaxLength exceeded, or no rules->clamd_pool) gives
@@ -146,8 +154,7 @@
  *   rules->malware_fail_open the rules read "no malware" instead.
  * - clamd's StreamMaxLength must be at least settings.message_max (the
  *   spool's message_max), or large messages fail the scan.
- * - No scan for a message no active rule asks about, a loop copy, or
- *   rules off; a message without recipients left never gets here.
+ * - No scan for a loop copy or with the rules off.
  *
  * Replies mirrored from the store are one line: the store's code and the
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).

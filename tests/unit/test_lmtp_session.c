@@ -1971,8 +1971,9 @@ static void test_malware_fail_policy(void **state)
 	harness_free(h);
 }
 
-/* No scan unless an active rule has the malware condition; no clamd
- * configured: the malware rule's recipients get 451 4.7.1 at once. */
+/* No scan unless a recipient's rules reach the malware condition (an
+ * active rule has it, in the recipient's scope, not decided earlier); no
+ * clamd configured: the malware rule's recipients get 451 4.7.1 at once. */
 static void test_malware_when_scanned(void **state)
 {
 	struct harness *h = malware_harness(0);
@@ -2001,6 +2002,39 @@ static void test_malware_when_scanned(void **state)
 	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
 	expect_state(h, LMTP_STATE_STORE_CONNECT);
 	assert_int_equal(h->f.connect_pool_calls, 0);
+	harness_free(h);
+
+	/* an earlier rule decides every recipient: the malware rule is never
+	 * reached, nothing is scanned; a recipient it does reach is */
+	h = malware_harness(0);
+	add_rule(h, "{\"name\":\"offers\",\"conditions\":[{\"param\":\"subject\",\"op\":\"contains\","
+		    "\"values\":[\"offer\"]}],\"actions\":{\"disposition\":\"drop\"}}");
+	add_rule(h, RULE_VIRUS_QUARANTINE);
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("an offer"));
+	expect_client(h, "250 2.0.0 Ok, message discarded by policy\r\n"
+			 "250 2.0.0 Ok, message discarded by policy\r\n");
+	assert_int_equal(h->f.connect_calls, 0);
+	assert_string_equal(records[0].malware, "-");
+	assert_string_equal(records[0].rule, "offers");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hello"));
+	clamd_scan(h, MSG("hello"), strlen(MSG("hello")), "stream: OK", 11);
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	harness_free(h);
+
+	/* the malware rule is out of every recipient's scope: no scan */
+	h = malware_harness(0);
+	add_rule(h, "{\"name\":\"virus-c\",\"conditions\":[{\"param\":\"malware\",\"op\":\"is_true\"}],"
+		    "\"actions\":{\"disposition\":\"drop\"},"
+		    "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"c@example.com\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 2, MSG("hi"),
+		  "250 2.0.0 a\r\n250 2.0.0 b\r\n");
+	expect_client(h, "250 2.0.0 a\r\n250 2.0.0 b\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	/* c is in scope: scanned */
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<c@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_SCAN_CONNECT);
 	harness_free(h);
 
 	h = harness_new(RULES);   /* no clamd_pool */
