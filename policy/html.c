@@ -1,12 +1,12 @@
 /*
- * policy/html.c: the HTML analyzer (html.h): libxml2's HTML parser and a
- * walk over its tree, OR a raw HTML5-style tag scan. No I/O.
+ * policy/html.c: the HTML analyzer (html.h): libxml2's HTML parser (SAX
+ * events, no tree), OR a raw HTML5-style tag scan. No I/O.
  *
  * Both passes feed the same element visitor (elem_begin / elem_attr /
  * elem_end), one attribute at a time, so an element with any number of
- * attributes costs no array and the two passes judge alike. Only the tree
- * walk knows ancestors (an image inside a hidden element) and makes the
- * text.
+ * attributes costs no array and the two passes judge alike. Only the
+ * parser's pass knows ancestors (an image inside a hidden element) and
+ * makes the text.
  */
 #include "policy/html.h"
 
@@ -19,6 +19,7 @@
 
 #include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
@@ -869,7 +870,10 @@ static void raw_scan(struct ctx *c, const char *h, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
-/* the libxml2 tree walk */
+/* the libxml2 pass: its HTML parser through SAX callbacks (no tree: half
+ * the cost of building and freeing one). The parser closes elements it
+ * implies, so start and end events nest; depth, the hidden ancestor and
+ * the skipped element are depths in that nesting. */
 
 static const char *const block_tags[] = {
 	"address", "article", "aside", "blockquote", "body", "br", "button",
@@ -884,84 +888,70 @@ static const char *const skip_tags[] = {
 	"noembed", "noframes", "script", "style", "template",
 };
 
-static bool dom_element(struct ctx *c, xmlNode *n, bool hidden_ctx)
+#define NO_DEPTH SIZE_MAX
+
+struct sax {
+	struct ctx *c;
+	size_t depth;
+	size_t hid;             /* depth of the hiding element, or NO_DEPTH */
+	size_t skip;            /* depth of the skipped element, or NO_DEPTH */
+	bool skip_style;        /* the skipped element is a style: CSS url() */
+};
+
+static void sax_start(void *ctx, const xmlChar *name, const xmlChar **atts)
 {
+	struct sax *x = ctx;
+	struct ctx *c = x->c;
+	const char *n = (const char *)name;
 	struct elem e;
-	const char *name = (const char *)n->name;
 
-	elem_begin(&e, name, strlen(name));
-	for (xmlAttr *a = n->properties; a != NULL && !c->err; a = a->next) {
-		const char *an = (const char *)a->name;
-		xmlChar *owned = NULL;
-		const char *v = "";
+	if (c->err || n == NULL)
+		return;
+	elem_begin(&e, n, strlen(n));
+	for (size_t i = 0; atts != NULL && atts[i] != NULL; i += 2) {
+		const char *an = (const char *)atts[i];
+		const char *v = atts[i + 1] != NULL ? (const char *)atts[i + 1] : "";
 
-		if (an == NULL)
-			continue;
-		if (a->children != NULL) {
-			if (a->children->next == NULL && a->children->type == XML_TEXT_NODE &&
-			    a->children->content != NULL) {
-				v = (const char *)a->children->content;
-			} else {
-				owned = xmlNodeListGetString(n->doc, a->children, 1);
-				if (owned != NULL)
-					v = (const char *)owned;
-			}
-		}
 		elem_attr(c, &e, an, strlen(an), v, strlen(v));
-		xmlFree(owned);
 	}
-	return elem_end(c, &e, hidden_ctx);
+	if (elem_end(c, &e, x->hid != NO_DEPTH) && x->hid == NO_DEPTH)
+		x->hid = x->depth;
+	if (NAME_IN(e.name, block_tags))
+		text_space(c);
+	if (x->skip == NO_DEPTH && NAME_IN(e.name, skip_tags)) {
+		x->skip = x->depth;
+		x->skip_style = strcmp(e.name, "style") == 0;
+	}
+	x->depth++;
 }
 
-static void dom_walk(struct ctx *c, xmlNode *n)
+static void sax_end(void *ctx, const xmlChar *name)
 {
-	size_t depth = 0, hid = SIZE_MAX;
+	struct sax *x = ctx;
+	const char *n = (const char *)name;
 
-	while (n != NULL && !c->err) {
-		bool descend = false;
+	if (x->depth > 0)
+		x->depth--;
+	if (n != NULL && NAME_IN(n, block_tags))
+		text_space(x->c);
+	if (x->hid != NO_DEPTH && x->hid >= x->depth)
+		x->hid = NO_DEPTH;
+	if (x->skip != NO_DEPTH && x->skip >= x->depth)
+		x->skip = NO_DEPTH;
+}
 
-		if (n->type == XML_ELEMENT_NODE && n->name != NULL) {
-			const char *name = (const char *)n->name;
+static void sax_text(void *ctx, const xmlChar *s, int len)
+{
+	struct sax *x = ctx;
 
-			if (dom_element(c, n, hid != SIZE_MAX) && hid == SIZE_MAX)
-				hid = depth;
-			if (NAME_IN(name, block_tags))
-				text_space(c);
-			if (strcmp(name, "style") == 0) {
-				for (xmlNode *t = n->children; t != NULL; t = t->next)
-					if (t->content != NULL)
-						css_urls(c, (const char *)t->content,
-							 strlen((const char *)t->content), NULL);
-			} else if (!NAME_IN(name, skip_tags) && n->children != NULL) {
-				descend = true;
-			}
-		} else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
-			   n->content != NULL) {
-			text_put(c, (const char *)n->content, strlen((const char *)n->content));
-		}
-		if (descend) {
-			n = n->children;
-			depth++;
-			continue;
-		}
-		for (;;) {
-			if (n->type == XML_ELEMENT_NODE && n->name != NULL &&
-			    NAME_IN((const char *)n->name, block_tags))
-				text_space(c);
-			if (hid == depth)
-				hid = SIZE_MAX;
-			if (n->next != NULL) {
-				n = n->next;
-				break;
-			}
-			if (depth == 0 || n->parent == NULL) {
-				n = NULL;
-				break;
-			}
-			n = n->parent;
-			depth--;
-		}
+	if (s == NULL || len <= 0)
+		return;
+	if (x->skip != NO_DEPTH) {
+		if (x->skip_style)
+			css_urls(x->c, (const char *)s, (size_t)len, NULL);
+		return;
 	}
+	text_put(x->c, (const char *)s, (size_t)len);
 }
 
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
@@ -983,12 +973,15 @@ static void xml_quiet_structured(void *ctx, xmlErrorPtr err)
 	(void)err;
 }
 
-static bool dom_pass(struct ctx *c, const char *html, size_t len)
+/* Returns false when libxml2 could not parse (no context). */
+static bool sax_pass(struct ctx *c, const char *html, size_t len)
 {
 	xmlGenericErrorFunc old_generic;
 	void *old_generic_ctx, *old_structured_ctx;
 	xmlStructuredErrorFunc old_structured;
-	htmlDocPtr doc;
+	htmlParserCtxtPtr ctxt;
+	struct sax x = { c, 0, NO_DEPTH, NO_DEPTH, false };
+	xmlCharEncodingHandlerPtr utf8;
 
 	pthread_once(&xml_once, xml_init);
 	old_generic = xmlGenericError;
@@ -997,16 +990,33 @@ static bool dom_pass(struct ctx *c, const char *html, size_t len)
 	old_structured_ctx = xmlStructuredErrorContext;
 	xmlSetGenericErrorFunc(NULL, xml_quiet);
 	xmlSetStructuredErrorFunc(NULL, xml_quiet_structured);
-	doc = htmlReadMemory(html, (int)len, NULL, "UTF-8",
-			     HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-			     HTML_PARSE_NONET | HTML_PARSE_COMPACT | HTML_PARSE_IGNORE_ENC);
-	if (doc != NULL) {
-		dom_walk(c, doc->children);
-		xmlFreeDoc(doc);
+	ctxt = htmlCreateMemoryParserCtxt(html, (int)len);
+	if (ctxt != NULL) {
+		/* only our callbacks: no tree, no error output */
+		memset(ctxt->sax, 0, sizeof(*ctxt->sax));
+		ctxt->sax->startElement = sax_start;
+		ctxt->sax->endElement = sax_end;
+		ctxt->sax->characters = sax_text;
+		ctxt->sax->ignorableWhitespace = sax_text;
+		ctxt->sax->cdataBlock = sax_text;
+		ctxt->userData = &x;
+		htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |
+				   HTML_PARSE_NOWARNING | HTML_PARSE_NONET |
+				   HTML_PARSE_COMPACT | HTML_PARSE_IGNORE_ENC);
+		/* the input is UTF-8 (msg.c converts it); a <meta charset> is
+		 * ignored (IGNORE_ENC) */
+		utf8 = xmlFindCharEncodingHandler("UTF-8");
+		if (utf8 != NULL)
+			xmlSwitchToEncoding(ctxt, utf8);
+		(void)htmlParseDocument(ctxt);
+		if (ctxt->myDoc != NULL)
+			xmlFreeDoc(ctxt->myDoc);
+		ctxt->myDoc = NULL;
+		htmlFreeParserCtxt(ctxt);
 	}
 	xmlSetGenericErrorFunc(old_generic_ctx, old_generic);
 	xmlSetStructuredErrorFunc(old_structured_ctx, old_structured);
-	return doc != NULL;
+	return ctxt != NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1064,7 +1074,7 @@ int html_analyze(const char *html, size_t len, const struct html_limits *lim,
 	c.text[0] = 0;
 	c.tcap = 1;
 	if (len > 0) {
-		if (attrs_over(html, len) || !dom_pass(&c, html, len))
+		if (attrs_over(html, len) || !sax_pass(&c, html, len))
 			out->parse_failed = true;
 		raw_scan(&c, html, len);
 	} else {

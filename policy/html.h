@@ -4,10 +4,10 @@
  * UTF-8 HTML (a body part), html_analyze() answers its facts.
  *
  * Two passes, and each boolean is the OR of both:
- * 1. libxml2's HTML parser (htmlReadMemory with RECOVER, NOERROR,
- *    NOWARNING, NONET, COMPACT, IGNORE_ENC: it never fetches anything and
- *    never prints), then a walk over the tree: the booleans, the URLs, and
- *    the text for the content condition (script and style skipped,
+ * 1. libxml2's HTML parser (RECOVER, NOERROR, NOWARNING, NONET, COMPACT,
+ *    IGNORE_ENC: it never fetches anything and never prints), its SAX
+ *    events (no tree is built: half the cost) giving the booleans, the
+ *    URLs, and the text for the content condition (script and style skipped,
  *    entities decoded by the parser, a space at block boundaries).
  * 2. A raw-markup scan of the same bytes with HTML5's tokenising rules for
  *    tags, attributes and comments ("<!-->" is an empty comment, "--!>"
@@ -56,7 +56,7 @@ struct html_facts {
 	bool has_javascript;
 	bool has_frames;
 	bool has_web_bugs;
-	bool parse_failed;          /* libxml2 gave no tree, or was not given
+	bool parse_failed;          /* libxml2 could not run, or was not given
 	                               the input because an element holds more
 	                               than 100 attributes (its duplicate check
 	                               is quadratic): text is empty, the flags
