@@ -667,7 +667,8 @@ static int cfb_open(struct scan *s, struct cfb *c, const unsigned char *d, size_
 	if (c->ne == CFB_ENTRIES_MAX)
 		s->r->limit_hit = true;
 	c->e = calloc(c->ne, sizeof(*c->e));
-	stack = malloc(c->ne * sizeof(*stack));
+	/* each entry reached pushes at most two: ne + 1 deep at most */
+	stack = malloc((2 * c->ne + 2) * sizeof(*stack));
 	seen = calloc(c->ne, 1);
 	if (c->e == NULL || stack == NULL || seen == NULL) {
 		free(dir);

@@ -846,8 +846,9 @@ static void test_garbage(void **state)
 /* A hand-made OLE2 whose directory is n entries: the root, then streams
  * each the right sibling of the one before (a degenerate tree: libgsf's
  * recursive reader overflows the stack on it), optionally closed into a
- * cycle and with the root's own sibling pointers set. */
-static unsigned char *cfb_chain_file(size_t n, bool cycle, size_t *len)
+ * cycle and with the root's own sibling pointers set, or with every
+ * entry's right child the same last entry (reached from everywhere). */
+static unsigned char *cfb_chain_file(size_t n, bool cycle, bool fan, size_t *len)
 {
 	size_t per_fat = 128, dir_sectors = (n + 3) / 4, nfat = 1, off;
 	unsigned char *f;
@@ -902,6 +903,13 @@ static unsigned char *cfb_chain_file(size_t n, bool cycle, size_t *len)
 			uint32_t right = i + 1 < n ? (uint32_t)i + 1 : (cycle ? 1u : 0xFFFFFFFF);
 
 			P32(off + i * 128 + 0x48, right);
+			if (fan && i + 1 < n) {
+				/* the chain goes left, every right is the last
+				 * entry: pushed again and again before it is
+				 * reached (the walk's stack at its deepest) */
+				P32(off + i * 128 + 0x44, (uint32_t)i + 1);
+				P32(off + i * 128 + 0x48, (uint32_t)n - 1);
+			}
 		}
 		P32(off + i * 128 + 0x74, 0xFFFFFFFE);
 	}
@@ -917,19 +925,28 @@ static void test_hostile_directory(void **state)
 
 	(void)state;
 	/* 50,000 entries in one sibling chain: no crash, bounded work */
-	f = cfb_chain_file(50000, false, &len);
+	f = cfb_chain_file(50000, false, false, &len);
 	r = scan(f, len);
 	assert_false(r.has_macros);
 	assert_true(r.limit_hit);       /* more entries than entries_max */
 	free(f);
 	/* a cycle, and a root with a sibling */
-	f = cfb_chain_file(40, true, &len);
+	f = cfb_chain_file(40, true, false, &len);
 	r = scan(f, len);
 	assert_false(r.has_macros);
 	assert_false(r.limit_hit);
 	free(f);
+	/* one entry everybody's right child (and a cycle): each reached once */
+	f = cfb_chain_file(300, true, true, &len);
+	r = scan(f, len);
+	assert_false(r.has_macros);
+	free(f);
+	f = cfb_chain_file(300, false, true, &len);
+	r = scan(f, len);
+	assert_false(r.has_macros);
+	free(f);
 	/* the directory chain pointing at itself in the FAT */
-	f = cfb_chain_file(8, false, &len);
+	f = cfb_chain_file(8, false, false, &len);
 	f[512 + 4 * 1] = 1;             /* FAT[1] (the first directory sector) = 1 */
 	f[512 + 4 * 1 + 1] = 0;
 	f[512 + 4 * 1 + 2] = 0;
