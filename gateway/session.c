@@ -700,6 +700,7 @@ static void io_backend_close(void *ctx)
 
 	s->backend_events = false;
 	s->backend_wanted = false;
+	s->drain_wanted = false;   /* a drain asked for on this connection is moot */
 	uv_timer_stop(&s->t_conn);
 	if (s->backend_busy && !s->backend.closing)
 		gw_stream_close(&s->backend, true);
