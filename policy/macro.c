@@ -22,6 +22,8 @@
 #include <gsf/gsf-input-memory.h>
 #include <gsf/gsf-utils.h>
 
+#include <zlib.h>
+
 #define OVBA_CHUNK 4096
 #define STORAGE_LEVELS_MAX 16       /* storages inside storages in one file */
 #define MODULES_MAX 1000
@@ -925,6 +927,73 @@ static void biff_scan(struct scan *s, const struct cfb *c, uint32_t i)
 	free(d);
 }
 
+/* PowerPoint 97-2003: the VBA project is not a storage but an OLE2 file
+ * inside the "PowerPoint Document" stream, in an ExOleObjStg record
+ * (0x1011; instance 1: a 4-byte size then zlib), announced by a
+ * VBAInfoAtom (0x0400, fHasMacros at +4). The records are walked
+ * linearly, containers (version 0xF) entered; every ExOleObjStg holding
+ * OLE2 or zip is scanned one level deeper (embedded workbooks too). */
+static void ppt_scan(struct scan *s, const struct cfb *c, uint32_t i, unsigned depth)
+{
+	unsigned char *d;
+	size_t n, pos = 0;
+
+	if (cfb_read(s, c, i, (size_t)s->lim.total_max, &d, &n) != 0)
+		return;
+	while (pos + 8 <= n && s->err == 0) {
+		unsigned ver = le16(d + pos) & 0xF, inst = le16(d + pos) >> 4;
+		uint16_t type = le16(d + pos + 2);
+		uint32_t len = le32(d + pos + 4);
+		const unsigned char *rec = d + pos + 8;
+
+		if (ver == 0xF) {
+			pos += 8;           /* a container: its records follow */
+			continue;
+		}
+		if (len > n - pos - 8)
+			break;
+		if (type == 0x0400 && len >= 8 && le32(rec + 4) == 1) {
+			s->r->vba = true;
+			s->r->has_macros = true;
+		} else if (type == 0x1011 && entry_budget(s)) {
+			const unsigned char *obj = rec;
+			unsigned char *inflated = NULL;
+			size_t on = len;
+
+			if (inst == 1 && len >= 4) {
+				uLongf want = le32(rec);
+
+				if (want > RATIO_FLOOR && want / s->lim.ratio_max > len) {
+					s->r->bomb = true;
+					s->r->limit_hit = true;
+					on = 0;
+				} else if (want > s->lim.total_max - s->total) {
+					s->r->limit_hit = true;
+					on = 0;
+				} else if ((inflated = malloc(want + 1)) == NULL) {
+					s->err = -ENOMEM;
+					on = 0;
+				} else if (uncompress(inflated, &want, rec + 4, len - 4) != Z_OK) {
+					on = 0;
+				} else {
+					s->total += want;
+					obj = inflated;
+					on = want;
+				}
+			}
+			if (on > 0 && is_container(obj, on)) {
+				if (depth + 1 > s->lim.depth_max)
+					s->r->limit_hit = true;
+				else
+					scan_buf(s, obj, on, depth + 1);
+			}
+			free(inflated);
+		}
+		pos += 8 + (size_t)len;
+	}
+	free(d);
+}
+
 static void walk_storage(struct scan *s, const struct cfb *c, uint32_t p,
 			 unsigned depth, unsigned level)
 {
@@ -951,6 +1020,8 @@ static void walk_storage(struct scan *s, const struct cfb *c, uint32_t p,
 		} else if (e->type == 2 && (strcmp(e->name, "Workbook") == 0 ||
 					    strcmp(e->name, "Book") == 0)) {
 			biff_scan(s, c, k);
+		} else if (e->type == 2 && strcmp(e->name, "PowerPoint Document") == 0) {
+			ppt_scan(s, c, k, depth);
 		} else if (e->type == 2 && !is_vba && e->size >= 8) {
 			/* an embedded document (e.g. an ObjectPool "Package") */
 			unsigned char *b;

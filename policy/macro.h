@@ -10,8 +10,11 @@
  *   "_VBA_PROJECT" stream is a VBA project (Word keeps it in Macros/VBA,
  *   Excel in _VBA_PROJECT_CUR/VBA, a vbaProject.bin at its root). A "Workbook"/"Book" stream whose BIFF8 globals hold a
  *   BOUNDSHEET record of the macro-sheet type (dt = 1) is an XLM macro
- *   sheet. Other streams that are themselves OLE2 or zip (embedded
- *   objects) are scanned one level deeper.
+ *   sheet. A "PowerPoint Document" stream (ppt) is walked for its
+ *   VBAInfoAtom (fHasMacros) and its ExOleObjStg records, whose OLE2
+ *   content (zlib-compressed or not) holds the VBA project. Other streams
+ *   that are themselves OLE2 or zip (embedded objects) are scanned one
+ *   level deeper.
  * - ZIP (docm, xlsm, pptm, dotm, xlam, a zip archive holding them), read
  *   with libgsf's GsfInfileZip after our own pass over the central
  *   directory: a part named vbaProject.bin (in any directory), a content

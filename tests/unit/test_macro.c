@@ -12,7 +12,8 @@
  * past the limit, a zip bomb over
  * the ratio (refused without inflating, its names still read), garbage,
  * hostile OLE2 directories (a 50,000-entry sibling chain, cycles, a FAT
- * chain pointing at itself).
+ * chain pointing at itself), PowerPoint 97 files (VBAInfoAtom, the project
+ * in a compressed or plain ExOleObjStg, a decompression bomb).
  * Then the msg.h features (#34, #38) over MIME messages carrying such
  * documents as base64 attachments, also inside an attached message, and
  * their describe text; and rules on language, country, macros and
@@ -29,6 +30,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <zlib.h>
 
 #include <gsf/gsf-outfile.h>
 #include <gsf/gsf-outfile-msole.h>
@@ -53,6 +56,8 @@ struct buf {
 
 static void put(struct buf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (b->n + n > b->cap) {
 		size_t nc = b->cap ? b->cap : 256;
 
@@ -1017,6 +1022,134 @@ static void test_deep_names(void **state)
 	free(name);
 }
 
+/* A PowerPoint 97 file: a "PowerPoint Document" stream of records (a
+ * DocumentContainer holding a DocInfoListContainer holding a
+ * VBAInfoContainer with its VBAInfoAtom when has_atom, then an ExOleObjStg
+ * with the project, zlib-compressed when compressed). */
+struct ppt_spec {
+	bool has_atom;
+	uint32_t has_macros_flag;
+	const unsigned char *project;   /* NULL: no ExOleObjStg */
+	size_t project_len;
+	bool compressed;
+	uint32_t claim;                 /* compressed: the size written (0: true) */
+};
+
+static void rh(struct buf *b, unsigned ver, unsigned inst, unsigned type, size_t len)
+{
+	put16(b, (ver & 0xF) | (inst << 4));
+	put16(b, type);
+	put32(b, (uint32_t)len);
+}
+
+static void fill_ppt(GsfOutfile *root, void *ctx)
+{
+	const struct ppt_spec *p = ctx;
+	struct buf doc = { 0 }, info = { 0 }, stg = { 0 };
+
+	/* VBAInfoContainer { VBAInfoAtom } inside DocInfoListContainer */
+	if (p->has_atom) {
+		struct buf atom = { 0 };
+
+		rh(&atom, 2, 0, 0x0400, 12);
+		put32(&atom, 1);                /* persistIdRef */
+		put32(&atom, p->has_macros_flag);
+		put32(&atom, 2);                /* version */
+		rh(&info, 0xF, 0, 0x03FF, atom.n);
+		put(&info, atom.p, atom.n);
+		free(atom.p);
+	}
+	rh(&doc, 0xF, 0, 0x03E8, info.n + 8 + 8);
+	rh(&doc, 1, 0, 0x03E9, 0);              /* DocumentAtom (cut short) */
+	rh(&doc, 0xF, 0, 0x07D0, info.n);
+	put(&doc, info.p, info.n);
+	if (p->project != NULL) {
+		if (p->compressed) {
+			uLongf cl = compressBound(p->project_len);
+			unsigned char *z = malloc(cl);
+
+			assert_non_null(z);
+			assert_int_equal(compress2(z, &cl, p->project, p->project_len, 9), Z_OK);
+			rh(&stg, 0, 1, 0x1011, cl + 4);
+			put32(&stg, p->claim != 0 ? p->claim : (uint32_t)p->project_len);
+			put(&stg, z, cl);
+			free(z);
+		} else {
+			rh(&stg, 0, 0, 0x1011, p->project_len);
+			put(&stg, p->project, p->project_len);
+		}
+		put(&doc, stg.p, stg.n);
+	}
+	write_stream(root, "PowerPoint Document", doc.p, doc.n);
+	write_stream(root, "Current User", "\x00\x00\x00\x00", 4);
+	free(doc.p);
+	free(info.p);
+	free(stg.p);
+}
+
+static void test_ppt(void **state)
+{
+	static const struct module evil[] = { { "Module1", src_evil, false } };
+	static const struct module benign[] = { { "Module1", src_benign, false } };
+	struct doc_spec de = { NULL, evil, 1, true, NULL, 0 };
+	struct doc_spec db = { NULL, benign, 1, true, NULL, 0 };
+	size_t en, bn, n;
+	unsigned char *ebin = build_doc(&de, &en), *bbin = build_doc(&db, &bn), *ppt;
+	struct ppt_spec p;
+	struct macro_result r;
+
+	(void)state;
+	/* the atom and a compressed project with AutoOpen + Shell */
+	p = (struct ppt_spec){ true, 1, ebin, en, true, 0 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_true(r.has_macros);
+	assert_true(r.suspicious);
+	assert_int_equal(r.modules, 1);
+	free(ppt);
+	/* no atom, an uncompressed harmless project: macros from the storage */
+	p = (struct ppt_spec){ false, 0, bbin, bn, false, 0 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_true(r.has_macros);
+	assert_false(r.suspicious);
+	free(ppt);
+	/* the atom alone (project stripped): macros, nothing to read */
+	p = (struct ppt_spec){ true, 1, NULL, 0, false, 0 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_true(r.has_macros);
+	assert_false(r.suspicious);
+	free(ppt);
+	/* fHasMacros 0 and no project; and no VBA at all */
+	p = (struct ppt_spec){ true, 0, NULL, 0, false, 0 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_false(r.has_macros);
+	free(ppt);
+	p = (struct ppt_spec){ false, 0, NULL, 0, false, 0 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_false(r.has_macros);
+	free(ppt);
+	/* a compressed object claiming 50 MB from a few hundred bytes (over the
+	 * ratio): not inflated */
+	p = (struct ppt_spec){ false, 0, ebin, en, true, 50u << 20 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_true(r.bomb);
+	assert_false(r.has_macros);
+	free(ppt);
+	/* a claim within the ratio but wrong: the inflate fails, no harm */
+	p = (struct ppt_spec){ false, 0, ebin, en, true, 100 };
+	ppt = build_ole(fill_ppt, &p, &n);
+	r = scan(ppt, n);
+	assert_false(r.has_macros);
+	free(ppt);
+	free(ebin);
+	free(bbin);
+}
+
 /* Entry cap: a zip with more parts than allowed stops early. */
 static void test_entries_limit(void **state)
 {
@@ -1368,6 +1501,7 @@ int main(void)
 		cmocka_unit_test(test_entries_limit),
 		cmocka_unit_test(test_hostile_directory),
 		cmocka_unit_test(test_deep_names),
+		cmocka_unit_test(test_ppt),
 		cmocka_unit_test(test_msg_features),
 		cmocka_unit_test(test_msg_docm),
 		cmocka_unit_test(test_engine_rules),
