@@ -1048,8 +1048,10 @@ int html_analyze(const char *html, size_t len, const struct html_limits *lim,
 		c.lim.input_max = def.input_max;
 	if (c.lim.text_max == 0)
 		c.lim.text_max = def.text_max;
-	if (c.lim.urls_max == 0 || c.lim.urls_max > (1u << 24))
+	if (c.lim.urls_max == 0)
 		c.lim.urls_max = def.urls_max;
+	if (c.lim.urls_max > HTML_URLS_MAX)
+		c.lim.urls_max = HTML_URLS_MAX;     /* the set is 2 x that */
 	if (html == NULL)
 		len = 0;
 	if (len > c.lim.input_max) {

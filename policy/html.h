@@ -48,9 +48,11 @@
 struct html_limits {
 	size_t input_max;           /* bytes of HTML read (4 MiB) */
 	size_t text_max;            /* bytes of text extracted (1 MiB) */
-	size_t urls_max;            /* URLs collected (1000) */
+	size_t urls_max;            /* URLs collected (1000; at most
+	                               HTML_URLS_MAX) */
 };
 #define HTML_LIMITS_DEFAULT { (size_t)4 << 20, (size_t)1 << 20, 1000 }
+#define HTML_URLS_MAX 65536
 
 struct html_facts {
 	bool has_javascript;
