@@ -186,14 +186,16 @@ static int parse_condition(const char *spec, const char *delim, struct rule *r,
 {
 	struct rule_condition c = { 0 };
 	struct rule_condition *nc;
-	const char *p = spec, *w[4], *rest = NULL;
-	size_t wl[4], nw = 0;
+	/* PARAM, an operator of up to four words ("is not subdomain of"), then
+	 * the start of the values */
+	const char *p = spec, *w[6], *rest = NULL;
+	size_t wl[6], nw = 0;
 	char pname[64], opname[96];
 	int v, op = -1;
 
 	while (*p == ' ' || *p == '\t')
 		p++;
-	for (; nw < 4 && *p != '\0'; nw++) {
+	for (; nw < 6 && *p != '\0'; nw++) {
 		w[nw] = p;
 		while (*p != '\0' && *p != ' ' && *p != '\t')
 			p++;
@@ -224,7 +226,7 @@ static int parse_condition(const char *spec, const char *delim, struct rule *r,
 		return -EINVAL;
 	}
 	c.param = (enum rule_param)v;
-	for (size_t k = nw - 1 < 3 ? nw - 1 : 3; k >= 1 && op < 0; k--) {
+	for (size_t k = nw - 1 < 4 ? nw - 1 : 4; k >= 1 && op < 0; k--) {
 		size_t len = (size_t)(w[k] + wl[k] - w[1]);
 
 		if (len >= sizeof(opname))

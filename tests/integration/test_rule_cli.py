@@ -88,6 +88,18 @@ class RuleCliTest(unittest.TestCase):
                          [("is", ["true"]), ("is_true", [])])
         self.assertEqual(shown["status"], "inactive")
         self.ctl("rule", "delete", "truth")
+        # operators of three and four words, values with spaces after them
+        self.ctl("rule", "create", "--name", "words", "--create-only",
+                 "--if", "sender_domain is subdomain of example.com",
+                 "--if", "sender_domain is not subdomain of a.example,b.example",
+                 "--if", "subject is not hello world", "--if", "header:X-Foo does not exist",
+                 "--action", "spam")
+        shown = json.loads(self.ctl("rule", "show", "words", "--json").stdout)
+        self.assertEqual([(c["op"], c["values"]) for c in shown["conditions"]],
+                         [("is_subdomain_of", ["example.com"]),
+                          ("not_subdomain_of", ["a.example", "b.example"]),
+                          ("is_not", ["hello world"]), ("not_exists", [])])
+        self.ctl("rule", "delete", "words")
         shown = json.loads(self.ctl("rule", "show", "semi", "--json").stdout)
         self.assertEqual(shown["conditions"][0]["values"], ["a,b", "c"])
         self.assertEqual(shown["conditions"][1]["header"], "X-Spam-Flag")
