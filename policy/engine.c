@@ -30,6 +30,7 @@
  * generation (which would recompile the rules on every delivery).
  */
 #include "policy/engine.h"
+#include "policy/url.h"
 #include "policy/norm.h"
 #include "policy/policy.h"
 #include "policy/store.h"
@@ -262,6 +263,20 @@ static int compile_value(const struct ccond *cc, const char *text,
 		out->key = strdup(buf);
 		out->key_len = strlen(buf);
 		return out->key != NULL ? 0 : -ENOMEM;
+	}
+	if (cc->c->param == RP_URL && (cc->base == OP_IS || cc->base == OP_STARTS)) {
+		/* a whole URL (or its start) is compared in the form the
+		 * message's URLs have: normalised (spec 1.3.1), then folded */
+		struct url_norm *u = malloc(sizeof(*u));
+
+		if (u == NULL)
+			return -ENOMEM;
+		if (url_normalize(text, len, u) == 0) {
+			out->key = norm_key(u->url, strlen(u->url), &out->key_len);
+			free(u);
+			return out->key != NULL ? 0 : -ENOMEM;
+		}
+		free(u);   /* not a URL of ours: compared as text below */
 	}
 	/* strings, enums, and fragments of addresses and domains: the text
 	 * pipeline, then the case-folded key */

@@ -17,11 +17,12 @@
  * canonical). A feature with no value (absent header, null sender) has
  * n == 0.
  *
- * Return codes of the getters: 0; -ENOTSUP for a parameter whose analyzer
- * this build does not have (issue 6: language, country, URLs, malware, HTML
- * flags, macros) or that is per recipient (new sender, recipient domain:
- * the engine computes those); -EINVAL for a parameter of another kind;
- * -EIO when the analyzer failed (the failure policy applies: 4xx).
+ * Return codes of the getters: 0; -ENOTSUP for a parameter that is per
+ * recipient (new sender, recipient domain: the engine computes those) or
+ * for the malware verdict when the message was not scanned; -EINVAL for a
+ * parameter of another kind; -EIO when an analyzer failed (the failure
+ * policy applies: 4xx). The content analyzers (HTML, URLs, language,
+ * country, macros: html.h, url.h, lang.h, geo.h, macro.h) run on first use.
  *
  * Thread-safety: one struct msg is used by one thread.
  */

@@ -415,6 +415,24 @@ static void only(struct fixture *f, enum rule_param p, enum rule_op op,
 
 /* --- acceptance cases (spec 1.8) ------------------------------------------ */
 
+/* URL values are normalised like the message's URLs for is / starts with:
+ * an uppercase host with a trailing dot, a default port and an escaped
+ * unreserved character still name the same URL. */
+static void test_url_values_normalised(void **state)
+{
+	struct fixture *f = *state;
+	const char *body = "See https://bit.ly/x%41?a=1 today\r\n";
+
+	only(f, RP_URL, OP_IS, NULL, "HTTPS://BIT.LY.:443/x%41?a=1");
+	assert_true(hits(f, "s", NULL, body));
+	only(f, RP_URL, OP_STARTS, NULL, "https://BIT.LY/");
+	assert_true(hits(f, "s", NULL, body));
+	only(f, RP_URL, OP_IS, NULL, "https://bit.ly/y");
+	assert_false(hits(f, "s", NULL, body));
+	only(f, RP_URL, OP_CONTAINS, NULL, "bit.ly/xa");
+	assert_true(hits(f, "s", NULL, body));
+}
+
 /* 1: no rules -> inbox for every recipient. */
 static void test_case01_no_rules(void **state)
 {
@@ -2025,6 +2043,7 @@ int main(void)
 		T(test_case02_03_cidr_reject),
 		T(test_case04_05_absent_negative),
 		T(test_case06_07_ends_vs_subdomain),
+		T(test_url_values_normalised),
 		T(test_case08_09_regex_caseless),
 		T(test_case10_11_size_boundary),
 		T(test_case12_13_attachment_type),
