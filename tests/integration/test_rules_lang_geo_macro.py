@@ -9,7 +9,8 @@ with libgsf's writers by the unit tests' builders; their first byte is the
 fuzzer's mode byte and is dropped here): a Word document whose VBA module
 has AutoOpen + Shell (suspicious), an Excel workbook with a harmless
 module (macros only), a stomped project (no source: macros, not
-suspicious) and a .docm (zip with word/vbaProject.bin)."""
+suspicious), a .docm (zip with word/vbaProject.bin) and a .ppt whose
+project is compressed inside its PowerPoint Document stream."""
 
 import base64
 import json
@@ -181,13 +182,15 @@ class LangGeoMacroRulesTest(GatewayTestCase):
             "stomped": ("stomped.doc", "application/msword", document("stomped.doc")),
             "docm": ("a.docm", "application/vnd.ms-word.document.macroEnabled.12",
                      document("docm.zip")),
+            "ppt": ("deck.ppt", "application/vnd.ms-powerpoint",
+                    document("ppt_compressed.ppt")),
             "plain": ("notes.txt", "text/plain", b"Sub AutoOpen()\r\nShell \"x\"\r\n"),
         }
         tags = {k: tag() for k in docs}
         for k, att in docs.items():
             self.deliver(message(tags[k], attachment=att))
         # suspicious ones are held
-        for k in ("evil", "docm"):
+        for k in ("evil", "docm", "ppt"):
             self.assertEqual(self.landed(tags[k]), (None, None), k)
             q = self.quarantined(tags[k])
             self.assertEqual(len(q), 1, k)
