@@ -1958,7 +1958,9 @@ static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len)
 	ret = clamd_reply_feed(&s->creply, buf, len, &used, &res);
 	if (ret == 0)
 		return;
-	lmtp_scan_done(s, &res, ret < 0 ? "malware-protocol" : "malware-error");
+	lmtp_scan_done(s, &res, ret < 0 ? "malware-protocol" :
+		       strstr(res.error, "size limit") != NULL ? "malware-size-limit" :
+		       "malware-error");
 }
 
 /* The scan is over: res is clamd's answer (clean, infected, or its error:

@@ -294,8 +294,9 @@ struct lmtp_delivery {
 	 * has the malware condition, or the rules did not run). "clean",
 	 * "infected" or "error" (a recipient that got 451 4.7.1 for it has
 	 * the reason as failure: "malware-unavailable", "malware-timeout",
-	 * "malware-closed", "malware-protocol", "malware-error" (clamd said
-	 * ERROR, e.g. StreamMaxLength), "malware-unconfigured"; with
+	 * "malware-closed", "malware-protocol", "malware-size-limit" (clamd's
+	 * StreamMaxLength is below the message), "malware-error" (clamd said
+	 * ERROR otherwise), "malware-unconfigured"; with
 	 * malware_fail_open the rules read "no malware" instead) */
 	const char *malware;
 	const char *malware_name;   /* infected: the signature name */

@@ -1825,7 +1825,7 @@ static void test_malware_infected(void **state)
 static void test_malware_failures(void **state)
 {
 	static const char *const failures[] = {
-		"malware-error", "malware-protocol", "malware-timeout", "malware-unavailable",
+		"malware-size-limit", "malware-protocol", "malware-timeout", "malware-unavailable",
 		"malware-closed", "malware-protocol", "malware-error",
 	};
 	struct harness *h = malware_harness(0);
@@ -1843,7 +1843,16 @@ static void test_malware_failures(void **state)
 			clamd_scan(h, MSG("hello"), strlen(MSG("hello")),
 				   "INSTREAM size limit exceeded. ERROR", 36);
 			break;
-		case 1:   /* not a reply */
+		case 1:   /* not a reply; then clamd's other errors */
+			clamd_scan(h, MSG("hello"), strlen(MSG("hello")),
+				   "stream: Can't allocate memory ERROR", 36);
+			expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n"
+					 "451 4.7.1 Malware scan unavailable, try again later\r\n");
+			assert_string_equal(records[rec].failure, "malware-error");
+			rec += 2;
+			send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+				     MSG("hello"));
+			h->f.backend.len = 0;
 			clamd_scan(h, MSG("hello"), strlen(MSG("hello")), "UNKNOWN COMMAND", 16);
 			break;
 		case 2:   /* the deadline while waiting for the verdict */
@@ -1893,8 +1902,8 @@ static void test_malware_failures(void **state)
 		assert_false(h->f.connect_pending);
 		rec += 2;
 	}
-	assert_int_equal(h->f.connect_pool_calls, 7);
-	assert_int_equal(h->f.connect_calls, 7);   /* never the store */
+	assert_int_equal(h->f.connect_pool_calls, 8);
+	assert_int_equal(h->f.connect_calls, 8);   /* never the store */
 	assert_string_equal(h->f.backend_error, "malware-protocol");
 	harness_free(h);
 }
@@ -2091,7 +2100,7 @@ static void test_malware_big_and_early_reply(void **state)
 	assert_true(h->f.backend.len < len);
 	fake_io_backend(&h->f, "INSTREAM size limit exceeded. ERROR", 36);
 	expect_client(h, "451 4.7.1 Malware scan unavailable, try again later\r\n");
-	assert_string_equal(records[1].failure, "malware-error");
+	assert_string_equal(records[1].failure, "malware-size-limit");
 	pump_drains(h);   /* a late drain changes nothing */
 	expect_state(h, LMTP_STATE_READY);
 	assert_int_equal(h->f.backend.len, 10 + 262144 + 8 * 4);   /* one burst of 8 chunks */
