@@ -20,6 +20,7 @@ PACKAGES=(
   # the IPFire location database), Office macros (libgsf), malware (clamd,
   # started by the tests with the project's own tiny signature file)
   libexttextcat-dev libexttextcat-data libloc-dev libloc-database libgsf-1-dev
+  zlib1g-dev
   clamav-daemon
   # sanitizers and fuzzing with clang; llvm for llvm-symbolizer (readable
   # ASan stack traces)
