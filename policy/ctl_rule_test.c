@@ -4,8 +4,11 @@
  *
  *   posternctl rule test --eml FILE --from SENDER --rcpt ADDR [--rcpt ADDR]...
  *       [--client IP] [--client-name NAME] [--helo H] [--now ISO8601|EPOCH]
- *       [--authserv-id ID] [--json]
+ *       [--authserv-id ID] [--malware clean|infected[:NAME]|error] [--json]
  *
+ * The malware condition needs clamd's verdict, which the hop gets by
+ * scanning; here --malware supplies it (without it the condition is
+ * "(unsupported)": false).
  * Opens the store read-only, compiles the rules (a private snapshot, not
  * the process cache), builds the message view over the file with the
  * envelope, and evaluates each recipient as the delivery hop would, with
@@ -56,6 +59,8 @@ struct test_opts {
 	const char *client_name;
 	const char *helo;
 	const char *authserv_id;
+	int malware;                /* MSG_MALWARE_* from --malware */
+	const char *malware_name;
 	int64_t now;
 	bool json;
 };
@@ -77,7 +82,7 @@ static json_t *verdict_json(const char *rcpt, bool spam_on,
 static const char usage_text[] =
 	"rule test --eml FILE --from SENDER --rcpt ADDR [--rcpt ADDR]... "
 	"[--client IP] [--client-name NAME] [--helo H] [--now ISO8601|EPOCH] "
-	"[--authserv-id ID] [--json]";
+	"[--authserv-id ID] [--malware clean|infected[:NAME]|error] [--json]";
 
 /* --- arguments ------------------------------------------------------------ */
 
@@ -196,6 +201,19 @@ static int parse_args(int argc, char **argv, struct test_opts *o)
 			o->helo = val;
 		} else if (strcmp(a, "--authserv-id") == 0) {
 			o->authserv_id = val;
+		} else if (strcmp(a, "--malware") == 0) {
+			if (strcmp(val, "clean") == 0) {
+				o->malware = MSG_MALWARE_CLEAN;
+			} else if (strcmp(val, "error") == 0) {
+				o->malware = MSG_MALWARE_ERROR;
+			} else if (strncmp(val, "infected", 8) == 0 &&
+				   (val[8] == '\0' || val[8] == ':')) {
+				o->malware = MSG_MALWARE_INFECTED;
+				o->malware_name = val[8] == ':' ? val + 9 : "Test.Signature";
+			} else {
+				return fail(EXIT_USAGE, "rule test: --malware takes clean, "
+					    "infected[:NAME] or error: %s", val);
+			}
 		} else if (strcmp(a, "--now") == 0) {
 			if (parse_now(val, &o->now) != 0)
 				return fail(EXIT_USAGE, "rule test: --now takes seconds since "
@@ -513,6 +531,8 @@ int ctl_rule_test(struct ctl *ctl, int argc, char **argv)
 	env.client_addr = o.client;
 	env.client_name = o.client_name;
 	env.helo = o.helo;
+	env.malware = o.malware;
+	env.malware_name = o.malware_name;
 	cfg.authserv_id = o.authserv_id;
 	rc = msg_open((const unsigned char *)raw, len, &env, &cfg, &lim, &m);
 	if (rc == 0) {

@@ -100,6 +100,19 @@ class RuleCliTest(unittest.TestCase):
                           ("not_subdomain_of", ["a.example", "b.example"]),
                           ("is_not", ["hello world"]), ("not_exists", [])])
         self.ctl("rule", "delete", "words")
+        # rule test supplies clamd's verdict with --malware
+        self.ctl("rule", "create", "--name", "mw", "--if", "malware is true",
+                 "--action", "quarantine")
+        eml = os.path.join(self.dir, "m.eml")
+        with open(eml, "w") as f:
+            f.write("From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n")
+        base = ["rule", "test", "--eml", eml, "--from", "a@b.example", "--rcpt", "u@example.com"]
+        self.assertIn("disposition: inbox", self.ctl(*base).stdout)
+        self.assertIn("disposition: quarantine",
+                      self.ctl(*base, "--malware", "infected:Eicar").stdout)
+        self.assertIn("disposition: inbox", self.ctl(*base, "--malware", "clean").stdout)
+        self.ctl(*base, "--malware", "maybe", code=2)
+        self.ctl("rule", "delete", "mw")
         shown = json.loads(self.ctl("rule", "show", "semi", "--json").stdout)
         self.assertEqual(shown["conditions"][0]["values"], ["a,b", "c"])
         self.assertEqual(shown["conditions"][1]["header"], "X-Spam-Flag")
