@@ -562,6 +562,9 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 	}
 }
 
+/* rules.loop_secret: at least this many bytes. */
+#define LOOP_SECRET_MIN 16
+
 /* rules { }: the incoming rules on the delivery hop. */
 static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c)
 {
@@ -588,6 +591,7 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	host[sizeof(host) - 1] = '\0';
 	get_str(l, g, "node", host, c->rules_node, sizeof(c->rules_node));
 	get_str(l, g, "copy_backend", "", c->rules_copy_backend, sizeof(c->rules_copy_backend));
+	get_str(l, g, "loop_secret", "", c->rules_loop_secret, sizeof(c->rules_loop_secret));
 	r->fail_open = get_bool(l, g, "fail_open", false);
 	get_str(l, g, "clamd_backend", "", c->rules_clamd_backend, sizeof(c->rules_clamd_backend));
 	r->clamd_timeout_ms = (unsigned)get_int(l, g, "clamd_timeout_ms", 10000, 100, 600000);
@@ -641,6 +645,13 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 				}
 		}
 	}
+	if (!l->failed && c->rules_loop_secret[0] != '\0' &&
+	    strlen(c->rules_loop_secret) < LOOP_SECRET_MIN)
+		fail(l, g, "rules.loop_secret must be at least %d bytes (e.g. openssl rand -hex 32)",
+		     LOOP_SECRET_MIN);
+	if (!l->failed && c->rules_copy_backend[0] != '\0' && c->rules_loop_secret[0] == '\0')
+		fail(l, g, "rules.loop_secret is required when rules.copy_backend is set "
+		     "(the same on every node, e.g. openssl rand -hex 32)");
 	if (!l->failed && nnets > 0) {
 		c->rules_internal = calloc(nnets, sizeof(*c->rules_internal));
 		if (c->rules_internal == NULL)
@@ -656,6 +667,7 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	r->msg.n_internal_nets = c->rules_ninternal;
 	r->quarantine_directory = c->rules_quarantine_dir;
 	r->node = c->rules_node;
+	r->loop_secret = c->rules_loop_secret[0] ? c->rules_loop_secret : NULL;
 	r->copy_pool = c->rules_copy_backend[0] ? c->rules_copy_backend : NULL;
 	r->clamd_pool = c->rules_clamd_backend[0] ? c->rules_clamd_backend : NULL;
 }

@@ -122,6 +122,7 @@ struct gw_config {
 	size_t rules_ninternal;
 	char rules_quarantine_dir[1024];
 	char rules_node[256];
+	char rules_loop_secret[512];
 	char rules_copy_backend[64];
 	char rules_clamd_backend[64];
 };

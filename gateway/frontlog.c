@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "gateway/log.h"
 #include "gateway/metrics.h"
@@ -46,7 +47,8 @@ static void delivery(const struct lmtp_delivery *d)
 {
 	char queue[64], client[64], sender[GW_LOG_PEER_MAX + 8], rcpt[GW_LOG_PEER_MAX + 8];
 	char reply[GW_LOG_PEER_MAX + 8], rules[GW_LOG_PEER_MAX * 3];
-	char malware[GW_LOG_PEER_MAX + 48], name[GW_LOG_PEER_MAX + 8];
+	char malware[GW_LOG_PEER_MAX + 64], name[GW_LOG_PEER_MAX + 8];
+	size_t mlen;
 	const char *result = d->code >= 200 && d->code < 300 ? "delivered" :
 			     d->code >= 400 && d->code < 500 ? "deferred" : "refused";
 
@@ -63,6 +65,10 @@ static void delivery(const struct lmtp_delivery *d)
 	else
 		snprintf(malware, sizeof(malware), "malware=%s",
 			 d->malware != NULL ? d->malware : "-");
+	/* loop=valid|invalid when the message carried an X-Postern-Loop */
+	mlen = strlen(malware);
+	if (d->loop != NULL)
+		snprintf(malware + mlen, sizeof(malware) - mlen, " loop=%s", d->loop);
 	gw_log(GW_LOG_INFO,
 	       "session=%s proto=lmtp event=delivery queue=%s client=%s sender=\"%s\" "
 	       "recipient=\"%s\" decision=%s result=%s code=%u reply=\"%s\" failure=%s "

@@ -45,6 +45,11 @@ struct proto_rules {
 	const char *quarantine_directory;
 	unsigned quarantine_retention_days;
 	const char *node;             /* X-Postern-Loop value on copies */
+	const char *loop_secret;      /* rules.loop_secret: the MAC key of
+	                                 the loop header, the same on every
+	                                 node (policy/rewrite.h
+	                                 rewrite_loop_check); NULL: none (a
+	                                 copy coming back is rule-checked) */
 	const char *copy_pool;        /* backend pool (SMTP) for BCC/forward
 	                                 copies; NULL: rules with copies get
 	                                 451 4.3.0 */

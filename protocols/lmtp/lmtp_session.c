@@ -42,6 +42,8 @@
 #define LMTP_MSG_QUARANTINED "2.0.0 Ok, message quarantined"
 #define LMTP_MSG_DROPPED "2.0.0 Ok, message discarded by policy"
 #define LMTP_MSG_REJECTED "Message rejected by policy"
+/* A loop header older than this is not ours any more (rewrite_loop_check). */
+#define LMTP_LOOP_MAX_AGE (7u * 24 * 3600)
 
 /* Longest reply line we build, CRLF included. */
 #define LMTP_REPLY_MAX 1024
@@ -141,6 +143,7 @@ struct lmtp_session {
 	struct lmtp_job *jobs;               /* copies first, then LMTP groups */
 	size_t njobs, jobs_cap, job;         /* job: the current one */
 	bool copy_refused;                   /* a copy RCPT was refused */
+	enum rewrite_loop loop;              /* the loop header's check */
 	unsigned conn_seq;                   /* bumped per onward connection */
 
 	/* the malware scan (clamd INSTREAM) before the rules */
@@ -639,6 +642,7 @@ static void lmtp_transaction_reset(struct lmtp_session *s)
 	s->scan = MSG_MALWARE_UNKNOWN;
 	s->scan_name[0] = '\0';
 	s->scan_failure = NULL;
+	s->loop = REWRITE_LOOP_NONE;
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -1153,6 +1157,7 @@ static void lmtp_data_end(struct lmtp_session *s)
 	s->scan = MSG_MALWARE_UNKNOWN;
 	s->scan_name[0] = '\0';
 	s->scan_failure = NULL;
+	s->loop = REWRITE_LOOP_NONE;
 	if (lmtp_plan_open(s)) {
 		if (lmtp_scan_needed(s)) {
 			/* clamd first; lmtp_scan_done() goes on */
@@ -1375,6 +1380,8 @@ static void lmtp_plan_copy(struct lmtp_session *s, struct lmtp_rcpt *rc)
 	const struct rule *r = rc->verdict.rule;
 	const struct rule_strv *lists[2] = { &r->actions.bcc, &r->actions.forward };
 	struct rewrite_options opt = { .copy = true, .node = s->set.rules->node,
+				       .loop_secret = s->set.rules->loop_secret,
+				       .now = s->data_time,
 				       .data = s->map_data, .len = s->orig_len };
 	struct rule_verdict v = rc->verdict;
 	struct lmtp_job *j;
@@ -1493,8 +1500,12 @@ static bool lmtp_plan_open(struct lmtp_session *s)
 		lmtp_plan_error(s, "internal");
 		return false;
 	}
-	if (rewrite_is_loop(s->msg)) {
-		/* One of our copies coming back: no rules, never copied. */
+	s->loop = rewrite_loop_check(s->msg, s->map_data, s->orig_len, cfg->loop_secret,
+				     s->data_time, LMTP_LOOP_MAX_AGE);
+	if (s->loop == REWRITE_LOOP_VALID) {
+		/* One of our copies coming back (its MAC checks out): no
+		 * rules, never copied. A forged or stale header
+		 * (REWRITE_LOOP_INVALID) gets the rules, but no copies. */
 		lmtp_plan_plain(s, false);
 		return false;
 	}
@@ -1581,7 +1592,8 @@ static void lmtp_plan_rules(struct lmtp_session *s)
 	/* 3. copies, once per rule, before any delivery */
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		struct lmtp_rcpt *rc = &s->rcpts[i];
-		if (rc->code == 0 && rc->ruled && lmtp_rule_copies(rc->verdict.rule)) {
+		if (rc->code == 0 && rc->ruled && s->loop == REWRITE_LOOP_NONE &&
+		    lmtp_rule_copies(rc->verdict.rule)) {
 			rc->copy_rule = rc->verdict.rule;
 			lmtp_plan_copy(s, rc);
 		}
@@ -1791,6 +1803,8 @@ static void lmtp_answer_client(struct lmtp_session *s)
 					   s->scan == MSG_MALWARE_INFECTED ? "infected" : "error",
 				.malware_name = s->scanned && s->scan == MSG_MALWARE_INFECTED ?
 						s->scan_name : NULL,
+				.loop = s->loop == REWRITE_LOOP_VALID ? "valid" :
+					s->loop == REWRITE_LOOP_INVALID ? "invalid" : NULL,
 			};
 			lmtp_delivery_log(&rec);
 		}

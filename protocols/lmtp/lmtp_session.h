@@ -101,8 +101,14 @@
  * The rules (when settings.rules is enabled and the store is set):
  * - The message is seen through io->spool_map() (msg_open with the
  *   envelope: MAIL FROM, XFORWARD ADDR (else the MTA's address), NAME,
- *   HELO, IDENT, SIZE=). A message carrying X-Postern-Loop (one of our
- *   copies) is delivered as it is, without rules or copies.
+ *   HELO, IDENT, SIZE=). Its X-Postern-Loop header is checked
+ *   (rewrite_loop_check with rules->loop_secret, the "." line's time, 7
+ *   days, LMTP_LOOP_MAX_AGE): VALID (one of our copies coming back) is
+ *   delivered without rules, never copied and never scanned; INVALID (no
+ *   valid MAC: forged, replayed onto another message, expired, or no
+ *   secret) gets the rules as usual but no BCC/forward copy is made (the
+ *   rule's other actions apply); the delivery record says loop=valid or
+ *   loop=invalid.
  * - One snapshot (rules_snapshot_get) and one memo per message; each
  *   accepted recipient is evaluated (rules_eval) with its policy address
  *   (the one the RCPT decision used), the evaluation instant = the time
@@ -118,7 +124,8 @@
  *   the edits of rewrite_plan() for the recipient's verdict; recipients
  *   whose edits are equal (msg_edits_equal) share one LMTP transaction.
  * - A rule with BCC/forward that won for a recipient makes one SMTP copy
- *   (rewrite_plan with opt.copy: loop header, no banner, no Junk header)
+ *   (rewrite_plan with opt.copy: loop header with its MAC under
+ *   rules->loop_secret at the "." line's time, no banner, no Junk header)
  *   to settings.rules->copy_pool, to its addresses once each, sent before
  *   any delivery; no copy pool configured: 451 4.3.0 (copy-unconfigured).
  * - A delivery the store accepted that reached the inbox (no rule, allow,
@@ -300,6 +307,11 @@ struct lmtp_delivery {
 	 * malware_fail_open the rules read "no malware" instead) */
 	const char *malware;
 	const char *malware_name;   /* infected: the signature name */
+	/* the message's X-Postern-Loop header (rewrite_loop_check): NULL:
+	 * none; "valid": one of our copies (delivered without rules);
+	 * "invalid": forged, replayed onto another message, expired or no
+	 * rules.loop_secret (the rules ran, no copies were made) */
+	const char *loop;
 };
 typedef void lmtp_delivery_fn(const struct lmtp_delivery *d);
 /* Set once before sessions run; NULL disables it. Not thread-safe to

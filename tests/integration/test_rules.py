@@ -38,6 +38,7 @@ DAVE = "dave@example.com"
 SENDER = "x@ext.example"
 AUTHSERV = "mx.example.com"
 NODE = "mx-test.example.com"
+LOOP_SECRET = "integration-loop-secret-" + "5" * 32
 PARTNER = "ext@partner.example"
 XFORWARD = ("NAME=mail.ext.example ADDR=198.51.100.1 PROTO=ESMTP "
             "HELO=mail.ext.example SOURCE=REMOTE")
@@ -217,7 +218,8 @@ class RulesTest(GatewayTestCase):
         cls.qdir = os.path.join(run_root(), "quarantine")
         rules = {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
                  "quarantine_directory": cls.qdir, "node": NODE,
-                 "copy_backend": "reinject", "regex_match_limit": 100000}
+                 "copy_backend": "reinject", "loop_secret": LOOP_SECRET,
+                 "regex_match_limit": 100000}
         try:
             cls.postern = DeliveryPostern(
                 cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
@@ -702,7 +704,9 @@ class RulesTest(GatewayTestCase):
         self.assertEqual(len(copies), 1)
         copy = copies[0]
         self.assertEqual(copy["rcpts"], [PARTNER])
-        self.assertIn(b"X-Postern-Loop: %s\r\n" % NODE.encode(), copy["data"])
+        self.assertRegex(copy["data"],
+                         rb"X-Postern-Loop: %s; t=\d+;(?:\r\n)? mac=[0-9a-f]{32}\r\n" %
+                         re.escape(NODE.encode()))
         self.assertIn(b"X-Fwd: yes\r\n", copy["data"])
         self.assertIn(b"[FWD]", copy["data"])
         self.assertNotIn(b"not on copies", copy["data"])
@@ -716,6 +720,29 @@ class RulesTest(GatewayTestCase):
         self.assertEqual(len(self.sink.received(t)), 1)
         back = self.found(BOB, "INBOX", t)[0]
         self.assertNotIn(b"not on copies", back)   # no rule ran on it
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rules=off .*loop=valid'
+                              % re.escape(BOB))
+        # a message from outside with a forged loop header (our node name,
+        # no MAC) still gets its rules: a reject rule rejects it, and a
+        # forwarding rule makes no copy of it
+        self.add_rule(rule_doc("No forged", [cond("subject", "contains", ["forged-loop"])],
+                               "reject", reject_text="Forged loop"))
+        t2 = tag()
+        off = self.postern.log_size()
+        res = self.deliver([BOB], message(subject="forged-loop " + t2, auth="pass",
+                                          headers=["X-Postern-Loop: %s" % NODE]))
+        self.assertEqual(res[BOB][0], 550, res)
+        self.assertEqual(res[BOB][1], b"5.7.1 Forged loop")
+        self.assertLanded(BOB, t2, None)
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rule="No forged" .*loop=invalid'
+                              % re.escape(BOB), offset=off)
+        t3 = tag()
+        res = self.deliver([ALICE], message(subject="fwd " + t3,
+                                            headers=["X-Postern-Loop: %s" % NODE]))
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t3, "INBOX")
+        time.sleep(1.0)
+        self.assertEqual(self.sink.received(t3), [])
 
     def test_bcc_copy_and_delivery(self):
         self.add_rule(rule_doc("Bcc audit", [cond("subject", "contains", ["audit-me"])],

@@ -219,6 +219,7 @@ static void test_rules_section(void **state)
 	assert_null(c->rules.msg.auth_header);
 	assert_int_equal(c->rules.msg.n_internal_nets, 0);
 	assert_null(c->rules.copy_pool);
+	assert_null(c->rules.loop_secret);
 	assert_false(c->rules.fail_open);
 	assert_non_null(c->rules.node);
 	assert_true(c->rules.node[0] != '\0');
@@ -234,7 +235,8 @@ static void test_rules_section(void **state)
 		"rules: { enabled = false; authserv_id = \"mx.example.com\"; auth_header = \"X-Auth-User\";\n"
 		"  internal_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]; backscatter_guard = false;\n"
 		"  new_sender_days = 30; quarantine_directory = \"/tmp/q\"; quarantine_retention_days = 7;\n"
-		"  node = \"mx1\"; copy_backend = \"re\"; fail_open = true; };\n");
+		"  node = \"mx1\"; copy_backend = \"re\"; fail_open = true;\n"
+		"  loop_secret = \"0123456789abcdef0123456789abcdef\"; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_false(c->rules.enabled);
 	assert_false(c->rules.engine.backscatter_guard);
@@ -252,6 +254,7 @@ static void test_rules_section(void **state)
 	assert_int_equal(c->rules.quarantine_retention_days, 7);
 	assert_string_equal(c->rules.node, "mx1");
 	assert_string_equal(c->rules.copy_pool, "re");
+	assert_string_equal(c->rules.loop_secret, "0123456789abcdef0123456789abcdef");
 	assert_int_equal(c->pools[1].servers[0].smtp_port, 10026);
 	assert_true(c->rules.fail_open);
 	gw_config_unref(&c);
@@ -273,6 +276,25 @@ static void test_rules_section(void **state)
 	f = write_conf(MINIMAL "rules: { node = \"two words\"; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), -1);
 	assert_non_null(strstr(err, "rules.node"));
+	unlink(f);
+	/* copies come back: a copy relay needs the loop secret, of 16 bytes
+	 * or more */
+	f = write_conf(
+		"backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); },\n"
+		"  { name = \"re\"; servers = ( { host = \"127.0.0.1\"; smtp_port = 10026; } ); } );\n"
+		"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n"
+		"rules: { copy_backend = \"re\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "rules.loop_secret is required"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { loop_secret = \"0123456789abcde\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "rules.loop_secret must be at least 16 bytes"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { loop_secret = \"0123456789abcdef\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_string_equal(c->rules.loop_secret, "0123456789abcdef");
+	gw_config_unref(&c);
 	unlink(f);
 	f = write_conf(MINIMAL "rules: { new_sender_days = 0; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), -1);
@@ -308,7 +330,7 @@ static void test_unix_backends_and_clamd(void **state)
 		"listeners = ( { protocol = \"lmtp\"; address = \"127.0.0.1\"; port = 2424; tls = \"none\";\n"
 		"  backend = \"store\"; } );\n"
 		"rules: { clamd_backend = \"clamav\"; clamd_timeout_ms = 2500; malware_fail_open = true;\n"
-		"  copy_backend = \"store\"; };\n");
+		"  copy_backend = \"store\"; loop_secret = \"0123456789abcdef\"; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_string_equal(c->pools[0].servers[0].path, "/run/dovecot/lmtp");
 	assert_string_equal(c->pools[0].servers[0].host, "/run/dovecot/lmtp");   /* for logs */

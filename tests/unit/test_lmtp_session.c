@@ -27,6 +27,7 @@
 #include "policy/engine.h"
 #include "policy/policy.h"
 #include "policy/quarantine.h"
+#include "policy/rewrite.h"
 #include "policy/rules.h"
 #include "policy/store.h"
 #include "protocols/lmtp/lmtp_session.h"
@@ -63,6 +64,7 @@ static struct {
 	char audit0[128];
 	char malware[16];
 	char malware_name[128];
+	char loop[16];
 } records[MAX_RECORDS];
 
 static void record_delivery(const struct lmtp_delivery *d)
@@ -97,6 +99,8 @@ static void record_delivery(const struct lmtp_delivery *d)
 		 d->malware != NULL ? d->malware : "-");
 	snprintf(records[nrecords].malware_name, sizeof(records[0].malware_name), "%s",
 		 d->malware_name != NULL ? d->malware_name : "-");
+	snprintf(records[nrecords].loop, sizeof(records[0].loop), "%s",
+		 d->loop != NULL ? d->loop : "-");
 	nrecords++;
 }
 
@@ -1477,23 +1481,124 @@ static void test_rules_copies(void **state)
 	harness_free(h);
 }
 
-/* A message carrying our loop header (a copy coming back) is delivered as
- * it is, without the rules; rules off: the same. */
+#define LOOP_SECRET "unit-test-loop-secret-0123456789"
+
+static long read_string(void *ctx, size_t offset, void *buf, size_t len)
+{
+	const char *str = ctx;
+	size_t have = strlen(str);
+
+	if (offset >= have)
+		return 0;
+	if (len > have - offset)
+		len = have - offset;
+	memcpy(buf, str + offset, len);
+	return (long)len;
+}
+
+/* A copy of msg as the copy path makes it (rewrite_plan with opt.copy, the
+ * loop header with its MAC under LOOP_SECRET at now), NUL-terminated, in
+ * out. */
+static void make_copy(const char *msg, int64_t now, char *out, size_t out_size)
+{
+	struct msg_envelope env = { .mail_from = "sender@example.net", .client_addr = "192.0.2.1" };
+	struct msg_config cfg = { 0 };
+	struct msg_limits limits = MSG_LIMITS_DEFAULT;
+	struct rewrite_options opt = { .copy = true, .node = "mx-node",
+				       .loop_secret = LOOP_SECRET, .now = now,
+				       .data = (const unsigned char *)msg, .len = strlen(msg) };
+	struct msg_edits e = { 0 };
+	struct msg *m = NULL;
+	size_t pos = 0;
+	long n;
+
+	assert_int_equal(msg_open((const unsigned char *)msg, strlen(msg), &env, &cfg, &limits,
+				  &m), 0);
+	assert_int_equal(rewrite_plan(m, NULL, &opt, &e), 0);
+	while ((n = rewrite_stream(&e, strlen(msg), read_string, (void *)msg, &pos, out + pos,
+				   out_size - 1 - pos)) > 0)
+		assert_true(pos < out_size - 1);
+	assert_int_equal(n, 0);
+	out[pos] = '\0';
+	msg_edits_free(&e);
+	msg_free(m);
+}
+
+/* A message carrying our loop header with a valid MAC (a copy coming
+ * back) is delivered without the rules and never copied; a forged header,
+ * one replayed onto another message or an expired one: the rules run, no
+ * copies (loop=invalid); rules off: no rules either. */
 static void test_rules_loop_and_off(void **state)
 {
 	const char *rule = "{\"name\":\"all-out\",\"conditions\":[{\"param\":\"subject\","
 			   "\"op\":\"contains\",\"values\":[\"hi\"]}],"
 			   "\"actions\":{\"disposition\":\"reject\"}}";
 	struct harness *h = harness_new(RULES);
+	char copy[1024], other[1024], want[1200];
+	int64_t now = (int64_t)time(NULL);
+	const char *eol;
 
 	(void)state;
+	h->rules.loop_secret = LOOP_SECRET;
 	add_rule(h, rule);
-	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
-	store_job(h, "MAIL FROM:<sender@example.net> SIZE=100\r\n"
-		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
-		  "X-Postern-Loop: mx-node\r\n" MSG("hi"), "250 2.0.0 saved\r\n");
+	/* our copy: no rules */
+	make_copy(MSG("hi"), now, copy, sizeof(copy));
+	assert_non_null(strstr(copy, "X-Postern-Loop: mx-node; t="));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
+	snprintf(want, sizeof(want), "MAIL FROM:<sender@example.net> SIZE=%zu\r\n"
+		 "RCPT TO:<a@example.com>\r\nDATA\r\n", strlen(copy));
+	store_job(h, want, 1, copy, "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
 	assert_false(records[0].rules);
+	assert_string_equal(records[0].loop, "valid");
+	/* a forged header (no MAC): the rules run */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+	assert_true(records[1].rules);
+	assert_string_equal(records[1].loop, "invalid");
+	/* the valid header replayed onto another message (another body):
+	 * the rules run */
+	eol = strstr(copy, "\r\n");
+	assert_non_null(eol);
+	snprintf(other, sizeof(other), "%.*s%s", (int)(eol + 2 - copy), copy,
+		 MSG_FROM "To: a@example.com\r\nSubject: hi\r\n\r\nanother body\r\n");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", other);
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+	assert_string_equal(records[2].loop, "invalid");
+	/* expired (8 days old): the rules run */
+	make_copy(MSG("hi"), now - 8 * 86400, copy, sizeof(copy));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+	assert_string_equal(records[3].loop, "invalid");
+	/* no secret configured: no header is valid */
+	h->rules.loop_secret = NULL;
+	make_copy(MSG("hi"), now, copy, sizeof(copy));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
+	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
+	assert_string_equal(records[4].loop, "invalid");
+	assert_int_equal(h->f.connect_calls, 1);
+	harness_free(h);
+
+	/* a forged header on a message whose rule makes copies: the rule's
+	 * other actions apply, no copy is sent */
+	h = harness_new(RULES);
+	h->rules.loop_secret = LOOP_SECRET;
+	add_rule(h, "{\"name\":\"fwd\",\"conditions\":[{\"param\":\"subject\","
+		    "\"op\":\"contains\",\"values\":[\"hi\"]}],"
+		    "\"actions\":{\"forward\":[\"boss@example.org\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=96\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Rule: fwd\r\n" MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.connect_pool_calls, 0);
+	assert_true(records[0].rules);
+	assert_string_equal(records[0].rule, "fwd");
+	assert_string_equal(records[0].loop, "invalid");
+	harness_free(h);
+
+	h = harness_new(RULES);
+	add_rule(h, rule);
 	/* without the loop header the rule applies (default text) */
 	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
 	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
@@ -1986,6 +2091,7 @@ static void test_malware_fail_policy(void **state)
 static void test_malware_when_scanned(void **state)
 {
 	struct harness *h = malware_harness(0);
+	char copy[1024];
 
 	(void)state;
 	add_rule(h, "{\"name\":\"subj\",\"conditions\":[{\"param\":\"subject\",\"op\":\"contains\","
@@ -2006,9 +2112,11 @@ static void test_malware_when_scanned(void **state)
 		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
 	assert_int_equal(h->f.connect_pool_calls, 0);
-	/* a loop copy is not scanned */
+	/* a loop copy (valid) is not scanned */
 	h->rules.enabled = true;
-	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Loop: mx-node\r\n" MSG("hi"));
+	h->rules.loop_secret = LOOP_SECRET;
+	make_copy(MSG("hi"), (int64_t)time(NULL), copy, sizeof(copy));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
 	expect_state(h, LMTP_STATE_STORE_CONNECT);
 	assert_int_equal(h->f.connect_pool_calls, 0);
 	harness_free(h);
