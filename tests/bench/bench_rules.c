@@ -1118,9 +1118,85 @@ static void measure_features(const char *raw, size_t len, double seconds)
 	       samples[(n * 99) / 100] * 1e6);
 }
 
+/* One untimed evaluation with a tracer: how many rules each recipient
+ * looks at and which parameters the evaluation reaches (the measured loop
+ * runs without a tracer: describe() per condition would dominate). */
+struct coverage {
+	size_t no_match, out_of_scope, other, conds;
+	bool param[RP_COUNT];
+};
+
+static void cov_condition(void *ctx, const struct rule *r, size_t ci, bool result,
+			  const char *feature)
+{
+	struct coverage *c = ctx;
+
+	(void)result;
+	(void)feature;
+	c->conds++;
+	if (ci < r->n_conds && r->conds[ci].param < RP_COUNT)
+		c->param[r->conds[ci].param] = true;
+}
+
+static void cov_rule(void *ctx, const struct rule *r, const char *outcome)
+{
+	struct coverage *c = ctx;
+
+	(void)r;
+	if (strcmp(outcome, "no-match") == 0)
+		c->no_match++;
+	else if (strcmp(outcome, "out-of-scope") == 0)
+		c->out_of_scope++;
+	else
+		c->other++;
+}
+
+static void check_coverage(const char *label, const struct rule_snapshot *snap,
+			   const char *raw, size_t len, const struct msg_envelope *env,
+			   const char *const *rcpts, size_t n_rcpts, int64_t now,
+			   const enum rule_param *required, size_t n_required)
+{
+	static const struct msg_config cfg = { .authserv_id = "mx.corp.example" };
+	static const struct msg_limits lim = MSG_LIMITS_DEFAULT;
+	struct coverage c;
+	struct rules_tracer tr = { cov_condition, cov_rule, &c };
+	struct msg *m = NULL;
+	struct rules_memo *memo;
+	size_t np = 0;
+
+	memset(&c, 0, sizeof(c));
+	if (msg_open((const unsigned char *)raw, len, env, &cfg, &lim, &m) != 0)
+		die("msg_open", -EIO);
+	memo = rules_memo_new(snap);
+	if (memo == NULL)
+		die("rules_memo_new", -ENOMEM);
+	for (size_t r = 0; r < n_rcpts; r++) {
+		struct rule_verdict v;
+
+		if (rules_eval(snap, memo, m, rcpts[r], true, now, &v, &tr) != 0)
+			die("rules_eval", -EIO);
+	}
+	rules_memo_free(memo);
+	msg_free(m);
+	for (size_t p = 0; p < RP_COUNT; p++)
+		np += c.param[p];
+	printf("[%s] %zu recipients: %zu rules evaluated without a match, %zu out of "
+	       "scope, %zu other; %zu conditions traced; %zu parameters reached\n",
+	       label, n_rcpts, c.no_match, c.out_of_scope, c.other, c.conds, np);
+	if (c.other != 0)
+		die("a rule matched or was skipped", (int)c.other);
+	for (size_t i = 0; i < n_required; i++)
+		if (!c.param[required[i]]) {
+			fprintf(stderr, "bench_rules: [%s] parameter %s never evaluated\n",
+				label, rule_param_name(required[i]));
+			exit(1);
+		}
+}
+
 static void measure(const char *label, struct pol_store *store,
 		    const char *raw, size_t len, double seconds,
-		    const struct msg_envelope *env)
+		    const struct msg_envelope *env,
+		    const enum rule_param *required, size_t n_required)
 {
 	static const struct rules_settings set = RULES_SETTINGS_DEFAULT;
 	static double samples[MAX_SAMPLES];
@@ -1143,6 +1219,7 @@ static void measure(const char *label, struct pol_store *store,
 		die("rules_compile", rc);
 	printf("[%s] snapshot compile, %zu rules: %.1f ms CPU, %.1f ms wall\n",
 	       label, rules_snapshot_count(snap), c_cpu * 1e3, c_wall * 1e3);
+	check_coverage(label, snap, raw, len, env, rcpts, 2, now, required, n_required);
 
 	while (total < seconds && n < MAX_SAMPLES) {
 		struct rules_memo *memo;
@@ -1344,6 +1421,13 @@ static void measure_analyzers(const char *raw, size_t len,
 	free(col);
 }
 
+/* The analyzer scenario must reach every one of these. */
+static const enum rule_param an_params[] = {
+	RP_JAVASCRIPT, RP_FRAME_TAGS, RP_WEB_BUGS, RP_URL, RP_URL_DOMAIN,
+	RP_SHORT_URL, RP_LANGUAGE, RP_COUNTRY, RP_MACROS, RP_SUSPICIOUS_MACROS,
+	RP_MALWARE,
+};
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_rules [seconds-per-set]\n"
@@ -1418,10 +1502,10 @@ int main(int argc, char **argv)
 	       "base64 attachment), 2 recipients per message\n", N_RULES, len);
 
 	load_rules(store, SET_ALL);
-	measure("all conditions", store, raw, len, seconds, &env);
+	measure("all conditions", store, raw, len, seconds, &env, NULL, 0);
 	measure_features(raw, len, seconds / 2);
 	load_rules(store, SET_HEADERS);
-	measure("header-only", store, raw, len, seconds, &env);
+	measure("header-only", store, raw, len, seconds, &env, NULL, 0);
 
 	printf("bench_rules: %d rules using every issue-5 condition and every in-process "
 	       "analyzer of issue 6, %zu-byte newsletter (text/plain + HTML, .docm with "
@@ -1429,7 +1513,8 @@ int main(int argc, char **argv)
 	       "preset clean; see bench_clamd.py)\n", N_RULES, an_len);
 	describe_features(an_raw, an_len, &an_env);
 	load_rules(store, SET_ANALYZERS);
-	measure("every analyzer", store, an_raw, an_len, seconds, &an_env);
+	measure("every analyzer", store, an_raw, an_len, seconds, &an_env,
+		an_params, sizeof(an_params) / sizeof(an_params[0]));
 	an_n = (size_t)(seconds * 100);
 	if (an_n < 20)
 		an_n = 20;
