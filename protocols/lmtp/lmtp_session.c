@@ -1238,18 +1238,34 @@ static void lmtp_rules_clear(struct lmtp_session *s)
 	}
 }
 
-/* Every recipient without a reply is delivered in one transaction without
- * edits (rules off, a loop, or fail_open after an error). */
+/* Every recipient without a reply is delivered in one transaction whose
+ * only edits remove the inbound X-Postern-* fields (rules off, a valid loop
+ * copy, or fail_open after an error): a forged "X-Postern-Folder: Junk"
+ * never reaches the store's sieve_before. Without a message view (the
+ * spool could not be mapped) nothing can be stripped: 451 4.3.0. */
 static void lmtp_plan_plain(struct lmtp_session *s, bool inbox)
 {
-	struct lmtp_job *j = lmtp_job_add(s, false);
+	struct rewrite_options opt = { .copy = false,
+				       .node = s->set.rules != NULL ? s->set.rules->node : NULL,
+				       .data = s->map_data, .len = s->orig_len };
+	struct lmtp_job *j = NULL;
+	const char *failure = "internal";
 
+	if (s->msg == NULL) {
+		failure = "spool-error";
+	} else {
+		j = lmtp_job_add(s, false);
+		if (j != NULL && rewrite_plan(s->msg, NULL, &opt, &j->edits) < 0) {
+			s->njobs--;   /* the job just added, empty */
+			j = NULL;
+		}
+	}
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		if (s->rcpts[i].code != 0)
 			continue;
 		if (j == NULL || lmtp_job_push_rcpt(j, i) < 0) {
 			lmtp_set_reply(&s->rcpts[i], 451, LMTP_MSG_LOCAL_TEMPFAIL,
-				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), "internal");
+				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), failure);
 			continue;
 		}
 		s->rcpts[i].deliver = true;
@@ -1467,6 +1483,7 @@ static void lmtp_plan_delivery(struct lmtp_session *s, size_t i, size_t first_gr
  * loop copy: one plain delivery; an error: 451 or fail_open). */
 static bool lmtp_plan_open(struct lmtp_session *s)
 {
+	static const struct msg_config no_msg_config;
 	const struct proto_rules *cfg = s->set.rules;
 	struct msg_limits limits = MSG_LIMITS_DEFAULT;
 	struct msg_envelope *env = &s->env;
@@ -1475,13 +1492,12 @@ static bool lmtp_plan_open(struct lmtp_session *s)
 	int r;
 
 	s->orig_len = s->io.spool_size(s->io.ctx);
-	if (!lmtp_rules_on(s)) {
-		lmtp_plan_plain(s, false);
-		return false;
-	}
 	r = s->io.spool_map != NULL ? s->io.spool_map(s->io.ctx, &data, &len) : -EIO;
 	if (r < 0 || len != s->orig_len || (len > 0 && data == NULL)) {
-		lmtp_plan_error(s, "spool-error");
+		if (lmtp_rules_on(s))
+			lmtp_plan_error(s, "spool-error");
+		else
+			lmtp_plan_plain(s, false);   /* no view: 451 */
 		return false;
 	}
 	s->map_data = data != NULL ? data : (const unsigned char *)"";
@@ -1495,9 +1511,18 @@ static bool lmtp_plan_open(struct lmtp_session *s)
 	env->queue_id = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
 	env->declared_size = s->declared_size;
 	env->malware = MSG_MALWARE_UNKNOWN;
-	if (msg_open(data, len, env, &cfg->msg, &limits, &s->msg) < 0) {
+	if (msg_open(data, len, env, cfg != NULL ? &cfg->msg : &no_msg_config, &limits,
+		     &s->msg) < 0) {
 		s->msg = NULL;
-		lmtp_plan_error(s, "internal");
+		if (lmtp_rules_on(s))
+			lmtp_plan_error(s, "internal");
+		else
+			lmtp_plan_plain(s, false);   /* no view: 451 */
+		return false;
+	}
+	if (!lmtp_rules_on(s)) {
+		/* rules off: only the inbound X-Postern-* fields go */
+		lmtp_plan_plain(s, false);
 		return false;
 	}
 	s->loop = rewrite_loop_check(s->msg, s->map_data, s->orig_len, cfg->loop_secret,

@@ -98,6 +98,14 @@
  * and their LMTP delivery is not attempted (the MTA retries the whole
  * thing; a copy may then be sent twice, a delivery never is lost).
  *
+ * Reserved headers: every delivery to the store (rules or not: rules off,
+ * a valid loop copy, fail_open after a rule error) has the inbound
+ * X-Postern-* fields removed (rewrite_plan(m, NULL, ...), streamed): a
+ * forged "X-Postern-Folder: Junk" never reaches Dovecot's sieve_before. So
+ * the spool is mapped and a message view opened for every message; when
+ * that fails (io->spool_map error) nothing is delivered: 451 4.3.0
+ * ("spool-error"), fail_open or not.
+ *
  * The rules (when settings.rules is enabled and the store is set):
  * - The message is seen through io->spool_map() (msg_open with the
  *   envelope: MAIL FROM, XFORWARD ADDR (else the MTA's address), NAME,
@@ -134,7 +142,8 @@
  * - A rule error (rules_eval < 0, no snapshot, the spool not mappable, the
  *   message view not created) gives 451 4.3.0 "Rules unavailable" to the
  *   recipients affected, unless settings.rules->fail_open: then they are
- *   delivered as if no rule matched.
+ *   delivered as if no rule matched (X-Postern-* stripped; without a
+ *   message view: 451 4.3.0 all the same).
  * - Incoming-off recipients never get here: refused at RCPT.
  *
  * Malware (spec 1.4 #25, 2.6, 4.3):

@@ -807,5 +807,41 @@ class RulesTest(GatewayTestCase):
         self.assertStillDelivers()
 
 
+class RulesOffTest(GatewayTestCase):
+    """rules.enabled = false: no rule runs, but a forged X-Postern-Folder:
+    Junk from outside must still never reach Dovecot's sieve_before."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = DeliveryDovecot(name="dovecot-rules-off", sieve_before=JUNK_SIEVE).start()
+        try:
+            cls.postern = DeliveryPostern(
+                cls.dovecot, [LmtpListener()], name="postern-rules-off",
+                rules={"enabled": False, "node": NODE}).start()
+        except Exception:
+            cls.dovecot.stop()
+            raise
+
+    imap = RulesTest.imap
+    found = RulesTest.found
+    where = RulesTest.where
+    assertLanded = RulesTest.assertLanded
+
+    def test_forged_folder_header_stripped_with_rules_off(self):
+        t = tag()
+        self.postern.ctl("rule", "create", *rule_options(
+            rule_doc("Never", [cond("subject", "contains", [t])], "reject")))
+        res = lmtp_deliver(self.postern.lmtp(trusted=True).port, SENDER, [ALICE],
+                           message(subject=t, headers=["X-Postern-Folder: Junk",
+                                                       "X-Postern-Rule: forged"]),
+                           xforward=XFORWARD)
+        self.assertEqual(res[ALICE][0], 250, res)   # the reject rule did not run
+        self.assertLanded(ALICE, t, "INBOX")
+        m = self.found(ALICE, "INBOX", t)[0]
+        self.assertNotIn(b"X-Postern-Folder", m)
+        self.assertNotIn(b"forged", m)
+        self.postern.wait_log(r'event=delivery .*recipient="%s" .*rules=off' % re.escape(ALICE))
+
+
 if __name__ == "__main__":
     main()

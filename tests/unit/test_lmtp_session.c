@@ -1534,7 +1534,7 @@ static void test_rules_loop_and_off(void **state)
 			   "\"op\":\"contains\",\"values\":[\"hi\"]}],"
 			   "\"actions\":{\"disposition\":\"reject\"}}";
 	struct harness *h = harness_new(RULES);
-	char copy[1024], other[1024], want[1200];
+	char copy[1024], other[1024];
 	int64_t now = (int64_t)time(NULL);
 	const char *eol;
 
@@ -1545,9 +1545,9 @@ static void test_rules_loop_and_off(void **state)
 	make_copy(MSG("hi"), now, copy, sizeof(copy));
 	assert_non_null(strstr(copy, "X-Postern-Loop: mx-node; t="));
 	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
-	snprintf(want, sizeof(want), "MAIL FROM:<sender@example.net> SIZE=%zu\r\n"
-		 "RCPT TO:<a@example.com>\r\nDATA\r\n", strlen(copy));
-	store_job(h, want, 1, copy, "250 2.0.0 saved\r\n");
+	/* delivered without the rules' reject, its X-Postern-* stripped */
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
 	assert_false(records[0].rules);
 	assert_string_equal(records[0].loop, "valid");
@@ -1604,14 +1604,32 @@ static void test_rules_loop_and_off(void **state)
 	expect_client(h, "550 5.7.1 Message rejected by policy\r\n");
 	harness_free(h);
 
+	/* rules off: no rules, but forged X-Postern-* fields never reach the
+	 * store (its sieve_before files "X-Postern-Folder: Junk") */
 	h = harness_new(RULES_OFF);
 	add_rule(h, rule);
-	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	send_message(h, "RCPT TO:<a@example.com>\r\n",
+		     "X-Postern-Folder: Junk\r\n" MSG("hi") );
 	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
 		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
 	assert_false(records[0].rules);
-	assert_int_equal(h->f.spool_map_calls, 0);
+	assert_int_equal(h->f.spool_map_calls, 1);
+	/* the spool cannot be mapped: nothing can be stripped, 451 */
+	h->f.spool_map_fail = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, "451 4.3.0 Local error in processing, try again later\r\n");
+	assert_string_equal(records[1].failure, "spool-error");
+	harness_free(h);
+
+	/* no rules { } at all: the same */
+	h = harness_new(0);
+	send_message(h, "RCPT TO:<a@example.com>\r\n",
+		     MSG_FROM "X-Postern-Folder: Junk\r\nX-postern-rule: x\r\n"
+		     "To: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n");
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
 	harness_free(h);
 }
 
@@ -1633,13 +1651,18 @@ static void test_rules_strip_and_errors(void **state)
 			 "451 4.3.0 Rules unavailable, try again later\r\n");
 	assert_int_equal(h->f.connect_calls, 1);
 	assert_string_equal(records[1].failure, "spool-error");
-	/* fail_open: delivered as if no rule matched */
+	/* fail_open: still no view to strip X-Postern-* with: 451 */
 	h->rules.fail_open = true;
 	lmtp_front.free(h->f.s);
 	h->f.s = lmtp_front.session_new(&h->f.io, &h->f.info, &h->f.set);
 	lmtp_front.start(h->f.s);
 	h->f.client.len = 0;
 	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, "451 4.3.0 Local error in processing, try again later\r\n");
+	assert_string_equal(records[2].failure, "spool-error");
+	/* with a view, fail_open or not, forged fields are stripped */
+	h->f.spool_map_fail = false;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", "X-Postern-Folder: Junk\r\n" MSG("hi"));
 	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
 		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
