@@ -252,6 +252,7 @@ static void lmtp_mirror_pending(struct lmtp_session *s, const struct smtp_reply 
 static void lmtp_set_reply(struct lmtp_rcpt *r, unsigned code, const char *text,
 			   size_t len, const char *failure);
 static void lmtp_finish(struct lmtp_session *s);
+static void lmtp_history_record(struct lmtp_session *s);
 static void lmtp_answer_client(struct lmtp_session *s);
 static void lmtp_store_connect(struct lmtp_session *s);
 static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r);
@@ -1848,6 +1849,7 @@ static void lmtp_finish(struct lmtp_session *s)
 		s->backend_up = false;
 		s->io.backend_close(s->io.ctx);
 	}
+	lmtp_history_record(s);
 	lmtp_answer_client(s);
 	lmtp_rules_clear(s);
 	s->io.spool_reset(s->io.ctx);
@@ -2368,17 +2370,31 @@ static void lmtp_backend_drained(void *ctx)
 		lmtp_stream(s);
 }
 
-/* A delivery the store took for rc: the new-sender history learns the
- * pair when the message reached the inbox. */
-static void lmtp_delivered(struct lmtp_session *s, struct lmtp_rcpt *rc)
+/* The new-sender history learns the pairs (recipient, From address) of
+ * every inbox delivery the store took, in one write transaction for the
+ * whole message (rules_history_record_many), once every job is over. */
+static void lmtp_history_record(struct lmtp_session *s)
 {
+	const char **to;
 	const char *from;
+	size_t n = 0;
 
-	if (!rc->inbox || s->msg == NULL || s->set.store == NULL)
+	if (s->msg == NULL || s->set.store == NULL || !lmtp_rules_on(s))
 		return;
 	from = msg_from_address(s->msg);
-	if (from != NULL && from[0] != '\0')
-		(void)rules_history_record(s->set.store, rc->policy, from, s->data_time);
+	if (from == NULL || from[0] == '\0')
+		return;
+	to = calloc(s->nrcpts > 0 ? s->nrcpts : 1, sizeof(*to));
+	if (to == NULL)
+		return;
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		const struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->deliver && rc->inbox && rc->code / 100 == 2 && rc->failure == NULL)
+			to[n++] = rc->policy;
+	}
+	if (n > 0)
+		(void)rules_history_record_many(s->set.store, to, n, from, s->data_time);
+	free(to);
 }
 
 static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r)
@@ -2407,8 +2423,6 @@ static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_rep
 	else
 		lmtp_set_reply(rc, 451, LMTP_MSG_STORE_TEMPFAIL,
 			       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
-	if (rc->code / 100 == 2)
-		lmtp_delivered(s, rc);
 	while (s->next_final < j->n && !lmtp_job_rcpt(s, s->next_final)->store_accepted)
 		s->next_final++;
 	if (s->next_final >= j->n)

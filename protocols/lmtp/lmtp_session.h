@@ -136,9 +136,11 @@
  *   rules->loop_secret at the "." line's time, no banner, no Junk header)
  *   to settings.rules->copy_pool, to its addresses once each, sent before
  *   any delivery; no copy pool configured: 451 4.3.0 (copy-unconfigured).
- * - A delivery the store accepted that reached the inbox (no rule, allow,
- *   none, or a suppressed spam/quarantine; not spam) records the
- *   new-sender pair (rules_history_record: recipient, From address).
+ * - The deliveries the store accepted that reached the inbox (no rule,
+ *   allow, none, or a suppressed spam/quarantine; not spam) record the
+ *   new-sender pairs (recipient, From address) in ONE write for the
+ *   message (rules_history_record_many) when every job is over, just
+ *   before the MTA is answered.
  * - A rule error (rules_eval < 0, no snapshot, the spool not mappable, the
  *   message view not created) gives 451 4.3.0 "Rules unavailable" to the
  *   recipients affected, unless settings.rules->fail_open: then they are

@@ -1481,6 +1481,45 @@ static void test_rules_copies(void **state)
 	harness_free(h);
 }
 
+/* The new-sender history learns every inbox delivery the store accepted,
+ * once the message is done (one write for all its recipients): not the
+ * recipient the store refused, not while a later job is still running. */
+static void test_rules_history_per_message(void **state)
+{
+	struct harness *h = harness_new(RULES);
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	add_rule(h, "{\"name\":\"tag-c\",\"condition_type\":\"none\","
+		    "\"actions\":{\"xheaders\":[{\"name\":\"X-C\",\"value\":\"1\"}]},"
+		    "\"apply_to\":{\"mode\":\"selected\",\"users\":[\"c@example.com\"]}}");
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		     "RCPT TO:<c@example.com>\r\n", MSG("hi"));
+	/* a and b in one transaction; the store refuses b */
+	store_hello(h, false);
+	expect_backend(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+			  "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+	backend(h, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n");
+	pump_drains(h);
+	expect_backend(h, MSG("hi") ".\r\n");
+	backend(h, "250 2.0.0 a saved\r\n");
+	expect_backend(h, "QUIT\r\n");
+	/* c's transaction is still to come: nothing learnt yet */
+	assert_int_equal(rules_history_seen(h->store, "a@example.com", "sender@example.net", now,
+					    180), 0);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=106\r\n"
+		     "RCPT TO:<c@example.com>\r\nDATA\r\n", 1,
+		  "X-Postern-Rule: tag-c\r\nX-C: 1\r\n" MSG("hi"), "250 2.0.0 c saved\r\n");
+	expect_client(h, "250 2.0.0 a saved\r\n550 5.1.1 no such user\r\n250 2.0.0 c saved\r\n");
+	assert_int_equal(rules_history_seen(h->store, "a@example.com", "sender@example.net", now,
+					    180), 1);
+	assert_int_equal(rules_history_seen(h->store, "b@example.com", "sender@example.net", now,
+					    180), 0);
+	assert_int_equal(rules_history_seen(h->store, "c@example.com", "sender@example.net", now,
+					    180), 1);
+	harness_free(h);
+}
+
 #define LOOP_SECRET "unit-test-loop-secret-0123456789"
 
 static long read_string(void *ctx, size_t offset, void *buf, size_t len)
@@ -2300,6 +2339,7 @@ static void test_names_and_trace(void **state)
 	X(test_rules_quarantine) \
 	X(test_rules_suppressed) \
 	X(test_rules_copies) \
+	X(test_rules_history_per_message) \
 	X(test_rules_loop_and_off) \
 	X(test_rules_strip_and_errors) \
 	X(test_rules_group_failure_and_audit) \
