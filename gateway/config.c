@@ -19,6 +19,8 @@
 #include <openssl/x509v3.h>
 
 #include "gateway/log.h"
+#include "policy/geo.h"
+#include "policy/lang.h"
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gw_config *current;
@@ -592,6 +594,10 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	get_str(l, g, "node", host, c->rules_node, sizeof(c->rules_node));
 	get_str(l, g, "copy_backend", "", c->rules_copy_backend, sizeof(c->rules_copy_backend));
 	get_str(l, g, "loop_secret", "", c->rules_loop_secret, sizeof(c->rules_loop_secret));
+	get_str(l, g, "language_models", LANG_MODEL_DIR_DEFAULT, c->rules_language_models,
+		sizeof(c->rules_language_models));
+	get_str(l, g, "location_database", GEO_DATABASE_DEFAULT, c->rules_location_database,
+		sizeof(c->rules_location_database));
 	r->fail_open = get_bool(l, g, "fail_open", false);
 	get_str(l, g, "clamd_backend", "", c->rules_clamd_backend, sizeof(c->rules_clamd_backend));
 	r->clamd_timeout_ms = (unsigned)get_int(l, g, "clamd_timeout_ms", 10000, 100, 600000);
@@ -652,6 +658,10 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	if (!l->failed && c->rules_copy_backend[0] != '\0' && c->rules_loop_secret[0] == '\0')
 		fail(l, g, "rules.loop_secret is required when rules.copy_backend is set "
 		     "(the same on every node, e.g. openssl rand -hex 32)");
+	if (!l->failed && c->rules_language_models[0] != '/')
+		fail(l, g, "rules.language_models must be an absolute directory path");
+	if (!l->failed && c->rules_location_database[0] != '/')
+		fail(l, g, "rules.location_database must be an absolute file path");
 	if (!l->failed && nnets > 0) {
 		c->rules_internal = calloc(nnets, sizeof(*c->rules_internal));
 		if (c->rules_internal == NULL)

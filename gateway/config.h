@@ -123,6 +123,12 @@ struct gw_config {
 	char rules_quarantine_dir[1024];
 	char rules_node[256];
 	char rules_loop_secret[512];
+	/* rules.language_models / rules.location_database: the analyzers'
+	 * data, applied once at startup (lang_set_model_dir(),
+	 * geo_set_database() only work before their first use: a change
+	 * needs a restart, a reload keeps the old paths and says so) */
+	char rules_language_models[1024];
+	char rules_location_database[1024];
 	char rules_copy_backend[64];
 	char rules_clamd_backend[64];
 };

@@ -16,6 +16,8 @@
 #include "gateway/log.h"
 #include "gateway/worker.h"
 #include "policy/engine.h"
+#include "policy/geo.h"
+#include "policy/lang.h"
 #include "policy/quarantine.h"
 #include "policy/policy.h"
 
@@ -76,6 +78,10 @@ static void on_hup(uv_signal_t *h, int signum)
 		gw_log(GW_LOG_ERROR, "event=reload result=failed error=\"%s\"", err);
 		gw_config_unref(&next);
 	} else {
+		if (strcmp(cur->rules_language_models, next->rules_language_models) != 0 ||
+		    strcmp(cur->rules_location_database, next->rules_location_database) != 0)
+			gw_log(GW_LOG_WARN, "event=reload rules.language_models and "
+			       "rules.location_database take effect at the next restart");
 		gw_log_set_level((enum gw_log_level)next->log_level);
 		gw_config_set_current(next);
 		gw_log(GW_LOG_INFO, "event=reload result=ok path=%s", cur->path);
@@ -172,6 +178,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* the analyzers' data, before the first message (both refuse a change
+	 * after their first use: a reload cannot move them) */
+	if (lang_set_model_dir(conf->rules_language_models) != 0 ||
+	    geo_set_database(conf->rules_location_database) != 0) {
+		fprintf(stderr, "postern: rules.language_models/location_database: out of memory\n");
+		return 1;
+	}
 	gw_frontlog_install();
 	gw_log_set_level((enum gw_log_level)conf->log_level);
 	r = pol_store_open(conf->policy_path, conf->policy_map_size, 0, &store);

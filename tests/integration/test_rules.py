@@ -843,5 +843,45 @@ class RulesOffTest(GatewayTestCase):
         self.postern.wait_log(r'event=delivery .*recipient="%s" .*rules=off' % re.escape(ALICE))
 
 
+class RulesDataPathsTest(GatewayTestCase):
+    """rules.language_models and rules.location_database are applied at
+    startup: pointed at an empty directory and a missing file, a rule on
+    the language or the country cannot be evaluated (451 4.3.0, the MTA
+    retries), while a message no such rule needs is delivered."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = DeliveryDovecot(name="dovecot-rules-data").start()
+        empty = os.path.join(run_root(), "no-models")
+        os.makedirs(empty, exist_ok=True)
+        try:
+            cls.postern = DeliveryPostern(
+                cls.dovecot, [LmtpListener()], name="postern-rules-data",
+                rules={"enabled": True, "node": NODE, "language_models": empty,
+                       "location_database": os.path.join(empty, "missing.db")}).start()
+        except Exception:
+            cls.dovecot.stop()
+            raise
+
+    def test_missing_data_fails_the_rules_that_need_it(self):
+        port = self.postern.lmtp(trusted=True).port
+        self.postern.ctl("rule", "create", "--name", "German", "--if", "language is de",
+                         "--action", "spam", "--mode", "selected", "--users", ALICE)
+        self.postern.ctl("rule", "create", "--name", "From NL", "--if", "country is NL",
+                         "--action", "spam", "--mode", "selected", "--users", BOB)
+        text = ("Dies ist eine deutsche Nachricht mit genug Text, damit die Sprache "
+                "sicher erkannt werden kann, und noch ein paar weitere Worte.\r\n")
+        res = lmtp_deliver(port, SENDER, [ALICE], message(subject=tag(), body=text),
+                           xforward=XFORWARD)
+        self.assertEqual(res[ALICE][0], 451, res)
+        # a public address (a reserved one is "ZZ" without the database)
+        res = lmtp_deliver(port, SENDER, [BOB], message(subject=tag(), to=BOB),
+                           xforward=XFORWARD.replace("198.51.100.1", "192.0.32.10"))
+        self.assertEqual(res[BOB][0], 451, res)
+        res = lmtp_deliver(port, SENDER, [CAROL], message(subject=tag(), to=CAROL),
+                           xforward=XFORWARD)
+        self.assertEqual(res[CAROL][0], 250, res)
+
+
 if __name__ == "__main__":
     main()

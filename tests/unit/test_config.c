@@ -220,6 +220,8 @@ static void test_rules_section(void **state)
 	assert_int_equal(c->rules.msg.n_internal_nets, 0);
 	assert_null(c->rules.copy_pool);
 	assert_null(c->rules.loop_secret);
+	assert_string_equal(c->rules_language_models, "/usr/share/libexttextcat/");
+	assert_string_equal(c->rules_location_database, "/var/lib/location/database.db");
 	assert_false(c->rules.fail_open);
 	assert_non_null(c->rules.node);
 	assert_true(c->rules.node[0] != '\0');
@@ -236,7 +238,8 @@ static void test_rules_section(void **state)
 		"  internal_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]; backscatter_guard = false;\n"
 		"  new_sender_days = 30; quarantine_directory = \"/tmp/q\"; quarantine_retention_days = 7;\n"
 		"  node = \"mx1\"; copy_backend = \"re\"; fail_open = true;\n"
-		"  loop_secret = \"0123456789abcdef0123456789abcdef\"; };\n");
+		"  loop_secret = \"0123456789abcdef0123456789abcdef\";\n"
+		"  language_models = \"/opt/textcat\"; location_database = \"/opt/loc.db\"; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_false(c->rules.enabled);
 	assert_false(c->rules.engine.backscatter_guard);
@@ -255,6 +258,8 @@ static void test_rules_section(void **state)
 	assert_string_equal(c->rules.node, "mx1");
 	assert_string_equal(c->rules.copy_pool, "re");
 	assert_string_equal(c->rules.loop_secret, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(c->rules_language_models, "/opt/textcat");
+	assert_string_equal(c->rules_location_database, "/opt/loc.db");
 	assert_int_equal(c->pools[1].servers[0].smtp_port, 10026);
 	assert_true(c->rules.fail_open);
 	gw_config_unref(&c);
@@ -295,6 +300,14 @@ static void test_rules_section(void **state)
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_string_equal(c->rules.loop_secret, "0123456789abcdef");
 	gw_config_unref(&c);
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { language_models = \"textcat\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "rules.language_models"));
+	unlink(f);
+	f = write_conf(MINIMAL "rules: { location_database = \"\"; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), -1);
+	assert_non_null(strstr(err, "rules.location_database"));
 	unlink(f);
 	f = write_conf(MINIMAL "rules: { new_sender_days = 0; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), -1);
