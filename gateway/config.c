@@ -602,6 +602,7 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	get_str(l, g, "clamd_backend", "", c->rules_clamd_backend, sizeof(c->rules_clamd_backend));
 	r->clamd_timeout_ms = (unsigned)get_int(l, g, "clamd_timeout_ms", 10000, 100, 600000);
 	r->malware_fail_open = get_bool(l, g, "malware_fail_open", false);
+	r->dns_timeout_ms = (unsigned)get_int(l, g, "dns_timeout_ms", 300, 10, 60000);
 	if (!l->failed && c->rules_clamd_backend[0] != '\0') {
 		int pi = pool_index(c, c->rules_clamd_backend);
 		if (pi < 0) {

@@ -66,6 +66,10 @@ struct proto_rules {
 	                                 verdict (0: 10000) */
 	bool malware_fail_open;       /* a failed scan reads "no malware"
 	                                 instead of 451 4.7.1 */
+	/* sender DNS (spec 1.4 #8) when the MTA handed over no verified
+	 * name: forward-confirmed reverse DNS of the client address through
+	 * io->resolve_fcrdns, bounded by this deadline (0: 300) */
+	unsigned dns_timeout_ms;
 };
 
 struct proto_settings {
@@ -176,6 +180,14 @@ struct proto_io {
 	/* Is the client's address in the listener's trusted_networks (the
 	 * MTAs allowed to send XFORWARD)? */
 	bool (*client_trusted)(void *ctx);
+	/* Forward-confirmed reverse DNS of ip (textual IPv4/IPv6): the PTR
+	 * name of ip, confirmed when ip is among that name's addresses.
+	 * front->fcrdns_done() follows exactly once (possibly before this
+	 * returns), within timeout_ms, unless the session closes first; with
+	 * NULL when there is no confirmed name (no PTR, a name that does not
+	 * resolve back, the deadline, an error). Answers may be cached for a
+	 * few minutes. May be NULL: no lookups. */
+	void (*resolve_fcrdns)(void *ctx, const char *ip, unsigned timeout_ms);
 };
 
 struct proto_front {
@@ -206,6 +218,9 @@ struct proto_front {
 	void (*policy_changed)(void *s);
 	/* The gateway is shutting down: goodbye and io->close(). */
 	void (*shutdown)(void *s);
+	/* The answer to io->resolve_fcrdns(): the confirmed host name (valid
+	 * during the call), or NULL. May be NULL for fronts that never ask. */
+	void (*fcrdns_done)(void *s, const char *name);
 	void (*free)(void *s);
 };
 

@@ -42,6 +42,8 @@
 #define LMTP_MSG_QUARANTINED "2.0.0 Ok, message quarantined"
 #define LMTP_MSG_DROPPED "2.0.0 Ok, message discarded by policy"
 #define LMTP_MSG_REJECTED "Message rejected by policy"
+/* The front's own backstop after the gateway's DNS deadline. */
+#define LMTP_DNS_GRACE_MS 1000
 /* A loop header older than this is not ours any more (rewrite_loop_check). */
 #define LMTP_LOOP_MAX_AGE (7u * 24 * 3600)
 
@@ -144,6 +146,7 @@ struct lmtp_session {
 	size_t njobs, jobs_cap, job;         /* job: the current one */
 	bool copy_refused;                   /* a copy RCPT was refused */
 	enum rewrite_loop loop;              /* the loop header's check */
+	char dns_name[256];                  /* the FCrDNS-confirmed client name */
 	unsigned conn_seq;                   /* bumped per onward connection */
 
 	/* the malware scan (clamd INSTREAM) before the rules */
@@ -184,6 +187,7 @@ static void lmtp_timeout(void *ctx, enum proto_timeout kind);
 static void lmtp_policy_changed(void *ctx);
 static void lmtp_shutdown(void *ctx);
 static void lmtp_free(void *ctx);
+static void lmtp_fcrdns_done(void *ctx, const char *name);
 
 /* state, output, input */
 static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state);
@@ -239,6 +243,10 @@ static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *t
 static bool lmtp_plan_open(struct lmtp_session *s);
 static void lmtp_plan_rules(struct lmtp_session *s);
 static bool lmtp_scan_needed(struct lmtp_session *s);
+static void lmtp_plan_go(struct lmtp_session *s);
+static bool lmtp_dns_needed(struct lmtp_session *s);
+static unsigned lmtp_dns_timeout(const struct lmtp_session *s);
+static void lmtp_plan_error(struct lmtp_session *s, const char *failure);
 static void lmtp_scan_start(struct lmtp_session *s);
 static void lmtp_scan_stream(struct lmtp_session *s);
 static void lmtp_scan_data(struct lmtp_session *s, const char *buf, size_t len);
@@ -269,6 +277,7 @@ static const char *const lmtp_state_names[] = {
 	[LMTP_STATE_READY] = "ready",
 	[LMTP_STATE_MAIL] = "mail",
 	[LMTP_STATE_DATA] = "data",
+	[LMTP_STATE_DNS_WAIT] = "dns-wait",
 	[LMTP_STATE_SCAN_CONNECT] = "scan-connect",
 	[LMTP_STATE_SCAN_STREAM] = "scan-stream",
 	[LMTP_STATE_SCAN_REPLY] = "scan-reply",
@@ -315,6 +324,7 @@ const struct proto_front lmtp_front = {
 	.timeout = lmtp_timeout,
 	.policy_changed = lmtp_policy_changed,
 	.shutdown = lmtp_shutdown,
+	.fcrdns_done = lmtp_fcrdns_done,
 	.free = lmtp_free,
 };
 
@@ -1159,16 +1169,92 @@ static void lmtp_data_end(struct lmtp_session *s)
 	s->scan_name[0] = '\0';
 	s->scan_failure = NULL;
 	s->loop = REWRITE_LOOP_NONE;
+	s->dns_name[0] = '\0';
 	if (lmtp_plan_open(s)) {
-		if (lmtp_scan_needed(s)) {
-			/* clamd first; lmtp_scan_done() goes on */
-			lmtp_scan_start(s);
+		if (lmtp_dns_needed(s)) {
+			/* sender DNS first; lmtp_fcrdns_done() goes on */
+			lmtp_enter_state(s, LMTP_STATE_DNS_WAIT);
+			s->io.timer(s->io.ctx, lmtp_dns_timeout(s) + LMTP_DNS_GRACE_MS);
+			s->io.resolve_fcrdns(s->io.ctx, s->env.client_addr, lmtp_dns_timeout(s));
 			return;
 		}
-		lmtp_plan_rules(s);
+		lmtp_plan_go(s);
+		return;
 	}
 	s->job = 0;
 	lmtp_job_next(s);
+}
+
+/* The rules are open (the message view, the snapshot): the malware scan
+ * when due, else the rules now; then the jobs. */
+static void lmtp_plan_go(struct lmtp_session *s)
+{
+	if (lmtp_scan_needed(s)) {
+		/* clamd first; lmtp_scan_done() goes on */
+		lmtp_scan_start(s);
+		return;
+	}
+	lmtp_plan_rules(s);
+	s->job = 0;
+	lmtp_job_next(s);
+}
+
+/* ---- sender DNS (spec 1.4 #8): FCrDNS when the MTA gave no name ------ */
+
+static unsigned lmtp_dns_timeout(const struct lmtp_session *s)
+{
+	return s->set.rules->dns_timeout_ms > 0 ? s->set.rules->dns_timeout_ms : 300;
+}
+
+/* The MTA's XFORWARD NAME is the verified client name; absent, "unknown",
+ * "[UNAVAILABLE]" or "[TEMPUNAVAIL]": none. Then the gateway looks it up,
+ * but only when an active rule of the snapshot reads the sender DNS. */
+static bool lmtp_dns_needed(struct lmtp_session *s)
+{
+	const char *cn = s->env.client_name;
+
+	if (s->io.resolve_fcrdns == NULL || s->snap == NULL || s->env.client_addr == NULL ||
+	    s->env.client_addr[0] == '\0')
+		return false;
+	if (cn != NULL && cn[0] != '\0' && strcasecmp(cn, "unknown") != 0 && cn[0] != '[')
+		return false;
+	return rules_snapshot_uses(s->snap, RP_SENDER_DNS);
+}
+
+/* The gateway's answer (or the front's own backstop timer, name NULL):
+ * a confirmed name becomes the envelope's client name (the message view
+ * is opened again with it: nothing was evaluated yet); none: no value. */
+static void lmtp_dns_answer(struct lmtp_session *s, const char *name)
+{
+	static const struct msg_config no_msg_config;
+	struct msg_limits limits = MSG_LIMITS_DEFAULT;
+	const struct proto_rules *cfg = s->set.rules;
+
+	s->io.timer(s->io.ctx, 0);
+	if (name != NULL && name[0] != '\0' && strlen(name) < sizeof(s->dns_name)) {
+		struct msg *m = NULL;
+		snprintf(s->dns_name, sizeof(s->dns_name), "%s", name);
+		s->env.client_name = s->dns_name;
+		if (msg_open(s->map_data, s->orig_len, &s->env,
+			     cfg != NULL ? &cfg->msg : &no_msg_config, &limits, &m) < 0) {
+			lmtp_plan_error(s, "internal");
+			s->job = 0;
+			lmtp_job_next(s);
+			return;
+		}
+		msg_free(s->msg);
+		s->msg = m;
+	}
+	lmtp_plan_go(s);
+}
+
+static void lmtp_fcrdns_done(void *ctx, const char *name)
+{
+	struct lmtp_session *s = ctx;
+
+	if (s->state != LMTP_STATE_DNS_WAIT)
+		return;   /* late: the backstop timer already went on */
+	lmtp_dns_answer(s, name);
 }
 
 /* ---- the rules: outcomes and the job queue -------------------------- */
@@ -2458,6 +2544,10 @@ static void lmtp_timer(void *ctx)
 {
 	struct lmtp_session *s = ctx;
 
+	if (s->state == LMTP_STATE_DNS_WAIT) {
+		lmtp_dns_answer(s, NULL);   /* no answer in time: no value */
+		return;
+	}
 	if (lmtp_in_scan(s->state)) {
 		lmtp_scan_done(s, NULL, "malware-timeout");
 		return;
@@ -2474,7 +2564,8 @@ static void lmtp_timer(void *ctx)
  * per recipient, 451 for those the store did not answer. */
 static void lmtp_abort_delivery(struct lmtp_session *s, const char *failure)
 {
-	if (!lmtp_in_store(s->state) && !lmtp_in_scan(s->state))
+	if (!lmtp_in_store(s->state) && !lmtp_in_scan(s->state) &&
+	    s->state != LMTP_STATE_DNS_WAIT)
 		return;
 	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
 	lmtp_answer_client(s);

@@ -34,6 +34,9 @@
  *                   the "." line: the client is paused, the rules run
  *                   (synchronously, see "The rules" below) and queue the
  *                   jobs: the SMTP copies first, then the LMTP groups.
+ *                                       -> DNS_WAIT first when the sender
+ *                                          DNS must be looked up (see
+ *                                          "Sender DNS")
  *                                       -> SCAN_CONNECT first when a
  *                                          recipient's rules reach the
  *                                          malware condition (see
@@ -45,6 +48,12 @@
  *                                          the message was too big
  *                                          (552 5.3.4 each) or the spool
  *                                          failed (451 4.3.0 each)
+ *   DNS_WAIT        io->resolve_fcrdns(client address,
+ *                   rules->dns_timeout_ms); the client stays paused.
+ *                   front->fcrdns_done() (a confirmed name or NULL), or
+ *                   the front's own backstop timer (the deadline + 1 s:
+ *                   no value)        -> SCAN_CONNECT (as after DATA), or
+ *                                       the rules at once and the jobs
  *   SCAN_CONNECT    io->backend_connect_pool(rules->clamd_pool) (clamd's
  *                   UNIX socket); waiting backend_ready().
  *                                       -> SCAN_STREAM, or (unavailable)
@@ -174,6 +183,17 @@
  *   spool's message_max), or large messages fail the scan.
  * - No scan for a loop copy or with the rules off.
  *
+ * Sender DNS (spec 1.4 #8):
+ * - The envelope's client name is the MTA's XFORWARD NAME (Postfix's
+ *   forward-confirmed name). When there is none (absent, "unknown",
+ *   "[UNAVAILABLE]", "[TEMPUNAVAIL]") and an active rule of the snapshot
+ *   has the sender DNS condition (rules_snapshot_uses()), the gateway
+ *   checks forward-confirmed reverse DNS of the client address
+ *   (io->resolve_fcrdns, DNS_WAIT) before the malware scan and the rules;
+ *   a confirmed name becomes the client name the rules read. Unconfirmed,
+ *   the deadline, no resolver: no value (the condition reads F = {}),
+ *   never a failure. No lookup for a valid loop copy or with the rules off.
+ *
  * Replies mirrored from the store are one line: the store's code and the
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
  *
@@ -231,6 +251,7 @@ enum lmtp_state {
 	LMTP_STATE_READY,
 	LMTP_STATE_MAIL,
 	LMTP_STATE_DATA,
+	LMTP_STATE_DNS_WAIT,
 	LMTP_STATE_SCAN_CONNECT,
 	LMTP_STATE_SCAN_STREAM,
 	LMTP_STATE_SCAN_REPLY,

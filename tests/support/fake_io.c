@@ -393,6 +393,18 @@ static bool io_client_trusted(void *ctx)
 	return f->trusted;
 }
 
+static void io_resolve_fcrdns(void *ctx, const char *ip, unsigned timeout_ms)
+{
+	struct fake_io *f = ctx;
+
+	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "resolve_fcrdns after close");
+	f->fcrdns_calls++;
+	snprintf(f->fcrdns_ip, sizeof(f->fcrdns_ip), "%s", ip != NULL ? ip : "");
+	f->fcrdns_timeout_ms = timeout_ms;
+	if (f->fcrdns_sync && f->front->fcrdns_done != NULL)
+		f->front->fcrdns_done(f->s, f->fcrdns_sync_name);
+}
+
 static void io_trace(void *ctx, const char *from, const char *to)
 {
 	struct fake_io *f = ctx;
@@ -446,6 +458,7 @@ void fake_io_init(struct fake_io *f)
 		.spool_map = io_spool_map,
 		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
+		.resolve_fcrdns = io_resolve_fcrdns,
 	};
 }
 

@@ -131,6 +131,14 @@ struct fake_io {
 	unsigned want_drain_calls, client_want_drain_calls;
 	size_t backend_at_drain;       /* backend.len at the last backend drain request */
 	unsigned spool_reset_calls;
+	/* resolve_fcrdns(): counted, the last ip and deadline; the test
+	 * answers with front->fcrdns_done() (or sets fcrdns_sync to answer
+	 * before resolve_fcrdns returns: fcrdns_sync_name, NULL = none) */
+	unsigned fcrdns_calls;
+	char fcrdns_ip[64];
+	unsigned fcrdns_timeout_ms;
+	bool fcrdns_sync;
+	const char *fcrdns_sync_name;
 
 	/* ---- contract state (kept by the callbacks and fake_io_* drivers) ---- */
 	bool connect_pending, connected, starttls_pending, timer_armed, relay;

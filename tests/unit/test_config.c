@@ -220,6 +220,7 @@ static void test_rules_section(void **state)
 	assert_int_equal(c->rules.msg.n_internal_nets, 0);
 	assert_null(c->rules.copy_pool);
 	assert_null(c->rules.loop_secret);
+	assert_int_equal(c->rules.dns_timeout_ms, 300);
 	assert_string_equal(c->rules_language_models, "/usr/share/libexttextcat/");
 	assert_string_equal(c->rules_location_database, "/var/lib/location/database.db");
 	assert_false(c->rules.fail_open);
@@ -239,7 +240,8 @@ static void test_rules_section(void **state)
 		"  new_sender_days = 30; quarantine_directory = \"/tmp/q\"; quarantine_retention_days = 7;\n"
 		"  node = \"mx1\"; copy_backend = \"re\"; fail_open = true;\n"
 		"  loop_secret = \"0123456789abcdef0123456789abcdef\";\n"
-		"  language_models = \"/opt/textcat\"; location_database = \"/opt/loc.db\"; };\n");
+		"  language_models = \"/opt/textcat\"; location_database = \"/opt/loc.db\";\n"
+		"  dns_timeout_ms = 1500; };\n");
 	assert_int_equal(gw_config_load(f, &c, err), 0);
 	assert_false(c->rules.enabled);
 	assert_false(c->rules.engine.backscatter_guard);
@@ -259,6 +261,7 @@ static void test_rules_section(void **state)
 	assert_string_equal(c->rules.copy_pool, "re");
 	assert_string_equal(c->rules.loop_secret, "0123456789abcdef0123456789abcdef");
 	assert_string_equal(c->rules_language_models, "/opt/textcat");
+	assert_int_equal(c->rules.dns_timeout_ms, 1500);
 	assert_string_equal(c->rules_location_database, "/opt/loc.db");
 	assert_int_equal(c->pools[1].servers[0].smtp_port, 10026);
 	assert_true(c->rules.fail_open);

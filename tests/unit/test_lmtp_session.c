@@ -1520,6 +1520,115 @@ static void test_rules_history_per_message(void **state)
 	harness_free(h);
 }
 
+/* Sender DNS without a name from the MTA: FCrDNS through the gateway
+ * (DNS_WAIT), only when a rule reads it; a confirmed name is what the
+ * rule sees, an unconfirmed one or the deadline is no value. */
+#define RULE_DNS "{\"name\":\"dns\",\"conditions\":[{\"param\":\"sender_dns\"," \
+		 "\"op\":\"is\",\"values\":[\"mail.example.net\"]}]," \
+		 "\"actions\":{\"disposition\":\"spam\"}}"
+#define DNS_JUNK "X-Postern-Folder: Junk\r\nX-Postern-Rule: dns\r\n" MSG("hi")
+
+static void test_rules_sender_dns(void **state)
+{
+	struct harness *h = harness_new(RULES | TRUSTED);
+	char env[256];
+
+	(void)state;
+	snprintf(env, sizeof(env), "MAIL FROM:<sender@example.net> SIZE=%zu\r\n"
+		 "RCPT TO:<a@example.com>\r\nDATA\r\n", strlen(DNS_JUNK));
+	/* no rule reads the sender DNS: no lookup */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.fcrdns_calls, 0);
+
+	add_rule(h, RULE_DNS);
+	h->rules.dns_timeout_ms = 250;
+	/* the answer: a confirmed name (case and trailing dot normalised) */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_DNS_WAIT);
+	assert_true(h->f.paused);
+	assert_int_equal(h->f.fcrdns_calls, 1);
+	assert_string_equal(h->f.fcrdns_ip, "127.0.0.1");
+	assert_int_equal(h->f.fcrdns_timeout_ms, 250);
+	lmtp_front.fcrdns_done(h->f.s, "Mail.Example.NET.");
+	store_job(h, env, 1, DNS_JUNK, "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_string_equal(records[1].rule, "dns");
+
+	/* unconfirmed (no PTR, or it does not resolve back): no value */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_DNS_WAIT);
+	lmtp_front.fcrdns_done(h->f.s, NULL);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_string_equal(records[2].rule, "-");
+	assert_string_equal(records[2].failure, "-");
+
+	/* no answer in time: the backstop timer, no value, never a failure;
+	 * a late answer is ignored */
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_DNS_WAIT);
+	assert_true(h->f.timer_ms > 250);
+	fake_io_fire_timer(&h->f);
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	lmtp_front.fcrdns_done(h->f.s, "mail.example.net");
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_string_equal(records[3].rule, "-");
+
+	/* an answer before resolve_fcrdns returns */
+	h->f.fcrdns_sync = true;
+	h->f.fcrdns_sync_name = "mail.example.net";
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, env, 1, DNS_JUNK, "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	h->f.fcrdns_sync = false;
+
+	/* the MTA's verified name: no lookup, the rule reads it */
+	lhlo(h);
+	client(h, "XFORWARD NAME=mail.example.net ADDR=192.0.2.7\r\n");
+	assert_true(client_has(h, "250 "));
+	client(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	assert_true(client_has(h, "354 "));
+	h->f.client.len = 0;
+	client(h, MSG("hi") ".\r\n");
+	store_job(h, env, 1, DNS_JUNK, "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.fcrdns_calls, 4);
+	/* "unknown" from the MTA: looked up, for the XFORWARD address */
+	lhlo(h);
+	client(h, "XFORWARD NAME=unknown ADDR=192.0.2.7\r\n");
+	client(h, "MAIL FROM:<sender@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+	h->f.client.len = 0;
+	client(h, MSG("hi") ".\r\n");
+	expect_state(h, LMTP_STATE_DNS_WAIT);
+	assert_string_equal(h->f.fcrdns_ip, "192.0.2.7");
+	/* shutdown while waiting: 451, then the session closes */
+	lmtp_front.shutdown(h->f.s);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
+	harness_free(h);
+
+	/* no resolver in the gateway: no lookup, no value */
+	h = harness_new(RULES);
+	lmtp_front.free(h->f.s);
+	h->f.io.resolve_fcrdns = NULL;
+	h->f.s = lmtp_front.session_new(&h->f.io, &h->f.info, &h->f.set);
+	lmtp_front.start(h->f.s);
+	h->f.client.len = 0;
+	add_rule(h, RULE_DNS);
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	harness_free(h);
+}
+
 #define LOOP_SECRET "unit-test-loop-secret-0123456789"
 
 static long read_string(void *ctx, size_t offset, void *buf, size_t len)
@@ -2340,6 +2449,7 @@ static void test_names_and_trace(void **state)
 	X(test_rules_suppressed) \
 	X(test_rules_copies) \
 	X(test_rules_history_per_message) \
+	X(test_rules_sender_dns) \
 	X(test_rules_loop_and_off) \
 	X(test_rules_strip_and_errors) \
 	X(test_rules_group_failure_and_audit) \
