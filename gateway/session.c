@@ -19,6 +19,7 @@
 #include "gateway/spool.h"
 #include "gateway/stream.h"
 #include "gateway/worker.h"
+#include "gateway/dns.h"
 #include "protocols/proto.h"
 
 #define CLOSE_FLUSH_MS 5000
@@ -63,6 +64,7 @@ struct gw_session {
 	bool client_drain_wanted;            /* front asked for client_drained() */
 	bool trusted;                        /* client in trusted_networks */
 	struct gw_spool *spool;              /* delivery fronts, on first use */
+	struct gw_dns_query *dnsq;           /* io->resolve_fcrdns() in flight */
 
 	uint64_t start_ms, last_activity_ms, login_deadline_ms;
 	uint64_t bytes_c2b, bytes_b2c;
@@ -178,6 +180,8 @@ static void session_free(struct gw_session *s)
 		 s->client.tls_up ? "yes" : "no", s->sni != NULL ? s->sni : "-", s->bytes_c2b,
 		 s->bytes_b2c, dur, s->close_reason[0] ? s->close_reason : "-");
 	log_event(s, "end", extra);
+	gw_dns_cancel(s->dnsq);
+	s->dnsq = NULL;
 	if (s->fs != NULL)
 		s->front->free(s->fs);
 	gw_metrics_bytes(mproto(s), s->bytes_c2b, s->bytes_b2c);
@@ -203,6 +207,8 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 		return;
 	}
 	s->closing = true;
+	gw_dns_cancel(s->dnsq);   /* no front event after close */
+	s->dnsq = NULL;
 	if (reason != NULL && s->close_reason[0] == '\0')
 		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
 	uv_timer_stop(&s->t_front);
@@ -837,6 +843,31 @@ static bool io_client_trusted(void *ctx)
 	return s->trusted;
 }
 
+static void session_dns_done(void *data, const char *name)
+{
+	struct gw_session *s = data;
+
+	s->dnsq = NULL;
+	if (!s->closing && s->fs != NULL && s->front->fcrdns_done != NULL)
+		s->front->fcrdns_done(s->fs, name);
+}
+
+static void io_resolve_fcrdns(void *ctx, const char *ip, unsigned timeout_ms)
+{
+	struct gw_session *s = ctx;
+	struct gw_dns_query *q;
+
+	gw_dns_cancel(s->dnsq);   /* one at a time */
+	s->dnsq = NULL;
+	q = gw_dns_fcrdns(&s->w->loop, ip, timeout_ms, session_dns_done, s);
+	/* NULL: answered already (cache, bad address); else in flight, unless
+	 * the session closed meanwhile */
+	if (q != NULL && s->closing)
+		gw_dns_cancel(q);
+	else
+		s->dnsq = q;
+}
+
 static void io_trace(void *ctx, const char *from, const char *to)
 {
 	struct gw_session *s = ctx;
@@ -1029,6 +1060,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.spool_map = io_spool_map,
 		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
+		.resolve_fcrdns = io_resolve_fcrdns,
 		.trace = io_trace,
 	};
 	s->counted = true;

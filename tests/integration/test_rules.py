@@ -758,6 +758,38 @@ class RulesTest(GatewayTestCase):
         self.assertNotIn(b"X-Postern-Folder", copies[0]["data"])
         self.assertIn(b"X-Postern-Loop: ", copies[0]["data"])
 
+    # -- sender DNS without a name from the MTA: FCrDNS of the client
+
+    def test_sender_dns_fcrdns(self):
+        # 127.0.0.1's PTR is "localhost" (/etc/hosts), which resolves back
+        # to 127.0.0.1: confirmed. 192.0.2.1 (TEST-NET-1) has no PTR.
+        import socket as _socket
+        try:
+            ok = (_socket.gethostbyaddr("127.0.0.1")[0] == "localhost" and
+                  "127.0.0.1" in _socket.gethostbyname_ex("localhost")[2])
+        except OSError:
+            ok = False
+        if not ok:
+            self.skipTest("127.0.0.1 is not localhost <-> 127.0.0.1 here")
+        self.add_rule(rule_doc("Local DNS", [cond("sender_dns", "is", ["localhost"])], "spam"))
+        # no XFORWARD: the client is the MTA itself, 127.0.0.1
+        t = tag()
+        res = self.deliver([ALICE], message(subject=t), xforward=None)
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t, "Junk")
+        # XFORWARD NAME=unknown ADDR=192.0.2.1: no PTR, no value, no failure
+        t2 = tag()
+        res = self.deliver([ALICE], message(subject=t2),
+                           xforward="NAME=unknown ADDR=192.0.2.1 PROTO=ESMTP HELO=x.example")
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t2, "INBOX")
+        # the MTA's verified name is used as it is (no lookup)
+        t3 = tag()
+        res = self.deliver([ALICE], message(subject=t3),
+                           xforward="NAME=localhost ADDR=192.0.2.1 PROTO=ESMTP HELO=x.example")
+        self.assertEqual(res[ALICE][0], 250, res)
+        self.assertLanded(ALICE, t3, "Junk")
+
     # -- hostile messages
 
     def hostile(self, msg, what, timeout=120):
