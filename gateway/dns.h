@@ -15,6 +15,9 @@
 #ifndef POSTERN_GATEWAY_DNS_H
 #define POSTERN_GATEWAY_DNS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <uv.h>
 
 #define GW_DNS_CACHE_MAX 256
