@@ -1544,7 +1544,11 @@ class DeliveryPostern(Postern):
                  rules=None, copy_smtp_port=None, **kw):
         """rules: a dict rendered as the rules { } section (None: left out,
         postern's defaults); copy_smtp_port: adds a backend pool "reinject"
-        whose one server takes SMTP on that port (rules.copy_backend)."""
+        whose one server takes SMTP on that port (rules.copy_backend).
+        rules with copy_backend but no loop_secret get a test secret
+        (postern requires one: copies come back)."""
+        if rules is not None and rules.get("copy_backend") and not rules.get("loop_secret"):
+            rules = dict(rules, loop_secret="harness-loop-secret-" + "0" * 32)
         self.rules = rules
         self.copy_smtp_port = copy_smtp_port
         self.lmtp_store_port = lmtp_port or dovecot.lmtp_port
