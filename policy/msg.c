@@ -1644,31 +1644,23 @@ static void check_encoding(struct msg *m, const struct leaf *l, GMimeContentEnco
 	}
 }
 
-/* Reads a leaf's decoded content, converted to UTF-8 when it is text,
- * up to cap bytes (*cut when there was more). */
-static int leaf_read(struct msg *m, struct leaf *l, size_t cap, char **out,
-		     size_t *out_len, bool *cut)
+/* A part's content as a stream decoded from its transfer encoding
+ * (base64, quoted-printable, uuencode; others as they are), noting a bad
+ * encoding; NULL when the part has no content. The caller unrefs it. */
+static GMimeStream *part_decoded_stream(struct msg *m, struct leaf *l)
 {
 	GMimeDataWrapper *w;
 	GMimeStream *raw, *sub, *filt;
 	GMimeContentEncoding enc;
-	const char *cs;
-	char *buf, *u;
-	size_t n = 0, un, bcap;
 
-	*out = NULL;
-	*out_len = 0;
-	*cut = false;
-	if (!l->part)
-		return 0;
 	w = g_mime_part_get_content(GMIME_PART(l->obj));
 	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
-		return 0;
+		return NULL;
 	enc = g_mime_data_wrapper_get_encoding(w);
 	check_encoding(m, l, enc);
 	sub = g_mime_stream_substream(raw, raw->bound_start, raw->bound_end);
 	if (sub == NULL)
-		return 0;
+		return NULL;
 	filt = g_mime_stream_filter_new(sub);
 	g_object_unref(sub);
 	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
@@ -1678,6 +1670,27 @@ static int leaf_read(struct msg *m, struct leaf *l, size_t cap, char **out,
 		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filt), f);
 		g_object_unref(f);
 	}
+	return filt;
+}
+
+/* Reads a leaf's decoded content, converted to UTF-8 when it is text,
+ * up to cap bytes (*cut when there was more). */
+static int leaf_read(struct msg *m, struct leaf *l, size_t cap, char **out,
+		     size_t *out_len, bool *cut)
+{
+	GMimeStream *filt;
+	const char *cs;
+	char *buf, *u;
+	size_t n = 0, un, bcap;
+
+	*out = NULL;
+	*out_len = 0;
+	*cut = false;
+	if (!l->part)
+		return 0;
+	filt = part_decoded_stream(m, l);
+	if (filt == NULL)
+		return 0;
 	cs = g_mime_object_get_content_type_parameter(l->obj, "charset");
 	if (cs != NULL && g_ascii_strcasecmp(cs, "utf-8") != 0 &&
 	    g_ascii_strcasecmp(cs, "us-ascii") != 0 && g_ascii_strcasecmp(cs, "utf8") != 0) {
@@ -1741,9 +1754,7 @@ static int leaf_read(struct msg *m, struct leaf *l, size_t cap, char **out,
 
 static uint64_t leaf_decoded_size(struct msg *m, struct leaf *l)
 {
-	GMimeDataWrapper *w;
-	GMimeStream *raw, *sub, *filt, *null;
-	GMimeContentEncoding enc;
+	GMimeStream *filt, *null;
 	uint64_t size;
 
 	if (!l->part) {
@@ -1765,23 +1776,9 @@ static uint64_t leaf_decoded_size(struct msg *m, struct leaf *l)
 		}
 		return start >= 0 && end > start ? (uint64_t)(end - start) : 0;
 	}
-	w = g_mime_part_get_content(GMIME_PART(l->obj));
-	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
+	filt = part_decoded_stream(m, l);
+	if (filt == NULL)
 		return 0;
-	enc = g_mime_data_wrapper_get_encoding(w);
-	check_encoding(m, l, enc);
-	sub = g_mime_stream_substream(raw, raw->bound_start, raw->bound_end);
-	if (sub == NULL)
-		return 0;
-	filt = g_mime_stream_filter_new(sub);
-	g_object_unref(sub);
-	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
-	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
-		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
-
-		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filt), f);
-		g_object_unref(f);
-	}
 	null = g_mime_stream_null_new();
 	g_mime_stream_write_to_stream(filt, null);
 	size = ((GMimeStreamNull *)null)->written;
@@ -2435,9 +2432,7 @@ static int leaf_bytes(struct msg *m, struct leaf *l, size_t cap,
 		      unsigned char **out, size_t *out_len)
 {
 	static const unsigned char ole[8] = { 0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1 };
-	GMimeDataWrapper *w;
-	GMimeStream *raw, *sub, *filt;
-	GMimeContentEncoding enc;
+	GMimeStream *filt;
 	unsigned char *buf = NULL;
 	size_t n = 0, bcap = 0;
 
@@ -2445,23 +2440,9 @@ static int leaf_bytes(struct msg *m, struct leaf *l, size_t cap,
 	*out_len = 0;
 	if (!l->part)
 		return 0;
-	w = g_mime_part_get_content(GMIME_PART(l->obj));
-	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
+	filt = part_decoded_stream(m, l);
+	if (filt == NULL)
 		return 0;
-	enc = g_mime_data_wrapper_get_encoding(w);
-	check_encoding(m, l, enc);
-	sub = g_mime_stream_substream(raw, raw->bound_start, raw->bound_end);
-	if (sub == NULL)
-		return 0;
-	filt = g_mime_stream_filter_new(sub);
-	g_object_unref(sub);
-	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
-	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
-		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
-
-		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filt), f);
-		g_object_unref(f);
-	}
 	while (n < cap) {
 		size_t want = n < 8 ? 8 - n : READ_CHUNK * 4;
 		ssize_t r;
