@@ -1628,6 +1628,78 @@ class DeliveryPostern(Postern):
         raise KeyError(("lmtp", trusted))
 
 
+JUNK_SIEVE = os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve")
+
+
+class RulesGatewayTestCase(GatewayTestCase):
+    """Base class of the incoming-rules tests: a DeliveryDovecot
+    "dovecot-NAME" (sieve_before: the Junk sieve unless set otherwise) and a
+    DeliveryPostern "postern-NAME" with an LMTP listener, an IMAP listener
+    on the store pool and the rules { } section of rules_config(); every
+    test begins with no rule. Subclasses set name and override
+    rules_config(), and postern_kw() (more DeliveryPostern arguments) or
+    postern_started() (run once postern is up) when they need them.
+    cls.qdir is a quarantine directory under run_root() ("quarantine-NAME")
+    that rules_config() may use."""
+
+    name = "rules"
+    sieve_before = JUNK_SIEVE
+
+    @classmethod
+    def rules_config(cls):
+        return {"enabled": True, "quarantine_directory": cls.qdir}
+
+    @classmethod
+    def postern_kw(cls):
+        return {}
+
+    @classmethod
+    def postern_started(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.qdir = os.path.join(run_root(), "quarantine-" + cls.name)
+        cls.dovecot = DeliveryDovecot(name="dovecot-" + cls.name,
+                                      sieve_before=cls.sieve_before).start()
+        try:
+            cls.postern = DeliveryPostern(
+                cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
+                name="postern-" + cls.name, rules=cls.rules_config(),
+                **cls.postern_kw()).start()
+            cls.postern_started()
+        except Exception:
+            cls.dovecot.stop()
+            raise
+
+    def setUp(self):
+        super().setUp()
+        self.ctl("rule", "delete", "--all")
+
+    @property
+    def port(self):
+        """The trusted LMTP listener's port."""
+        return self.postern.lmtp(trusted=True).port
+
+    def ctl(self, *args, check=True):
+        """posternctl args; with check, a non-zero exit fails the test."""
+        r = self.postern.ctl(*args, check=False)
+        if check and r.returncode != 0:
+            self.fail("posternctl %s: exit %d: %s%s" % (" ".join(args), r.returncode,
+                                                        r.stdout, r.stderr))
+        return r
+
+    def rule(self, name, cond, action):
+        """posternctl rule create --name name --if cond --action action."""
+        self.ctl("rule", "create", "--name", name, "--if", cond, "--action", action)
+
+    def quarantined(self, subject):
+        """The quarantine entries (posternctl quarantine list --json) whose
+        subject contains subject."""
+        r = self.ctl("quarantine", "list", "--json", "--subject", subject)
+        return json.loads(r.stdout)
+
+
 def lmtp_connect(target, timeout=IO_TIMEOUT, lhlo="mta.postern-test"):
     """smtplib.LMTP to a port on 127.0.0.1 or a UNIX socket path, after
     LHLO."""

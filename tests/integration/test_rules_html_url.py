@@ -9,22 +9,18 @@ domains with the label-aligned subdomain operator (spec case 41:
 login.example.com.evil.net is not within example.com; userinfo does not
 hide the host), and the rule-test trace of the normalised URLs."""
 
-import json
 import os
 import sys
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, SRC, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
-                     GatewayTestCase, Listener, LmtpListener, lmtp_deliver, main,
-                     run_root)
+from harness import (HOST, USERS, RulesGatewayTestCase, lmtp_deliver, main)  # noqa: E402
 
 import imaplib  # noqa: E402
 
 ALICE = "alice@example.com"
 SENDER = "x@ext.example"
 AUTHSERV = "mx.example.com"
-JUNK_SIEVE = os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve")
 
 
 def tag():
@@ -46,39 +42,14 @@ def message(subject, html=None, text="Hello."):
     return ("\r\n".join(head) + "\r\n\r\n" + "\r\n".join(parts)).encode()
 
 
-class HtmlUrlRulesTest(GatewayTestCase):
+class HtmlUrlRulesTest(RulesGatewayTestCase):
+
+    name = "hu"
 
     @classmethod
-    def setUpClass(cls):
-        cls.dovecot = DeliveryDovecot(name="dovecot-hu", sieve_before=JUNK_SIEVE).start()
-        cls.qdir = os.path.join(run_root(), "quarantine-hu")
-        rules = {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
-                 "quarantine_directory": cls.qdir, "node": "mx-test.example.com"}
-        try:
-            cls.postern = DeliveryPostern(
-                cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
-                name="postern-hu", rules=rules).start()
-        except Exception:
-            cls.dovecot.stop()
-            raise
-
-    def setUp(self):
-        super().setUp()
-        self.ctl("rule", "delete", "--all")
-
-    @property
-    def port(self):
-        return self.postern.lmtp(trusted=True).port
-
-    def ctl(self, *args):
-        r = self.postern.ctl(*args, check=False)
-        if r.returncode != 0:
-            self.fail("posternctl %s: exit %d: %s%s" % (" ".join(args), r.returncode,
-                                                        r.stdout, r.stderr))
-        return r
-
-    def rule(self, name, cond, action):
-        self.ctl("rule", "create", "--name", name, "--if", cond, "--action", action)
+    def rules_config(cls):
+        return {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
+                "quarantine_directory": cls.qdir, "node": "mx-test.example.com"}
 
     def deliver(self, msg):
         res = lmtp_deliver(self.port, SENDER, [ALICE], msg)
@@ -111,10 +82,6 @@ class HtmlUrlRulesTest(GatewayTestCase):
         hits = [(f, h) for f in ("INBOX", "Junk") for h in self.found(f, needle)]
         self.assertLessEqual(len(hits), 1, hits)
         return hits[0] if hits else (None, None)
-
-    def quarantined(self, needle):
-        r = self.ctl("quarantine", "list", "--json", "--subject", needle)
-        return json.loads(r.stdout)
 
     def test_html_flags(self):
         self.rule("Scripts", "javascript is_true", "quarantine")

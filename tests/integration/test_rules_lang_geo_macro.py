@@ -13,22 +13,19 @@ suspicious), a .docm (zip with word/vbaProject.bin) and a .ppt whose
 project is compressed inside its PowerPoint Document stream."""
 
 import base64
-import json
 import os
 import sys
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, SRC, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
-                     GatewayTestCase, Listener, LmtpListener, lmtp_deliver, main,
-                     run_root)
+from harness import (HOST, SRC, USERS, RulesGatewayTestCase, lmtp_deliver,  # noqa: E402
+                     main)
 
 import imaplib  # noqa: E402
 
 ALICE = "alice@example.com"
 SENDER = "x@ext.example"
 AUTHSERV = "mx.example.com"
-JUNK_SIEVE = os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve")
 CORPUS = os.path.join(SRC, "tests", "fuzz", "corpus", "macro")
 
 GERMAN = ("Sehr geehrte Damen und Herren, vielen Dank f\u00fcr Ihre Anfrage vom "
@@ -72,39 +69,14 @@ def message(subject, body=ENGLISH, attachment=None):
     return ("\r\n".join(head) + "\r\n\r\n" + "\r\n".join(parts)).encode()
 
 
-class LangGeoMacroRulesTest(GatewayTestCase):
+class LangGeoMacroRulesTest(RulesGatewayTestCase):
+
+    name = "lgm"
 
     @classmethod
-    def setUpClass(cls):
-        cls.dovecot = DeliveryDovecot(name="dovecot-lgm", sieve_before=JUNK_SIEVE).start()
-        cls.qdir = os.path.join(run_root(), "quarantine")
-        rules = {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
-                 "quarantine_directory": cls.qdir, "node": "mx-test.example.com"}
-        try:
-            cls.postern = DeliveryPostern(
-                cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
-                name="postern-lgm", rules=rules).start()
-        except Exception:
-            cls.dovecot.stop()
-            raise
-
-    def setUp(self):
-        super().setUp()
-        self.ctl("rule", "delete", "--all")
-
-    @property
-    def port(self):
-        return self.postern.lmtp(trusted=True).port
-
-    def ctl(self, *args):
-        r = self.postern.ctl(*args, check=False)
-        if r.returncode != 0:
-            self.fail("posternctl %s: exit %d: %s%s" % (" ".join(args), r.returncode,
-                                                        r.stdout, r.stderr))
-        return r
-
-    def rule(self, name, cond, action):
-        self.ctl("rule", "create", "--name", name, "--if", cond, "--action", action)
+    def rules_config(cls):
+        return {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
+                "quarantine_directory": cls.qdir, "node": "mx-test.example.com"}
 
     def deliver(self, msg, addr="198.51.100.1"):
         res = lmtp_deliver(self.port, SENDER, [ALICE], msg, xforward=xforward(addr))
@@ -137,10 +109,6 @@ class LangGeoMacroRulesTest(GatewayTestCase):
         hits = [(f, h) for f in ("INBOX", "Junk") for h in self.found(f, needle)]
         self.assertLessEqual(len(hits), 1, hits)
         return hits[0] if hits else (None, None)
-
-    def quarantined(self, needle):
-        r = self.ctl("quarantine", "list", "--json", "--subject", needle)
-        return json.loads(r.stdout)
 
     def test_language(self):
         self.rule("German", "language is de", "spam")
