@@ -27,9 +27,10 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, SRC, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
-                     GatewayTestCase, Listener, LmtpListener, SmtpSink, lmtp_connect,
-                     lmtp_deliver, lmtp_transaction, main, metric_sum, run_root, wait_for)
+from harness import (HOST, JUNK_SIEVE, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
+                     GatewayTestCase, LmtpListener, RulesGatewayTestCase, SmtpSink,
+                     lmtp_connect, lmtp_deliver, lmtp_transaction, main, metric_sum,
+                     run_root, wait_for)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -42,7 +43,6 @@ LOOP_SECRET = "integration-loop-secret-" + "5" * 32
 PARTNER = "ext@partner.example"
 XFORWARD = ("NAME=mail.ext.example ADDR=198.51.100.1 PROTO=ESMTP "
             "HELO=mail.ext.example SOURCE=REMOTE")
-JUNK_SIEVE = os.path.join(SRC, "conf", "dovecot", "postern-junk.sieve")
 
 
 def tag():
@@ -208,54 +208,43 @@ def rule_options(doc):
     return args
 
 
-class RulesTest(GatewayTestCase):
+class RulesTest(RulesGatewayTestCase):
+
+    name = "rules"
 
     @classmethod
     def setUpClass(cls):
-        cls.dovecot = DeliveryDovecot(name="dovecot-rules", sieve_before=JUNK_SIEVE).start()
         cls.sink = SmtpSink()
         cls.extra_logs = (cls.sink,)
-        cls.qdir = os.path.join(run_root(), "quarantine")
-        rules = {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
-                 "quarantine_directory": cls.qdir, "node": NODE,
-                 "copy_backend": "reinject", "loop_secret": LOOP_SECRET,
-                 "regex_match_limit": 100000}
         try:
-            cls.postern = DeliveryPostern(
-                cls.dovecot, [LmtpListener(), Listener("imap", "starttls", backend="store")],
-                name="postern-rules", rules=rules, copy_smtp_port=cls.sink.port).start()
-            # Sales = {alice, bob} (spec 1.8 fixture)
-            cls.postern.ctl("group", "create", "sales")
-            cls.postern.ctl("group", "add", "sales", ALICE, BOB)
+            super().setUpClass()
         except Exception:
             cls.sink.stop()
-            cls.dovecot.stop()
             raise
+
+    @classmethod
+    def rules_config(cls):
+        return {"enabled": True, "authserv_id": AUTHSERV, "backscatter_guard": True,
+                "quarantine_directory": cls.qdir, "node": NODE,
+                "copy_backend": "reinject", "loop_secret": LOOP_SECRET,
+                "regex_match_limit": 100000}
+
+    @classmethod
+    def postern_kw(cls):
+        return {"copy_smtp_port": cls.sink.port}
+
+    @classmethod
+    def postern_started(cls):
+        # Sales = {alice, bob} (spec 1.8 fixture)
+        cls.postern.ctl("group", "create", "sales")
+        cls.postern.ctl("group", "add", "sales", ALICE, BOB)
 
     @classmethod
     def tearDownClass(cls):
         cls.sink.stop()
         super().tearDownClass()
 
-    def setUp(self):
-        super().setUp()
-        self.clear_rules()
-
     # -- helpers
-
-    @property
-    def port(self):
-        return self.postern.lmtp(trusted=True).port
-
-    def ctl(self, *args, check=True):
-        r = self.postern.ctl(*args, check=False)
-        if check and r.returncode != 0:
-            self.fail("posternctl %s: exit %d: %s%s" % (" ".join(args), r.returncode,
-                                                        r.stdout, r.stderr))
-        return r
-
-    def clear_rules(self):
-        self.ctl("rule", "delete", "--all")
 
     def add_rule(self, doc, as_json=False):
         """posternctl rule create from options (the admin's way), or from
