@@ -1699,6 +1699,37 @@ class RulesGatewayTestCase(GatewayTestCase):
         r = self.ctl("quarantine", "list", "--json", "--subject", subject)
         return json.loads(r.stdout)
 
+    def subject_headers(self, user, folder, needle):
+        """The headers of the messages in user's folder whose Subject
+        contains needle, over IMAP (a folder that does not exist holds
+        nothing)."""
+        c = imaplib.IMAP4(HOST, self.dovecot.imap_port, timeout=30)
+        c.login(user, USERS[user])
+        try:
+            typ, _ = c.select('"%s"' % folder, readonly=True)
+            if typ != "OK":
+                return []
+            typ, data = c.search(None, "HEADER", "Subject", '"%s"' % needle)
+            self.assertEqual(typ, "OK")
+            out = []
+            for num in data[0].split():
+                typ, d = c.fetch(num, "(BODY.PEEK[HEADER])")
+                self.assertEqual(typ, "OK")
+                out.append(d[0][1])
+            return out
+        finally:
+            try:
+                c.logout()
+            except Exception:
+                pass
+
+    def landed_in(self, user, needle):
+        """(folder, header bytes) of the one copy of needle in user's INBOX
+        or Junk, or (None, None)."""
+        hits = [(f, h) for f in ("INBOX", "Junk") for h in self.subject_headers(user, f, needle)]
+        self.assertLessEqual(len(hits), 1, hits)
+        return hits[0] if hits else (None, None)
+
 
 def lmtp_connect(target, timeout=IO_TIMEOUT, lhlo="mta.postern-test"):
     """smtplib.LMTP to a port on 127.0.0.1 or a UNIX socket path, after
