@@ -370,6 +370,11 @@ static struct res run_env(struct fixture *f, const char *raw, size_t len,
 	return r;
 }
 
+/* Asserts, at the caller's line, the winner ("" for none) of raw for
+ * alice at NOW with envelope env. */
+#define assert_winner(f, raw, len, env, want) \
+	assert_string_equal(run_env((f), (raw), (len), (env), ALICE, NOW).rule, (want))
+
 /* The default envelope, alice, NOW; frees raw. */
 static struct res run1(struct fixture *f, char *raw)
 {
@@ -513,16 +518,13 @@ static void test_case06_07_ends_vs_subdomain(void **state)
 	assert_string_equal(res.rule, "ends");
 	assert_int_equal(res.d, RD_SPAM);
 	assert_int_equal(rule_store_delete_ids(f->store, &id1, 1, NULL), 0);
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, ENV_DEFAULT, "");
 	free(raw);
 	raw = msgf(&len, AR_PASS "From: a@Mail.Example.COM.\r\nSubject: s\r\n\r\nhi\r\n");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "sub");
+	assert_winner(f, raw, len, ENV_DEFAULT, "sub");
 	free(raw);
 	raw = msgf(&len, AR_PASS "From: a@example.com\r\nSubject: s\r\n\r\nhi\r\n");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "sub");
+	assert_winner(f, raw, len, ENV_DEFAULT, "sub");
 	free(raw);
 }
 
@@ -1075,7 +1077,6 @@ static void test_ops_header(void **state)
 static void test_ops_address(void **state)
 {
 	struct fixture *f = *state;
-	struct res res;
 	size_t len;
 	char *raw;
 
@@ -1108,11 +1109,9 @@ static void test_ops_address(void **state)
 	/* IDN: a U-label value equals the A-label in the message */
 	only(f, RP_SENDER_ADDRESS, OP_IS, NULL, "A@B\xc3\x9c" "cher.example");
 	raw = msgf(&len, AR_PASS "From: a@xn--bcher-kva.example\r\nSubject: s\r\n\r\nhi\r\n");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	only(f, RP_SENDER_ADDRESS, OP_ENDS, NULL, "@b\xc3\xbc" "cher.example");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	free(raw);
 }
 
@@ -1120,49 +1119,38 @@ static void test_ops_return_path(void **state)
 {
 	struct fixture *f = *state;
 	struct env env = ENV_DEFAULT;
-	struct res res;
 	size_t len;
 	char *raw = std_msg(&len, AR_PASS, "s", NULL, NULL);
 
 	only(f, RP_RETURN_PATH, OP_IS, NULL, "bounce@ext.example");
 	env.mail_from = "Bounce@EXT.example";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	/* the null sender: F = ∅ */
 	env.mail_from = "";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	only(f, RP_RETURN_PATH, OP_IS_NOT, NULL, "bounce@ext.example");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	only(f, RP_RETURN_PATH_DOMAIN, OP_SUBDOMAIN, NULL, "ext.example");
 	env.mail_from = "b@mail.ext.example";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.mail_from = "";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	only(f, RP_RETURN_PATH_DOMAIN, OP_NOT_SUBDOMAIN, NULL, "ext.example");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	/* sender DNS: the verified client name; "unknown" is F = ∅ */
 	only(f, RP_SENDER_DNS, OP_SUBDOMAIN, NULL, "ext.example");
 	env.client_name = "MX1.ext.example";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client_name = "unknown";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	only(f, RP_SENDER_DNS, OP_NOT_SUBDOMAIN, NULL, "ext.example");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	free(raw);
 }
 
 static void test_ops_domain(void **state)
 {
 	struct fixture *f = *state;
-	struct res res;
 	size_t len;
 	char *raw;
 
@@ -1190,20 +1178,16 @@ static void test_ops_domain(void **state)
 	 * both forms */
 	only(f, RP_SENDER_DOMAIN, OP_IS, NULL, "B\xc3\x9c" "CHER.example");
 	raw = msgf(&len, AR_PASS "From: a@xn--bcher-kva.example\r\nSubject: s\r\n\r\nhi\r\n");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	only(f, RP_SENDER_DOMAIN, OP_CONTAINS, NULL, "b\xc3\xbc" "ch");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	only(f, RP_SENDER_DOMAIN, OP_CONTAINS, NULL, "xn--bch");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	free(raw);
 	/* a From without any address: F = ∅ */
 	only(f, RP_SENDER_DOMAIN, OP_IS_NOT, NULL, "ext.example");
 	raw = msgf(&len, AR_PASS "Subject: s\r\n\r\nhi\r\n");
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	free(raw);
 }
 
@@ -1238,40 +1222,29 @@ static void test_ops_ip(void **state)
 {
 	struct fixture *f = *state;
 	struct env env = ENV_DEFAULT;
-	struct res res;
 	size_t len;
 	char *raw = std_msg(&len, AR_PASS, "s", NULL, NULL);
 
 	only(f, RP_SENDER_IP, OP_IS, NULL, "198.51.100.1");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client = "198.51.100.2";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	only(f, RP_SENDER_IP, OP_IS_NOT, NULL, "198.51.100.1");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client = NULL;          /* unknown client: F = ∅ */
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	only(f, RP_SENDER_IP, OP_IN_CIDR, NULL, "2001:db8::/32\n10.0.0.0/8");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	env.client = "2001:DB8:0:1::5";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client = "10.200.0.1";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client = "11.0.0.1";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	only(f, RP_SENDER_IP, OP_NOT_IN_CIDR, NULL, "10.0.0.0/8");
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, env, "T");
 	env.client = "::ffff:10.1.2.3";
-	res = run_env(f, raw, len, env, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, env, "");
 	free(raw);
 }
 
@@ -1354,20 +1327,17 @@ static void test_ops_sizes(void **state)
 	/* ∃ semantics over the attachment sizes, in decoded bytes */
 	only(f, RP_ATTACHMENT_SIZE, OP_GT, NULL, "1");
 	raw = sizes_msg(&len, one, 1);
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "");
+	assert_winner(f, raw, len, ENV_DEFAULT, "");
 	free(raw);
 	raw = sizes_msg(&len, two, 2);
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	only(f, RP_ATTACHMENT_SIZE, OP_LT, NULL, "1");
 	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
 	assert_string_equal(res.rule, "T");         /* the 1000-byte one */
 	free(raw);
 	only(f, RP_ATTACHMENT_SIZE, OP_EQ, NULL, "1");
 	raw = sizes_msg(&len, one, 1);
-	res = run_env(f, raw, len, ENV_DEFAULT, ALICE, NOW);
-	assert_string_equal(res.rule, "T");
+	assert_winner(f, raw, len, ENV_DEFAULT, "T");
 	free(raw);
 	/* no attachment: false for every numeric operator, even "not equal" */
 	only(f, RP_ATTACHMENT_SIZE, OP_NE, NULL, "1");
