@@ -714,6 +714,8 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 	const config_setting_t *root = config_root_setting(&cf);
 	c->workers = (int)get_int(&l, root, "workers", 0, 0, 256);
 	get_str(&l, root, "hostname", "postern", c->hostname, sizeof(c->hostname));
+	get_str(&l, root, "user", "", c->run_user, sizeof(c->run_user));
+	get_str(&l, root, "group", "", c->run_group, sizeof(c->run_group));
 	get_str(&l, root, "default_domain", "", c->default_domain, sizeof(c->default_domain));
 
 	g = get_group(&l, &cf, "log");

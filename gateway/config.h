@@ -82,6 +82,9 @@ struct gw_config {
 
 	int workers;
 	char hostname[256];
+	char run_user[64];           /* "user": drop root to this account once
+	                                the listeners are bound; "" stays */
+	char run_group[64];          /* "group": default the user's own */
 	char default_domain[256];
 	int log_level;
 

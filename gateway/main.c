@@ -2,6 +2,9 @@
  * gateway/main.c: the postern daemon: arguments, configuration, the policy
  * store, worker threads, signals (SIGHUP reload, SIGTERM/SIGINT drain).
  */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +90,51 @@ static void on_hup(uv_signal_t *h, int signum)
 		gw_log(GW_LOG_INFO, "event=reload result=ok path=%s", cur->path);
 	}
 	gw_config_unref(&cur);
+}
+
+/* Drops root to conf->run_user (and run_group, else the user's own group,
+ * plus the user's supplementary groups) once every listener is bound and
+ * the policy store is open: nothing after this needs root. A process that
+ * is not root may only "switch" to the account it already runs as.
+ * Returns 0, or -1 with err filled. */
+static int drop_privileges(const struct gw_config *conf, char *err, size_t err_size)
+{
+	struct passwd *pw;
+	gid_t gid;
+
+	if (conf->run_user[0] == '\0')
+		return 0;
+	pw = getpwnam(conf->run_user);
+	if (pw == NULL) {
+		snprintf(err, err_size, "user %s: no such account", conf->run_user);
+		return -1;
+	}
+	gid = pw->pw_gid;
+	if (conf->run_group[0] != '\0') {
+		struct group *gr = getgrnam(conf->run_group);
+		if (gr == NULL) {
+			snprintf(err, err_size, "group %s: no such group", conf->run_group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (geteuid() != 0) {
+		if (pw->pw_uid == geteuid() && gid == getegid())
+			return 0;
+		snprintf(err, err_size, "user %s: cannot switch accounts without root",
+			 conf->run_user);
+		return -1;
+	}
+	/* glibc applies these to every thread of the process */
+	if (initgroups(pw->pw_name, gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0) {
+		snprintf(err, err_size, "user %s: %s", conf->run_user, strerror(errno));
+		return -1;
+	}
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+		snprintf(err, err_size, "user %s: root could be regained", conf->run_user);
+		return -1;
+	}
+	return 0;
 }
 
 /* Deletes quarantined messages older than rules.quarantine_retention_days
@@ -216,6 +264,13 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_term, SIGTERM);
 	uv_signal_init(uv_default_loop(), &sig_int);
 	uv_signal_start(&sig_int, on_term, SIGINT);
+	if (drop_privileges(conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "postern: %s\n", err);
+		return 1;
+	}
+	if (conf->run_user[0] != '\0')
+		gw_log(GW_LOG_INFO, "event=privileges user=%s uid=%u gid=%u", conf->run_user,
+		       (unsigned)getuid(), (unsigned)getgid());
 	for (int i = 0; i < nworkers; i++)
 		if (gw_worker_start(&workers[i]) != 0) {
 			fprintf(stderr, "postern: cannot start worker %d\n", i);

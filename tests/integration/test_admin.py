@@ -345,6 +345,40 @@ class AdminTest(GatewayTestCase):
             problem = pg.exit_problem(pg.stop())
         self.assertIsNone(problem)
 
+    # -- privileges
+
+    def test_drops_root_to_the_configured_user(self):
+        """user = "nobody": every thread runs as nobody once the listeners
+        are bound (the mail ports need no root afterwards), logins still
+        work, and an unknown account stops the start with an error."""
+        import pwd
+        if os.geteuid() != 0:
+            self.skipTest("needs root to drop it")
+        nobody = pwd.getpwnam("nobody")
+        pg = Postern(self.dovecot, name="postern-user", extra='user = "nobody";')
+        self.extra_logs = (pg,)
+        pg.start()
+        try:
+            task_dir = "/proc/%d/task" % pg.proc.pid
+            for tid in os.listdir(task_dir):
+                with open(os.path.join(task_dir, tid, "status")) as f:
+                    uids = [l.split()[1:] for l in f if l.startswith(("Uid:", "Gid:"))]
+                self.assertEqual(uids[0], [str(nobody.pw_uid)] * 4, tid)
+                self.assertEqual(uids[1], [str(nobody.pw_gid)] * 4, tid)
+            c = imap_tls(pg.port("imap", "implicit"))
+            c.login(ALICE, USERS[ALICE])
+            self.assertEqual(c.select("INBOX")[0], "OK")
+            c.logout()
+        finally:
+            problem = pg.exit_problem(pg.stop())
+        self.assertIsNone(problem)
+        bad = Postern(self.dovecot, name="postern-nouser", extra='user = "no-such-user-x";')
+        import harness
+        r = subprocess.run([harness.POSTERN_BIN, "-c", bad.conf_path], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no-such-user-x: no such account", r.stderr)
+
     # -- postern -t
 
     def test_check_good_config(self):
