@@ -347,24 +347,30 @@ static char *unfold(const char *raw, size_t len, size_t *out_len)
 }
 
 /* Is s[0..] an RFC 2047 encoded word "=?charset?B|Q?text?=" (no blanks
- * inside)? Returns its length, or 0. */
+ * inside, at most ENCWORD_MAX bytes: RFC 2047 allows 75, real mail exceeds
+ * that)? Returns its length, or 0. */
+#define ENCWORD_MAX 1024
 static size_t encoded_word_len(const char *s)
 {
-	const char *q1, *end;
+	size_t i = 2, q1;
 
 	if (s[0] != '=' || s[1] != '?')
 		return 0;
-	q1 = strchr(s + 2, '?');
-	if (q1 == NULL || q1 == s + 2 || strchr("BbQq", q1[1]) == NULL || q1[1] == '\0' ||
-	    q1[2] != '?')
+	/* One forward scan that stops at a blank, the end or ENCWORD_MAX
+	 * bytes, so a header full of "=?" costs at most that per candidate
+	 * (unbounded, a megabyte of "=?a?B?" was quadratic). */
+	while (i < ENCWORD_MAX && s[i] != '\0' && s[i] != '?' && s[i] != ' ' && s[i] != '\t')
+		i++;
+	if (i >= ENCWORD_MAX || s[i] != '?' || i == 2)
 		return 0;
-	end = strstr(q1 + 3, "?=");
-	if (end == NULL)
+	q1 = i;
+	if (strchr("BbQq", s[q1 + 1]) == NULL || s[q1 + 1] == '\0' || s[q1 + 2] != '?')
 		return 0;
-	for (const char *c = s; c < end; c++)
-		if (*c == ' ' || *c == '\t')
-			return 0;
-	return (size_t)(end + 2 - s);
+	for (i = q1 + 3; i + 1 < ENCWORD_MAX && s[i] != '\0' && s[i] != ' ' && s[i] != '\t';
+	     i++)
+		if (s[i] == '?' && s[i + 1] == '=')
+			return i + 2;
+	return 0;
 }
 
 /* RFC 2047 decoding, each encoded word on its own: GMime 3.2.13 joins
