@@ -629,10 +629,13 @@ static void eas_client_data(void *ctx, const char *buf, size_t len)
 	s->in_len += len;
 	eas_input(s);
 	eas_flow(s);
-	if (s->in_len == 0 && s->in != NULL && s->state != EAS_STATE_CLOSED) {
-		/* Everything read was used: give the buffer back, so an idle
-		 * keep-alive connection or a hanging Ping holds none (about
-		 * 16 KiB each; tests/bench/bench_eas.py measures it). */
+	if (s->in_len == 0 && s->in != NULL && s->state != EAS_STATE_CLOSED &&
+	    (s->state == EAS_STATE_READ_HEAD || s->req_done)) {
+		/* Everything read was used and no body is streaming through:
+		 * give the buffer back, so an idle keep-alive connection or a
+		 * hanging Ping holds none (about 16 KiB each;
+		 * tests/bench/bench_eas.py measures it). Mid-upload it is kept,
+		 * or every read would allocate and regrow it. */
 		explicit_bzero(s->in, s->in_size);
 		free(s->in);
 		s->in = NULL;
