@@ -1071,7 +1071,10 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		gw_session_close(s, false, "max-sessions");
 		return;
 	}
-	log_event(s, "start", NULL);
+	/* The session's one info line is "end" (with the decision line when a
+	 * login was decided); "start" is for tracing. */
+	if (gw_log_enabled(GW_LOG_DEBUG))
+		log_event(s, "start", NULL);
 	if (gw_stream_read_start(&s->client) != 0) {
 		gw_session_close(s, false, "read-failed");
 		return;

@@ -1090,7 +1090,7 @@ static void backend_send_login(struct imap_session *s)
 
 	for (unsigned i = 0; i < s->id_count; i++)
 		size += 2 * (strlen(s->id[i].key) + s->id[i].value_len) + 8;
-	id = malloc(size);
+	id = malloc(size + sizeof(p2));
 	if (id == NULL) {
 		backend_unavailable(s, "out-of-memory");
 		return;
@@ -1127,12 +1127,13 @@ static void backend_send_login(struct imap_session *s)
 	}
 	n = snprintf(p2, sizeof(p2), "P2 AUTHENTICATE PLAIN %s\r\n", b64);
 	explicit_bzero(b64, sizeof(b64));
-	/* Two writes, one after the other: the backend gets both pipelined. */
-	s->io->backend_write(s->io->ctx, id, pos);
-	free(id);
-	if (s->state == IMAP_STATE_BACKEND_LOGIN)
-		s->io->backend_write(s->io->ctx, p2, (size_t)n);
+	/* Both commands pipelined in one write (one segment, one wake-up of
+	 * the backend); the buffer had room for p2 from the start. */
+	memcpy(id + pos, p2, (size_t)n);
 	explicit_bzero(p2, sizeof(p2));
+	s->io->backend_write(s->io->ctx, id, pos + (size_t)n);
+	explicit_bzero(id, pos + (size_t)n);
+	free(id);
 }
 
 /* The login name in the store's form; false when it has none. */

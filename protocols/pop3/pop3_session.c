@@ -816,29 +816,29 @@ static bool pop3_token_ok(const char *str, const char *allowed, size_t max)
  * credentials: the backend has them, we need them no more. */
 static void pop3_backend_send_login(struct pop3_session *s, bool xclient)
 {
-	char line[POP3_AUTH_LINE_MAX];
+	/* XCLIENT (at most 256 bytes) and AUTH in one write: one segment,
+	 * one wake-up of the backend. */
+	char line[256 + POP3_AUTH_LINE_MAX];
+	size_t o = 0;
 	int n;
 
 	if (xclient) {
-		char x[256];
-		size_t o = 0;
-		o += (size_t)snprintf(x, sizeof(x), "XCLIENT");
+		o += (size_t)snprintf(line, 256, "XCLIENT");
 		if (pop3_token_ok(s->info.client_ip, "0123456789abcdefABCDEF.:", 45))
-			o += (size_t)snprintf(x + o, sizeof(x) - o, " ADDR=%s PORT=%u",
+			o += (size_t)snprintf(line + o, 256 - o, " ADDR=%s PORT=%u",
 					      s->info.client_ip,
 					      (unsigned)s->info.client_port);
 		if (pop3_token_ok(s->info.session_id,
 				  "0123456789abcdefghijklmnopqrstuvwxyz"
 				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_", 64))
-			o += (size_t)snprintf(x + o, sizeof(x) - o, " SESSION=%s",
+			o += (size_t)snprintf(line + o, 256 - o, " SESSION=%s",
 					      s->info.session_id);
-		o += (size_t)snprintf(x + o, sizeof(x) - o, " TTL=%u\r\n",
+		o += (size_t)snprintf(line + o, 256 - o, " TTL=%u\r\n",
 				      (unsigned)POP3_XCLIENT_TTL);
-		s->io.backend_write(s->io.ctx, x, o);
 	}
 
-	memcpy(line, "AUTH PLAIN ", 11);
-	n = sasl_plain_encode(s->user, s->pass, line + 11, sizeof(line) - 13);
+	memcpy(line + o, "AUTH PLAIN ", 11);
+	n = sasl_plain_encode(s->user, s->pass, line + o + 11, POP3_AUTH_LINE_MAX - 13);
 	explicit_bzero(s->pass, sizeof(s->pass));
 	if (n < 0) {
 		/* Cannot happen: both fields are bounded by the same limit. */
@@ -846,8 +846,8 @@ static void pop3_backend_send_login(struct pop3_session *s, bool xclient)
 		pop3_login_tempfail(s, "internal", true);
 		return;
 	}
-	memcpy(line + 11 + n, "\r\n", 2);
-	s->io.backend_write(s->io.ctx, line, 11 + (size_t)n + 2);
+	memcpy(line + o + 11 + n, "\r\n", 2);
+	s->io.backend_write(s->io.ctx, line, o + 11 + (size_t)n + 2);
 	explicit_bzero(line, sizeof(line));
 
 	pop3_enter_state(s, xclient ? POP3_STATE_BACKEND_XCLIENT :
