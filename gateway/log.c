@@ -14,6 +14,9 @@
 
 static atomic_int log_level = GW_LOG_INFO;
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static _Thread_local time_t stamp_sec;
+static _Thread_local char stamp[32];
+static _Thread_local size_t stamp_len;
 
 void gw_log_set_level(enum gw_log_level level)
 {
@@ -45,8 +48,14 @@ void gw_log(enum gw_log_level level, const char *fmt, ...)
 	if (!gw_log_enabled(level))
 		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* the date and time to the second, formatted once a second per thread */
+	if (tv.tv_sec != stamp_sec || stamp_len == 0) {
+		gmtime_r(&tv.tv_sec, &tm);
+		stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		stamp_sec = tv.tv_sec;
+	}
+	memcpy(line, stamp, stamp_len);
+	n = stamp_len;
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", (long)(tv.tv_usec / 1000),
 		     level_names[level]);
 	n += (size_t)r;

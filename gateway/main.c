@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -186,12 +187,31 @@ static void on_worker_done(uv_async_t *a)
 	uv_close((uv_handle_t *)&sweep_timer, NULL);
 }
 
+/* Every session holds two descriptors (client and backend): the soft limit
+ * goes up to the hard one (Debian's default soft limit of 1,024 would cap
+ * a node at about 500 sessions). Returns the limit now in force. */
+static unsigned long raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return 0;
+	}
+	return (unsigned long)rl.rlim_cur;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
 	struct gw_config *conf;
 	char err[GW_CONF_ERR_MAX];
 	int test_only = 0, opt, r;
+	unsigned long nofile;
 
 	while ((opt = getopt(argc, argv, "c:thV")) != -1) {
 		switch (opt) {
@@ -242,6 +262,7 @@ int main(int argc, char **argv)
 	}
 	gw_config_set_current(gw_config_ref(conf));
 
+	nofile = raise_nofile();
 	nworkers = conf->workers > 0 ? conf->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (nworkers < 1)
 		nworkers = 1;
@@ -276,8 +297,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "postern: cannot start worker %d\n", i);
 			return 1;
 		}
-	gw_log(GW_LOG_INFO, "event=started workers=%d listeners=%zu config=%s policy=%s", nworkers,
-	       conf->nlisteners, path, conf->policy_path);
+	gw_log(GW_LOG_INFO, "event=started workers=%d listeners=%zu config=%s policy=%s "
+	       "open_files=%lu", nworkers, conf->nlisteners, path, conf->policy_path, nofile);
 	gw_config_unref(&conf);
 
 	uv_run(uv_default_loop(), UV_RUN_DEFAULT);

@@ -120,6 +120,9 @@ service imap {
   service_count = 1000
   process_min_avail = 16
   process_limit = 10000
+  # several IDLE sessions per mail process: 10,000 single-client
+  # processes would not fit in the machine's memory
+  client_limit = 10
 }
 service pop3 {
   service_count = 1000
@@ -302,7 +305,7 @@ def main():
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per login phase")
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--sessions", type=int, default=0,
-                    help="idle sessions (default: what the open-files limit allows, max 5000)")
+                    help="idle sessions (default: what the open-files limit allows, max 10000)")
     ap.add_argument("--latency-count", type=int, default=2000)
     ap.add_argument("--fetch-duration", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=0, help="postern workers (0 = one per core)")
@@ -341,7 +344,8 @@ def main():
         harness.POSTERNCTL_BIN = ctl
 
     # postern: 2 fds per session plus listeners/loop; the generator: 1.
-    sessions = args.sessions or min(5000, (hard - 200) // 2 // 1000 * 1000)
+    # Issue 2 asks for 10,000; a 20,000-file limit leaves room for 9,900.
+    sessions = args.sessions or min(10000, (hard - 200) // 2 // 100 * 100)
 
     # a directory of our own (not postern-it-*, which test runs clean up)
     root = tempfile.mkdtemp(prefix="postern-bench-",
