@@ -33,6 +33,9 @@
 #define SUBM_MSG_NO_SEND_SEQ \
 	"503 5.5.1 No valid sender: sending mail is disabled for this account"
 #define SUBM_MSG_OK "250 2.0.0 OK"
+/* The last line of the 550 at MAIL FROM in NO_SEND, after the admin's. */
+#define SUBM_MSG_NO_SEND_ONLY_QUIT \
+	"550 5.7.1 This session cannot send mail; it can only QUIT."
 
 /* Longest reply line we build, CRLF included. */
 #define SUBM_REPLY_MAX 768
@@ -893,7 +896,10 @@ static void submission_proceed_mail(struct submission_session *s,
 				    const struct smtp_command *cmd)
 {
 	(void)cmd;
-	submission_send(s, "550 5.7.1 %s", s->refusal);
+	/* Two lines: the admin's text, then what the session is still good
+	 * for, so that a client showing only the last line still explains. */
+	submission_send(s, "550-5.7.1 %s", s->refusal);
+	submission_send(s, "%s", SUBM_MSG_NO_SEND_ONLY_QUIT);
 }
 
 static bool submission_check_transaction(struct submission_session *s,

@@ -61,7 +61,9 @@
  *                     policy now refuses outgoing -> CLOSED (io->close)
  *   NO_SEND           authenticated, sending disabled, answered locally (the
  *                     backend got QUIT and was closed): MAIL FROM gets
- *                     "550 5.7.1 <admin message>", RCPT/DATA/BDAT
+ *                     "550-5.7.1 <admin message>" and "550 5.7.1 This
+ *                     session cannot send mail; it can only QUIT.",
+ *                     RCPT/DATA/BDAT
  *                     "503 5.5.1", EHLO/HELO/RSET/NOOP/HELP work, AUTH and
  *                     STARTTLS "503 5.5.1", QUIT closes.
  *   CLOSED            io->close() called; nothing but free() follows.

@@ -433,7 +433,8 @@ static void test_auth_plain_continuation(void **state_)
 	assert_int_equal(F.decision.verdict, POL_DENY);
 	assert_string_equal(F.decision.reason, "outgoing-disabled");
 	client("MAIL FROM:<bob@example.com> SIZE=100\r\n");
-	expect_client("550 5.7.1 Sending is switched off for bob. Ask IT.\r\n");
+	expect_client("550-5.7.1 Sending is switched off for bob. Ask IT.\r\n"
+		      "550 5.7.1 This session cannot send mail; it can only QUIT.\r\n");
 	client("RCPT TO:<x@y.example>\r\nDATA\r\nBDAT 1 LAST\r\n");
 	expect_client("503 5.5.1 No valid sender: sending mail is disabled for this account\r\n"
 		      "503 5.5.1 No valid sender: sending mail is disabled for this account\r\n"
@@ -465,8 +466,10 @@ static void test_no_send_builtin_message(void **state_)
 	expect_client("235 2.7.0 Authentication successful\r\n");
 	assert_string_equal(F.user, "carol@example.com");
 	client("MAIL FROM:<>\r\n");
-	assert_true(strncmp(F.client.p, "550 5.7.1 ", 10) == 0);
+	assert_true(strncmp(F.client.p, "550-5.7.1 ", 10) == 0);
 	assert_non_null(strstr(F.client.p, "disabled"));
+	assert_non_null(strstr(F.client.p, "\r\n550 5.7.1 This session cannot send mail; "
+			       "it can only QUIT.\r\n"));
 }
 
 static void test_auth_login(void **state_)
