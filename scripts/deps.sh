@@ -10,7 +10,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   cmake make gcc clang pkg-config
-  libuv1-dev libssl-dev libxml2-dev libwbxml2-dev liblmdb-dev
+  libuv1-dev libssl-dev libxml2-dev liblmdb-dev
   libconfig-dev libjansson-dev libcmocka-dev
   # incoming rules: MIME (GMime), regex (PCRE2), Unicode case folding and
   # NFC (libunistring), IDN domains (libidn2)
