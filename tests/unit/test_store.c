@@ -436,6 +436,164 @@ static void test_address_bounds(void **state)
 	}
 }
 
+/* A domain of exactly len bytes (253..257): labels of 63, 63, 63, len-194
+ * and 1 bytes, so every label is valid and only the total length can
+ * fail. */
+static void make_domain(char *buf, size_t len)
+{
+	const size_t labels[5] = { 63, 63, 63, len - 194, 1 };
+	size_t o = 0;
+
+	for (int l = 0; l < 5; l++) {
+		if (l > 0)
+			buf[o++] = '.';
+		memset(buf + o, 'c' + l, labels[l]);
+		o += labels[l];
+	}
+	buf[o] = '\0';
+	assert_int_equal(strlen(buf), len);
+}
+
+static void test_domain_bounds(void **state)
+{
+	struct fixture *f = *state;
+	struct pol_update upd = { .flag[POL_POP] = POL_FLAG_OFF };
+	char dom[POL_DOMAIN_MAX + 2], out[POL_DOMAIN_MAX + 2];
+	char addr[POL_ADDRESS_MAX + 1], aout[POL_ADDRESS_MAX + 1];
+	struct pol_record rec;
+	struct pol_decision d;
+	uint64_t gen;
+
+	/* at the limit: 255 bytes, as domain defaults and in a user address */
+	make_domain(dom, POL_DOMAIN_MAX);
+	assert_int_equal(pol_normalize_domain(dom, out, sizeof(out)), 0);
+	assert_string_equal(out, dom);
+	assert_int_equal(pol_store_domain_update(f->store, dom, &upd, NULL), 0);
+	assert_int_equal(pol_store_domain_get(f->store, dom, &rec), 0);
+	assert_true(rec.set_mask & POL_SERVICE_BIT(POL_POP));
+	snprintf(addr, sizeof(addr), "user@%s", dom);
+	assert_int_equal(pol_normalize_address(addr, NULL, aout, sizeof(aout)), 0);
+	assert_true(pol_address_valid(addr));
+	pol_decide(f->store, addr, POL_POP, NULL, &d);   /* inherits the domain's pop=off */
+	assert_int_equal(d.verdict, POL_DENY);
+	assert_int_equal(d.source, POL_SRC_DOMAIN);
+	assert_int_equal(pol_store_user_update(f->store, addr, &(struct pol_update){
+		.flag[POL_IMAP] = POL_FLAG_OFF }, NULL), 0);
+	assert_int_equal(pol_store_user_get(f->store, addr, &rec), 0);
+	/* bare user + a 255-byte default domain */
+	assert_int_equal(pol_normalize_address("User", dom, aout, sizeof(aout)), 0);
+	assert_string_equal(aout, addr);
+
+	/* over the limit: 256 bytes, refused everywhere, nothing written */
+	gen = pol_store_generation(f->store);
+	make_domain(dom, POL_DOMAIN_MAX + 1);
+	assert_int_equal(pol_normalize_domain(dom, out, sizeof(out)), -EINVAL);
+	assert_string_equal(out, "");
+	assert_int_equal(pol_store_domain_update(f->store, dom, &upd, NULL), -EINVAL);
+	assert_int_equal(pol_store_domain_get(f->store, dom, &rec), -EINVAL);
+	snprintf(addr, sizeof(addr), "user@%s", dom);
+	assert_true(strlen(addr) <= POL_ADDRESS_MAX);   /* only the domain is too long */
+	assert_int_equal(pol_normalize_address(addr, NULL, aout, sizeof(aout)), -EINVAL);
+	assert_false(pol_address_valid(addr));
+	assert_int_equal(pol_store_user_update(f->store, addr, &upd, NULL), -EINVAL);
+	assert_int_equal(pol_store_user_get(f->store, addr, &rec), -EINVAL);
+	pol_decide(f->store, addr, POL_IMAP, NULL, &d);
+	assert_int_equal(d.verdict, POL_DENY);
+	assert_string_equal(d.reason, "invalid-address");
+	assert_int_equal(pol_normalize_address("user", dom, aout, sizeof(aout)), -EINVAL);
+	assert_int_equal(pol_store_generation(f->store), gen);
+	/* trimming happens before the bound: 255 bytes plus blanks is fine */
+	make_domain(dom, POL_DOMAIN_MAX);
+	{
+		char padded[POL_DOMAIN_MAX + 4], res[POL_DOMAIN_MAX + 1];
+
+		snprintf(padded, sizeof(padded), " %s\t", dom);
+		assert_int_equal(pol_normalize_domain(padded, res, sizeof(res)), 0);
+		assert_string_equal(res, dom);
+	}
+}
+
+/* --- a full LMDB map ---------------------------------------------------- */
+
+static void test_map_full(void **state)
+{
+	static const char full_doc[] =
+		"{\"users\":{\"new1@example.com\":{\"pop\":false},"
+		"\"new2@example.com\":{\"pop\":false}},"
+		"\"domains\":{\"example.com\":{\"imap\":false}}}";
+	char dir[64], addr[64];
+	struct pol_store *store = NULL;
+	struct pol_record rec;
+	struct pol_update upd;
+	struct pol_import_stats st;
+	char error[256];
+	uint64_t gen0, gen;
+	unsigned n = 0;
+	int rc = 0;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/postern-test-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	/* 256 KiB: a few hundred users */
+	assert_int_equal(pol_store_open(dir, 256u << 10, 0, &store), 0);
+	gen0 = pol_store_generation(store);
+	for (n = 0; n < 100000; n++) {
+		memset(&upd, 0, sizeof(upd));
+		upd.flag[POL_IMAP] = (n & 1) ? POL_FLAG_ON : POL_FLAG_OFF;
+		upd.message = "a message long enough to fill the map sooner than later ....";
+		snprintf(addr, sizeof(addr), "user%06u@example.com", n);
+		rc = pol_store_user_update(store, addr, &upd, NULL);
+		if (rc != 0)
+			break;
+	}
+	print_message("map full after %u users\n", n);
+	assert_int_equal(rc, -ENOSPC);   /* MDB_MAP_FULL, documented as -ENOSPC */
+	assert_true(n > 10);
+	assert_string_equal(pol_strerror(rc), "policy store full (map size reached)");
+	/* the failed write left nothing behind and bumped nothing */
+	gen = pol_store_generation(store);
+	assert_int_equal(gen, gen0 + n);
+	assert_int_equal(pol_store_user_get(store, addr, &rec), -ENOENT);
+	/* a second write fails the same way; an import is refused whole */
+	assert_int_equal(pol_store_user_update(store, addr, &upd, NULL), -ENOSPC);
+	rc = pol_store_import_json(store, full_doc, strlen(full_doc), 0, &st, error,
+				   sizeof(error));
+	if (rc == 0) {
+		/* small enough to fit in freed pages: then it went in whole */
+		assert_int_equal(pol_store_user_get(store, "new1@example.com", &rec), 0);
+		assert_int_equal(pol_store_user_get(store, "new2@example.com", &rec), 0);
+	} else {
+		assert_int_equal(rc, -ENOSPC);
+		assert_int_equal(pol_store_user_get(store, "new1@example.com", &rec), -ENOENT);
+		assert_int_equal(pol_store_user_get(store, "new2@example.com", &rec), -ENOENT);
+		assert_int_equal(pol_store_domain_get(store, "example.com", &rec), -ENOENT);
+		assert_int_equal(pol_store_generation(store), gen);
+	}
+	/* every earlier user is intact and readable */
+	for (unsigned i = 0; i < n; i++) {
+		struct pol_decision d;
+
+		snprintf(addr, sizeof(addr), "user%06u@example.com", i);
+		assert_int_equal(pol_store_user_get(store, addr, &rec), 0);
+		assert_int_equal(!!(rec.value_mask & POL_SERVICE_BIT(POL_IMAP)), (int)(i & 1));
+		pol_decide(store, addr, POL_IMAP, NULL, &d);
+		assert_int_equal(d.verdict, (i & 1) ? POL_ALLOW : POL_DENY);
+	}
+	{
+		size_t count = 0;
+		assert_int_equal(pol_store_user_list(store, NULL, NULL, user_count_cb, &count), 0);
+		assert_int_equal(count, n + (rc == 0 ? 2 : 0));
+	}
+	/* and still there after a reopen (map size 0: the recorded one) */
+	pol_store_close(&store);
+	assert_int_equal(pol_store_open(dir, 0, POL_STORE_RDONLY, &store), 0);
+	snprintf(addr, sizeof(addr), "user%06u@example.com", n - 1);
+	assert_int_equal(pol_store_user_get(store, addr, &rec), 0);
+	assert_int_equal(pol_store_user_get(store, "user000000@example.com", &rec), 0);
+	pol_store_close(&store);
+	remove_store_dir(dir);
+}
+
 static void test_message_bounds(void **state)
 {
 	struct fixture *f = *state;
@@ -1115,6 +1273,8 @@ int main(void)
 		STORE_TEST(test_generation),
 		cmocka_unit_test(test_normalize),
 		STORE_TEST(test_address_bounds),
+		STORE_TEST(test_domain_bounds),
+		cmocka_unit_test(test_map_full),
 		STORE_TEST(test_message_bounds),
 		STORE_TEST(test_backend_and_description_bounds),
 		STORE_TEST(test_user_partial_update),
