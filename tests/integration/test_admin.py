@@ -132,6 +132,52 @@ class AdminTest(GatewayTestCase):
         self.assertEqual(missing, [], "counters that did not move: %s\n/metrics:\n%s" %
                          (missing, self.postern.http_get("/metrics")[1]))
 
+    def test_refusal_counter_has_reason_label(self):
+        """A disabled user's login moves postern_logins_total with
+        result="refused" and the decision's reason as a label
+        (reason="imap-disabled", reason="pop-disabled"), and only that
+        series among the refusals."""
+        self.touched.add(CAROL)
+        self.postern.set_user(CAROL, imap="off", pop="off", message="carol is off")
+        key = "postern_logins_total"
+        m0 = self.postern.metrics()
+        c = imap_tls(self.postern.port("imap", "implicit"))
+        try:
+            with self.assertRaises(Exception) as cm:
+                c.login(CAROL, USERS[CAROL])
+            self.assertIn("CONTACTADMIN", str(cm.exception))
+        finally:
+            c.shutdown()
+        p = pop3_tls(self.postern.port("pop3", "implicit"))
+        try:
+            p.user(CAROL)
+            with self.assertRaises(Exception) as cm:
+                p.pass_(USERS[CAROL])
+            self.assertIn("SYS/PERM", str(cm.exception))
+        finally:
+            p.close()
+
+        def delta(m1, **labels):
+            return metric_sum(m1, key, **labels) - metric_sum(m0, key, **labels)
+
+        def moved():
+            m1 = self.postern.metrics()
+            return m1 if (delta(m1, protocol="imap", result="refused",
+                                reason="imap-disabled") >= 1 and
+                          delta(m1, protocol="pop3", result="refused",
+                                reason="pop-disabled") >= 1) else None
+
+        m1 = wait_for(moved, 10, what="refusal counters with reason labels")
+        self.assertEqual(delta(m1, protocol="imap", result="refused", reason="imap-disabled"), 1)
+        self.assertEqual(delta(m1, protocol="pop3", result="refused", reason="pop-disabled"), 1)
+        # the refusals are not counted under another reason
+        self.assertEqual(delta(m1, protocol="imap", result="refused"), 1)
+        self.assertEqual(delta(m1, protocol="pop3", result="refused"), 1)
+        # the exposition line itself, as Prometheus reads it
+        body = self.postern.http_get("/metrics")[1]
+        self.assertRegex(body, r'(?m)^postern_logins_total\{protocol="imap",result="refused",'
+                               r'reason="imap-disabled"\} [1-9][0-9]*$')
+
     # -- logs
 
     def test_session_log_line(self):

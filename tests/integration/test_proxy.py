@@ -11,8 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, USERS, Closed, GatewayTestCase, Listener, RawClient, imap_quote,  # noqa: E402
-                     main, proxy_v1, proxy_v2, PROXY_V2_SIG)
+from harness import (HOST, USERS, Closed, Dovecot, GatewayTestCase, Listener, Postern,  # noqa: E402
+                     RawClient, imap_quote, main, proxy_v1, proxy_v2, PROXY_V2_SIG)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -220,6 +220,100 @@ class ProxyTest(GatewayTestCase):
         header = PROXY_V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0)
         off = self.imap_login_via(header)
         self.assertEqual(self.dovecot.wait_login(ALICE, "imap", offset=off), "127.0.0.1")
+
+
+class RportDovecot(Dovecot):
+    """The harness's private Dovecot, with the remote port (%{rport}, the
+    one it takes from ID x-originating-port or XCLIENT PORT when the
+    connection comes from login_trusted_networks) in its login log line."""
+
+    def _write_config(self):
+        super()._write_config()
+        with open(self.conf_path, "a") as f:
+            f.write("login_log_format_elements = user=<%u> method=%m rip=%r "
+                    "rport=%{rport} lip=%l mpid=%e %c session=<%{session}>\n")
+
+
+class ClientPortTest(GatewayTestCase):
+    """The client's port, sent by postern as ID x-originating-port (IMAP)
+    and XCLIENT PORT (POP3), is the port Dovecot logs: the PROXY header's
+    source port on a PROXY listener, the client's own TCP port elsewhere
+    (not postern's port towards Dovecot)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = RportDovecot(name="dovecot-rport").start()
+        try:
+            cls.postern = Postern(cls.dovecot, name="postern-rport", listeners=[
+                Listener("imap", "implicit", proxy_protocol=True),
+                Listener("imap", "implicit"),
+                Listener("pop3", "implicit", proxy_protocol=True)]).start()
+        except Exception:
+            cls.dovecot.stop()
+            raise
+
+    def rport(self, user, protocol, off):
+        """(rip, rport) of the user's login that Dovecot logged since off."""
+        m = self.dovecot.wait_log(r"%s-login: Info: Login: user=<%s>.*?\brip=([0-9a-fA-F.:]+),? "
+                                  r"rport=(\d+)\b" % (protocol, user.replace(".", r"\.")),
+                                  offset=off)
+        return m.group(1), int(m.group(2))
+
+    def imap_login(self, port, prefix=None):
+        c = RawClient(port, prefix=prefix)
+        own_port = c.sock.getsockname()[1]
+        c.wrap_tls()
+        self.assertTrue(c.readline().startswith(b"* OK"))
+        tagged, _ = c.cmd("a", "LOGIN %s %s" % (imap_quote(ALICE), imap_quote(USERS[ALICE])))
+        self.assertTrue(tagged.startswith(b"a OK"), tagged)
+        return c, own_port
+
+    def test_imap_proxy_header_port(self):
+        off = self.dovecot.log_size()
+        c, _ = self.imap_login(self.postern.port("imap", "implicit", proxy_protocol=True),
+                               proxy_v1("192.0.2.77", "192.0.2.1", 43210, 993))
+        try:
+            self.assertEqual(self.rport(ALICE, "imap", off), ("192.0.2.77", 43210))
+        finally:
+            c.cmd("z", "LOGOUT")
+            c.close()
+        off = self.dovecot.log_size()
+        c, _ = self.imap_login(self.postern.port("imap", "implicit", proxy_protocol=True),
+                               proxy_v2("2001:db8::5", "2001:db8::1", 61001, 993))
+        try:
+            self.assertEqual(self.rport(ALICE, "imap", off), ("2001:db8::5", 61001))
+        finally:
+            c.cmd("z", "LOGOUT")
+            c.close()
+
+    def test_imap_own_tcp_port(self):
+        off = self.dovecot.log_size()
+        c, own_port = self.imap_login(self.postern.port("imap", "implicit"))
+        try:
+            rip, rport = self.rport(ALICE, "imap", off)
+            self.assertEqual(rip, "127.0.0.1")
+            self.assertEqual(rport, own_port)
+        finally:
+            c.cmd("z", "LOGOUT")
+            c.close()
+
+    def test_pop3_proxy_header_port(self):
+        off = self.dovecot.log_size()
+        c = RawClient(self.postern.port("pop3", "implicit", proxy_protocol=True),
+                      prefix=proxy_v1("198.51.100.9", "198.51.100.1", 50123, 995))
+        c.wrap_tls()
+        try:
+            self.assertTrue(c.readline().startswith(b"+OK"))
+            c.send(b"USER %s\r\n" % BOB.encode())
+            self.assertTrue(c.readline().startswith(b"+OK"))
+            c.send(b"PASS %s\r\n" % USERS[BOB].encode())
+            r = c.readline()
+            self.assertTrue(r.startswith(b"+OK"), r)
+            self.assertEqual(self.rport(BOB, "pop3", off), ("198.51.100.9", 50123))
+            c.send(b"QUIT\r\n")
+            c.readline()
+        finally:
+            c.close()
 
 
 class PenaltyTest(GatewayTestCase):
