@@ -276,6 +276,41 @@ static int backend_tls_ctx(struct loader *l, const config_setting_t *at,
 	return 0;
 }
 
+/* A backend server's `tls`: true (TLS from the first byte), false, or
+ * "starttls" (a plaintext connection the submission front upgrades). */
+static void get_backend_tls(struct loader *l, const config_setting_t *g,
+			    struct gw_backend_server *srv)
+{
+	const config_setting_t *t = config_setting_get_member(g, "tls");
+	const char *v;
+
+	if (t == NULL)
+		return;
+	if (config_setting_type(t) == CONFIG_TYPE_BOOL) {
+		srv->tls = config_setting_get_bool(t) != 0;
+		return;
+	}
+	v = config_setting_get_string(t);
+	if (v != NULL && strcmp(v, "starttls") == 0)
+		srv->tls_starttls = true;
+	else
+		fail(l, t, "backend server 'tls' must be true, false or \"starttls\"");
+}
+
+/* Setting `name` of server k of backend pool i (the server itself when it
+ * has no such member), for messages that point at it. */
+static const config_setting_t *backend_setting(const config_t *cf, int i, size_t k,
+						const char *name)
+{
+	const config_setting_t *list = config_lookup(cf, "backends");
+	const config_setting_t *p = list != NULL ? config_setting_get_elem(list, (unsigned)i) : NULL;
+	const config_setting_t *sl = p != NULL ? config_setting_get_member(p, "servers") : NULL;
+	const config_setting_t *s = sl != NULL ? config_setting_get_elem(sl, (unsigned)k) : NULL;
+	const config_setting_t *m = s != NULL ? config_setting_get_member(s, name) : NULL;
+
+	return m != NULL ? m : s;
+}
+
 static void load_backends(struct loader *l, const config_t *cf, struct gw_config *c)
 {
 	const config_setting_t *list = config_lookup(cf, "backends");
@@ -318,7 +353,7 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 			}
 			srv->smtp_port = (int)get_int(l, s, "smtp_port", 0, 0, 65535);
 			get_str(l, s, "path", "", srv->path, sizeof(srv->path));
-			srv->tls = get_bool(l, s, "tls", false);
+			get_backend_tls(l, s, srv);
 			srv->tls_verify = get_bool(l, s, "tls_verify", true);
 			get_str(l, s, "tls_name", srv->host, srv->tls_name, sizeof(srv->tls_name));
 			char ca[1024];
@@ -327,7 +362,8 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				break;
 			if (srv->path[0] != '\0') {
 				/* a UNIX socket: no ports, no TLS; logs name the path */
-				if (srv->host[0] != '\0' || srv->tls || srv->smtp_port != 0) {
+				if (srv->host[0] != '\0' || srv->tls || srv->tls_starttls ||
+				    srv->smtp_port != 0) {
 					fail(l, s, "a UNIX socket backend server ('path') takes no "
 					     "'host', ports or 'tls'");
 					break;
@@ -347,7 +383,22 @@ static void load_backends(struct loader *l, const config_t *cf, struct gw_config
 				snprintf(srv->host, sizeof(srv->host), "%s", srv->path);
 				continue;
 			}
-			if (srv->tls && backend_tls_ctx(l, s, srv, ca) != 0)
+			if (srv->tls_starttls && srv->smtp_port != 0) {
+				/* the copy relay (smtp_port) speaks no STARTTLS */
+				fail(l, backend_setting(cf, i, (size_t)k, "tls"),
+				     "backend server '%s': tls = \"starttls\" is for the submission "
+				     "front only; this server also has smtp_port", srv->host);
+				break;
+			}
+			if (k > 0 && srv->tls_starttls != pool->servers[0].tls_starttls) {
+				/* the front tells a new connection (failover) from a
+				 * finished handshake by the server's mode */
+				fail(l, backend_setting(cf, i, (size_t)k, "tls"),
+				     "backend pool '%s': tls = \"starttls\" must be on every server "
+				     "of the pool or on none", pool->name);
+				break;
+			}
+			if ((srv->tls || srv->tls_starttls) && backend_tls_ctx(l, s, srv, ca) != 0)
 				break;
 			if (srv->host[0] == '\0') {
 				fail(l, s, "backend server needs a 'host' (or a UNIX socket 'path')");
@@ -551,6 +602,16 @@ static void load_listeners(struct loader *l, const config_t *cf, struct gw_confi
 			break;
 		}
 		const struct gw_backend_pool *pool = &c->pools[lc->backend];
+		/* Only the submission front speaks STARTTLS to its backend
+		 * (proto_io.backend_starttls). */
+		if (lc->protocol != proto_front_find("submission") && pool->nservers > 0 &&
+		    pool->servers[0].tls_starttls) {
+			fail(l, backend_setting(cf, lc->backend, 0, "tls"),
+			     "backend pool '%s': tls = \"starttls\" is supported for submission "
+			     "only, but the %s listener at line %u uses this pool", pool->name,
+			     gw_proto_name(lc->protocol), (unsigned)config_setting_source_line(s));
+			break;
+		}
 		for (size_t k = 0; k < pool->nservers; k++)
 			if (pool->servers[k].port[lc->protocol] == 0 &&
 			    pool->servers[k].path[0] == '\0') {
@@ -683,6 +744,35 @@ static void load_rules(struct loader *l, const config_t *cf, struct gw_config *c
 	r->clamd_pool = c->rules_clamd_backend[0] ? c->rules_clamd_backend : NULL;
 }
 
+/* An IMAP session must be allowed to idle for 30 minutes: RFC 3501 5.4's
+ * autologout timer is at least that long, and IMAP IDLE clients (RFC
+ * 2177) renew their IDLE just before it. The listener's idle counts, or
+ * timeouts.idle when it has none. */
+static void check_imap_idle(struct loader *l, const config_t *cf, const struct gw_config *c)
+{
+	const config_setting_t *list = config_lookup(cf, "listeners");
+	int imap = proto_front_find("imap");
+
+	for (size_t i = 0; imap >= 0 && list != NULL && i < c->nlisteners && !l->failed; i++) {
+		const struct gw_listener_conf *lc = &c->listeners[i];
+		const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+
+		if (lc->protocol != imap)
+			continue;
+		if (lc->idle_s != 0 && lc->idle_s < GW_IMAP_IDLE_MIN_S)
+			fail(l, s != NULL ? config_setting_get_member(s, "idle") : NULL,
+			     "an imap listener's idle must be at least %u seconds (RFC 3501's "
+			     "30-minute autologout; IMAP IDLE lasts up to 29 minutes)",
+			     GW_IMAP_IDLE_MIN_S);
+		else if (lc->idle_s == 0 && c->idle_s < GW_IMAP_IDLE_MIN_S)
+			fail(l, config_lookup(cf, "timeouts.idle"),
+			     "timeouts.idle must be at least %u seconds while the imap listener "
+			     "at line %u has no idle of its own (RFC 3501's 30-minute autologout; "
+			     "IMAP IDLE lasts up to 29 minutes)", GW_IMAP_IDLE_MIN_S,
+			     s != NULL ? (unsigned)config_setting_source_line(s) : 0);
+	}
+}
+
 int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 {
 	struct loader l = { path, err, 0 };
@@ -727,7 +817,9 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 	g = get_group(&l, &cf, "policy");
 	get_str(&l, g, "path", "/var/lib/postern/policy", c->policy_path, sizeof(c->policy_path));
 	c->policy_map_size = (size_t)get_int(&l, g, "map_size_mb", 1024, 1, 1 << 20) << 20;
-	c->policy_poll_ms = (unsigned)get_int(&l, g, "poll_ms", 500, 10, 60000);
+	/* At most 1 s: a policy change must reach live sessions within 2 s
+	 * (a worker notices it within one poll, then acts at once). */
+	c->policy_poll_ms = (unsigned)get_int(&l, g, "poll_ms", 500, 10, GW_POLICY_POLL_MAX_MS);
 
 	if (!l.failed)
 		load_tls(&l, &cf, c);
@@ -742,6 +834,8 @@ int gw_config_load(const char *path, struct gw_config **conf_r, char *err)
 	c->idle_s = (unsigned)get_int(&l, g, "idle", 1860, 1, 7 * 86400);
 	c->backend_ms = (unsigned)get_int(&l, g, "backend_ms", 30000, 10, 600000);
 	c->drain_s = (unsigned)get_int(&l, g, "drain", 30, 0, 86400);
+	if (!l.failed)
+		check_imap_idle(&l, &cf, c);
 
 	g = get_group(&l, &cf, "limits");
 	c->line_max = (size_t)get_int(&l, g, "line", 8192, 512, 1 << 20);

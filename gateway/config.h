@@ -20,6 +20,11 @@
 #include "gateway/penalty.h"
 #include "protocols/proto.h"
 
+/* policy.poll_ms at most: live sessions learn a policy change within 2 s. */
+#define GW_POLICY_POLL_MAX_MS 1000
+/* An imap listener's idle timeout at least (RFC 3501 5.4, 30 minutes). */
+#define GW_IMAP_IDLE_MIN_S 1800
+
 enum gw_tls_mode { GW_TLS_NONE = 0, GW_TLS_STARTTLS, GW_TLS_IMPLICIT };
 
 #define GW_CONF_ERR_MAX 512
@@ -56,7 +61,10 @@ struct gw_backend_server {
 	int port[PROTO_FRONT_MAX];   /* by front index: <name>_port */
 	int smtp_port;               /* SMTP relay (rules.copy_backend), 0: none */
 	struct sockaddr_storage smtp_addr;
-	bool tls;
+	bool tls;                    /* tls = true: TLS from the first byte */
+	bool tls_starttls;           /* tls = "starttls": a plaintext connection
+	                                the front upgrades (proto_io
+	                                backend_starttls); submission only */
 	bool tls_verify;             /* verify the chain and the name (default) */
 	char tls_name[256];          /* name to send (SNI) and verify; host */
 	SSL_CTX *tls_ctx;            /* client context (CA file or system store) */

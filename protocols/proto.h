@@ -188,6 +188,27 @@ struct proto_io {
 	 * resolve back, the deadline, an error). Answers may be cached for a
 	 * few minutes. May be NULL: no lookups. */
 	void (*resolve_fcrdns)(void *ctx, const char *ip, unsigned timeout_ms);
+	/* STARTTLS towards the backend, for servers configured with
+	 * tls = "starttls" (config.c allows it on submission pools only, on
+	 * every server of the pool or none). With start false, a question
+	 * with no effect: true when the connected server wants STARTTLS and
+	 * the connection is still in plaintext; the front then sends its
+	 * protocol's STARTTLS command itself and, never sending credentials
+	 * before TLS, gives up when the server does not offer it. With start
+	 * true, once the server said go ahead (nothing may be written
+	 * meanwhile): the TLS client handshake runs on the connection with
+	 * the server's ca_file, tls_name and tls_verify, and returns true;
+	 * front->backend_ready() follows exactly once, as after
+	 * backend_connect(): PROTO_BACKEND_OK when TLS is up on the same
+	 * connection (the question now answers false: speak again, EHLO),
+	 * or, when the handshake failed, the outcome of the pool's next
+	 * servers: PROTO_BACKEND_OK for a new plaintext connection (the
+	 * question answers true again: its greeting comes next) or
+	 * PROTO_BACKEND_UNAVAILABLE. front->backend_closed() instead when
+	 * the server drops the connection during the handshake. Returns
+	 * false and does nothing when there is no handshake to run. May be
+	 * NULL: no backend STARTTLS. */
+	bool (*backend_starttls)(void *ctx, bool start);
 };
 
 struct proto_front {

@@ -182,6 +182,7 @@ static void submission_backend_reply(struct submission_session *s,
 				     const struct smtp_reply *r);
 static void submission_backend_send_ehlo(struct submission_session *s,
 					 enum submission_state next);
+static bool submission_backend_wants_tls(struct submission_session *s);
 static void submission_backend_send_xclient(struct submission_session *s);
 static void submission_backend_send_auth(struct submission_session *s);
 static void submission_login_ok(struct submission_session *s);
@@ -207,6 +208,8 @@ static const char *const submission_state_names[] = {
 	[SUBMISSION_STATE_BACKEND_CONNECT] = "backend-connect",
 	[SUBMISSION_STATE_BACKEND_GREETING] = "backend-greeting",
 	[SUBMISSION_STATE_BACKEND_EHLO] = "backend-ehlo",
+	[SUBMISSION_STATE_BACKEND_STARTTLS] = "backend-starttls",
+	[SUBMISSION_STATE_BACKEND_TLS] = "backend-tls",
 	[SUBMISSION_STATE_BACKEND_XCLIENT] = "backend-xclient",
 	[SUBMISSION_STATE_BACKEND_XCLIENT_EHLO] = "backend-xclient-ehlo",
 	[SUBMISSION_STATE_BACKEND_AUTH] = "backend-auth",
@@ -995,20 +998,38 @@ static void submission_backend_ready(void *ctx, int status)
 {
 	struct submission_session *s = ctx;
 
-	if (s->state != SUBMISSION_STATE_BACKEND_CONNECT)
+	if (s->state != SUBMISSION_STATE_BACKEND_CONNECT &&
+	    s->state != SUBMISSION_STATE_BACKEND_TLS)
 		return;
 	if (status != PROTO_BACKEND_OK) {
 		submission_login_tempfail(s, "unavailable", false);
 		return;
 	}
+	/* What the server said before TLS (or the failed server said) is
+	 * gone: a fresh reply parser. */
+	smtp_reply_parser_reset(s->bparser);
+	if (s->state == SUBMISSION_STATE_BACKEND_TLS && !submission_backend_wants_tls(s)) {
+		/* TLS is up on the same connection. */
+		submission_backend_send_ehlo(s, SUBMISSION_STATE_BACKEND_EHLO);
+		return;
+	}
+	/* A new connection: its greeting comes first. */
+	s->xclient_attrs = 0;
 	submission_enter_state(s, SUBMISSION_STATE_BACKEND_GREETING);
 	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+}
+
+/* The connected server wants STARTTLS and the connection is plaintext. */
+static bool submission_backend_wants_tls(struct submission_session *s)
+{
+	return s->io.backend_starttls != NULL && s->io.backend_starttls(s->io.ctx, false);
 }
 
 static bool submission_backend_waiting(enum submission_state state)
 {
 	return state == SUBMISSION_STATE_BACKEND_GREETING ||
 	       state == SUBMISSION_STATE_BACKEND_EHLO ||
+	       state == SUBMISSION_STATE_BACKEND_STARTTLS ||
 	       state == SUBMISSION_STATE_BACKEND_XCLIENT ||
 	       state == SUBMISSION_STATE_BACKEND_XCLIENT_EHLO ||
 	       state == SUBMISSION_STATE_BACKEND_AUTH;
@@ -1041,8 +1062,14 @@ static void submission_backend_data(void *ctx, const char *buf, size_t len)
 			submission_login_tempfail(s, "protocol", true);
 			return;
 		}
-		if (ret > 0)
+		if (ret > 0) {
+			bool upgrade = s->state == SUBMISSION_STATE_BACKEND_STARTTLS;
 			submission_backend_reply(s, &r);
+			/* After the go-ahead to STARTTLS, the rest of this
+			 * plaintext read is dropped, whatever state follows. */
+			if (upgrade)
+				return;
+		}
 	}
 }
 
@@ -1064,6 +1091,16 @@ static void submission_backend_reply(struct submission_session *s,
 			submission_login_tempfail(s, "ehlo", true);
 			return;
 		}
+		if (submission_backend_wants_tls(s)) {
+			if (!smtp_reply_ehlo_has(r, "STARTTLS", NULL)) {
+				submission_login_tempfail(s, "starttls-not-offered", true);
+				return;
+			}
+			s->io.backend_write(s->io.ctx, "STARTTLS\r\n", 10);
+			submission_enter_state(s, SUBMISSION_STATE_BACKEND_STARTTLS);
+			s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+			return;
+		}
 		if (smtp_reply_ehlo_has(r, "XCLIENT", &params)) {
 			static const struct {
 				const char *name;
@@ -1081,6 +1118,20 @@ static void submission_backend_reply(struct submission_session *s,
 			submission_backend_send_xclient(s);
 		else
 			submission_backend_send_auth(s);
+		break;
+	case SUBMISSION_STATE_BACKEND_STARTTLS:
+		if (r->code != 220) {
+			submission_login_tempfail(s, "starttls", true);
+			return;
+		}
+		/* Bytes after the 220 are dropped (submission_backend_data
+		 * reads no more in BACKEND_TLS): whatever came in plaintext
+		 * must not pass for what the server says over TLS. */
+		submission_enter_state(s, SUBMISSION_STATE_BACKEND_TLS);
+		s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+		if (!s->io.backend_starttls(s->io.ctx, true))
+			submission_login_tempfail(s, "starttls", true);
+		/* backend_ready() follows */
 		break;
 	case SUBMISSION_STATE_BACKEND_XCLIENT:
 		/* Postfix and Dovecot answer a new 220 greeting. */
@@ -1411,7 +1462,7 @@ static void submission_backend_closed(void *ctx)
 {
 	struct submission_session *s = ctx;
 
-	if (submission_backend_waiting(s->state))
+	if (submission_backend_waiting(s->state) || s->state == SUBMISSION_STATE_BACKEND_TLS)
 		submission_login_tempfail(s, "closed", false);
 }
 
@@ -1419,7 +1470,7 @@ static void submission_timer(void *ctx)
 {
 	struct submission_session *s = ctx;
 
-	if (submission_backend_waiting(s->state))
+	if (submission_backend_waiting(s->state) || s->state == SUBMISSION_STATE_BACKEND_TLS)
 		submission_login_tempfail(s, "timeout", true);
 	else if (s->state == SUBMISSION_STATE_PENALTY)
 		submission_penalty_done(s);

@@ -34,13 +34,28 @@
  *                     bad base64 / PLAIN -> READY ("501 5.5.2", bad_count)
  *   BACKEND_CONNECT   io->backend_connect() called, waiting backend_ready().
  *   BACKEND_GREETING  waiting for the backend's 220; then "EHLO <hostname>".
- *   BACKEND_EHLO      waiting for the 250 to our EHLO. XCLIENT advertised
+ *   BACKEND_EHLO      waiting for the 250 to our EHLO. When the server
+ *                     wants STARTTLS (io->backend_starttls(ctx, false):
+ *                     tls = "starttls", still plaintext) -> "STARTTLS"
+ *                     -> BACKEND_STARTTLS, or the login fails ("454
+ *                     4.7.0") when the EHLO lists no STARTTLS: credentials
+ *                     never go out in plaintext. Otherwise: XCLIENT advertised
  *                     (Dovecot's submission-login does so for
  *                     login_trusted_networks, Postfix for
  *                     smtpd_authorized_xclient_hosts) -> "XCLIENT ADDR=..
  *                     PORT=.. HELO=<client's HELO> [SESSION=..] [TTL=..]"
  *                     with only the attributes it lists -> BACKEND_XCLIENT;
  *                     otherwise "AUTH PLAIN <ir>" -> BACKEND_AUTH.
+ *   BACKEND_STARTTLS  waiting for the 220 to STARTTLS; then
+ *                     io->backend_starttls(ctx, true) -> BACKEND_TLS
+ *                     (bytes after the 220 are dropped).
+ *   BACKEND_TLS       the TLS handshake with the backend runs.
+ *                     backend_ready(OK), TLS up -> "EHLO" -> BACKEND_EHLO
+ *                     (RFC 3207 4.2: the server forgot the first one)
+ *                     backend_ready(OK), a new plaintext connection (the
+ *                     handshake failed, the gateway went on with the
+ *                     pool's next server) -> BACKEND_GREETING
+ *                     backend_ready(UNAVAILABLE) -> READY ("454 4.7.0")
  *   BACKEND_XCLIENT   waiting for the XCLIENT reply (a new 220 greeting);
  *                     then EHLO again -> BACKEND_XCLIENT_EHLO.
  *   BACKEND_XCLIENT_EHLO  waiting for the 250; then AUTH -> BACKEND_AUTH.
@@ -68,7 +83,8 @@
  *                     STARTTLS "503 5.5.1", QUIT closes.
  *   CLOSED            io->close() called; nothing but free() follows.
  *
- * In every BACKEND_* wait after the connect, io->timer(backend_timeout_ms)
+ * In every BACKEND_* wait after the connect (the TLS handshake included),
+ * io->timer(backend_timeout_ms)
  * bounds the reply; its expiry, a closed backend, an unparsable or
  * unexpected reply or an unavailable pool answer "454 4.7.0 Temporary
  * authentication failure", call io->backend_error() and return to READY.
@@ -114,6 +130,8 @@ enum submission_state {
 	SUBMISSION_STATE_BACKEND_CONNECT,
 	SUBMISSION_STATE_BACKEND_GREETING,
 	SUBMISSION_STATE_BACKEND_EHLO,
+	SUBMISSION_STATE_BACKEND_STARTTLS,
+	SUBMISSION_STATE_BACKEND_TLS,
 	SUBMISSION_STATE_BACKEND_XCLIENT,
 	SUBMISSION_STATE_BACKEND_XCLIENT_EHLO,
 	SUBMISSION_STATE_BACKEND_AUTH,

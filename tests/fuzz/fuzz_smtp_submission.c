@@ -5,7 +5,8 @@
  * access off).
  *
  * The input is a script. Byte 0 picks the connection (implicit TLS,
- * STARTTLS offered, plaintext auth) and the penalty; then each event is one
+ * STARTTLS offered, plaintext auth), the penalty and whether the backend
+ * wants STARTTLS (tls = "starttls"); then each event is one
  * opcode byte, and for raw data events a length byte and that many bytes.
  * Canned events (a valid AUTH PLAIN, EHLO, backend greeting/EHLO/235/535)
  * let even a small corpus reach every state. The fake gateway only
@@ -121,6 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		"235 2.7.0 Logged in.\r\n",
 		"535 5.7.8 Authentication failed\r\n",
 		"454 4.7.0 Try later\r\n",
+		"250-backend\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+		"220 2.0.0 Ready to start TLS\r\n",
 	};
 	struct fake_io f;
 	struct proto_conn_info info = {
@@ -157,6 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	info.starttls_offered = (data[0] & 2) != 0;
 	info.plaintext_auth = (data[0] & 4) != 0;
 	f.penalty_ms = (data[0] & 8) ? 10 : 0;
+	f.backend_tls_wanted = (data[0] & 16) != 0;
 	f.s = submission_front.session_new(&f.io, &info, &set);
 	if (f.s == NULL)
 		abort();
@@ -188,12 +192,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 2:
 		case 3:
-			if (f.connect_pending) {
-				f.connect_pending = false;
-				f.connected = op == 2;
-				submission_front.backend_ready(f.s, op == 2 ? PROTO_BACKEND_OK :
-							       PROTO_BACKEND_UNAVAILABLE);
-			}
+			/* a connect, a backend handshake (done, or failed:
+			 * the next server's plaintext connection / none left) */
+			if (f.backend_tls_pending && op == 2 && i < size && (data[i++] & 1))
+				fake_io_backend_tls_done(&f);
+			else if (f.connect_pending)
+				fake_io_backend_ready(&f, op == 2 ? PROTO_BACKEND_OK :
+						      PROTO_BACKEND_UNAVAILABLE);
 			break;
 		case 4:
 			if (f.timer_armed && !f.relay) {
@@ -240,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				submission_front.client_data(f.s, "EHLO c.example\r\n", 16);
 			break;
 		case 12: {
-			const char *c = canned[i < size ? data[i++] % 6 : 0];
+			const char *c = canned[i < size ? data[i++] % 8 : 0];
 			if (f.connected && !f.relay)
 				submission_front.backend_data(f.s, c, strlen(c));
 			break;

@@ -178,6 +178,8 @@ static void io_backend_close(void *ctx)
 	f->backend_close_calls++;
 	f->connect_pending = false;
 	f->connected = false;
+	f->backend_tls_pending = false;
+	f->backend_tls_up = false;
 	f->drain_pending = false;
 	observe(f, FAKE_BACKEND_CLOSE, NULL, 0);
 }
@@ -417,6 +419,30 @@ static void io_trace(void *ctx, const char *from, const char *to)
 				(size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+static bool io_backend_starttls(void *ctx, bool start)
+{
+	struct fake_io *f = ctx;
+	bool wanted;
+
+	check(f, FAKE_CHECK_AFTER_CLOSE, !f->closed, "backend_starttls after close");
+	wanted = !f->closed && f->connected && f->backend_tls_wanted && !f->backend_tls_up &&
+		 !f->backend_tls_pending;
+	if (!start) {
+		f->backend_tls_questions++;
+		return wanted;
+	}
+	check(f, FAKE_CHECK_CONNECTED, wanted,
+	      "backend_starttls without a plaintext starttls backend");
+	if (!wanted)
+		return false;
+	f->backend_starttls_calls++;
+	f->backend_tls_pending = true;
+	f->connect_pending = true;   /* backend_ready() follows */
+	f->connected = false;
+	observe(f, FAKE_BACKEND_STARTTLS, NULL, 0);
+	return true;
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 void fake_io_init(struct fake_io *f)
@@ -459,6 +485,7 @@ void fake_io_init(struct fake_io *f)
 		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
 		.resolve_fcrdns = io_resolve_fcrdns,
+		.backend_starttls = io_backend_starttls,
 	};
 }
 
@@ -520,7 +547,18 @@ void fake_io_backend_ready(struct fake_io *f, int status)
 {
 	f->connect_pending = false;
 	f->connected = status == PROTO_BACKEND_OK;
+	f->backend_tls_pending = false;
+	f->backend_tls_up = false;   /* a new connection */
 	f->front->backend_ready(f->s, status);
+}
+
+void fake_io_backend_tls_done(struct fake_io *f)
+{
+	f->connect_pending = false;
+	f->connected = true;
+	f->backend_tls_pending = false;
+	f->backend_tls_up = true;
+	f->front->backend_ready(f->s, PROTO_BACKEND_OK);
 }
 
 void fake_io_backend_closed(struct fake_io *f)

@@ -47,7 +47,7 @@ enum fake_call {
 	FAKE_AUTH_FAILED, FAKE_BACKEND_ERROR, FAKE_LOGIN_DONE,
 	FAKE_BACKEND_WANT_DRAIN, FAKE_CLIENT_WANT_DRAIN, FAKE_SPOOL_APPEND,
 	FAKE_SPOOL_READ, FAKE_SPOOL_SIZE, FAKE_SPOOL_RESET, FAKE_CLIENT_TRUSTED,
-	FAKE_SPOOL_MAP, FAKE_BACKEND_CONNECT_POOL,
+	FAKE_SPOOL_MAP, FAKE_BACKEND_CONNECT_POOL, FAKE_BACKEND_STARTTLS,
 };
 
 /* Contract checks (bits of fake_io.checks); each failure names itself. */
@@ -139,9 +139,16 @@ struct fake_io {
 	unsigned fcrdns_timeout_ms;
 	bool fcrdns_sync;
 	const char *fcrdns_sync_name;
+	/* backend_starttls(): script backend_tls_wanted (the connected
+	 * server has tls = "starttls"); the question answers it while the
+	 * connection is plaintext. Handshakes started are counted; the test
+	 * ends one with fake_io_backend_tls_done(). */
+	bool backend_tls_wanted;
+	unsigned backend_starttls_calls, backend_tls_questions;
 
 	/* ---- contract state (kept by the callbacks and fake_io_* drivers) ---- */
 	bool connect_pending, connected, starttls_pending, timer_armed, relay;
+	bool backend_tls_pending, backend_tls_up;
 	bool drain_pending, client_drain_pending;
 };
 
@@ -164,8 +171,13 @@ void fake_io_client_str(struct fake_io *f, const char *text);
 void fake_io_client_bytewise(struct fake_io *f, const char *text);
 void fake_io_backend(struct fake_io *f, const void *buf, size_t len);
 void fake_io_backend_str(struct fake_io *f, const char *text);
-/* Ends the pending connect: connected when status is PROTO_BACKEND_OK. */
+/* Ends the pending connect: connected when status is PROTO_BACKEND_OK.
+ * Also what the gateway does after a failed backend handshake (a new
+ * plaintext connection to the next server, or unavailable). */
 void fake_io_backend_ready(struct fake_io *f, int status);
+/* Ends the backend TLS handshake successfully: TLS up on the same
+ * connection, front->backend_ready(PROTO_BACKEND_OK). */
+void fake_io_backend_tls_done(struct fake_io *f);
 void fake_io_backend_closed(struct fake_io *f);
 void fake_io_tls_ready(struct fake_io *f, const char *sni);
 /* Disarms the timer and fires front->timer(). */

@@ -421,6 +421,130 @@ static void test_cidr(void **state)
 	assert_true(gw_cidr_match(c, 1, "203.0.113.9"));
 }
 
+/* A backend pool with tls = "starttls" (the submission front's login
+ * upgrades the connection), and what is refused around it. */
+static void test_backend_starttls(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f;
+	int subm = proto_front_find("submission");
+
+	(void)state;
+	f = write_conf(
+		"backends = ( { name = \"store\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); },\n"
+		"  { name = \"mta\"; servers = (\n"
+		"    { host = \"127.0.0.1\"; submission_port = 587; tls = \"starttls\"; tls_name = \"mx.example.com\"; },\n"
+		"    { host = \"127.0.0.2\"; submission_port = 587; tls = \"starttls\"; tls_verify = false; } ); } );\n"
+		"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; },\n"
+		"  { protocol = \"submission\"; address = \"127.0.0.1\"; port = 1587; tls = \"none\";\n"
+		"    plaintext_auth = true; backend = \"mta\"; } );\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_true(c->pools[1].servers[0].tls_starttls);
+	assert_false(c->pools[1].servers[0].tls);
+	assert_true(c->pools[1].servers[0].tls_verify);
+	assert_non_null(c->pools[1].servers[0].tls_ctx);
+	assert_string_equal(c->pools[1].servers[0].tls_name, "mx.example.com");
+	assert_false(c->pools[1].servers[1].tls_verify);
+	assert_non_null(c->pools[1].servers[1].tls_ctx);
+	assert_int_equal(c->pools[1].servers[1].port[subm], 587);
+	assert_false(c->pools[0].servers[0].tls_starttls);
+	assert_null(c->pools[0].servers[0].tls_ctx);
+	gw_config_unref(&c);
+	unlink(f);
+
+	static const struct bad_case bad[] = {
+		/* an IMAP listener on a starttls pool: the error is at the tls */
+		{ "backends = ( { name = \"d\"; servers = (\n"
+		  "  { host = \"127.0.0.1\"; imap_port = 143;\n"
+		  "    tls = \"starttls\"; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; } );\n",
+		  3, "tls = \"starttls\" is supported for submission only, but the imap listener at "
+		  "line 4 uses this pool" },
+		{ "backends = ( { name = \"d\"; servers = (\n"
+		  "  { host = \"127.0.0.1\"; submission_port = 587; tls = \"starttls\"; },\n"
+		  "  { host = \"127.0.0.2\"; submission_port = 587; tls = true; } ); } );\n"
+		  "listeners = ( { protocol = \"submission\"; address = \"127.0.0.1\"; port = 1587; tls = \"none\"; } );\n",
+		  3, "must be on every server of the pool or on none" },
+		{ "backends = ( { name = \"d\"; servers = (\n"
+		  "  { host = \"127.0.0.1\"; submission_port = 587; smtp_port = 25; tls = \"starttls\"; } ); } );\n"
+		  "listeners = ( { protocol = \"submission\"; address = \"127.0.0.1\"; port = 1587; tls = \"none\"; } );\n",
+		  2, "this server also has smtp_port" },
+		{ "backends = ( { name = \"d\"; servers = (\n"
+		  "  { host = \"127.0.0.1\"; submission_port = 587; tls = \"yes\"; } ); } );\n"
+		  "listeners = ( { protocol = \"submission\"; address = \"127.0.0.1\"; port = 1587; tls = \"none\"; } );\n",
+		  2, "'tls' must be true, false or \"starttls\"" },
+		{ "backends = ( { name = \"d\"; servers = (\n"
+		  "  { path = \"/run/x\"; tls = \"starttls\"; } ); } );\n"
+		  "listeners = ( { protocol = \"submission\"; address = \"127.0.0.1\"; port = 1587; tls = \"none\"; } );\n",
+		  2, "takes no 'host', ports or 'tls'" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char prefix[128];
+		f = write_conf(bad[i].text);
+		if (gw_config_load(f, &c, err) != -1 || strstr(err, bad[i].needle) == NULL)
+			fail_msg("case %zu: expected [%s], got [%s]", i, bad[i].needle,
+				 c != NULL ? "(loaded)" : err);
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", f, bad[i].line);
+		if (strncmp(err, prefix, strlen(prefix)) != 0)
+			fail_msg("case %zu: error \"%s\" does not start with \"%s\"", i, err, prefix);
+		unlink(f);
+	}
+}
+
+/* policy.poll_ms stays within 1 s (live sessions learn a change within
+ * 2 s); an IMAP session may idle 30 minutes (RFC 3501 5.4). */
+static void test_poll_and_imap_idle_bounds(void **state)
+{
+	struct gw_config *c = NULL;
+	char err[GW_CONF_ERR_MAX];
+	const char *f;
+
+	(void)state;
+	f = write_conf(MINIMAL "policy: { poll_ms = 1000; };\ntimeouts: { idle = 1800; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_int_equal(c->policy_poll_ms, 1000);
+	assert_int_equal(c->idle_s, 1800);
+	gw_config_unref(&c);
+	unlink(f);
+
+	/* other protocols may idle less, and so may the global timeout when
+	 * every IMAP listener has its own */
+	f = write_conf(
+		"backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; pop3_port = 110; } ); } );\n"
+		"listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\"; idle = 1800; },\n"
+		"  { protocol = \"pop3\"; address = \"127.0.0.1\"; port = 1110; tls = \"none\"; idle = 60; } );\n"
+		"timeouts: { idle = 120; };\n");
+	assert_int_equal(gw_config_load(f, &c, err), 0);
+	assert_int_equal(c->listeners[0].idle_s, 1800);
+	assert_int_equal(c->listeners[1].idle_s, 60);
+	assert_int_equal(c->idle_s, 120);
+	gw_config_unref(&c);
+	unlink(f);
+
+	static const struct bad_case bad[] = {
+		{ MINIMAL "policy: {\n  poll_ms = 1001; };\n", 4, "'poll_ms' must be between 10 and 1000" },
+		{ "backends = ( { name = \"d\"; servers = ( { host = \"127.0.0.1\"; imap_port = 143; } ); } );\n"
+		  "listeners = ( { protocol = \"imap\"; address = \"127.0.0.1\"; port = 1143; tls = \"none\";\n"
+		  "  idle = 1799; } );\n",
+		  3, "an imap listener's idle must be at least 1800 seconds" },
+		{ MINIMAL "timeouts: {\n  idle = 600; };\n",
+		  4, "timeouts.idle must be at least 1800 seconds while the imap listener at line 2 "
+		  "has no idle of its own" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char prefix[128];
+		f = write_conf(bad[i].text);
+		if (gw_config_load(f, &c, err) != -1 || strstr(err, bad[i].needle) == NULL)
+			fail_msg("case %zu: expected [%s], got [%s]", i, bad[i].needle,
+				 c != NULL ? "(loaded)" : err);
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", f, bad[i].line);
+		if (strncmp(err, prefix, strlen(prefix)) != 0)
+			fail_msg("case %zu: error \"%s\" does not start with \"%s\"", i, err, prefix);
+		unlink(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +557,8 @@ int main(void)
 		cmocka_unit_test(test_rules_section),
 		cmocka_unit_test(test_unix_backends_and_clamd),
 		cmocka_unit_test(test_listener_overrides),
+		cmocka_unit_test(test_backend_starttls),
+		cmocka_unit_test(test_poll_and_imap_idle_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

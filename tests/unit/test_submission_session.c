@@ -788,6 +788,201 @@ static void test_xclient_ipv6(void **state_)
 	expect_backend("XCLIENT ADDR=IPV6:2001:db8::7 HELO=[x-tag:a+2Bb+3Dc]\r\n");
 }
 
+/* ---- tests: STARTTLS towards the backend (tls = "starttls") ----------- */
+
+/* What Postfix on 587 says before TLS with smtpd_tls_auth_only: no AUTH. */
+#define POSTFIX_EHLO_PLAIN "250-postfix.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n" \
+			   "250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+#define POSTFIX_EHLO_TLS "250-postfix.test\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n" \
+			 "250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR " \
+			 "DESTPORT\r\n250 8BITMIME\r\n"
+
+/* From AUTH on the client side to the backend's go-ahead to STARTTLS:
+ * greeting, EHLO, STARTTLS; no credentials went out. */
+static void backend_until_starttls(void)
+{
+	unsigned calls = F.backend_starttls_calls;
+
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_CONNECT);
+	fake_io_backend_ready(&F, PROTO_BACKEND_OK);
+	backend("220 postfix.test ESMTP Postfix\r\n");
+	expect_backend("EHLO mx.postern.test\r\n");
+	backend(POSTFIX_EHLO_PLAIN);
+	expect_backend("STARTTLS\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_STARTTLS);
+	assert_int_equal(F.backend_starttls_calls, calls);
+	/* bytes after the 220 came in plaintext: dropped */
+	backend("220 2.0.0 Ready to start TLS\r\n235 2.7.0 injected\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_TLS);
+	assert_int_equal(F.backend_starttls_calls, calls + 1);
+	assert_true(F.timer_armed);
+	expect_backend("");
+	expect_client("");
+}
+
+static void test_backend_starttls(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	F.checks |= FAKE_CHECK_CONNECTED | FAKE_CHECK_CONNECT_ONCE;
+	F.backend_tls_wanted = true;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nMAIL FROM:<alice@example.com>\r\n",
+		 plain_ir("alice", "alice-secret"));
+	client(line);
+	backend_until_starttls();
+	/* TLS up: EHLO again (RFC 3207 4.2), then XCLIENT and AUTH as usual */
+	fake_io_backend_tls_done(&F);
+	expect_backend("EHLO mx.postern.test\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_EHLO);
+	backend(POSTFIX_EHLO_TLS);
+	expect_backend("XCLIENT ADDR=192.0.2.7 PORT=40001 HELO=client.example\r\n");
+	backend("220 postfix.test ESMTP Postfix\r\n");
+	expect_backend("EHLO mx.postern.test\r\n");
+	backend(POSTFIX_EHLO_TLS);
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "alice-secret"));
+	expect_backend(line);
+	backend("235 2.7.0 Authentication successful\r\n");
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
+	assert_string_equal(F.relay_rest.p, "MAIL FROM:<alice@example.com>\r\n");
+	assert_int_equal(F.backend_starttls_calls, 1);
+	assert_int_equal(F.backend_error_calls, 0);
+}
+
+/* A backend that wants no STARTTLS (tls true/false, or no
+ * io->backend_starttls) is never asked, even when it offers it. */
+static void test_backend_starttls_not_configured(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	for (int pass = 0; pass < 2; pass++) {
+		tls_session();
+		F.backend_tls_wanted = pass == 1;
+		if (pass == 1) {
+			/* the front keeps its own copy of the io */
+			close_session();
+			F.io.backend_starttls = NULL;
+			F.s = submission_front.session_new(&F.io, &info, &set);
+			assert_non_null(F.s);
+			submission_front.start(F.s);
+			client("EHLO client.example\r\n");
+		}
+		snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+		client(line);
+		fake_io_backend_ready(&F, PROTO_BACKEND_OK);
+		backend("220 postfix.test ESMTP Postfix\r\n");
+		backend("250-postfix.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+		assert_int_equal(state(), SUBMISSION_STATE_BACKEND_AUTH);
+		assert_null(strstr(F.backend.p, "STARTTLS"));
+		assert_int_equal(F.backend_starttls_calls, 0);
+		close_session();
+	}
+}
+
+static void test_backend_starttls_failures(void **state_)
+{
+	char line[512];
+	static const struct {
+		const char *ehlo;       /* the first EHLO reply */
+		const char *starttls;   /* the reply to STARTTLS, or NULL */
+		const char *error;      /* io->backend_error() */
+	} scripts[] = {
+		/* a server that does not offer STARTTLS gets no credentials */
+		{ "250-postfix.test\r\n250 AUTH PLAIN\r\n", NULL, "starttls-not-offered" },
+		{ POSTFIX_EHLO_PLAIN, "454 4.7.0 TLS not available due to local problem\r\n",
+		  "starttls" },
+		{ POSTFIX_EHLO_PLAIN, "250 2.0.0 what\r\n", "starttls" },
+	};
+
+	(void)state_;
+	tls_session();
+	F.backend_tls_wanted = true;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\nNOOP\r\n", plain_ir("alice", "pw"));
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		print_message("script %zu\n", i);
+		client(line);
+		fake_io_backend_ready(&F, PROTO_BACKEND_OK);
+		backend("220 postfix.test ESMTP Postfix\r\n");
+		backend(scripts[i].ehlo);
+		if (scripts[i].starttls != NULL)
+			backend(scripts[i].starttls);
+		expect_client("454 4.7.0 Temporary authentication failure\r\n250 2.0.0 OK\r\n");
+		assert_string_equal(F.backend_error, scripts[i].error);
+		assert_null(strstr(F.backend.p, "AUTH"));
+		assert_int_equal(F.backend_close_calls, i + 1);
+		assert_int_equal(state(), SUBMISSION_STATE_READY);
+		assert_int_equal(F.backend_starttls_calls, 0);
+		fake_buf_clear(&F.backend);
+	}
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+
+	/* the handshake failed and the pool has no other server (a wrong
+	 * certificate or tls_name) */
+	client(line);
+	backend_until_starttls();
+	fake_io_backend_ready(&F, PROTO_BACKEND_UNAVAILABLE);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "unavailable");
+	assert_int_equal(state(), SUBMISSION_STATE_READY);
+
+	/* the handshake times out */
+	client(line);
+	backend_until_starttls();
+	fake_io_fire_timer(&F);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "timeout");
+	assert_false(F.connected);
+
+	/* the server drops the connection during the handshake */
+	client(line);
+	backend_until_starttls();
+	fake_io_backend_closed(&F);
+	expect_client("454 4.7.0 Temporary authentication failure\r\n");
+	assert_string_equal(F.backend_error, "closed");
+
+	/* late events are ignored */
+	submission_front.backend_ready(F.s, PROTO_BACKEND_OK);
+	backend("250 late\r\n");
+	expect_client("");
+	expect_backend("");
+	assert_int_equal(F.relay_calls, 0);
+	assert_false(F.closed);
+}
+
+/* The handshake failed and the gateway went on with the pool's next
+ * server: a new plaintext connection, whose greeting comes first. */
+static void test_backend_starttls_failover(void **state_)
+{
+	char line[512];
+
+	(void)state_;
+	tls_session();
+	F.checks |= FAKE_CHECK_CONNECTED | FAKE_CHECK_CONNECT_ONCE;
+	F.backend_tls_wanted = true;
+	snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", plain_ir("alice", "pw"));
+	client(line);
+	backend_until_starttls();
+	fake_io_backend_ready(&F, PROTO_BACKEND_OK);   /* server 2, plaintext */
+	assert_int_equal(state(), SUBMISSION_STATE_BACKEND_GREETING);
+	expect_backend("");
+	backend("220 postfix2.test ESMTP Postfix\r\n");
+	expect_backend("EHLO mx.postern.test\r\n");
+	backend(POSTFIX_EHLO_PLAIN);
+	expect_backend("STARTTLS\r\n");
+	backend("220 2.0.0 Ready to start TLS\r\n");
+	assert_int_equal(F.backend_starttls_calls, 2);
+	fake_io_backend_tls_done(&F);
+	expect_backend("EHLO mx.postern.test\r\n");
+	backend("250-postfix2.test\r\n250 AUTH PLAIN\r\n");
+	expect_backend(line);
+	backend("235 2.7.0 Authentication successful\r\n");
+	expect_client("235 2.7.0 Authentication successful\r\n");
+	assert_int_equal(state(), SUBMISSION_STATE_RELAY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -811,6 +1006,10 @@ int main(void)
 		cmocka_unit_test_teardown(test_timeouts_and_shutdown, test_teardown),
 		cmocka_unit_test_teardown(test_hostname_sanitised, test_teardown),
 		cmocka_unit_test_teardown(test_xclient_ipv6, test_teardown),
+		cmocka_unit_test_teardown(test_backend_starttls, test_teardown),
+		cmocka_unit_test_teardown(test_backend_starttls_not_configured, test_teardown),
+		cmocka_unit_test_teardown(test_backend_starttls_failures, test_teardown),
+		cmocka_unit_test_teardown(test_backend_starttls_failover, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
