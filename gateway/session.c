@@ -712,6 +712,32 @@ static void io_backend_close(void *ctx)
 		gw_stream_close(&s->backend, true);
 }
 
+/* proto_io.backend_starttls (proto.h): the question, or the TLS client
+ * handshake on the plaintext connection to a tls = "starttls" server. The
+ * result comes as after a connect: backend_tls_done() -> backend_up()
+ * (front->backend_ready) or backend_failed() (the pool's next server). */
+static bool io_backend_starttls(void *ctx, bool start)
+{
+	struct gw_session *s = ctx;
+	const struct gw_backend_server *srv;
+
+	if (s->closing || !s->backend_busy || !s->backend_ready || s->backend.closing ||
+	    s->backend.ssl != NULL || s->bpool == NULL || s->bsmtp ||
+	    s->server >= s->bpool->nservers)
+		return false;
+	srv = &s->bpool->servers[s->server];
+	if (!srv->tls_starttls || srv->tls_ctx == NULL)
+		return false;
+	if (!start)
+		return true;
+	s->backend_ready = false;   /* until backend_up() */
+	uv_timer_start(&s->t_conn, t_conn_fired, TLS_HANDSHAKE_MS, 0);
+	if (gw_stream_tls_client(&s->backend, srv->tls_ctx, srv->tls_name,
+				 srv->tls_verify ? srv->tls_name : NULL) != 0)
+		backend_failed(s, "tls");
+	return true;
+}
+
 static void io_relay_start(void *ctx, const void *rest, size_t len)
 {
 	struct gw_session *s = ctx;
@@ -1061,6 +1087,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.backend_connect_pool = io_backend_connect_pool,
 		.client_trusted = io_client_trusted,
 		.resolve_fcrdns = io_resolve_fcrdns,
+		.backend_starttls = io_backend_starttls,
 		.trace = io_trace,
 	};
 	s->counted = true;
