@@ -3,8 +3,10 @@
 each one the gateway still serves a normal login (and, where the hostile
 connection stays open, still answers it a NOOP)."""
 
+import hashlib
 import os
 import random
+import re
 import socket
 import ssl
 import sys
@@ -13,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, USERS, Closed, GatewayTestCase, RawClient, imap_quote,  # noqa: E402
-                     main, pki, sasl_plain)
+                     main, make_big_message, pki, sasl_plain)
 
 ALICE = "alice@example.com"
 
@@ -301,6 +303,95 @@ class HostileTest(GatewayTestCase):
         r = c.readline()
         self.assertTrue(r.startswith(b"+OK") or r.startswith(b"-ERR"), r)
         c.close()
+
+
+def vm_rss(pid):
+    """VmRSS of a process in bytes (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+class BackpressureTest(GatewayTestCase):
+    """The relay's backpressure end to end: a client FETCHes a 10 MB
+    message and reads nothing for 3 s. postern must stop reading from
+    Dovecot once its relay buffer is full, so its resident memory grows by
+    at most a few relay buffers (the bound is generous: 4 x relay_buffer +
+    2 MiB; without backpressure about 6 MB of the message would sit in
+    postern, the rest in the kernel's socket buffers). Then the client
+    reads everything and the bytes are the message's (sha256)."""
+
+    USER = "dave@example.com"
+    SIZE = 10 * 1024 * 1024
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_default(workers=1)
+        cls.big = make_big_message(cls.SIZE, subject="backpressure", to=cls.USER)
+        cls.dovecot.deliver(cls.USER, cls.big)
+
+    def relay_buffer(self):
+        with open(self.postern.conf_path) as f:
+            m = re.search(r"\brelay_buffer\s*=\s*(\d+)", f.read())
+        self.assertIsNotNone(m, "no relay_buffer in postern's config")
+        return int(m.group(1))
+
+    def test_slow_reader_of_ten_megabytes(self):
+        bound = 4 * self.relay_buffer() + 2 * 1024 * 1024
+        pid = self.postern.proc.pid
+        # a small receive buffer before connecting: the client's kernel
+        # takes little, so an unbounded relay would have to hold the rest
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(30)
+        sock.connect((HOST, self.postern.port("imap", "implicit")))
+        ctx = pki().client_context()
+        ctx.check_hostname = False
+        c = RawClient.__new__(RawClient)
+        c.timeout, c.buf = 30, b""
+        c.sock = ctx.wrap_socket(sock)
+        try:
+            self.assertTrue(c.readline().startswith(b"* OK"))
+            tagged, _ = c.cmd("a", "LOGIN %s %s" % (imap_quote(self.USER),
+                                                     imap_quote(USERS[self.USER])))
+            self.assertTrue(tagged.startswith(b"a OK"), tagged)
+            tagged, lines = c.cmd("b", "SELECT INBOX")
+            self.assertTrue(tagged.startswith(b"b OK"), tagged)
+            self.assertIn(b"* 1 EXISTS\r\n", lines)
+            base = vm_rss(pid)
+            c.send(b"f FETCH 1 BODY[]\r\n")
+            peak = base
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                peak = max(peak, vm_rss(pid))
+                time.sleep(0.1)
+            grown = peak - base
+            sys.stderr.write("\n[backpressure] VmRSS %d -> %d KiB (+%d KiB; bound %d KiB)\n" %
+                             (base // 1024, peak // 1024, grown // 1024, bound // 1024))
+            self.assertLess(grown, bound, "postern grew by %d bytes while the client read "
+                            "nothing (bound %d)" % (grown, bound))
+            # now read it all
+            head = c.readline(timeout=30)
+            m = re.match(rb"^\* 1 FETCH \(.*BODY\[\] \{(\d+)\}\r\n$", head)
+            self.assertIsNotNone(m, head)
+            size = int(m.group(1))
+            deadline = time.monotonic() + 120
+            while len(c.buf) < size + 3:
+                left = deadline - time.monotonic()
+                self.assertGreater(left, 0, "only %d of %d bytes after 120 s" % (len(c.buf), size))
+                c._fill(left)
+            data, c.buf = c.buf[:size], c.buf[size:]
+            self.assertEqual(size, len(self.big))
+            self.assertEqual(hashlib.sha256(data).hexdigest(),
+                             hashlib.sha256(self.big).hexdigest(), "literal content differs")
+            lines = c.read_until_tagged("f", timeout=30)
+            self.assertTrue(lines[-1].startswith(b"f OK"), lines[-1])
+            c.cmd("z", "LOGOUT")
+        finally:
+            c.close()
+        self.assertStillServes(self.postern.port("imap", "implicit"))
 
 
 class SlowClientTest(GatewayTestCase):
