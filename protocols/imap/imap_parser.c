@@ -1025,20 +1025,27 @@ int imap_line_literal(const char *line, size_t len, uint64_t *n_r)
 	return ends_with_literal(line, len, false, n_r);
 }
 
-void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_t len)
+/* Follows buf[0..len); with stop, returns at the first response boundary
+ * (which may be the start). Returns the bytes consumed. */
+static size_t resp_scan(struct imap_resp_scanner *sc, const char *buf, size_t len, bool stop)
 {
+	size_t done = 0;
+
 	while (len > 0 && !sc->literal_overflow) {
 		const char *lf;
 		size_t seg;
 		uint64_t n = 0;
 		int lit;
 
+		if (stop && imap_resp_scanner_at_boundary(sc))
+			break;
 		if (sc->literal_left > 0) {
 			size_t k = sc->literal_left < len ? (size_t)sc->literal_left : len;
 
 			sc->literal_left -= k;
 			buf += k;
 			len -= k;
+			done += k;
 			continue;
 		}
 		lf = memchr(buf, '\n', len);
@@ -1046,13 +1053,14 @@ void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_
 		tail_add(sc, buf, seg);
 		if (lf == NULL) {
 			sc->mid_line = true;
-			return;
+			return done + len;
 		}
 		lit = ends_with_literal(sc->tail, sc->tail_len,
 					sc->tail_len == sizeof(sc->tail), &n);
 		sc->tail_len = 0;
 		buf += seg + 1;
 		len -= seg + 1;
+		done += seg + 1;
 		if (lit < 0) {
 			sc->literal_overflow = true;
 			sc->mid_line = true;
@@ -1063,6 +1071,19 @@ void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_
 			sc->mid_line = false;
 		}
 	}
+	/* Lost synchronisation: the rest is not followed (nor needed). */
+	return sc->literal_overflow ? done + len : done;
+}
+
+void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_t len)
+{
+	(void)resp_scan(sc, buf, len, false);
+}
+
+size_t imap_resp_scanner_feed_to_boundary(struct imap_resp_scanner *sc, const char *buf,
+					  size_t len)
+{
+	return resp_scan(sc, buf, len, true);
 }
 
 bool imap_resp_scanner_at_boundary(const struct imap_resp_scanner *sc)

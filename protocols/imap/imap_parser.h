@@ -250,6 +250,15 @@ void imap_resp_scanner_feed(struct imap_resp_scanner *sc, const char *buf, size_
 /* true when every byte fed so far ends a complete response line (outside
  * any literal): an untagged response can be written now. */
 bool imap_resp_scanner_at_boundary(const struct imap_resp_scanner *sc);
+/* Like imap_resp_scanner_feed(), but stops at the first response boundary
+ * at or after the start of buf. Returns the bytes consumed: 0 when the
+ * scanner is at a boundary already; less than len when a boundary was
+ * reached inside buf (buf[0..n) ends the response, the rest belongs to the
+ * next one); len otherwise, and then at_boundary() says whether buf ended
+ * exactly at one. After a loss of synchronisation it consumes everything
+ * and never stops. */
+size_t imap_resp_scanner_feed_to_boundary(struct imap_resp_scanner *sc, const char *buf,
+					  size_t len);
 
 /* Whether one line (without its LF; a final CR is ignored) ends with a
  * literal header "{n}" or "{n+}": 1 with *n_r, 0 when not, -1 when the

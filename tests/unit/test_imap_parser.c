@@ -816,6 +816,59 @@ static void test_resp_scanner_big_literal(void **state)
 	assert_true(imap_resp_scanner_at_boundary(&sc));
 }
 
+/* feed_to_boundary from every offset stops at the next boundary, fed whole
+ * or in every split. */
+static void test_resp_scanner_to_boundary(void **state)
+{
+	size_t len = sizeof(fetch_stream) - 1;
+	struct imap_resp_scanner sc;
+	const char *lit;
+	size_t n;
+
+	(void)state;
+	for (size_t a = 0; a <= len; a++) {
+		size_t next = a;
+
+		while (!fetch_boundary(next))
+			next++;
+		imap_resp_scanner_init(&sc);
+		imap_resp_scanner_feed(&sc, fetch_stream, a);
+		n = imap_resp_scanner_feed_to_boundary(&sc, fetch_stream + a, len - a);
+		if (a + n != next)
+			fail_msg("from %zu: stopped at %zu, want %zu", a, a + n, next);
+		assert_true(imap_resp_scanner_at_boundary(&sc));
+		/* At a boundary already: nothing consumed. */
+		assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, fetch_stream + next,
+								    len - next), 0);
+		/* Byte by byte from a. */
+		imap_resp_scanner_init(&sc);
+		imap_resp_scanner_feed(&sc, fetch_stream, a);
+		for (size_t i = a; i < next; i++) {
+			assert_false(imap_resp_scanner_at_boundary(&sc));
+			assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, fetch_stream + i, 1), 1);
+		}
+		assert_true(imap_resp_scanner_at_boundary(&sc));
+	}
+	/* No boundary in the bytes: all consumed, then the state is the same
+	 * as after feed(). */
+	imap_resp_scanner_init(&sc);
+	imap_resp_scanner_feed(&sc, "*", 1);
+	lit = " 1 FETCH (BODY[] {4}\r\nab";
+	assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, lit, strlen(lit)), strlen(lit));
+	assert_false(imap_resp_scanner_at_boundary(&sc));
+	assert_int_equal(sc.literal_left, 2);
+	assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, "\r\n)\r\n", 5), 5);
+	assert_true(imap_resp_scanner_at_boundary(&sc));
+	/* Lost synchronisation: everything consumed, never a boundary. */
+	imap_resp_scanner_init(&sc);
+	imap_resp_scanner_feed(&sc, "*", 1);
+	lit = " X {99999999999999999999}\r\n* OK\r\n";
+	assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, lit, strlen(lit)), strlen(lit));
+	assert_false(imap_resp_scanner_at_boundary(&sc));
+	assert_int_equal(imap_resp_scanner_feed_to_boundary(&sc, "* OK\r\n", 7), 7);
+	assert_false(imap_resp_scanner_at_boundary(&sc));
+}
+
 static void test_line_literal(void **state)
 {
 	static const struct {
@@ -941,6 +994,7 @@ static void test_resp_parse(void **state)
 	X(test_resp_scanner_bytewise)          \
 	X(test_resp_scanner_splits)            \
 	X(test_resp_scanner_big_literal)       \
+	X(test_resp_scanner_to_boundary)       \
 	X(test_line_literal)                   \
 	X(test_resp_parse)
 
