@@ -84,6 +84,8 @@ struct imap_session {
 	char *caps;                /* post-login capabilities, IMAP_CAPS_MAX */
 
 	struct imap_resp_scanner scan;
+	/* BYE_PENDING: the BYE text, written once the response ends. */
+	char *bye;
 };
 
 typedef int imap_check_fn(struct imap_session *s, const struct imap_command *cmd);
@@ -203,6 +205,7 @@ static const char *const imap_state_names[] = {
 	[IMAP_STATE_BACKEND_LOGIN] = "backend-login",
 	[IMAP_STATE_AUTH_PENALTY] = "auth-penalty",
 	[IMAP_STATE_RELAY] = "relay",
+	[IMAP_STATE_BYE_PENDING] = "bye-pending",
 	[IMAP_STATE_CLOSED] = "closed",
 };
 _Static_assert(sizeof(imap_state_names) / sizeof(imap_state_names[0]) == IMAP_STATE_COUNT,
@@ -412,6 +415,7 @@ static void imap_free(void *ctx)
 		return;
 	wipe_credentials(s);
 	release_preauth(s);
+	free(s->bye);
 	free(s);
 }
 
@@ -463,6 +467,7 @@ static void imap_client_data(void *ctx, const char *buf, size_t len)
 	case IMAP_STATE_INIT:
 	case IMAP_STATE_STARTTLS:    /* plaintext after STARTTLS: dropped */
 	case IMAP_STATE_RELAY:       /* the gateway relays */
+	case IMAP_STATE_BYE_PENDING:
 	case IMAP_STATE_CLOSED:
 	case IMAP_STATE_COUNT:
 		return;
@@ -535,7 +540,7 @@ static void run_input(struct imap_session *s)
 		imap_parser_feed(s->parser, NULL, 0);
 	}
 	s->in_run = false;
-	if (s->state == IMAP_STATE_RELAY)
+	if (s->state == IMAP_STATE_RELAY || s->state == IMAP_STATE_BYE_PENDING)
 		release_preauth(s);
 	else if ((s->state == IMAP_STATE_PREAUTH || s->state == IMAP_STATE_AUTH_CONTINUE) &&
 		 s->paused) {
@@ -1277,6 +1282,12 @@ static void imap_timer(void *ctx)
 		penalty_over(s);
 		return;
 	}
+	if (s->state == IMAP_STATE_BYE_PENDING) {
+		/* The response did not end in time (a slow client holding
+		 * the relay back, a huge literal): close without a BYE. */
+		session_close(s, NULL, "policy");
+		return;
+	}
 	if (waiting_for_backend(s))
 		backend_unavailable(s, "timeout");
 }
@@ -1286,9 +1297,28 @@ static void imap_timer(void *ctx)
 static void imap_relay_backend_data(void *ctx, const char *buf, size_t len)
 {
 	struct imap_session *s = ctx;
+	size_t n;
 
-	if (s->state == IMAP_STATE_RELAY)
+	if (s->state == IMAP_STATE_RELAY) {
 		imap_resp_scanner_feed(&s->scan, buf, len);
+		return;
+	}
+	if (s->state != IMAP_STATE_BYE_PENDING)
+		return;
+	n = imap_resp_scanner_feed_to_boundary(&s->scan, buf, len);
+	if (!imap_resp_scanner_at_boundary(&s->scan) && !s->scan.literal_overflow)
+		return;   /* not yet: the gateway relays the chunk */
+	/* The response ends at buf + n (or the framing is lost). The gateway
+	 * relays nothing of a chunk once the front closed during this call
+	 * (session.c backend_read), so the bytes up to the end of the
+	 * response are written here, then the BYE. */
+	if (s->scan.literal_overflow) {
+		s->io->client_write(s->io->ctx, buf, len);
+		session_close(s, NULL, "policy");
+		return;
+	}
+	s->io->client_write(s->io->ctx, buf, n);
+	session_close(s, s->bye, "policy");
 }
 
 /* Whether an untagged response can be written to the client now. */
@@ -1298,6 +1328,7 @@ static bool can_write_untagged(const struct imap_session *s)
 	case IMAP_STATE_RELAY:
 		return imap_resp_scanner_at_boundary(&s->scan);
 	case IMAP_STATE_STARTTLS:   /* the handshake owns the stream */
+	case IMAP_STATE_BYE_PENDING:   /* mid-response, by definition */
 	case IMAP_STATE_INIT:
 	case IMAP_STATE_CLOSED:
 	case IMAP_STATE_COUNT:
@@ -1347,5 +1378,25 @@ static void imap_policy_changed(void *ctx)
 		return;
 	sanitize_text(text, sizeof(text), d.message, strlen(d.message));
 	snprintf(bye, sizeof(bye), "[CONTACTADMIN] %s", text[0] != '\0' ? text : "Access denied.");
-	session_close(s, can_write_untagged(s) ? bye : NULL, "policy");
+	if (can_write_untagged(s) || s->scan.literal_overflow) {
+		/* At a boundary, or never again at one (framing lost). */
+		session_close(s, can_write_untagged(s) ? bye : NULL, "policy");
+		return;
+	}
+	/* In the middle of a response: a BYE now would land inside it. Take
+	 * no more commands, let the response in progress end, then BYE
+	 * (imap_relay_backend_data), or close without one at the deadline
+	 * (imap_timer). The gateway keeps relaying with its backpressure. (Its
+	 * relay resumes client reads when a full backend queue drains; client
+	 * commands read then only add responses after this one, which the
+	 * BYE precedes.) */
+	s->bye = strdup(bye);
+	if (s->bye == NULL) {
+		session_close(s, NULL, "policy");
+		return;
+	}
+	imap_enter_state(s, IMAP_STATE_BYE_PENDING);
+	s->paused = true;
+	s->io->client_pause(s->io->ctx, true);
+	s->io->timer(s->io->ctx, IMAP_BYE_WAIT_MS);
 }

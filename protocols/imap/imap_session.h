@@ -43,7 +43,22 @@
  *     -> PREAUTH         "NO [AUTHENTICATIONFAILED]"
  *     -> CLOSED          ... and auth_max reached
  *   RELAY            the gateway relays; the front follows backend framing
- *     -> CLOSED          policy now refuses, idle timeout, shutdown
+ *     -> CLOSED          policy now refuses at a response boundary:
+ *                        "* BYE [CONTACTADMIN] <admin's message>"; idle
+ *                        timeout, shutdown (BYE only at a boundary)
+ *     -> BYE_PENDING     policy now refuses in the middle of a response
+ *                        (a FETCH literal, a long line): client paused,
+ *                        timer IMAP_BYE_WAIT_MS
+ *   BYE_PENDING      the gateway still relays backend bytes (with its
+ *                    backpressure); the front follows them to the end of
+ *                    the response in progress
+ *     -> CLOSED          the response ends: the bytes up to its end, then
+ *                        "* BYE [CONTACTADMIN] ...", close (the rest of
+ *                        that backend chunk is not relayed); timer, lost
+ *                        framing, idle timeout, shutdown: close without a
+ *                        BYE (one inside a literal would become message
+ *                        data, silently; a cut connection at least shows
+ *                        the client that the response is incomplete)
  *   CLOSED           io->close() called; only free() follows
  *
  * Client bytes that arrive while a command is in progress (pipelined after
@@ -79,6 +94,12 @@
 #define IMAP_BACKEND_LINE_MAX 16384
 /* Longest post-login capability list copied into the client's tagged OK. */
 #define IMAP_CAPS_MAX 4096
+/* How long a session refused in the middle of a response waits for the
+ * response to end before it closes without a BYE. The promise is that an
+ * open session ends within 2 s of the admin's change: the gateway notices
+ * it within policy.poll_ms (500 ms by default), then this, then the flush
+ * of the last bytes. */
+#define IMAP_BYE_WAIT_MS 1400
 
 enum imap_state {
 	IMAP_STATE_INIT = 0,
@@ -90,6 +111,7 @@ enum imap_state {
 	IMAP_STATE_BACKEND_LOGIN,
 	IMAP_STATE_AUTH_PENALTY,
 	IMAP_STATE_RELAY,
+	IMAP_STATE_BYE_PENDING,
 	IMAP_STATE_CLOSED,
 	IMAP_STATE_COUNT
 };

@@ -13,7 +13,13 @@
  * backend writes without a connected backend, a second relay_start(),
  * connecting twice, plaintext written to the client during the STARTTLS
  * handshake, the canned password anywhere but the backend (or echoed as a
- * tag).
+ * tag), an untagged BYE written where the client's byte stream (the front's
+ * writes and the relayed backend chunks, followed by a response scanner of
+ * its own) is not at a response boundary.
+ *
+ * Policy change (op 8) with an odd length first switches IMAP off for the
+ * canned "user" (back on before the next input): a live session refused in
+ * the middle of a response (IMAP_STATE_BYE_PENDING).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +30,7 @@
 
 #include "policy/policy.h"
 #include "policy/store.h"
+#include "protocols/imap/imap_parser.h"
 #include "protocols/imap/imap_session.h"
 #include "protocols/proto.h"
 
@@ -39,10 +46,12 @@ struct fake {
 	unsigned timer_ms;
 	unsigned penalty;
 	bool backend_said_secret;   /* the backend's own bytes held it */
+	struct imap_resp_scanner out;   /* what the client has been sent */
 };
 
 static struct pol_store *store;
 static char store_dir[64];
+static bool user_denied;   /* the canned "user" switched off by op 8 */
 
 static void check(bool ok, const char *what)
 {
@@ -67,6 +76,9 @@ static void f_client_write(void *ctx, const void *buf, size_t len)
 
 	check(!f->closed, "client_write after close");
 	check(!f->in_starttls, "plaintext written during the TLS handshake");
+	if (len >= 5 && memcmp(buf, "* BYE", 5) == 0)
+		check(imap_resp_scanner_at_boundary(&f->out), "BYE inside a response");
+	imap_resp_scanner_feed(&f->out, buf, len);
 	while (!f->backend_said_secret &&
 	       (hit = memmem(p, (size_t)(end - p), SECRET, strlen(SECRET))) != NULL) {
 		const char *q = hit;
@@ -189,6 +201,25 @@ static void f_backend_error(void *ctx, const char *what)
 	check(what != NULL, "backend_error what");
 }
 
+static void set_user_imap(bool on)
+{
+	struct pol_update upd = { .message = "Switched off." };
+
+	upd.flag[POL_IMAP] = on ? POL_FLAG_ON : POL_FLAG_OFF;
+	check(pol_store_user_update(store, "user@example.com", &upd, NULL) == 0, "toggle");
+	user_denied = !on;
+}
+
+/* The gateway's relay of one backend chunk (gateway/session.c
+ * backend_read): the front sees it, then it goes to the client unless the
+ * front closed meanwhile. */
+static void relay_chunk(struct fake *f, const char *buf, size_t len)
+{
+	imap_front.relay_backend_data(f->s, buf, len);
+	if (!f->closed)
+		imap_resp_scanner_feed(&f->out, buf, len);
+}
+
 static void remove_store(void)
 {
 	char cmd[128];
@@ -282,7 +313,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (store == NULL)
 		open_store();
+	if (user_denied)
+		set_user_imap(true);
 	set.store = store;
+	imap_resp_scanner_init(&f.out);
 	info.tls = data[0] & 1;
 	info.starttls_offered = data[0] & 2;
 	info.plaintext_auth = data[0] & 4;
@@ -347,10 +381,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (contains(payload, plen, SECRET))
 				f.backend_said_secret = true;
 			if (f.relay)
-				imap_front.relay_backend_data(f.s, payload, plen);
+				relay_chunk(&f, payload, plen);
 			pos += plen;
 			break;
 		case 8:
+			if ((len & 1) && !user_denied)
+				set_user_imap(false);
 			imap_front.policy_changed(f.s);
 			break;
 		case 9:
@@ -372,7 +408,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (f.backend_connected && !f.relay)
 				imap_front.backend_data(f.s, c, strlen(c));
 			else if (f.relay)
-				imap_front.relay_backend_data(f.s, c, strlen(c));
+				relay_chunk(&f, c, strlen(c));
 			break;
 		}
 	}

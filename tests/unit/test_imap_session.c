@@ -1124,6 +1124,22 @@ static void test_id_forwarding_bounds(void **state)
 
 /* ---- relay phase ---- */
 
+/* Plays the gateway's relay of one backend chunk (session.c backend_read):
+ * the front sees it first; unless the front closed during that call, the
+ * chunk goes on to the client. */
+static void relay_backend(struct harness *h, const char *buf, size_t len)
+{
+	assert_false(h->closed);
+	imap_front.relay_backend_data(h->s, buf, len);
+	if (!h->closed)
+		append(&h->client, &h->client_len, buf, len);
+}
+
+static void relay_str(struct harness *h, const char *str)
+{
+	relay_backend(h, str, strlen(str));
+}
+
 static void test_policy_changed_relay(void **state)
 {
 	struct harness *h = h_logged_in();
@@ -1139,25 +1155,143 @@ static void test_policy_changed_relay(void **state)
 	assert_int_equal(h->decision.verdict, POL_DENY);
 	h_free(h);
 
-	/* Inside a literal: no BYE, just close. */
+	/* Inside a literal, mid-line: the BYE waits for the end of the
+	 * response (test_policy_bye_after_literal and the tests after it).
+	 * Re-enabled before: nothing. */
 	h = h_logged_in();
-	imap_front.relay_backend_data(h->s, "* 1 FETCH (BODY[] {10}\r\n01234", 29);
-	deny_imap(h, "user@example.com", "off");
-	imap_front.policy_changed(h->s);
-	expect_client(h, "");
-	assert_true(h->closed);
-	h_free(h);
-
-	/* Mid-line: no BYE. Re-enabled before: nothing. */
-	h = h_logged_in();
-	imap_front.relay_backend_data(h->s, "* 1 EXI", 7);
+	relay_str(h, "* 1 EXI");
 	allow_imap(h, "user@example.com");
 	imap_front.policy_changed(h->s);
 	assert_false(h->closed);
+	assert_int_equal(imap_session_state(h->s), IMAP_STATE_RELAY);
+	h_free(h);
+}
+
+/* Refused in the middle of a FETCH literal: the literal goes on to its end,
+ * the client sends nothing more to the backend meanwhile, then the BYE,
+ * before anything of the next response. */
+static void test_policy_bye_after_literal(void **state)
+{
+	struct harness *h = h_logged_in();
+	const char *want = "* 1 FETCH (BODY[] {25}\r\nab\r\n* BYE fake\r\n)\r\n\r\n0123"
+			   ")\r\n* BYE [CONTACTADMIN] IMAP was switched off.\r\n";
+
+	(void)state;
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {25}\r\nab\r\n");
+	deny_imap(h, "user@example.com", "IMAP was switched off.");
+	imap_front.policy_changed(h->s);
+	assert_false(h->closed);
+	assert_int_equal(imap_session_state(h->s), IMAP_STATE_BYE_PENDING);
+	assert_int_equal(h->decision.verdict, POL_DENY);
+	assert_true(h->paused);
+	assert_int_equal(h->timer_ms, IMAP_BYE_WAIT_MS);
+	assert_null(strstr(h->client, "CONTACTADMIN"));
+	/* Literal bytes that look like responses, a LF inside: data. */
+	relay_str(h, "* BYE fake\r\n)\r\n\r\n");
+	relay_str(h, "0123");
+	assert_false(h->closed);
+	imap_front.policy_changed(h->s);   /* a second change: still waiting */
+	assert_false(h->closed);
+	/* The literal ends; the FETCH line ends in the same chunk as the
+	 * tagged OK and the next untagged response: those are not relayed. */
+	relay_str(h, ")\r\na5 OK Fetch completed.\r\n* 3 EXISTS\r\n");
+	expect_client(h, want);
+	assert_true(h->closed);
+	assert_string_equal(h->close_reason, "policy");
+	assert_int_equal(h->timer_ms, 0);
+	h_free(h);
+
+	/* The same, one byte at a time. */
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {25}\r\na");
+	deny_imap(h, "user@example.com", "IMAP was switched off.");
+	imap_front.policy_changed(h->s);
+	for (const char *p = "b\r\n* BYE fake\r\n)\r\n\r\n0123)\r\na5 OK\r\n"; !h->closed; p++) {
+		assert_true(*p != '\0');
+		relay_backend(h, p, 1);
+	}
+	expect_client(h, want);
+	h_free(h);
+
+	/* A chunk that ends exactly at the end of the response. */
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (UID 7 BODY[] {3}\r\nxyz");
+	deny_imap(h, "user@example.com", "Ask IT.");
+	imap_front.policy_changed(h->s);
+	relay_str(h, " FLAGS (\\Seen))\r\n");
+	expect_client(h, "* 1 FETCH (UID 7 BODY[] {3}\r\nxyz FLAGS (\\Seen))\r\n"
+			 "* BYE [CONTACTADMIN] Ask IT.\r\n");
+	assert_true(h->closed);
+	h_free(h);
+
+	/* Mid-line (no literal): the BYE follows the line's end. */
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 EXI");
 	deny_imap(h, "user@example.com", "off");
 	imap_front.policy_changed(h->s);
-	expect_client(h, "");
+	assert_int_equal(imap_session_state(h->s), IMAP_STATE_BYE_PENDING);
+	relay_str(h, "STS\r\n* 2 EXISTS\r\n");
+	expect_client(h, "* 1 EXISTS\r\n* BYE [CONTACTADMIN] off\r\n");
 	assert_true(h->closed);
+	h_free(h);
+}
+
+/* A literal that does not end within IMAP_BYE_WAIT_MS (a slow client
+ * holding the relay back): closed at the timer, no BYE inside the literal. */
+static void test_policy_bye_deadline(void **state)
+{
+	struct harness *h = h_logged_in();
+
+	(void)state;
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {1000000}\r\n");
+	deny_imap(h, "user@example.com", "off");
+	imap_front.policy_changed(h->s);
+	for (int i = 0; i < 100; i++)
+		relay_str(h, "line of the message\r\n");
+	assert_false(h->closed);
+	fire_timer(h);
+	assert_true(h->closed);
+	assert_string_equal(h->close_reason, "policy");
+	assert_null(strstr(h->client, "BYE"));
+	assert_int_equal(h->client_len, strlen("* 1 FETCH (BODY[] {1000000}\r\n") +
+					     100 * strlen("line of the message\r\n"));
+	h_free(h);
+
+	/* Idle timeout and shutdown while waiting: closed, no BYE. */
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {10}\r\n");
+	deny_imap(h, "user@example.com", "off");
+	imap_front.policy_changed(h->s);
+	imap_front.shutdown(h->s);
+	expect_client(h, "* 1 FETCH (BODY[] {10}\r\n");
+	assert_string_equal(h->close_reason, "shutdown");
+	h_free(h);
+
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {10}\r\n");
+	deny_imap(h, "user@example.com", "off");
+	imap_front.policy_changed(h->s);
+	imap_front.timeout(h->s, PROTO_TIMEOUT_IDLE);
+	expect_client(h, "* 1 FETCH (BODY[] {10}\r\n");
+	assert_true(h->closed);
+	h_free(h);
+
+	/* Framing lost (a literal length beyond 64 bits): no boundary will
+	 * ever come, so no wait. */
+	h = h_logged_in();
+	clear_client(h);
+	relay_str(h, "* 1 FETCH (BODY[] {99999999999999999999}\r\n");
+	deny_imap(h, "user@example.com", "off");
+	imap_front.policy_changed(h->s);
+	assert_true(h->closed);
+	expect_client(h, "* 1 FETCH (BODY[] {99999999999999999999}\r\n");
 	h_free(h);
 }
 
@@ -1262,6 +1396,8 @@ static void test_state_names_and_trace(void **state)
 	X(test_input_overflow)                  \
 	X(test_id_forwarding_bounds)            \
 	X(test_policy_changed_relay)            \
+	X(test_policy_bye_after_literal)        \
+	X(test_policy_bye_deadline)             \
 	X(test_timeouts_and_shutdown)           \
 	X(test_password_not_leaked)             \
 	X(test_state_names_and_trace)
