@@ -472,6 +472,69 @@ class ImapTest(GatewayTestCase):
         self.assertIn("CONTACTADMIN", str(cm.exception))
         c.shutdown()
 
+    def test_live_disable_mid_fetch_bye_after_literal(self):
+        """Switched off while a 10 MB FETCH literal is on its way: the
+        literal arrives whole, then '* BYE [CONTACTADMIN] <message>', then
+        the connection closes."""
+        user = BOB
+        subj = "live disable mid-fetch %d" % os.getpid()
+        big = make_big_message(10 * 1024 * 1024, subject=subj, to=user)
+        self.dovecot.deliver(user, big)
+        c = RawClient(self.starttls_port, timeout=60)
+        # A small receive window: the relay (and with it the gateway's view
+        # of the response) stays far behind the end of the literal while
+        # this client does not read.
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.assertTrue(c.readline().startswith(b"* OK"))
+        tagged, _ = c.cmd("s1", "STARTTLS")
+        self.assertTrue(tagged.startswith(b"s1 OK"), tagged)
+        c.wrap_tls()
+        tagged, _ = c.cmd("l1", "LOGIN %s %s" % (imap_quote(user), imap_quote(USERS[user])))
+        self.assertTrue(tagged.startswith(b"l1 OK"), tagged)
+        tagged, _ = c.cmd("s", "SELECT INBOX")
+        self.assertTrue(tagged.startswith(b"s OK"), tagged)
+        tagged, lines = c.cmd("q", 'SEARCH SUBJECT "%s"' % subj)
+        self.assertTrue(tagged.startswith(b"q OK"), tagged)
+        num = [l for l in lines if l.startswith(b"* SEARCH")][0].split()[-1].decode()
+        c.send("f FETCH %s (BODY.PEEK[])\r\n" % num)
+        head = c.readline()
+        m = re.match(rb"^\* %s FETCH \(BODY\[\] \{(\d+)\}\r\n$" % num.encode(), head)
+        self.assertIsNotNone(m, head)
+        size = int(m.group(1))
+        self.assertEqual(size, len(big))
+        # The first megabyte, then stop reading.
+        while len(c.buf) < 1024 * 1024:
+            c._fill(30)
+
+        offset = self.postern.log_size()
+        msg = "bob's IMAP was switched off during a download"
+        self.disable(user, "imap", msg)
+        t0 = time.monotonic()
+        # The gateway saw the change in the middle of the literal (it
+        # cannot have read the whole message: this client holds it back).
+        self.postern.wait_log(r"proto=imap state=relay->bye-pending", timeout=10,
+                              offset=offset)
+        try:
+            data = c.expect_closed(timeout=15)
+        except socket.timeout:
+            self.fail("session of %s still open 15 s after the change" % user)
+        closed_at = time.monotonic()
+        c.sock.close()
+        self.assertGreaterEqual(len(data), size, "literal cut short: %d of %d bytes"
+                                % (len(data), size))
+        self.assertEqual(hashlib.sha256(data[:size]).hexdigest(),
+                         hashlib.sha256(big).hexdigest(), "literal content differs")
+        rest = data[size:]
+        # The end of the FETCH response, the BYE, nothing after it.
+        m = re.match(rb"^[^\r\n]*\)\r\n\* BYE \[CONTACTADMIN\] ([^\r\n]*)\r\n$", rest)
+        self.assertIsNotNone(m, "after the literal: %r" % rest[:500])
+        self.assertEqual(m.group(1), msg.encode())
+        self.assertLessEqual(closed_at - t0, LIVE_BOUND_S,
+                             "session ended %.2f s after the change" % (closed_at - t0))
+        # The session's record says who ended it.
+        self.postern.wait_log(r"user=%s [^\n]*close=policy" % re.escape(user), timeout=10,
+                              offset=offset)
+
 
 if __name__ == "__main__":
     main()
