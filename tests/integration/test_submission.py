@@ -2,7 +2,11 @@
 """Submission through postern: client -> postern (submission front) ->
 Dovecot's submission service (submission-login + submission, Debian
 dovecot-submissiond) -> a local SMTP sink that writes every message it is
-given to a folder.
+given to a folder (Postfix's smtp-sink -d when installed, else the Python
+SmtpSink below). PostfixBackendTest puts postern in front of a stock Postfix
+instead (backend tls = "starttls": EHLO, STARTTLS, verified TLS, XCLIENT,
+AUTH through Dovecot SASL) relaying to smtp-sink; a wrong tls_name gives
+454 4.7.0.
 
 Covered: an allowed user's message arrives (STARTTLS on the 587-style
 listener and implicit TLS on the 465-style one); AUTH PLAIN with and without
@@ -13,16 +17,19 @@ session is cut when outgoing is switched off; an account with every access
 off gets 525 5.7.13; XCLIENT gives Dovecot the real client address (PROXY
 protocol in front of postern); pipelining before and after AUTH; STARTTLS
 command injection; hostile input (1 MB line, XCLIENT from a client, AUTH
-before TLS); swaks when installed.
+before TLS); swaks when installed (a message sent, outgoing off: 550 5.7.1
+and nothing arrives, wrong password: 535 5.7.8).
 
-The helpers SmtpSink, SubmissionDovecot and SubmissionPostern extend
-harness.py's classes without changing them.
+The helpers SmtpSink, PostfixSink, SubmissionDovecot, SubmissionPostern,
+SaslDovecot and SubmissionPostfix extend harness.py's classes without
+changing them.
 """
 
 import asyncio
 import base64
 import json
 import os
+import pwd
 import re
 import shutil
 import smtplib
@@ -199,6 +206,110 @@ class SmtpSink:
                         what="message %r in the sink" % token)[0]
 
 
+class PostfixSink:
+    """Postfix's smtp-sink(1) (Debian postfix) as the relay target, a real
+    SMTP server: accepts every message and dumps each transaction to its
+    own file in self.mail_dir (-d), envelope first (X-Client-Addr,
+    X-Helo-Args, X-Mail-Args, X-Rcpt-Args), then the message as sent
+    (dot-stuffed). The same reading interface as SmtpSink."""
+
+    ENVELOPE = (b"X-Client-Addr:", b"X-Client-Proto:", b"X-Helo-Args:", b"X-Mail-Args:",
+                b"X-Rcpt-Args:")
+
+    def __init__(self, name="smtp-sink"):
+        self.dir = os.path.join(run_root(), name)
+        while os.path.exists(self.dir):
+            self.dir += "_"
+        self.mail_dir = os.path.join(self.dir, "mail")
+        os.makedirs(self.mail_dir)
+        os.chmod(self.dir, 0o755)
+        self.as_postfix = os.geteuid() == 0
+        if self.as_postfix:
+            pw = pwd.getpwnam("postfix")
+            os.chown(self.mail_dir, pw.pw_uid, pw.pw_gid)
+        self.port = free_port()
+        self.log_path = os.path.join(self.dir, "smtp-sink.log")
+        self.proc = None
+
+    def start(self):
+        args = ["smtp-sink"]
+        if self.as_postfix:
+            args += ["-u", "postfix"]
+        args += ["-d", os.path.join(self.mail_dir, "%Y%m%d%H%M%S."),
+                 "%s:%d" % (HOST, self.port), "64"]
+        self._log_fh = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log_fh, stderr=self._log_fh,
+                                     stdin=subprocess.DEVNULL)
+        wait_ports([self.port], proc=self.proc, what="smtp-sink")
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self._log_fh.close()
+
+    def log_size(self):
+        return harness.file_size(self.log_path)
+
+    @classmethod
+    def _parse(cls, raw):
+        env = {"mail_from": None, "rcpt_to": [], "helo": None, "peer": None}
+        lines = raw.split(b"\n")
+        k = 0
+        while k < len(lines) and lines[k].startswith(cls.ENVELOPE):
+            name, _, value = lines[k].partition(b":")
+            value = value.strip().decode("utf-8", "replace")
+            m = re.match(r"<([^>]*)>", value)
+            if name == b"X-Mail-Args":
+                env["mail_from"] = m.group(1) if m else value
+            elif name == b"X-Rcpt-Args":
+                env["rcpt_to"].append(m.group(1) if m else value)
+            elif name == b"X-Helo-Args":
+                env["helo"] = value
+            elif name == b"X-Client-Addr":
+                env["peer"] = [value]
+            k += 1
+        # the message as sent: undo the dot-stuffing
+        body = [l[1:] if l.startswith(b".") else l for l in lines[k:]]
+        return env, b"\n".join(body)
+
+    def messages(self):
+        """[(envelope dict, bytes)] in arrival order."""
+        files = []
+        for n in os.listdir(self.mail_dir):
+            path = os.path.join(self.mail_dir, n)
+            try:
+                files.append((os.stat(path).st_mtime_ns, n, path))
+            except OSError:
+                pass
+        out = []
+        for _, _, path in sorted(files):
+            with open(path, "rb") as f:
+                out.append(self._parse(f.read()))
+        return out
+
+    def find(self, token):
+        return [(e, d) for (e, d) in self.messages() if token.encode() in d]
+
+    def wait_message(self, token, timeout=20.0):
+        return wait_for(lambda: self.find(token), timeout,
+                        what="message %r in smtp-sink's folder" % token)[0]
+
+
+def relay_sink():
+    """smtp-sink when Postfix is installed, else the Python SmtpSink."""
+    if shutil.which("smtp-sink"):
+        return PostfixSink().start()
+    return SmtpSink().start()
+
+
 # ---------------------------------------------------------------------------
 # Dovecot with its submission service relaying to the sink
 
@@ -333,7 +444,7 @@ class SubmissionTest(GatewayTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = SmtpSink().start()
+        cls.sink = relay_sink()
         cls.dovecot = SubmissionDovecot(relay_port=cls.sink.port)
         cls.dovecot.start()
         try:
@@ -665,6 +776,251 @@ class SubmissionTest(GatewayTestCase):
                 self.assertIn("235 2.7.0", out)
                 env, _ = self.sink.wait_message(tok)
                 self.assertEqual(env["mail_from"], "bob@example.com")
+
+    def swaks(self, port, user, password, tok, *extra):
+        r = subprocess.run(["swaks", "--server", HOST, "--port", str(port), "--tls",
+                            "--helo", "swaks.example", "--auth", "PLAIN",
+                            "--auth-user", user, "--auth-password", password,
+                            "--from", user, "--to", "alice@example.com",
+                            "--header", "Subject: %s" % tok, "--timeout", "30"] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+        return r.returncode, r.stdout.decode("utf-8", "replace")
+
+    @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
+    def test_swaks_refusals(self):
+        user = "dave@example.com"
+        with self.subTest("outgoing off"):
+            self.postern.set_user(user, outgoing="off", message="No sending for dave.")
+            tok = self.token() + "off"
+            before = len(self.sink.messages())
+            rc, out = self.swaks(self.p587, user, USERS[user], tok)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("235 2.7.0", out)
+            # swaks marks a reply read over TLS "<~", an error reply "*"
+            self.assertIn("<~* 550-5.7.1 No sending for dave.", out)
+            self.assertIn("<~* 550 5.7.1 This session cannot send mail; it can only QUIT.", out)
+            time.sleep(0.5)
+            self.assertEqual(len(self.sink.messages()), before, "nothing may reach the sink")
+            self.assertEqual(self.sink.find(tok), [])
+        with self.subTest("wrong password"):
+            self.postern.set_user(user, outgoing="on")
+            tok = self.token() + "pw"
+            rc, out = self.swaks(self.p587, user, "not-the-password", tok)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("<~* 535 5.7.8", out)
+            time.sleep(0.5)
+            self.assertEqual(self.sink.find(tok), [])
+
+
+# ---------------------------------------------------------------------------
+# postern in front of a stock Postfix on "587" (backend tls = "starttls")
+
+
+class SaslDovecot(Dovecot):
+    """harness.Dovecot plus an auth socket for Postfix's SASL
+    (smtpd_sasl_type = dovecot) at self.auth_socket."""
+
+    def _write_config(self):
+        self.auth_socket = os.path.join(self.dir, "auth-postfix")
+        super()._write_config()
+        with open(self.conf_path, "a") as f:
+            f.write("auth_mechanisms = plain login\n"
+                    "service auth {\n  unix_listener %s {\n    mode = 0666\n  }\n}\n" %
+                    self.auth_socket)
+
+
+class SubmissionPostfix(harness.PrivatePostfix):
+    """A private Postfix as a submission server, as a stock one on 587:
+    smtpd on 127.0.0.1:smtp_port with smtpd_tls_security_level = encrypt
+    and smtpd_tls_auth_only (STARTTLS first, AUTH only after it), the test
+    PKI's mail.example.test certificate, SASL through Dovecot's auth
+    socket, XCLIENT for 127.0.0.1, and every authenticated message relayed
+    to [127.0.0.1]:relay_port."""
+
+    def __init__(self, relay_port, sasl_path, name="postfix-submission"):
+        self.relay_port = relay_port
+        self.sasl_path = sasl_path
+        super().__init__(lmtp_port=0, name=name)
+
+    def _write_config(self):
+        super()._write_config()   # master.cf: smtpd on smtp_port
+        p = harness.pki()
+        main = """\
+# private Postfix as a submission server for postern's tests (generated)
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 192.0.2.1/32
+smtpd_tls_security_level = encrypt
+smtpd_tls_auth_only = yes
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_loglevel = 1
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {sasl}
+smtpd_authorized_xclient_hosts = 127.0.0.1
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+relayhost = [127.0.0.1]:{relay}
+smtp_tls_security_level = none
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = no
+biff = no
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+queue_run_delay = 300s
+minimal_backoff_time = 300s
+maximal_backoff_time = 600s
+delay_warning_time = 0
+notify_classes =
+""".format(queue=self.queue_dir, data=self.data_dir, cert=p.cert, key=p.key,
+           sasl=self.sasl_path, relay=self.relay_port, log=self.log_path, dir=self.dir)
+        with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
+            f.write(main)
+
+
+@unittest.skipUnless(shutil.which("postfix") and shutil.which("smtp-sink"),
+                     "Debian postfix not installed")
+class PostfixBackendTest(GatewayTestCase):
+    """client -> postern (submission, implicit TLS) -> Postfix (EHLO,
+    STARTTLS, TLS verified against the test CA and tls_name, EHLO, XCLIENT,
+    AUTH through Dovecot SASL) -> smtp-sink."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = PostfixSink(name="smtp-sink-postfix").start()
+        cls.postfix = None
+        cls.dovecot = SaslDovecot(name="dovecot-sasl").start()
+        try:
+            cls.postfix = SubmissionPostfix(cls.sink.port, cls.dovecot.auth_socket).start()
+            ca = harness.pki().ca_cert
+
+            def pool(name, tls_name):
+                return {"name": name, "servers": [
+                    (HOST, 0, 0, {"submission_port": cls.postfix.smtp_port, "tls": "starttls",
+                                  "tls_name": tls_name, "ca_file": ca})]}
+            listeners = [Listener("submission", "implicit", backend="postfix"),
+                         Listener("submission", "implicit", proxy_protocol=True,
+                                  backend="postfix"),
+                         Listener("submission", "starttls", backend="wrong-name")]
+            cls.postern = Postern(cls.dovecot, listeners=listeners, name="postern-postfix",
+                                  backends=[pool("postfix", "mail.example.test"),
+                                            pool("wrong-name", "other.example.test")],
+                                  poll_ms=100).start()
+        except Exception:
+            if cls.postfix is not None:
+                cls.postfix.stop()
+            cls.dovecot.stop()
+            cls.sink.stop()
+            raise
+        cls.extra_logs = (cls.postfix, cls.sink)
+        cls.port = cls.postern.port("submission", "implicit")
+        cls.port_proxy = cls.postern.port("submission", "implicit", proxy_protocol=True)
+        cls.port_wrong = cls.postern.port("submission", "starttls")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.postfix.stop()
+            cls.sink.stop()
+
+    def token(self):
+        return "pf-%s-%d" % (self._testMethodName, int(time.time() * 1000) % 100000000)
+
+    def test_allowed_user_message_arrives(self):
+        tok = self.token()
+        off = self.postfix.log_size()
+        s = smtp_tls(self.port)
+        try:
+            self.assertEqual(s.login("alice@example.com", USERS["alice@example.com"])[0], 235)
+            refused = s.sendmail("alice@example.com", ["bob@example.com"],
+                                 make_message(subject=tok, sender="alice@example.com",
+                                              to="bob@example.com"))
+            self.assertEqual(refused, {})
+        finally:
+            quit_quietly(s)
+        env, data = self.sink.wait_message(tok)
+        self.assertEqual(env["mail_from"], "alice@example.com")
+        self.assertEqual(env["rcpt_to"], ["bob@example.com"])
+        # Postfix relayed it: its Received header, with TLS and SASL
+        self.assertIn(b"by mail.example.test (Postfix)", data)
+        log_text = wait_for(lambda: re.search(r"sasl_username=alice@example.com",
+                                              self.postfix.log_text(off)) and
+                            self.postfix.log_text(off), 15, what="postfix SASL login")
+        self.assertRegex(log_text, r"TLS connection established from \S+\[127\.0\.0\.1\]")
+        self.assertRegex(log_text, r"sasl_method=PLAIN, sasl_username=alice@example.com")
+
+    def test_xclient_gives_postfix_the_client_address(self):
+        off = self.postfix.log_size()
+        with Smtp(self.port_proxy, tls=True,
+                  prefix=proxy_v1("198.51.100.23", "127.0.0.1", 40123, 465)) as c:
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO laptop.example")[0], 250)
+            code, _ = c.cmd("AUTH PLAIN " + plain_ir("carol@example.com",
+                                                     USERS["carol@example.com"]))
+            self.assertEqual(code, 235)
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        # XCLIENT ADDR changed the client Postfix sees (the session's
+        # disconnect line names it), over TLS, with a successful AUTH
+        wait_for(lambda: re.search(r"disconnect from \S*\[198\.51\.100\.23\] .*"
+                                   r"starttls=1 auth=1 ", self.postfix.log_text(off)),
+                 15, what="postfix session of carol from 198.51.100.23")
+
+    def test_wrong_password(self):
+        s = smtp_tls(self.port)
+        try:
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+                s.login("alice@example.com", "not-the-password")
+            self.assertEqual(cm.exception.smtp_code, 535)
+            self.assertIn(b"5.7.8", cm.exception.smtp_error)
+        finally:
+            quit_quietly(s)
+
+    def test_outgoing_off(self):
+        self.postern.set_user("dave@example.com", outgoing="off", message="Not via Postfix.")
+        try:
+            before = len(self.sink.messages())
+            s = smtp_tls(self.port)
+            try:
+                self.assertEqual(s.login("dave@example.com", USERS["dave@example.com"])[0], 235)
+                with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                    s.sendmail("dave@example.com", ["bob@example.com"],
+                               make_message(sender="dave@example.com"))
+                self.assertEqual(cm.exception.smtp_code, 550)
+                self.assertIn(b"5.7.1 Not via Postfix.", cm.exception.smtp_error)
+            finally:
+                quit_quietly(s)
+            time.sleep(0.5)
+            self.assertEqual(len(self.sink.messages()), before)
+        finally:
+            self.postern.delete_user("dave@example.com")
+
+    def test_wrong_tls_name_fails_with_454(self):
+        off = self.postfix.log_size()
+        s = smtp_starttls(self.port_wrong)
+        try:
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+                s.user, s.password = "alice@example.com", USERS["alice@example.com"]
+                s.auth("PLAIN", s.auth_plain)
+            self.assertEqual(cm.exception.smtp_code, 454)
+            self.assertIn(b"4.7.0", cm.exception.smtp_error)
+        finally:
+            quit_quietly(s)
+        self.postern.wait_log(r"event=backend-error .*backend=wrong-name .*error=tls")
+        # the handshake was refused by postern's check: no SASL at Postfix
+        time.sleep(0.5)
+        self.assertNotIn("sasl_username=alice", self.postfix.log_text(off))
 
 
 if __name__ == "__main__":
