@@ -62,6 +62,9 @@ struct gw_session {
 	bool logged_in;                      /* io->login_done(): no login deadline */
 	bool drain_wanted;                   /* front asked for backend_drained() */
 	bool client_drain_wanted;            /* front asked for client_drained() */
+	bool front_paused;                   /* front stopped client reads */
+	bool kick_armed;                     /* a policy change reached the relay
+	                                        and the front ended it later */
 	bool trusted;                        /* client in trusted_networks */
 	struct gw_spool *spool;              /* delivery fronts, on first use */
 	struct gw_dns_query *dnsq;           /* io->resolve_fcrdns() in flight */
@@ -211,6 +214,11 @@ void gw_session_close(struct gw_session *s, bool flush, const char *reason)
 	s->dnsq = NULL;
 	if (reason != NULL && s->close_reason[0] == '\0')
 		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+	/* a relayed session that its front ended after a policy change
+	 * (IMAP's BYE at the end of a response in progress) */
+	if (s->kick_armed && s->phase == PH_RELAY && reason != NULL &&
+	    strcmp(reason, "policy") == 0)
+		gw_metrics_policy_kick(mproto(s));
 	uv_timer_stop(&s->t_front);
 	uv_timer_stop(&s->t_conn);
 	uv_timer_stop(&s->t_drain);
@@ -339,7 +347,8 @@ static void backend_drained(struct gw_stream *st)
 	if (s->closing)
 		return;
 	if (s->phase == PH_RELAY) {
-		gw_stream_read_start(&s->client);
+		if (!s->front_paused)
+			gw_stream_read_start(&s->client);
 	} else if (s->drain_wanted) {
 		s->drain_wanted = false;
 		if (s->front->backend_drained != NULL)
@@ -743,6 +752,7 @@ static void io_relay_start(void *ctx, const void *rest, size_t len)
 	struct gw_session *s = ctx;
 
 	enter_phase(s, PH_RELAY);
+	s->front_paused = false;   /* the relay reads the client from here on */
 	s->last_activity_ms = now_ms(s);
 	io_rearm(s);
 	if (len > 0) {
@@ -767,6 +777,7 @@ static void io_client_pause(void *ctx, bool paused)
 {
 	struct gw_session *s = ctx;
 
+	s->front_paused = paused;
 	if (paused)
 		gw_stream_read_stop(&s->client);
 	else
@@ -1135,6 +1146,8 @@ void gw_session_policy_changed(struct gw_session *s)
 		s->front->policy_changed(s->fs);
 		if (s->closing)
 			gw_metrics_policy_kick(mproto(s));
+		else
+			s->kick_armed = true;
 	}
 }
 

@@ -230,7 +230,13 @@ struct proto_front {
 	/* After io->client_want_drain(). May be NULL. */
 	void (*client_drained)(void *s);
 	/* Relay phase: every backend->client chunk, for framing awareness
-	 * (e.g. IMAP knows whether a BYE can be injected). May be NULL. */
+	 * (e.g. IMAP knows whether a BYE can be injected), before the gateway
+	 * relays it. A front that calls io->close() during this call takes
+	 * the chunk over: the gateway relays none of it (the front writes
+	 * what the client must still get with io->client_write() first).
+	 * io->client_pause() holds in the relay too: the gateway's own
+	 * backpressure does not resume a client the front paused. May be
+	 * NULL. */
 	void (*relay_backend_data)(void *s, const char *buf, size_t len);
 	/* A gateway timeout; the front writes its goodbye, then io->close(). */
 	void (*timeout)(void *s, enum proto_timeout kind);

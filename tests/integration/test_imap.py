@@ -507,6 +507,7 @@ class ImapTest(GatewayTestCase):
             c._fill(30)
 
         offset = self.postern.log_size()
+        kicks = self.postern.metrics().get('postern_policy_kicks_total{protocol="imap"}', 0)
         msg = "bob's IMAP was switched off during a download"
         self.disable(user, "imap", msg)
         t0 = time.monotonic()
@@ -534,6 +535,11 @@ class ImapTest(GatewayTestCase):
         # The session's record says who ended it.
         self.postern.wait_log(r"user=%s [^\n]*close=policy" % re.escape(user), timeout=10,
                               offset=offset)
+        # ... and the kick is counted, though the front closed it later
+        # than the policy change itself
+        self.assertEqual(
+            self.postern.metrics().get('postern_policy_kicks_total{protocol="imap"}', 0),
+            kicks + 1)
 
 
 if __name__ == "__main__":
