@@ -21,7 +21,7 @@
 #include "protocols/proto.h"
 
 /* policy.poll_ms at most: live sessions learn a policy change within 2 s. */
-#define GW_POLICY_POLL_MAX_MS 1000
+#define GW_POLICY_POLL_MAX_MS 500
 /* An imap listener's idle timeout at least (RFC 3501 5.4, 30 minutes). */
 #define GW_IMAP_IDLE_MIN_S 1800
 
