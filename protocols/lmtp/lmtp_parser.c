@@ -230,8 +230,9 @@ void lmtp_data_init(struct lmtp_data *d)
 int lmtp_data_feed(struct lmtp_data *d, const char *in, size_t len, size_t *consumed_r,
 		   char *out, size_t out_size, size_t *out_len_r)
 {
-	size_t i = 0, o = 0;
+	size_t i = 0, o = 0, lf_at = 0;   /* in[lf_at]: the next LF, or len */
 	enum lmtp_data_state st = d->state;
+	bool lf_known = false;
 
 	while (i < len && st != LMTP_DATA_END && out_size - o >= 3) {
 		char c = in[i];
@@ -246,10 +247,21 @@ int lmtp_data_feed(struct lmtp_data *d, const char *in, size_t len, size_t *cons
 			st = LMTP_DATA_MID;
 			continue;   /* the byte is handled as inside a line */
 		case LMTP_DATA_MID: {
-			/* Fast path: copy up to the next CR or LF. */
-			size_t room = out_size - o - 2, n = 0;
-			while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n')
-				n++;
+			/* Fast path: copy up to the next CR or LF. The next
+			 * LF is looked for once and remembered until it is
+			 * passed; the CR is looked for before it only: every
+			 * byte is scanned a bounded number of times. */
+			size_t room = out_size - o - 2, n;
+			const char *cr;
+			if (!lf_known || lf_at < i) {
+				const char *lf = memchr(in + i, '\n', len - i);
+				lf_at = lf != NULL ? (size_t)(lf - in) : len;
+				lf_known = true;
+			}
+			n = lf_at - i < room ? lf_at - i : room;
+			cr = memchr(in + i, '\r', n);
+			if (cr != NULL)
+				n = (size_t)(cr - (in + i));
 			if (n > 0) {
 				memcpy(out + o, in + i, n);
 				o += n;

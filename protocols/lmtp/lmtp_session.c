@@ -125,6 +125,11 @@ struct lmtp_session {
 	/* delivery to the store */
 	bool backend_open;                   /* backend_connect() called, not closed */
 	bool backend_up;                     /* backend_ready(OK) came */
+	bool store_idle;                     /* a store connection kept open
+	                                        between transactions (READY) */
+	bool store_reused;                   /* the current job runs on it */
+	bool store_clean;                    /* the current job read every
+	                                        reply it was owed */
 	bool store_pipelining;               /* from its LHLO reply */
 	bool store_size, store_8bitmime;
 	size_t env_sent, env_replied;        /* 0 MAIL, 1..n RCPT, n+1 DATA */
@@ -161,6 +166,12 @@ struct lmtp_session {
 	/* client bytes not processed yet (paused during a delivery) */
 	char *pending;
 	size_t pending_len, pending_size;
+
+	/* replies to the client gathered while corked (lmtp_cork()), sent
+	 * in one write when the outermost lmtp_uncork() runs */
+	unsigned cork;
+	size_t olen;
+	char obuf[LMTP_OBUF_MAX];
 };
 
 struct lmtp_cmd_def {
@@ -193,6 +204,12 @@ static void lmtp_fcrdns_done(void *ctx, const char *name);
 static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state);
 static void lmtp_send(struct lmtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+static void lmtp_flush(struct lmtp_session *s);
+static void lmtp_cork(struct lmtp_session *s);
+static void lmtp_uncork(struct lmtp_session *s);
+static void lmtp_store_drop(struct lmtp_session *s);
+static bool lmtp_store_retry(struct lmtp_session *s);
+static struct lmtp_job *lmtp_cur(struct lmtp_session *s);
 static void lmtp_close(struct lmtp_session *s, const char *reason);
 static bool lmtp_reads_input(enum lmtp_state state);
 static size_t lmtp_input(struct lmtp_session *s, const char *buf, size_t len);
@@ -264,7 +281,9 @@ static void lmtp_history_record(struct lmtp_session *s);
 static void lmtp_answer_client(struct lmtp_session *s);
 static void lmtp_store_connect(struct lmtp_session *s);
 static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r);
-static void lmtp_store_send_env(struct lmtp_session *s, size_t idx);
+static void lmtp_store_envelope(struct lmtp_session *s);
+static void lmtp_store_send_env(struct lmtp_session *s, size_t idx, char *buf, size_t size,
+				size_t *len);
 static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply *r);
 static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r);
 static void lmtp_stream(struct lmtp_session *s);
@@ -375,7 +394,38 @@ static void lmtp_send(struct lmtp_session *s, const char *fmt, ...)
 		n = (int)(sizeof(line) - 3);
 	line[n++] = '\r';
 	line[n++] = '\n';
-	s->io.client_write(s->io.ctx, line, (size_t)n);
+	if (s->cork == 0) {
+		s->io.client_write(s->io.ctx, line, (size_t)n);
+		return;
+	}
+	if (s->olen + (size_t)n > sizeof(s->obuf))
+		lmtp_flush(s);
+	memcpy(s->obuf + s->olen, line, (size_t)n);
+	s->olen += (size_t)n;
+}
+
+/* Replies gathered while corked go out in one write. */
+static void lmtp_flush(struct lmtp_session *s)
+{
+	if (s->olen == 0)
+		return;
+	s->io.client_write(s->io.ctx, s->obuf, s->olen);
+	s->olen = 0;
+}
+
+/* Between lmtp_cork() and the matching lmtp_uncork() (they nest), replies
+ * are gathered: the replies to a pipelined group of commands, or the one
+ * per recipient after DATA, leave in one write instead of one each. Only
+ * around synchronous work: nothing waits while corked. */
+static void lmtp_cork(struct lmtp_session *s)
+{
+	s->cork++;
+}
+
+static void lmtp_uncork(struct lmtp_session *s)
+{
+	if (s->cork > 0 && --s->cork == 0)
+		lmtp_flush(s);
 }
 
 static void lmtp_close(struct lmtp_session *s, const char *reason)
@@ -383,6 +433,9 @@ static void lmtp_close(struct lmtp_session *s, const char *reason)
 	if (s->state == LMTP_STATE_CLOSED)
 		return;
 	s->io.timer(s->io.ctx, 0);
+	lmtp_flush(s);
+	if (s->store_idle)
+		lmtp_store_drop(s);
 	if (s->backend_open) {
 		s->backend_open = false;
 		s->backend_up = false;
@@ -507,12 +560,13 @@ static void lmtp_client_data(void *ctx, const char *buf, size_t len)
 
 	if (s->state == LMTP_STATE_CLOSED || s->state == LMTP_STATE_INIT)
 		return;
+	lmtp_cork(s);
 	if (s->pending_len > 0 || s->in_drain || !lmtp_reads_input(s->state)) {
-		if (lmtp_pending_append(s, buf, len) < 0) {
+		if (lmtp_pending_append(s, buf, len) < 0)
 			lmtp_close(s, "input-overflow");
-			return;
-		}
-		lmtp_input_drain(s);
+		else
+			lmtp_input_drain(s);
+		lmtp_uncork(s);
 		return;
 	}
 	/* The common case: straight from the gateway's buffer. */
@@ -520,6 +574,7 @@ static void lmtp_client_data(void *ctx, const char *buf, size_t len)
 	if (used < len && s->state != LMTP_STATE_CLOSED &&
 	    lmtp_pending_append(s, buf + used, len - used) < 0)
 		lmtp_close(s, "input-overflow");
+	lmtp_uncork(s);
 }
 
 /* Processes client bytes while the state reads input; returns how many
@@ -687,8 +742,10 @@ static void lmtp_proceed_lhlo(struct lmtp_session *s, const struct smtp_command 
 		     "%s",
 		     lmtp_host(s), s->trusted ? '-' : ' ', size,
 		     s->trusted ? "250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE\r\n" : "");
-	if (n > 0 && (size_t)n < sizeof(buf))
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		lmtp_flush(s);   /* after what was gathered before */
 		s->io.client_write(s->io.ctx, buf, (size_t)n);
+	}
 	/* LHLO resets any transaction (RFC 5321 4.1.4, as EHLO). */
 	lmtp_transaction_reset(s);
 	if (s->state == LMTP_STATE_GREETED && s->io.login_done != NULL)
@@ -1737,6 +1794,8 @@ static void lmtp_job_next(struct lmtp_session *s)
 			wanted = j->n > 0;
 		}
 		if (wanted) {
+			if (j->copy && s->store_idle)
+				lmtp_store_drop(s);   /* the copy relay needs the backend */
 			lmtp_store_connect(s);
 			return;
 		}
@@ -1749,16 +1808,56 @@ static void lmtp_job_next(struct lmtp_session *s)
  * connection and go on with the next. */
 static void lmtp_job_end(struct lmtp_session *s)
 {
+	struct lmtp_job *j = lmtp_cur(s);
+
 	s->io.timer(s->io.ctx, 0);
-	if (s->backend_open) {
+	s->store_reused = false;
+	if (s->backend_open && s->backend_up && s->store_clean && j != NULL && !j->copy) {
+		/* Every reply read: the connection is between transactions
+		 * and serves the next job or message (lmtp_store_connect). */
+		s->store_idle = true;
+	} else if (s->backend_open) {
 		if (s->backend_up)
 			s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
 		s->backend_open = false;
 		s->backend_up = false;
 		s->io.backend_close(s->io.ctx);
 	}
+	s->store_clean = false;
 	s->job++;
 	lmtp_job_next(s);
+}
+
+/* A kept connection (store_reused) that the store closed, or answered
+ * MAIL with 421, before it replied to anything of this job: the store
+ * dropped it while it was idle, nothing of the message reached it (the
+ * body follows the 354 only). Once per job, a fresh connection; returns
+ * false when that does not apply. */
+static bool lmtp_store_retry(struct lmtp_session *s)
+{
+	if (!s->store_reused || s->env_replied > 1 || lmtp_cur(s) == NULL)
+		return false;
+	s->store_reused = false;
+	if (s->backend_open) {
+		s->backend_open = false;
+		s->backend_up = false;
+		s->io.backend_close(s->io.ctx);
+	}
+	lmtp_store_connect(s);
+	return true;
+}
+
+/* Closes the store connection kept between transactions (QUIT first). */
+static void lmtp_store_drop(struct lmtp_session *s)
+{
+	s->store_idle = false;
+	if (!s->backend_open)
+		return;
+	if (s->backend_up)
+		s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
+	s->backend_open = false;
+	s->backend_up = false;
+	s->io.backend_close(s->io.ctx);
 }
 
 static struct lmtp_job *lmtp_cur(struct lmtp_session *s)
@@ -1928,13 +2027,14 @@ static void lmtp_answer_client(struct lmtp_session *s)
 static void lmtp_finish(struct lmtp_session *s)
 {
 	s->io.timer(s->io.ctx, 0);
-	if (s->backend_open) {
+	if (s->backend_open && !s->store_idle) {
 		if (s->backend_up)
 			s->io.backend_write(s->io.ctx, "QUIT\r\n", 6);
 		s->backend_open = false;
 		s->backend_up = false;
 		s->io.backend_close(s->io.ctx);
 	}
+	lmtp_cork(s);
 	lmtp_history_record(s);
 	lmtp_answer_client(s);
 	lmtp_rules_clear(s);
@@ -1943,7 +2043,9 @@ static void lmtp_finish(struct lmtp_session *s)
 	s->bad_count = 0;
 	lmtp_enter_state(s, LMTP_STATE_READY);
 	s->io.client_pause(s->io.ctx, false);
+	/* the next pipelined commands' replies go with these */
 	lmtp_input_drain(s);
+	lmtp_uncork(s);
 }
 
 /* ---- the malware scan (clamd INSTREAM) ------------------------------ */
@@ -2005,6 +2107,8 @@ static void lmtp_scan_start(struct lmtp_session *s)
 			return;
 		}
 	}
+	if (s->store_idle)
+		lmtp_store_drop(s);   /* clamd needs the backend */
 	clamd_reply_init(&s->creply);
 	s->scan_off = 0;
 	s->drain_ready = false;
@@ -2146,15 +2250,28 @@ static void lmtp_store_connect(struct lmtp_session *s)
 		}
 	}
 	smtp_reply_parser_reset(s->rparser);
-	s->store_pipelining = s->store_size = s->store_8bitmime = false;
 	s->env_sent = s->env_replied = 0;
 	s->store_accepted = 0;
 	s->copy_refused = false;
+	s->store_clean = false;
 	s->next_final = 0;
 	s->spool_off = 0;
 	s->drain_ready = false;
 	lmtp_stuffer_init(&s->stuffer);
 	s->conn_seq++;
+	if (s->store_idle && !j->copy) {
+		/* The connection of the previous transaction, which read every
+		 * reply it was owed: straight to the envelope. */
+		s->store_idle = false;
+		s->store_reused = true;
+		s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
+		lmtp_store_envelope(s);
+		return;
+	}
+	if (s->store_idle)
+		lmtp_store_drop(s);
+	s->store_reused = false;
+	s->store_pipelining = s->store_size = s->store_8bitmime = false;
 	lmtp_enter_state(s, LMTP_STATE_STORE_CONNECT);
 	s->backend_open = true;
 	s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
@@ -2200,6 +2317,12 @@ static void lmtp_backend_data(void *ctx, const char *buf, size_t len)
 		lmtp_scan_data(s, buf, len);
 		return;
 	}
+	if (s->store_idle) {
+		/* Nothing is due between transactions: the store is going
+		 * away (a 421) or confused. The next job connects afresh. */
+		lmtp_store_drop(s);
+		return;
+	}
 	while (off < len && lmtp_in_store(s->state) && s->state != LMTP_STATE_STORE_CONNECT) {
 		struct smtp_reply reply;
 		size_t used;
@@ -2219,6 +2342,8 @@ static void lmtp_backend_data(void *ctx, const char *buf, size_t len)
 				return;   /* the rest belonged to that connection */
 		}
 	}
+	if (off < len && s->store_idle)
+		lmtp_store_drop(s);   /* more than it owed: not reused */
 }
 
 static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
@@ -2248,14 +2373,7 @@ static void lmtp_store_reply(struct lmtp_session *s, const struct smtp_reply *r)
 		s->store_pipelining = smtp_reply_ehlo_has(r, "PIPELINING", NULL);
 		s->store_size = smtp_reply_ehlo_has(r, "SIZE", NULL);
 		s->store_8bitmime = smtp_reply_ehlo_has(r, "8BITMIME", NULL);
-		lmtp_enter_state(s, LMTP_STATE_STORE_ENVELOPE);
-		if (s->store_pipelining) {
-			size_t count = lmtp_job_count(s);
-			for (size_t i = 0; i <= count + 1; i++)
-				lmtp_store_send_env(s, i);
-		} else {
-			lmtp_store_send_env(s, 0);
-		}
+		lmtp_store_envelope(s);
 		break;
 	case LMTP_STATE_STORE_ENVELOPE:
 		lmtp_store_env_reply(s, r);
@@ -2280,9 +2398,31 @@ static size_t lmtp_job_length(struct lmtp_session *s)
 	return j->edits.n > 0 ? rewrite_length(&j->edits, s->orig_len) : s->orig_len;
 }
 
+/* Sends the envelope: with PIPELINING, MAIL, every RCPT and DATA gathered
+ * in as few writes as LMTP_ENV_BUF allows (one for a usual message), else
+ * MAIL alone (lmtp_store_env_reply() sends the next after each reply). */
+static void lmtp_store_envelope(struct lmtp_session *s)
+{
+	char buf[LMTP_ENV_BUF];
+	size_t count = lmtp_job_count(s);
+
+	lmtp_enter_state(s, LMTP_STATE_STORE_ENVELOPE);
+	if (!s->store_pipelining) {
+		lmtp_store_send_env(s, 0, NULL, 0, NULL);
+		return;
+	}
+	size_t len = 0;
+	for (size_t i = 0; i <= count + 1; i++)
+		lmtp_store_send_env(s, i, buf, sizeof(buf), &len);
+	if (len > 0)
+		s->io.backend_write(s->io.ctx, buf, len);
+}
+
 /* Envelope command idx: 0 MAIL, 1..n RCPT for the job's recipient idx - 1,
- * n + 1 DATA. */
-static void lmtp_store_send_env(struct lmtp_session *s, size_t idx)
+ * n + 1 DATA. With buf, appended to buf[*len..size) (what is there is
+ * written first when the command does not fit), else written at once. */
+static void lmtp_store_send_env(struct lmtp_session *s, size_t idx, char *buf, size_t size,
+				size_t *len)
 {
 	char line[POL_ADDRESS_MAX + SMTP_MAILBOX_MAX + 96];
 	struct lmtp_job *j = lmtp_cur(s);
@@ -2305,9 +2445,19 @@ static void lmtp_store_send_env(struct lmtp_session *s, size_t idx)
 	} else {
 		n = snprintf(line, sizeof(line), "DATA\r\n");
 	}
-	if (n > 0 && (size_t)n < sizeof(line))
-		s->io.backend_write(s->io.ctx, line, (size_t)n);
 	s->env_sent = idx + 1;
+	if (n <= 0 || (size_t)n >= sizeof(line))
+		return;
+	if (buf == NULL) {
+		s->io.backend_write(s->io.ctx, line, (size_t)n);
+		return;
+	}
+	if (size - *len < (size_t)n) {
+		s->io.backend_write(s->io.ctx, buf, *len);
+		*len = 0;
+	}
+	memcpy(buf + *len, line, (size_t)n);
+	*len += (size_t)n;
 }
 
 static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply *r)
@@ -2318,6 +2468,8 @@ static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply
 	size_t count = lmtp_job_count(s);
 
 	if (idx == 0) {
+		if (r->code == 421 && lmtp_store_retry(s))
+			return;
 		if (r->code / 100 != 2) {
 			lmtp_mirror_pending(s, r);
 			lmtp_job_end(s);
@@ -2374,7 +2526,7 @@ static void lmtp_store_env_reply(struct lmtp_session *s, const struct smtp_reply
 		return;
 	}
 	if (!pipelined)
-		lmtp_store_send_env(s, idx + 1);
+		lmtp_store_send_env(s, idx + 1, NULL, 0, NULL);
 }
 
 /* The next bytes of the message as the current job sends it (edited
@@ -2396,11 +2548,16 @@ static long lmtp_job_read(struct lmtp_session *s, void *buf, size_t len)
 }
 
 /* Writes the message to the store in bursts; between bursts waits for the
- * backend to drain (io->backend_want_drain -> lmtp_backend_drained). */
+ * backend to drain (io->backend_want_drain -> lmtp_backend_drained). The
+ * last encoded piece of each chunk is held until the next read says
+ * whether the message ends there: then the "." goes in the same write (a
+ * small message leaves in one write, not two). */
 static void lmtp_stream(struct lmtp_session *s)
 {
 	char *in = s->iobuf, *out = s->iobuf + LMTP_STREAM_CHUNK;
-	const size_t out_size = LMTP_STREAM_CHUNK * 2;
+	/* room for the end marker after a held piece */
+	const size_t out_size = LMTP_STREAM_CHUNK * 2 - 5;
+	size_t held = 0;
 
 	if (s->in_stream) {
 		/* backend_drained() from inside io->backend_want_drain(). */
@@ -2425,11 +2582,16 @@ static void lmtp_stream(struct lmtp_session *s)
 			if (n == 0) {
 				char end[5];
 				size_t elen = lmtp_stuff_finish(&s->stuffer, end);
-				s->io.backend_write(s->io.ctx, end, elen);
+				memcpy(out + held, end, elen);
+				s->io.backend_write(s->io.ctx, out, held + elen);
 				s->in_stream = false;
 				lmtp_enter_state(s, LMTP_STATE_STORE_REPLIES);
 				s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
 				return;
+			}
+			if (held > 0) {
+				s->io.backend_write(s->io.ctx, out, held);
+				held = 0;
 			}
 			burst += (size_t)n;
 			while (off < (size_t)n) {
@@ -2437,8 +2599,16 @@ static void lmtp_stream(struct lmtp_session *s)
 				lmtp_stuff(&s->stuffer, in + off, (size_t)n - off, &used, out,
 					   out_size, &olen);
 				off += used;
-				s->io.backend_write(s->io.ctx, out, olen);
+				if (off < (size_t)n)
+					s->io.backend_write(s->io.ctx, out, olen);
+				else
+					held = olen;
 			}
+		}
+		if (held > 0) {
+			/* the burst is over: nothing waits in out */
+			s->io.backend_write(s->io.ctx, out, held);
+			held = 0;
 		}
 		s->io.timer(s->io.ctx, s->set.backend_timeout_ms);
 		s->io.backend_want_drain(s->io.ctx);
@@ -2511,8 +2681,10 @@ static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_rep
 			       strlen(LMTP_MSG_STORE_TEMPFAIL), "store-protocol");
 	while (s->next_final < j->n && !lmtp_job_rcpt(s, s->next_final)->store_accepted)
 		s->next_final++;
-	if (s->next_final >= j->n)
+	if (s->next_final >= j->n) {
+		s->store_clean = true;   /* nothing more is due: reusable */
 		lmtp_job_end(s);
+	}
 }
 
 static void lmtp_backend_closed(void *ctx)
@@ -2532,10 +2704,19 @@ static void lmtp_backend_closed(void *ctx)
 			lmtp_scan_done(s, NULL, partial ? "malware-protocol" : "malware-closed");
 		return;
 	}
+	if (s->store_idle) {
+		/* the kept connection closed between transactions */
+		s->store_idle = false;
+		s->backend_open = false;
+		s->backend_up = false;
+		return;
+	}
 	if (!lmtp_in_store(s->state))
 		return;
 	s->backend_open = false;
 	s->backend_up = false;
+	if (lmtp_store_retry(s))
+		return;
 	lmtp_fail_pending(s, "store-closed");
 	lmtp_job_end(s);
 }

@@ -73,6 +73,9 @@
  *   STORE_CONNECT   one job's connection: io->backend_connect() (LMTP to
  *                   the store) or io->backend_connect_pool(copy pool)
  *                   (SMTP to the copy relay); waiting backend_ready().
+ *                   An LMTP job with the store connection kept from the
+ *                   previous transaction skips CONNECT, GREETING and
+ *                   LHLO: -> STORE_ENVELOPE at once (see "Choices").
  *   STORE_GREETING  waiting for the "220".   then "LHLO <host>" (a copy:
  *                   "EHLO <host>")
  *   STORE_LHLO      waiting for its LHLO/EHLO reply.  then the envelope
@@ -87,7 +90,8 @@
  *   STORE_REPLIES   reading one reply per recipient the store accepted (a
  *                   copy: one reply).
  *                   the job is over (all replies, or any failure above):
- *                   QUIT, the connection closed
+ *                   QUIT, the connection closed (or kept:
+ *                   every reply read, see "Choices")
  *                                       -> STORE_CONNECT for the next job
  *                                          that still has a recipient
  *                                          without an answer, else READY
@@ -198,9 +202,22 @@
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
  *
  * Choices (documented here, tested in tests/unit/test_lmtp_session.c):
- * - The store connection is opened per transaction (per job) and closed
- *   (QUIT) after it: no idle connection to supervise, every transaction
- *   starts clean. Jobs run one after the other, never in parallel.
+ * - The store connection is kept between transactions (the next job of
+ *   the message, the next message of the session) when its transaction
+ *   read every reply it was owed; any failure, a refused MAIL or DATA,
+ *   all RCPTs refused, or a reply beyond what was owed closes it (QUIT). A
+ *   kept connection that the store closes, or that gets bytes, while idle
+ *   is dropped; one that closes or answers MAIL with 421 before replying
+ *   to anything of the next job is replaced by a fresh one for that job
+ *   (nothing of the message reached the store: the body follows the 354).
+ *   A clamd scan or a copy job closes it first (one backend per session);
+ *   the session's end says QUIT. Jobs run one after the other, never in
+ *   parallel. With PIPELINING the envelope leaves in one write, and the
+ *   last piece of the body and "." in one write.
+ * - Replies to pipelined client commands, and the per-recipient replies
+ *   after DATA with the replies to the commands that followed, leave in
+ *   one write (gathered while the input is processed, never while
+ *   waiting).
  * - SIZE= to the store and the relay is the length of the edited message.
  * - Body line ends: CRLF and bare LF are stored as CRLF (lmtp_parser.h).
  * - Recipients are normalised (pol_normalize_address, default domain) and
@@ -274,6 +291,11 @@ enum lmtp_state {
  * backend to drain. */
 #define LMTP_STREAM_CHUNK (32 * 1024)
 #define LMTP_STREAM_BURST (256 * 1024)
+/* Replies to the client gathered into one write (pipelined commands, the
+ * per-recipient replies after DATA); a fuller buffer is sent first. */
+#define LMTP_OBUF_MAX 8192
+/* Envelope commands to the store gathered into one write (pipelining). */
+#define LMTP_ENV_BUF 8192
 /* Peer or admin text copied into a reply is cut to this many bytes. */
 #define LMTP_TEXT_MAX 200
 /* The subaddress delimiter stripped for the policy lookup. */

@@ -260,6 +260,16 @@ static void store_hello(struct harness *h, bool plain)
 	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
 }
 
+/* The next transaction on the connection kept from the previous one (it
+ * read every reply it was owed): no connect, greeting or LHLO, the
+ * envelope at once. */
+static void store_reused(struct harness *h)
+{
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
+	assert_true(h->f.paused);
+	assert_int_equal(h->f.timer_ms, 30000);
+}
+
 /* After the store's 354: the whole body goes out with the drains answered;
  * checks that what the store got ends with the body and "." (what came
  * before, the envelope, is not checked here), and forgets it. */
@@ -375,8 +385,9 @@ static void test_delivery_one_recipient(void **state)
 	expect_client(h, "");
 	backend(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
 	expect_client(h, "250 2.0.0 <alice@example.com> x8gDKv1 Saved\r\n");
-	expect_backend(h, "QUIT\r\n");
-	assert_int_equal(h->f.backend_close_calls, 1);
+	/* every reply read: the connection is kept for the next message */
+	expect_backend(h, "");
+	assert_int_equal(h->f.backend_close_calls, 0);
 	expect_state(h, LMTP_STATE_READY);
 	assert_false(h->f.paused);
 	assert_int_equal(h->f.timer_ms, 0);
@@ -392,10 +403,12 @@ static void test_delivery_one_recipient(void **state)
 	assert_string_equal(records[0].failure, "-");
 	assert_int_equal(records[0].size, 21);
 
-	/* XFORWARD attributes belonged to that transaction only */
+	/* XFORWARD attributes belonged to that transaction only; the
+	 * kept connection takes the next one (one connect in all) */
 	client(h, "MAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\n");
 	h->f.client.len = 0;
-	store_hello(h, false);
+	store_reused(h);
+	assert_int_equal(h->f.connect_calls, 1);
 	expect_backend(h, "MAIL FROM:<> SIZE=3\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n");
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	store_body(h, "x\r\n");
@@ -404,6 +417,11 @@ static void test_delivery_one_recipient(void **state)
 	assert_int_equal(nrecords, 2);
 	assert_string_equal(records[1].queue_id, "-");
 	assert_string_equal(records[1].sender, "");
+	/* the session's end says QUIT to the kept connection */
+	client(h, "QUIT\r\n");
+	expect_client(h, "221 2.0.0 Bye\r\n");
+	expect_backend(h, "QUIT\r\n");
+	assert_int_equal(h->f.backend_close_calls, 1);
 	harness_free(h);
 }
 
@@ -679,6 +697,10 @@ static void test_store_failures(void **state)
 	pump_drains(h);
 	backend(h, "250 one\r\n250 two\r\n");
 	expect_client(h, "250 one\r\n");
+	/* a store that says more than it owed is not kept */
+	assert_true(h->f.backend.len >= 6 &&
+		    memcmp(h->f.backend.p + h->f.backend.len - 6, "QUIT\r\n", 6) == 0);
+	h->f.backend.len = 0;
 	/* a reply while the body goes out */
 	client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	client_big_body(h, 300);
@@ -916,18 +938,115 @@ static void test_pipelined_transactions(void **state)
 	expect_backend(h, "MAIL FROM:<s@example.net> SIZE=5\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	store_body(h, "one\r\n");
+	h->f.client_writes = 0;
 	backend(h, "250 one saved\r\n");
-	/* the rest was read at once: the second delivery started */
+	/* the rest was read at once: the second delivery started, on the
+	 * same store connection; the replies left in one write */
 	expect_client(h, "250 one saved\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
 			 "354 End data with <CR><LF>.<CR><LF>\r\n");
-	expect_state(h, LMTP_STATE_STORE_CONNECT);
-	store_hello(h, false);
+	assert_int_equal(h->f.client_writes, 1);
+	store_reused(h);
 	expect_backend(h, "MAIL FROM:<t@example.net> SIZE=5\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
 	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 	store_body(h, "two\r\n");
 	backend(h, "250 two saved\r\n");
 	expect_client(h, "250 two saved\r\n221 2.0.0 Bye\r\n");
+	expect_backend(h, "QUIT\r\n");
 	assert_int_equal(h->f.close_calls, 1);
+	assert_int_equal(h->f.connect_calls, 1);
+	assert_int_equal(h->f.backend_close_calls, 1);
+	harness_free(h);
+}
+
+/* The store connection is kept between transactions only when it read
+ * every reply it was owed: the envelope in one write, the body and "." in
+ * one write; a store that closes it or says 421 while it is idle (or just
+ * before it answers the next MAIL) costs a fresh connection, never a 451
+ * (nothing of the message reached it); bytes while idle drop it. */
+static void test_store_connection_kept(void **state)
+{
+	static const char msg[] = "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\n"
+				  "DATA\r\nline\r\n.\r\n";
+	static const char env[] = "MAIL FROM:<s@example.net> SIZE=6\r\n"
+				  "RCPT TO:<a@example.com>\r\nDATA\r\n";
+	struct harness *h = harness_new(UNLIMITED);
+
+	(void)state;
+	lhlo(h);
+	client(h, msg);
+	h->f.client.len = 0;
+	store_hello(h, false);
+	h->f.backend_writes = 0;
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "line\r\n");
+	assert_int_equal(h->f.backend_writes, 1);   /* body and "." together */
+	backend(h, "250 2.0.0 saved\r\n");
+	expect_client(h, "250 2.0.0 saved\r\n");
+	assert_int_equal(h->f.backend_close_calls, 0);
+
+	/* reused: the envelope in one write */
+	h->f.backend_writes = 0;
+	client(h, msg);
+	h->f.client.len = 0;
+	store_reused(h);
+	expect_backend(h, env);
+	assert_int_equal(h->f.backend_writes, 1);
+	/* it closes before answering MAIL: a fresh connection, same job */
+	lmtp_front.backend_closed(h->f.s);
+	expect_client(h, "");
+	store_hello(h, false);
+	expect_backend(h, env);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "line\r\n");
+	backend(h, "250 2.0.0 saved again\r\n");
+	expect_client(h, "250 2.0.0 saved again\r\n");
+	assert_int_equal(h->f.connect_calls, 2);
+	assert_int_equal(h->f.backend_error[0], '\0');
+
+	/* it answers MAIL with 421 (going away): a fresh connection too */
+	client(h, msg);
+	h->f.client.len = 0;
+	store_reused(h);
+	h->f.backend.len = 0;
+	backend(h, "421 4.4.2 store.test Disconnected for inactivity\r\n");
+	assert_true(h->f.backend.len == 0 || memmem(h->f.backend.p, h->f.backend.len, "MAIL", 4) == NULL);
+	store_hello(h, false);
+	expect_backend(h, env);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "line\r\n");
+	backend(h, "250 2.0.0 third\r\n");
+	expect_client(h, "250 2.0.0 third\r\n");
+	assert_int_equal(h->f.connect_calls, 3);
+
+	/* closed while idle: the next message connects */
+	lmtp_front.backend_closed(h->f.s);
+	client(h, msg);
+	h->f.client.len = 0;
+	store_hello(h, false);
+	backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
+	store_body(h, "line\r\n");
+	backend(h, "250 2.0.0 fourth\r\n");
+	expect_client(h, "250 2.0.0 fourth\r\n");
+	assert_int_equal(h->f.connect_calls, 4);
+
+	/* bytes while idle: QUIT, closed, the next message connects */
+	h->f.backend.len = 0;
+	backend(h, "421 4.3.2 shutting down\r\n");
+	expect_backend(h, "QUIT\r\n");
+	assert_int_equal(h->f.backend_close_calls, 2);
+	client(h, msg);
+	h->f.client.len = 0;
+	store_hello(h, false);
+	expect_backend(h, env);
+
+	/* a refused MAIL (replies still due for the pipelined RCPT and
+	 * DATA): not kept */
+	backend(h, "451 4.3.0 busy\r\n");
+	expect_client(h, "451 4.3.0 busy\r\n");
+	expect_backend(h, "QUIT\r\n");
+	assert_int_equal(h->f.backend_close_calls, 3);
+	client(h, msg);
+	expect_state(h, LMTP_STATE_STORE_CONNECT);
 	harness_free(h);
 }
 
@@ -941,8 +1060,12 @@ static void test_many_messages(void **state)
 	for (int i = 0; i < 1000; i++) {
 		client(h, "MAIL FROM:<s@example.net>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
 			  "Subject: x\r\n\r\nhello\r\n.\r\n");
-		lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
-		backend(h, "220 s\r\n250-s\r\n250 PIPELINING\r\n");
+		if (i == 0) {
+			lmtp_front.backend_ready(h->f.s, PROTO_BACKEND_OK);
+			backend(h, "220 s\r\n250-s\r\n250 PIPELINING\r\n");
+		} else {
+			store_reused(h);
+		}
 		backend(h, "250 ok\r\n250 ok\r\n354 go\r\n");
 		pump_drains(h);
 		backend(h, "250 2.0.0 saved\r\n");
@@ -958,8 +1081,9 @@ static void test_many_messages(void **state)
 			h->f.client.len = 0;
 		}
 	}
-	assert_int_equal(h->f.connect_calls, 1000);
-	assert_int_equal(h->f.backend_close_calls, 1000);
+	/* one store connection for all, kept open */
+	assert_int_equal(h->f.connect_calls, 1);
+	assert_int_equal(h->f.backend_close_calls, 0);
 	assert_int_equal(h->f.login_done_calls, 1);
 	assert_int_equal(h->f.close_calls, 0);
 	harness_free(h);
@@ -1180,7 +1304,12 @@ static void store_job(struct harness *h, const char *env, unsigned nrcpt, const 
 {
 	char want[8192];
 
-	store_hello(h, false);
+	/* a fresh connection, or the one an earlier job of the session left
+	 * (the tests count the connects) */
+	if (lmtp_session_state(h->f.s) == LMTP_STATE_STORE_CONNECT)
+		store_hello(h, false);
+	else
+		store_reused(h);
 	expect_backend(h, env);
 	backend(h, "250 2.1.0 ok\r\n");
 	for (unsigned i = 0; i < nrcpt; i++)
@@ -1247,16 +1376,16 @@ static void test_rules_two_outcomes(void **state)
 		  "250 2.0.0 <a@example.com> junk\r\n");
 	expect_client(h, "");
 	backend(h, "250 2.0.0 <c@example.com> junk\r\n");
-	expect_backend(h, "QUIT\r\n");
 	expect_client(h, "");   /* b is not answered yet */
-	/* second group: b, unchanged */
+	/* second group: b, unchanged, on the same connection (no QUIT) */
+	store_reused(h);
 	store_job(h, "MAIL FROM:<sender@example.net> SIZE=78\r\n"
 		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hello"),
 		  "250 2.0.0 <b@example.com> inbox\r\n");
 	expect_client(h, "250 2.0.0 <a@example.com> junk\r\n"
 			 "250 2.0.0 <b@example.com> inbox\r\n"
 			 "250 2.0.0 <c@example.com> junk\r\n");
-	assert_int_equal(h->f.connect_calls, 2);
+	assert_int_equal(h->f.connect_calls, 1);
 	assert_int_equal(h->f.connect_pool_calls, 0);
 	expect_state(h, LMTP_STATE_READY);
 	assert_false(h->f.paused);
@@ -1445,7 +1574,7 @@ static void test_rules_copies(void **state)
 		     "RCPT TO:<b@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 b saved\r\n");
 	expect_client(h, "250 2.0.0 a saved\r\n250 2.0.0 b saved\r\n");
 	assert_int_equal(h->f.connect_pool_calls, 1);
-	assert_int_equal(h->f.connect_calls, 3);
+	assert_int_equal(h->f.connect_calls, 2);   /* the relay, the store (b reuses a's) */
 
 	/* the relay refuses a copy address: a gets 451, only b is delivered */
 	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", MSG("hi"));
@@ -1468,7 +1597,7 @@ static void test_rules_copies(void **state)
 	assert_string_equal(records[4].failure, "copy-unavailable");
 	expect_state(h, LMTP_STATE_READY);
 	assert_int_equal(h->f.connect_pool_calls, 3);
-	assert_int_equal(h->f.connect_calls, 6);
+	assert_int_equal(h->f.connect_calls, 5);
 	harness_free(h);
 
 	/* no copy pool configured */
@@ -1503,8 +1632,8 @@ static void test_rules_history_per_message(void **state)
 	pump_drains(h);
 	expect_backend(h, MSG("hi") ".\r\n");
 	backend(h, "250 2.0.0 a saved\r\n");
-	expect_backend(h, "QUIT\r\n");
-	/* c's transaction is still to come: nothing learnt yet */
+	/* c's transaction is still to come (on the same connection):
+	 * nothing learnt yet */
 	assert_int_equal(rules_history_seen(h->store, "a@example.com", "sender@example.net", now,
 					    180), 0);
 	store_job(h, "MAIL FROM:<sender@example.net> SIZE=106\r\n"
@@ -1573,9 +1702,9 @@ static void test_rules_sender_dns(void **state)
 	expect_state(h, LMTP_STATE_DNS_WAIT);
 	assert_true(h->f.timer_ms > 250);
 	fake_io_fire_timer(&h->f);
-	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);   /* the kept connection */
 	lmtp_front.fcrdns_done(h->f.s, "mail.example.net");
-	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	expect_state(h, LMTP_STATE_STORE_ENVELOPE);
 	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
 		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 saved\r\n");
 	expect_client(h, "250 2.0.0 saved\r\n");
@@ -1853,7 +1982,7 @@ static void test_rules_group_failure_and_audit(void **state)
 		     "RCPT TO:<a@example.com>\r\nDATA\r\n", 1,
 		  "X-Postern-Folder: Junk\r\nX-Postern-Rule: junk-a\r\n" MSG("hi"),
 		  "250 2.0.0 a saved\r\n");
-	store_hello(h, false);
+	store_reused(h);   /* b's group on a's connection */
 	fake_io_fire_timer(&h->f);
 	expect_client(h, "250 2.0.0 a saved\r\n"
 			 "451 4.3.0 Mail store unavailable, try again later\r\n");
@@ -2288,7 +2417,7 @@ static void test_malware_when_scanned(void **state)
 	h->rules.loop_secret = LOOP_SECRET;
 	make_copy(MSG("hi"), (int64_t)time(NULL), copy, sizeof(copy));
 	send_message(h, "RCPT TO:<a@example.com>\r\n", copy);
-	expect_state(h, LMTP_STATE_STORE_CONNECT);
+	store_reused(h);   /* no scan, straight to the kept store connection */
 	assert_int_equal(h->f.connect_pool_calls, 0);
 	harness_free(h);
 
@@ -2435,6 +2564,7 @@ static void test_names_and_trace(void **state)
 	X(test_bad_commands) \
 	X(test_xforward) \
 	X(test_pipelined_transactions) \
+	X(test_store_connection_kept) \
 	X(test_many_messages) \
 	X(test_recipient_limit) \
 	X(test_subaddress_policy) \
