@@ -329,7 +329,9 @@ class BackpressureTest(GatewayTestCase):
     @classmethod
     def setUpClass(cls):
         cls.start_default(workers=1)
-        cls.big = make_big_message(cls.SIZE, subject="backpressure", to=cls.USER)
+        # a subject of its own: the user's mailbox may hold other tests' mail
+        cls.subject = "backpressure %d %d" % (os.getpid(), time.time_ns())
+        cls.big = make_big_message(cls.SIZE, subject=cls.subject, to=cls.USER)
         cls.dovecot.deliver(cls.USER, cls.big)
 
     def relay_buffer(self):
@@ -359,9 +361,14 @@ class BackpressureTest(GatewayTestCase):
             self.assertTrue(tagged.startswith(b"a OK"), tagged)
             tagged, lines = c.cmd("b", "SELECT INBOX")
             self.assertTrue(tagged.startswith(b"b OK"), tagged)
-            self.assertIn(b"* 1 EXISTS\r\n", lines)
+            tagged, lines = c.cmd("q", 'SEARCH SUBJECT "%s"' % self.subject)
+            self.assertTrue(tagged.startswith(b"q OK"), tagged)
+            found = [l for l in lines if l.startswith(b"* SEARCH ")]
+            self.assertEqual(len(found), 1, lines)
+            self.assertEqual(len(found[0].split()), 3, found)   # exactly one message
+            num = found[0].split()[2]
             base = vm_rss(pid)
-            c.send(b"f FETCH 1 BODY[]\r\n")
+            c.send(b"f FETCH " + num + b" BODY[]\r\n")
             peak = base
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
@@ -374,7 +381,7 @@ class BackpressureTest(GatewayTestCase):
                             "nothing (bound %d)" % (grown, bound))
             # now read it all
             head = c.readline(timeout=30)
-            m = re.match(rb"^\* 1 FETCH \(.*BODY\[\] \{(\d+)\}\r\n$", head)
+            m = re.match(rb"^\* " + num + rb" FETCH \(.*BODY\[\] \{(\d+)\}\r\n$", head)
             self.assertIsNotNone(m, head)
             size = int(m.group(1))
             deadline = time.monotonic() + 120
