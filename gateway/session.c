@@ -779,7 +779,7 @@ static void io_client_pause(void *ctx, bool paused)
 
 	s->front_paused = paused;
 	if (paused)
-		gw_stream_read_stop(&s->client);
+		gw_stream_read_pause(&s->client);
 	else
 		gw_stream_read_start(&s->client);
 }

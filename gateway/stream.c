@@ -23,8 +23,16 @@ struct write_req {
 static _Thread_local char read_buf[READ_BUF_SIZE];
 static _Thread_local char plain_buf[READ_BUF_SIZE];
 
+/* What a lazily paused stream read before it stopped the socket. */
+struct gw_stream_held {
+	ssize_t err;               /* < 0: an EOF or error came instead */
+	size_t len;
+	char data[];
+};
+
 static void on_handle_closed(uv_handle_t *h);
 static void tls_drive(struct gw_stream *s);
+static void schedule_resume(struct gw_stream *s);
 
 int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data)
 {
@@ -215,12 +223,44 @@ static void tls_drive(struct gw_stream *s)
 	}
 }
 
+/* A read arrived while the stream is paused (gw_stream_read_pause): keep
+ * it, stop the socket. */
+static void hold(struct gw_stream *s, ssize_t n, const char *buf)
+{
+	struct gw_stream_held *hd;
+
+	if (!s->handle_closing)
+		uv_read_stop((uv_stream_t *)&s->tcp);
+	s->uv_reading = 0;
+	if (n > 0 && s->ssl != NULL) {
+		/* ciphertext waits in OpenSSL's input, as after an eager stop */
+		if (BIO_write(s->rbio, buf, (int)n) == (int)n)
+			return;
+		n = GW_STREAM_ETLS;
+	}
+	hd = malloc(sizeof(*hd) + (n > 0 ? (size_t)n : 0));
+	if (hd == NULL) {
+		/* cannot keep it: the stream is broken */
+		read_error(s, UV_ENOMEM);
+		return;
+	}
+	hd->err = n < 0 ? n : 0;
+	hd->len = n > 0 ? (size_t)n : 0;
+	if (n > 0)
+		memcpy(hd->data, buf, (size_t)n);
+	s->held = hd;
+}
+
 static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 {
 	struct gw_stream *s = h->data;
 
 	if (s->closing || n == 0)
 		return;
+	if (!s->reading) {
+		hold(s, n, buf->base);
+		return;
+	}
 	if (n < 0) {
 		read_error(s, n);
 		return;
@@ -262,10 +302,30 @@ static void cancel_resume(struct gw_stream *s)
 static void resume_cb(uv_idle_t *h)
 {
 	struct gw_stream *s = h->data;
+	struct gw_stream_held *hd = s->held;
 
 	cancel_resume(s);
-	if (!s->closing && s->reading)
+	if (s->closing || !s->reading)
+		return;
+	if (hd != NULL) {
+		/* raw bytes, or the EOF/error, held by a lazy pause */
+		s->held = NULL;
+		if (hd->err < 0)
+			read_error(s, hd->err);
+		else if (s->on_read != NULL)
+			s->on_read(s, hd->data, (ssize_t)hd->len);
+		free(hd);
+		if (s->closing || !s->reading)
+			return;
+	}
+	if (s->ssl != NULL)
 		tls_drive(s);
+	if (!s->closing && s->reading && !s->uv_reading && !s->handle_closing) {
+		if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0)
+			s->uv_reading = 1;
+		else
+			read_error(s, UV_EIO);
+	}
 }
 
 /* Ciphertext or plaintext may sit inside OpenSSL from before a pause; the
@@ -291,22 +351,35 @@ int gw_stream_read_start(struct gw_stream *s)
 		return UV_EPIPE;
 	if (s->reading)
 		return 0;
-	r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
-	if (r == 0)
+	if (s->held != NULL) {
+		/* the held read goes first: the socket restarts after it */
 		s->reading = 1;
-	if (r == 0 && s->ssl != NULL &&
-	    (SSL_pending(s->ssl) > 0 || BIO_ctrl_pending(s->rbio) > 0))
 		schedule_resume(s);
-	return r;
+		return s->resume != NULL ? 0 : UV_ENOMEM;
+	}
+	if (!s->uv_reading) {
+		r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
+		if (r != 0)
+			return r;
+		s->uv_reading = 1;
+	}
+	s->reading = 1;
+	if (s->ssl != NULL && (SSL_pending(s->ssl) > 0 || BIO_ctrl_pending(s->rbio) > 0))
+		schedule_resume(s);
+	return 0;
 }
 
 void gw_stream_read_stop(struct gw_stream *s)
 {
-	if (!s->reading)
-		return;
 	s->reading = 0;
-	if (!s->handle_closing)
+	if (s->uv_reading && !s->handle_closing)
 		uv_read_stop((uv_stream_t *)&s->tcp);
+	s->uv_reading = 0;
+}
+
+void gw_stream_read_pause(struct gw_stream *s)
+{
+	s->reading = 0;
 }
 
 int gw_stream_write(struct gw_stream *s, const void *buf, size_t len)
@@ -395,6 +468,8 @@ static void on_handle_closed(uv_handle_t *h)
 	}
 	free(s->pending);
 	s->pending = NULL;
+	free(s->held);
+	s->held = NULL;
 	if (s->on_close != NULL)
 		s->on_close(s);
 }

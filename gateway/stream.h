@@ -29,6 +29,7 @@
 #define GW_STREAM_ETLS (-100000)   /* TLS failure, in on_read/on_tls */
 
 struct gw_stream;
+struct gw_stream_held;
 /* n > 0: plaintext; n < 0: UV_EOF, a UV_E* error or GW_STREAM_ETLS. */
 typedef void gw_stream_read_cb(struct gw_stream *s, const char *buf, ssize_t n);
 typedef void gw_stream_tls_cb(struct gw_stream *s, int status);
@@ -52,10 +53,12 @@ struct gw_stream {
 
 	size_t queued;
 	size_t low_water;
-	uv_idle_t *resume;             /* deferred drive of buffered TLS input */
+	uv_idle_t *resume;             /* deferred drive of buffered input */
+	struct gw_stream_held *held;   /* a read that came in while paused */
 
 	unsigned int initialized:1;
-	unsigned int reading:1;
+	unsigned int reading:1;        /* reads are delivered (not paused) */
+	unsigned int uv_reading:1;     /* the socket is being read */
 	unsigned int handshaking:1;
 	unsigned int tls_up:1;
 	unsigned int want_drain:1;
@@ -67,7 +70,14 @@ int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data);
 /* The same for a UNIX socket connection. */
 int gw_stream_init_pipe(uv_loop_t *loop, struct gw_stream *s, void *data);
 int gw_stream_read_start(struct gw_stream *s);
+/* Stops reading the socket now (relay backpressure: nothing more is read). */
 void gw_stream_read_stop(struct gw_stream *s);
+/* Stops delivering reads, lazily: the socket stays registered until bytes
+ * actually come; that one read is kept (in OpenSSL's input for TLS) and
+ * the socket is stopped then. gw_stream_read_start() delivers it first, on
+ * the next loop turn. A front's short pause (a login waiting for its
+ * backend) so costs no system call unless the client sends meanwhile. */
+void gw_stream_read_pause(struct gw_stream *s);
 
 /* Queues len bytes of plaintext. Returns 0, or a negative UV/TLS error (the
  * stream should then be closed). */

@@ -55,7 +55,8 @@ struct fixture {
 	unsigned char *expect;
 	int handshakes, closes, eofs, drains;
 	int switched;
-	int pause;             /* server pauses after every chunk, resumes later */
+	int pause;             /* server pauses after every chunk, resumes later:
+	                          1 gw_stream_read_stop, 2 gw_stream_read_pause */
 	int pauses;
 	uv_timer_t resume;
 };
@@ -99,7 +100,10 @@ static void server_read(struct gw_stream *s, const char *buf, ssize_t n)
 	if (f->pause) {
 		/* Stop mid-way: TLS records already read from the socket stay
 		 * inside OpenSSL and must still arrive after the resume. */
-		gw_stream_read_stop(s);
+		if (f->pause == 2)
+			gw_stream_read_pause(s);
+		else
+			gw_stream_read_stop(s);
 		f->pauses++;
 		uv_timer_start(&f->resume, resume_server, 1, 0);
 	}
@@ -236,6 +240,11 @@ static void test_starttls_echo(void **state) { (void)state; run(2, 1000); }
 static void test_tls_large(void **state) { (void)state; run(1, 8 << 20); }
 static void test_tls_paused_reader(void **state) { (void)state; run_paused(1, 2 << 20, 1); }
 static void test_plain_paused_reader(void **state) { (void)state; run_paused(0, 2 << 20, 1); }
+/* Lazy pauses: the read that comes in while paused is held and delivered
+ * first, in order, after the resume (the fixture compares every byte). */
+static void test_plain_lazy_paused_reader(void **state) { (void)state; run_paused(0, 2 << 20, 2); }
+static void test_tls_lazy_paused_reader(void **state) { (void)state; run_paused(1, 2 << 20, 2); }
+static void test_starttls_lazy_paused_reader(void **state) { (void)state; run_paused(2, 1 << 20, 2); }
 
 static void test_close_is_idempotent(void **state)
 {
@@ -266,6 +275,9 @@ int main(void)
 		cmocka_unit_test(test_tls_large),
 		cmocka_unit_test(test_tls_paused_reader),
 		cmocka_unit_test(test_plain_paused_reader),
+		cmocka_unit_test(test_plain_lazy_paused_reader),
+		cmocka_unit_test(test_tls_lazy_paused_reader),
+		cmocka_unit_test(test_starttls_lazy_paused_reader),
 		cmocka_unit_test(test_close_is_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
