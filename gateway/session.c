@@ -599,6 +599,11 @@ static void backend_try(struct gw_session *s)
 				   backend_connected) != 0) {
 			backend_failed(s, "connect");
 			return;
+		} else {
+			/* reading registers with the connect (one epoll change
+			 * instead of three once it is up); no read comes before
+			 * backend_connected() */
+			(void)gw_stream_read_start(&s->backend);
 		}
 		uv_timer_start(&s->t_conn, t_conn_fired,
 			       s->bpool->connect_timeout_ms + (srv->tls ? TLS_HANDSHAKE_MS : 0), 0);
@@ -1047,7 +1052,10 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
 			sockaddr_text(&ss, s->client_ip, sizeof(s->client_ip), &s->info.client_port);
 		len = sizeof(ss);
-		if (uv_tcp_getsockname(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
+		if (l->local_known)
+			sockaddr_text(&l->local, s->local_ip, sizeof(s->local_ip),
+				      &s->info.local_port);
+		else if (uv_tcp_getsockname(&s->client.tcp, (struct sockaddr *)&ss, &len) == 0)
 			sockaddr_text(&ss, s->local_ip, sizeof(s->local_ip), &s->info.local_port);
 		s->trusted = gw_cidr_match(s->lc->trusted, s->lc->ntrusted, s->client_ip);
 	}

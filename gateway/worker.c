@@ -56,6 +56,21 @@ static void on_admin_connection(uv_stream_t *server, int status)
 		gw_admin_accept(server);
 }
 
+/* The listener's own address, when it is a concrete one (not 0.0.0.0 or
+ * ::, where each connection's local address must be asked for). */
+static bool bound_address(uv_tcp_t *tcp, struct sockaddr_storage *ss)
+{
+	int len = (int)sizeof(*ss);
+
+	if (uv_tcp_getsockname(tcp, (struct sockaddr *)ss, &len) != 0)
+		return false;
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
 static int listen_on(uv_loop_t *loop, uv_tcp_t *tcp, const struct sockaddr_storage *addr,
 		     int reuseport, uv_connection_cb cb)
 {
@@ -233,6 +248,7 @@ int gw_worker_init(struct gw_worker *w, int index, struct gw_config *conf,
 		}
 		l->tcp.data = l;
 		l->open = true;
+		l->local_known = bound_address(&l->tcp, &l->local);
 	}
 	if (index == 0 && conf->admin_port != 0) {
 		r = listen_on(&w->loop, &w->admin, &conf->admin_addr, 0, on_admin_connection);

@@ -28,6 +28,10 @@ struct gw_listener {
 	struct gw_worker *w;
 	int index;                   /* into config listeners */
 	bool open;
+	/* the bound address when it is not a wildcard: every connection's
+	 * local address, with no getsockname() per connection */
+	bool local_known;
+	struct sockaddr_storage local;
 };
 
 struct gw_worker {
