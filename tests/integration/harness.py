@@ -1793,13 +1793,19 @@ class CutProxy:
     """A TCP proxy on its own port in front of target_port, for injecting a
     store failure: with cut_after = N, a connection is cut (both sides
     closed) once N bytes went from the client to the target; with
-    refuse = True, connections are accepted and closed at once. Counts
-    connections and cuts."""
+    hold_after = N, once N bytes went to the target nothing more is
+    forwarded (nor read from the client) and the `held` event is set, so a
+    test can stop the real store while it sits in the middle of DATA (the
+    connection then ends as the store's side closes); with refuse = True,
+    connections are accepted and closed at once. Counts connections and
+    cuts. Both limits are taken when a connection is accepted."""
 
     def __init__(self, target_port, host=HOST):
         self.target = (host, target_port)
         self.port = free_port()
         self.cut_after = None
+        self.hold_after = None
+        self.held = threading.Event()
         self.refuse = False
         self.connections = 0
         self.cuts = 0
@@ -1824,10 +1830,11 @@ class CutProxy:
             if self.refuse:
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn, self.cut_after),
+            threading.Thread(target=self._serve, args=(conn, self.cut_after,
+                                                       self.hold_after),
                              daemon=True).start()
 
-    def _serve(self, conn, cut_after):
+    def _serve(self, conn, cut_after, hold_after=None):
         try:
             up = socket.create_connection(self.target, timeout=10)
         except OSError:
@@ -1841,7 +1848,7 @@ class CutProxy:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         done = threading.Event()
 
-        def pump(src, dst, limit):
+        def pump(src, dst, limit, hold=None):
             sent = 0
             try:
                 while not done.is_set():
@@ -1851,6 +1858,13 @@ class CutProxy:
                     if limit is not None and sent + len(data) >= limit:
                         dst.sendall(data[:max(0, limit - sent)])
                         self.cuts += 1
+                        break
+                    if hold is not None and sent + len(data) >= hold:
+                        dst.sendall(data[:max(0, hold - sent)])
+                        self.held.set()
+                        # Forward nothing more; the other direction's end
+                        # (the store going away) ends the connection.
+                        done.wait(120)
                         break
                     dst.sendall(data)
                     sent += len(data)
@@ -1865,7 +1879,7 @@ class CutProxy:
 
         t = threading.Thread(target=pump, args=(up, conn, None), daemon=True)
         t.start()
-        pump(conn, up, cut_after)
+        pump(conn, up, cut_after, hold_after)
         t.join(5)
         conn.close()
         up.close()
@@ -1880,8 +1894,12 @@ class PrivatePostfix:
     """A private Postfix (Debian postfix) as the MTA in front of postern: its
     own config_directory, queue_directory and data_directory under the run
     directory, smtpd on 127.0.0.1:smtp_port, mail for virtual_domains handed
-    to `virtual_transport = lmtp:inet:127.0.0.1:<lmtp_port>` with XFORWARD.
-    Never touches the system's Postfix; stop() stops this one."""
+    to `virtual_transport = lmtp:inet:127.0.0.1:<lmtp_port>` with XFORWARD,
+    or, when lmtp_port is a path, to postern's UNIX socket
+    (`lmtp:unix:<path>`, as the README recommends; Postfix's lmtp client
+    runs unchrooted here, as user postfix, so the socket and its directories
+    must let that user in). Never touches the system's Postfix; stop()
+    stops this one."""
 
     def __init__(self, lmtp_port, name="postfix", smtp_port=None, domains=(DOMAIN,)):
         self.dir = os.path.join(run_root(), name)
@@ -1921,7 +1939,7 @@ mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = permit_mynetworks, reject
 virtual_mailbox_domains = {domains}
-virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
+virtual_transport = {transport}
 lmtp_send_xforward_command = yes
 # The LMTP conversation with postern in the log (XFORWARD is checked).
 debug_peer_list = 127.0.0.1
@@ -1940,7 +1958,7 @@ maximal_backoff_time = 600s
 delay_warning_time = 0
 notify_classes =
 """.format(queue=self.queue_dir, data=self.data_dir, domains=", ".join(self.domains),
-           lmtp=self.lmtp_port, log=self.log_path, dir=self.dir)
+           transport=self.transport, log=self.log_path, dir=self.dir)
         master = """\
 127.0.0.1:{smtp} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
@@ -1970,6 +1988,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
             f.write(master)
 
+    @property
+    def transport(self):
+        if isinstance(self.lmtp_port, str):
+            return "lmtp:unix:%s" % self.lmtp_port
+        return "lmtp:inet:127.0.0.1:%d" % self.lmtp_port
+
     def _postfix(self, *args, check=True):
         r = subprocess.run(["postfix", "-c", self.conf_dir] + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -1983,7 +2007,17 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
     def start(self):
         self._postfix("check")
-        self._postfix("start")
+        for attempt in range(3):
+            try:
+                self._postfix("start")
+                break
+            except RuntimeError as e:
+                # free_port() only knows that the port was free a moment
+                # ago: another process may have taken it since.
+                if attempt == 2 or "Address already in use" not in str(e):
+                    raise
+                self.smtp_port = free_port()
+                self._write_config()
         self.running = True
         wait_ports([self.smtp_port], what="postfix")
         return self
