@@ -55,6 +55,7 @@ struct imap_parser {
 	/* Everything kept of the current command: tag, argument bytes. */
 	char *buf;
 	size_t buf_size, used;
+	size_t dirty;             /* bytes of buf written since the last wipe */
 	struct imap_arg *args;
 	unsigned argc, top_argc;
 	unsigned *stack;          /* indexes of open lists */
@@ -168,13 +169,23 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits)
 	return p;
 }
 
+/* Wipes every byte commands wrote into buf (credentials in LOGIN's
+ * arguments), the current one's and earlier ones'. */
+static void wipe_buf(struct imap_parser *p)
+{
+	size_t n = p->used > p->dirty ? p->used : p->dirty;
+
+	explicit_bzero(p->buf, n < p->buf_size ? n + 1 : p->buf_size);
+	p->dirty = 0;
+}
+
 void imap_parser_free(struct imap_parser **parser)
 {
 	struct imap_parser *p = *parser;
 
 	if (p == NULL)
 		return;
-	explicit_bzero(p->buf, p->buf_size);
+	wipe_buf(p);   /* what was written, not the whole (mostly untouched) buffer */
 	free(p->buf);
 	free(p->args);
 	free(p->stack);
@@ -184,7 +195,7 @@ void imap_parser_free(struct imap_parser **parser)
 
 void imap_parser_reset(struct imap_parser *p)
 {
-	explicit_bzero(p->buf, p->used);
+	wipe_buf(p);
 	p->win = NULL;
 	p->win_len = p->win_pos = 0;
 	p->cont_wanted = false;
@@ -193,12 +204,14 @@ void imap_parser_reset(struct imap_parser *p)
 
 void imap_parser_wipe(struct imap_parser *p)
 {
-	explicit_bzero(p->buf, p->used);
+	wipe_buf(p);
 }
 
 /* Forgets the previous command (its pointers die here) and starts a new one. */
 static void begin_command(struct imap_parser *p)
 {
+	if (p->used > p->dirty)
+		p->dirty = p->used;
 	p->used = 0;
 	p->argc = p->top_argc = 0;
 	p->depth = 0;

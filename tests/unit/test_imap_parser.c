@@ -565,6 +565,28 @@ static void test_fatal_sticks_until_reset(void **state)
 	imap_parser_free(&p);
 }
 
+/* A wipe reaches the credentials of a command before the current one: the
+ * buffer is reused from its start, and a short command after LOGIN leaves
+ * the password's bytes behind its own. */
+static void test_wipe_reaches_earlier_commands(void **state)
+{
+	struct imap_parser *p = imap_parser_new(&test_limits);
+	const struct imap_command *cmd;
+	static const char zeros[32];
+	const char *pw;
+
+	(void)state;
+	imap_parser_feed(p, "a LOGIN someone s3cret-passphrase\r\nb NOOP\r\n", 43);
+	assert_int_equal(imap_parser_next(p, &cmd, NULL), 1);
+	assert_string_equal(cmd->args[1].str, "s3cret-passphrase");
+	pw = cmd->args[1].str;   /* into the parser's buffer */
+	assert_int_equal(imap_parser_next(p, &cmd, NULL), 1);
+	assert_string_equal(cmd->name, "NOOP");
+	imap_parser_wipe(p);
+	assert_memory_equal(pw, zeros, strlen("s3cret-passphrase"));
+	imap_parser_free(&p);
+}
+
 static void test_continuation(void **state)
 {
 	struct imap_parser *p = imap_parser_new(&test_limits);
@@ -988,6 +1010,7 @@ static void test_resp_parse(void **state)
 	X(test_long_line_skipped)              \
 	X(test_fatal_sticks_until_reset)       \
 	X(test_continuation)                   \
+	X(test_wipe_reaches_earlier_commands)  \
 	X(test_next_line)                      \
 	X(test_limits_validation)              \
 	X(test_append_quoted)                  \
