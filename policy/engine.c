@@ -25,7 +25,9 @@
  *
  * The new-sender history lives in POL_DB_SENDERS: key recipient "\0"
  * sender (both normalised), value first_seen, last_seen (days since the
- * epoch) and count, three u32 little-endian. Written with
+ * epoch) and the number of days it was seen on, three u32 little-endian.
+ * A pair already seen today is not written again (one write transaction
+ * and fsync per message would cap deliveries). Written with
  * pol__write_commit_quiet(): it changes no policy, so it must not bump the
  * generation (which would recompile the rules on every delivery).
  */
@@ -1425,8 +1427,12 @@ static int history_put(struct pol_store *store, MDB_txn *txn,
 
 		first = get_u32le(p);
 		count = get_u32le(p + 8);
-		if (last > today)
-			today = last;   /* a clock going back keeps the later day */
+		if (last >= today) {
+			/* seen today already (or a clock went back: keep
+			 * the later day) */
+			today = last;
+			count = count > 0 ? count - 1 : 0;
+		}
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
 		return pol__mdb_error(rc);
 	}
@@ -1440,6 +1446,42 @@ static int history_put(struct pol_store *store, MDB_txn *txn,
 	return pol__mdb_error(mdb_put(txn, store->dbi[POL_DB_SENDERS], &key, &val, 0));
 }
 
+/* Were all the (keyable) pairs seen today already? Then a write would
+ * change nothing: no write transaction, no fsync. *first_err is the error
+ * of the first pair that cannot be keyed. */
+static bool history_current(struct pol_store *store, const char *const *recipients,
+			    size_t n, const char *sender, uint32_t today, int *first_err)
+{
+	char kbuf[512];
+	size_t klen;
+	MDB_txn *txn = NULL;
+	bool current = true;
+
+	*first_err = 0;
+	if (pol__read_begin(store, &txn) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		MDB_val key, val;
+		int rc = history_key(recipients[i], sender, kbuf, sizeof(kbuf), &klen);
+
+		if (rc != 0) {
+			if (*first_err == 0)
+				*first_err = rc;
+			continue;
+		}
+		key.mv_size = klen;
+		key.mv_data = kbuf;
+		if (mdb_get(txn, store->dbi[POL_DB_SENDERS], &key, &val) != 0 ||
+		    val.mv_size != HISTORY_VALUE_LEN ||
+		    get_u32le((const uint8_t *)val.mv_data + 4) < today) {
+			current = false;
+			break;
+		}
+	}
+	pol__read_end(store, &txn);
+	return current;
+}
+
 int rules_history_record_many(struct pol_store *store,
 			      const char *const *recipients, size_t n,
 			      const char *sender, int64_t now)
@@ -1451,6 +1493,9 @@ int rules_history_record_many(struct pol_store *store,
 
 	if (!pol__db_present(store, POL_DB_SENDERS))
 		return -EROFS;
+	if (history_current(store, recipients, n, sender, day_of(now), &first_err))
+		return first_err;
+	first_err = 0;
 	rc = pol__write_begin(store, &txn);
 	if (rc != 0)
 		return rc;

@@ -1990,6 +1990,46 @@ static void test_history(void **state)
 	}
 }
 
+static size_t last_txnid(struct pol_store *store)
+{
+	MDB_envinfo info;
+
+	assert_int_equal(mdb_env_info(store->env, &info), 0);
+	return info.me_last_txnid;
+}
+
+/* A pair already seen today is not written again: no write transaction
+ * (no fsync) for every message of a conversation. The next day writes. */
+static void test_history_written_once_a_day(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpts[] = { ALICE, BOB };
+	size_t t;
+
+	assert_int_equal(rules_history_record_many(f->store, rcpts, 2, "d@ext.example", NOW), 0);
+	t = last_txnid(f->store);
+	/* the same day (NOW is 08:00 UTC): nothing written */
+	assert_int_equal(rules_history_record_many(f->store, rcpts, 2, "d@ext.example",
+						   NOW + 3600), 0);
+	assert_int_equal(rules_history_record(f->store, BOB, "D@Ext.Example", NOW + 7200), 0);
+	assert_int_equal(last_txnid(f->store), t);
+	/* one new pair among known ones: written */
+	rcpts[1] = CAROL;
+	assert_int_equal(rules_history_record_many(f->store, rcpts, 2, "d@ext.example",
+						   NOW + 3600), 0);
+	assert_true(last_txnid(f->store) > t);
+	t = last_txnid(f->store);
+	assert_int_equal(rules_history_seen(f->store, CAROL, "d@ext.example", NOW, 180), 1);
+	/* the next day: written, and the window counts from it */
+	assert_int_equal(rules_history_record(f->store, ALICE, "d@ext.example",
+					      NOW + 86400), 0);
+	assert_true(last_txnid(f->store) > t);
+	assert_int_equal(rules_history_seen(f->store, ALICE, "d@ext.example",
+					    NOW + 181 * 86400, 180), 1);
+	assert_int_equal(rules_history_seen(f->store, BOB, "d@ext.example",
+					    NOW + 181 * 86400, 180), 0);
+}
+
 /* A store opened read-only without the senders database reads "never
  * seen"; a read-only store refuses history writes. */
 static void test_history_readonly(void **state)
@@ -2049,6 +2089,7 @@ int main(void)
 		T(test_snapshot_concurrent),
 		T(test_ctl_rule_test),
 		T(test_history),
+		T(test_history_written_once_a_day),
 		T(test_history_readonly),
 	};
 
