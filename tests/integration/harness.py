@@ -1809,6 +1809,8 @@ class CutProxy:
         self.refuse = False
         self.connections = 0
         self.cuts = 0
+        self._live = set()           # (client, upstream) socket pairs
+        self._live_lock = threading.Lock()
         self._stop = threading.Event()
         self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -1847,6 +1849,8 @@ class CutProxy:
         for s in (conn, up):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         done = threading.Event()
+        with self._live_lock:
+            self._live.add((conn, up))
 
         def pump(src, dst, limit, hold=None):
             sent = 0
@@ -1881,8 +1885,23 @@ class CutProxy:
         t.start()
         pump(conn, up, cut_after, hold_after)
         t.join(5)
+        with self._live_lock:
+            self._live.discard((conn, up))
         conn.close()
         up.close()
+
+    def drop_all(self):
+        """Ends every connection open now, both sides, as a store that
+        closes idle connections (or restarts) does; returns how many."""
+        with self._live_lock:
+            pairs = list(self._live)
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return len(pairs)
 
     def stop(self):
         self._stop.set()

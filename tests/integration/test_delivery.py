@@ -16,6 +16,7 @@ import queue
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import sys
 import threading
@@ -443,6 +444,31 @@ class DeliveryTest(GatewayTestCase):
         self.assertEqual(res[ERIN][0], 250, res)
         self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
         self.assertEqual(self.dovecot.count_with(ERIN, t), 1)
+
+    def test_kept_store_connection_dropped_between_messages(self):
+        """postern keeps its connection to the store between the messages
+        of an MTA's session. When the store drops it meanwhile (an idle
+        timeout, a restart), the next message goes over a new connection:
+        every message is accepted and stored exactly once, whether postern
+        saw the close before the next MAIL or only at it."""
+        c = smtplib.LMTP(HOST, self.trusted_port, timeout=30)
+        try:
+            c.ehlo_or_helo_if_needed()
+            tags = []
+            for pause in (None, 0.0, 0.5, 0.0):
+                t = tag()
+                tags.append(t)
+                if pause is not None:
+                    # the kept connection (and only it) goes away
+                    self.assertEqual(self.proxy.drop_all(), 1)
+                    time.sleep(pause)
+                self.assertEqual(c.sendmail(SENDER, [ALICE],
+                                            make_message(subject=t, to=ALICE)), {})
+            c.quit()
+        finally:
+            c.close()
+        for t in tags:
+            self.assertEqual(self.dovecot.count_with(ALICE, t), 1, t)
 
     def test_store_killed_then_restarted_delivers_once(self):
         t = tag()
