@@ -25,6 +25,8 @@ BUILD_DIR=$(bash "$ROOT/scripts/build.sh" "${BUILD_ARGS[@]}" | tail -n 1)
 # in its log, which the integration harness checks.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:exitcode=23}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# leaks inside Debian's libraries, each reproduced without postern
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}"
 if command -v llvm-symbolizer >/dev/null 2>&1; then
   export ASAN_SYMBOLIZER_PATH="${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolizer)}"
 fi
