@@ -627,7 +627,7 @@ class Postern:
 
     def __init__(self, dovecot=None, listeners=None, backends=None, name="postern",
                  workers=2, timeouts=None, limits=None, auth_penalty=None, admin=True,
-                 extra="", certificates=None, store=None, poll_ms=200):
+                 extra="", certificates=None, store=None, poll_ms=200, asan_extra=""):
         self.dir = os.path.join(run_root(), name)
         while os.path.exists(self.dir):
             self.dir += "_"
@@ -663,6 +663,8 @@ class Postern:
              "names": ["other.example.test"]},
         ]
         self.poll_ms = poll_ms
+        # appended to ASAN_OPTIONS for this postern (an ASan build)
+        self.asan_extra = asan_extra
         self.proc = None
         self._log_fh = None
         self.write_config()
@@ -735,6 +737,8 @@ class Postern:
         self._log_fh = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
+        if self.asan_extra:
+            env["ASAN_OPTIONS"] += ":" + self.asan_extra
         self.proc = subprocess.Popen([POSTERN_BIN, "-c", self.conf_path],
                                      stdout=self._log_fh, stderr=self._log_fh,
                                      stdin=subprocess.DEVNULL, env=env)
