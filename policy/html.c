@@ -50,6 +50,7 @@ struct ctx {
 
 struct elem {
 	char name[NAME_MAX_LEN + 1];    /* lowercase; "" when too long */
+	unsigned flags;                 /* EL_*, 0 when not in elems[] */
 	bool img, url_src, w_tiny, h_tiny, hidden, remote_src, bg_remote;
 };
 
@@ -75,18 +76,6 @@ static bool is_ws(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
 }
-
-static int cmp_name(const void *k, const void *e)
-{
-	return strcmp(k, *(const char *const *)e);
-}
-
-/* name in a sorted (strcmp order) list of n names */
-static bool name_in(const char *name, const char *const *set, size_t n)
-{
-	return bsearch(name, set, n, sizeof(*set), cmp_name) != NULL;
-}
-#define NAME_IN(name, set) name_in(name, set, sizeof(set) / sizeof(set[0]))
 
 /* Case-insensitive search of needle (lowercase) in s[0..n). */
 static const char *find_ci(const char *s, size_t n, const char *needle)
@@ -124,32 +113,41 @@ static bool js_scheme(const char *v, size_t n)
 	       strncmp(s, "livescript:", 11) == 0;
 }
 
-/* A script URL anywhere in the value (meta refresh content, CSS). */
+/* Whether the last l bytes kept in the ring w (k bytes kept so far, the
+ * ring holds 16) spell word. */
+static bool ring_ends(const char *w, size_t k, const char *word, size_t l)
+{
+	if (k < l)
+		return false;
+	for (size_t j = 0; j < l; j++)
+		if (w[(k - l + j) & 15] != word[j])
+			return false;
+	return true;
+}
+
+/* A script URL anywhere in the value (meta refresh content, CSS): the
+ * value squeezed (every byte <= 0x20 and 0x7f removed, lowercased, as
+ * squeeze()) holds "javascript:", "vbscript:", "livescript:" or
+ * "expression(". One pass over the value keeping the last squeezed bytes
+ * in a ring, looked at only on ':' and '(': no copy and no window, so a
+ * word split by any amount of whitespace is found too. */
 static bool js_inside(const char *v, size_t n)
 {
-	char buf[1024];
-	size_t l;
+	char w[16];
+	size_t k = 0;
 
-	if (find_ci(v, n, "script") == NULL && find_ci(v, n, "expression") == NULL) {
-		/* quick reject, but "java\tscript" hides "script" only with
-		 * whitespace inside, which squeeze() removes: check squeezed */
-		bool any = false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
 
-		for (size_t i = 0; i < n && !any; i++)
-			any = (unsigned char)v[i] <= 0x20;
-		if (!any)
-			return false;
-	}
-	/* bounded: long values are checked in overlapping windows */
-	for (size_t off = 0; off < n; off += sizeof(buf) / 2) {
-		size_t w = n - off < sizeof(buf) - 1 ? n - off : sizeof(buf) - 1;
-
-		l = squeeze(v + off, w, buf, sizeof(buf));
-		if (find_ci(buf, l, "javascript:") || find_ci(buf, l, "vbscript:") ||
-		    find_ci(buf, l, "livescript:") || find_ci(buf, l, "expression("))
+		if (ch <= 0x20 || ch == 0x7f)
+			continue;
+		if (ch == ':' && ring_ends(w, k, "script", 6) &&
+		    (ring_ends(w, k, "javascript", 10) || ring_ends(w, k, "vbscript", 8) ||
+		     ring_ends(w, k, "livescript", 10)))
 			return true;
-		if (off + w >= n)
-			break;
+		if (ch == '(' && ring_ends(w, k, "expression", 10))
+			return true;
+		w[k++ & 15] = lower((char)ch);
 	}
 	return false;
 }
@@ -244,7 +242,7 @@ static void text_put(struct ctx *c, const char *s, size_t n)
 		c->f->text_cut = true;
 	}
 	if (c->tn + n + 1 > c->tcap) {
-		size_t nc = c->tcap ? c->tcap : 1024;
+		size_t nc = c->tcap > 1024 ? c->tcap : 1024;
 		char *nb;
 
 		while (nc < c->tn + n + 1)
@@ -380,16 +378,172 @@ static void css_urls(struct ctx *c, const char *s, size_t n, bool *remote)
 /* ------------------------------------------------------------------ */
 /* the element visitor */
 
-/* the lists are in strcmp order (bsearch) */
-static const char *const frame_tags[] = {
-	"applet", "embed", "form", "frame", "frameset", "iframe", "object",
+/* What an element name means to the visitor and to the text: one table,
+ * looked up once per element (both passes), instead of a list per
+ * question. */
+enum {
+	EL_IMG = 1 << 0,        /* img, image: web bug candidate */
+	EL_URL_SRC = 1 << 1,    /* its src is a collected URL */
+	EL_FRAME = 1 << 2,      /* has_frames */
+	EL_SCRIPT = 1 << 3,
+	EL_STYLE = 1 << 4,
+	EL_META = 1 << 5,       /* content: meta refresh */
+	EL_LINK = 1 << 6,       /* a, area: href collected */
+	EL_FORM = 1 << 7,       /* action collected */
+	EL_BLOCK = 1 << 8,      /* a space in the text at its boundaries */
+	EL_SKIP = 1 << 9,       /* its content is not text for the reader */
 };
-/* attributes holding a URL a script scheme would run from */
-static const char *const url_attrs[] = {
-	"action", "archive", "background", "cite", "classid", "codebase", "data",
-	"dynsrc", "formaction", "href", "icon", "longdesc", "lowsrc", "manifest",
-	"ping", "poster", "profile", "src", "srcdoc", "usemap", "xlink:href",
+
+/* in strcmp order (binary search) */
+static const struct {
+	const char *name;
+	unsigned flags;
+} elems[] = {
+	{ "a", EL_LINK },
+	{ "address", EL_BLOCK },
+	{ "applet", EL_FRAME },
+	{ "area", EL_LINK },
+	{ "article", EL_BLOCK },
+	{ "aside", EL_BLOCK },
+	{ "blockquote", EL_BLOCK },
+	{ "body", EL_BLOCK },
+	{ "br", EL_BLOCK },
+	{ "button", EL_BLOCK },
+	{ "caption", EL_BLOCK },
+	{ "center", EL_BLOCK },
+	{ "dd", EL_BLOCK },
+	{ "div", EL_BLOCK },
+	{ "dl", EL_BLOCK },
+	{ "dt", EL_BLOCK },
+	{ "embed", EL_URL_SRC | EL_FRAME },
+	{ "fieldset", EL_BLOCK },
+	{ "figcaption", EL_BLOCK },
+	{ "figure", EL_BLOCK },
+	{ "footer", EL_BLOCK },
+	{ "form", EL_FRAME | EL_FORM | EL_BLOCK },
+	{ "frame", EL_URL_SRC | EL_FRAME },
+	{ "frameset", EL_FRAME },
+	{ "h1", EL_BLOCK },
+	{ "h2", EL_BLOCK },
+	{ "h3", EL_BLOCK },
+	{ "h4", EL_BLOCK },
+	{ "h5", EL_BLOCK },
+	{ "h6", EL_BLOCK },
+	{ "head", EL_BLOCK },
+	{ "header", EL_BLOCK },
+	{ "hr", EL_BLOCK },
+	{ "html", EL_BLOCK },
+	{ "iframe", EL_URL_SRC | EL_FRAME | EL_BLOCK },
+	{ "image", EL_IMG | EL_URL_SRC },
+	{ "img", EL_IMG | EL_URL_SRC | EL_BLOCK },
+	{ "input", EL_BLOCK },
+	{ "li", EL_BLOCK },
+	{ "main", EL_BLOCK },
+	{ "meta", EL_META },
+	{ "nav", EL_BLOCK },
+	{ "noembed", EL_SKIP },
+	{ "noframes", EL_SKIP },
+	{ "object", EL_FRAME },
+	{ "ol", EL_BLOCK },
+	{ "option", EL_BLOCK },
+	{ "p", EL_BLOCK },
+	{ "pre", EL_BLOCK },
+	{ "script", EL_SCRIPT | EL_SKIP },
+	{ "section", EL_BLOCK },
+	{ "select", EL_BLOCK },
+	{ "style", EL_STYLE | EL_SKIP },
+	{ "table", EL_BLOCK },
+	{ "tbody", EL_BLOCK },
+	{ "td", EL_BLOCK },
+	{ "template", EL_SKIP },
+	{ "textarea", EL_BLOCK },
+	{ "tfoot", EL_BLOCK },
+	{ "th", EL_BLOCK },
+	{ "thead", EL_BLOCK },
+	{ "title", EL_BLOCK },
+	{ "tr", EL_BLOCK },
+	{ "ul", EL_BLOCK },
 };
+
+/* What an attribute name means (names lowercase). A_URL: an attribute
+ * holding a URL a script scheme would run from. */
+enum {
+	A_URL = 1 << 0,
+	A_SRCDOC = 1 << 1,
+	A_STYLE = 1 << 2,
+	A_CONTENT = 1 << 3,
+	A_WIDTH = 1 << 4,
+	A_HEIGHT = 1 << 5,
+	A_HIDDEN = 1 << 6,
+	A_SRC = 1 << 7,
+	A_HREF = 1 << 8,
+	A_ACTION = 1 << 9,
+	A_FORMACTION = 1 << 10,
+	A_BACKGROUND = 1 << 11,
+};
+
+/* in strcmp order (binary search) */
+static const struct {
+	const char *name;
+	unsigned flags;
+} attrs[] = {
+	{ "action", A_URL | A_ACTION },
+	{ "archive", A_URL },
+	{ "background", A_URL | A_BACKGROUND },
+	{ "cite", A_URL },
+	{ "classid", A_URL },
+	{ "codebase", A_URL },
+	{ "content", A_CONTENT },
+	{ "data", A_URL },
+	{ "dynsrc", A_URL },
+	{ "formaction", A_URL | A_FORMACTION },
+	{ "height", A_HEIGHT },
+	{ "hidden", A_HIDDEN },
+	{ "href", A_URL | A_HREF },
+	{ "icon", A_URL },
+	{ "longdesc", A_URL },
+	{ "lowsrc", A_URL },
+	{ "manifest", A_URL },
+	{ "ping", A_URL },
+	{ "poster", A_URL },
+	{ "profile", A_URL },
+	{ "src", A_URL | A_SRC },
+	{ "srcdoc", A_URL | A_SRCDOC },
+	{ "style", A_STYLE },
+	{ "usemap", A_URL },
+	{ "width", A_WIDTH },
+	{ "xlink:href", A_URL | A_HREF },
+};
+
+/* The flags of name in a table of n entries in strcmp order; 0 when it is
+ * not there. */
+#define TABLE_FLAGS(table, key) \
+	table_flags(key, &(table)[0].name, &(table)[0].flags, sizeof((table)[0]), \
+		    sizeof(table) / sizeof((table)[0]))
+
+static unsigned table_flags(const char *name, const char *const *names,
+			    const unsigned *flags, size_t stride, size_t n)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *e = *(const char *const *)((const char *)names + mid * stride);
+		/* most steps differ at the first byte: no call for those */
+		int r = (unsigned char)name[0] - (unsigned char)e[0];
+
+		if (r == 0 && name[0] != 0)
+			r = strcmp(name + 1, e + 1);
+
+		if (r == 0)
+			return *(const unsigned *)((const char *)flags + mid * stride);
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
 
 static void elem_begin(struct elem *e, const char *name, size_t n)
 {
@@ -399,9 +553,9 @@ static void elem_begin(struct elem *e, const char *name, size_t n)
 	for (size_t i = 0; i < n; i++)
 		e->name[i] = lower(name[i]);
 	e->name[n] = 0;
-	e->img = strcmp(e->name, "img") == 0 || strcmp(e->name, "image") == 0;
-	e->url_src = e->img || strcmp(e->name, "iframe") == 0 ||
-		     strcmp(e->name, "frame") == 0 || strcmp(e->name, "embed") == 0;
+	e->flags = TABLE_FLAGS(elems, e->name);
+	e->img = (e->flags & EL_IMG) != 0;
+	e->url_src = (e->flags & EL_URL_SRC) != 0;
 }
 
 /* CSS declarations of a style attribute. */
@@ -426,6 +580,13 @@ static void style_scan(struct ctx *c, struct elem *e, const char *s, size_t n)
 				if (!is_ws((unsigned char)*q))
 					prop[pl++] = lower(*q);
 			prop[pl] = 0;
+			/* only the properties below need the value */
+			if (pl < 5 || pl > 10 || !(prop[0] == 'w' || prop[0] == 'h' ||
+						   prop[0] == 'd' || prop[0] == 'v' ||
+						   prop[0] == 'o')) {
+				p = semi != NULL ? semi + 1 : end;
+				continue;
+			}
 			vl = squeeze(colon + 1, (size_t)(de - colon - 1), val, sizeof(val));
 			if (strcmp(prop, "width") == 0 && dim_tiny(val, vl))
 				e->w_tiny = true;
@@ -456,6 +617,7 @@ static void elem_attr(struct ctx *c, struct elem *e, const char *an, size_t anl,
 		      const char *v, size_t vl)
 {
 	char name[24];
+	unsigned a;
 
 	if (anl > 2 && lower(an[0]) == 'o' && lower(an[1]) == 'n')
 		c->f->has_javascript = true;
@@ -464,42 +626,45 @@ static void elem_attr(struct ctx *c, struct elem *e, const char *an, size_t anl,
 	for (size_t i = 0; i < anl; i++)
 		name[i] = lower(an[i]);
 	name[anl] = 0;
-	if (NAME_IN(name, url_attrs) && js_scheme(v, vl))
+	a = TABLE_FLAGS(attrs, name);
+	if (a == 0)
+		return;
+	if ((a & A_URL) && js_scheme(v, vl))
 		c->f->has_javascript = true;
-	if (strcmp(name, "srcdoc") == 0) {
+	if (a & A_SRCDOC) {
 		/* a whole document in an attribute: a script element, a script
 		 * URL or an event handler in it */
 		if (find_ci(v, vl, "<script") != NULL || js_inside(v, vl) || handler_inside(v, vl))
 			c->f->has_javascript = true;
-	} else if (strcmp(name, "style") == 0) {
+	} else if (a & A_STYLE) {
 		if (js_inside(v, vl))
 			c->f->has_javascript = true;
 		style_scan(c, e, v, vl);
-	} else if (strcmp(name, "content") == 0 && strcmp(e->name, "meta") == 0) {
-		if (js_inside(v, vl))
+	} else if (a & A_CONTENT) {
+		if ((e->flags & EL_META) && js_inside(v, vl))
 			c->f->has_javascript = true;
-	} else if (strcmp(name, "width") == 0) {
+	} else if (a & A_WIDTH) {
 		if (dim_tiny(v, vl))
 			e->w_tiny = true;
-	} else if (strcmp(name, "height") == 0) {
+	} else if (a & A_HEIGHT) {
 		if (dim_tiny(v, vl))
 			e->h_tiny = true;
-	} else if (strcmp(name, "hidden") == 0) {
+	} else if (a & A_HIDDEN) {
 		e->hidden = true;
-	} else if (strcmp(name, "src") == 0) {
+	} else if (a & A_SRC) {
 		if (e->img && is_remote(v, vl))
 			e->remote_src = true;
 		if (e->url_src)
 			url_add(c, v, vl);
-	} else if (strcmp(name, "href") == 0 || strcmp(name, "xlink:href") == 0) {
-		if (strcmp(e->name, "a") == 0 || strcmp(e->name, "area") == 0)
+	} else if (a & A_HREF) {
+		if (e->flags & EL_LINK)
 			url_add(c, v, vl);
-	} else if (strcmp(name, "action") == 0) {
-		if (strcmp(e->name, "form") == 0)
+	} else if (a & A_ACTION) {
+		if (e->flags & EL_FORM)
 			url_add(c, v, vl);
-	} else if (strcmp(name, "formaction") == 0) {
+	} else if (a & A_FORMACTION) {
 		url_add(c, v, vl);
-	} else if (strcmp(name, "background") == 0) {
+	} else if (a & A_BACKGROUND) {
 		url_add(c, v, vl);
 		if (is_remote(v, vl))
 			e->bg_remote = true;
@@ -509,9 +674,9 @@ static void elem_attr(struct ctx *c, struct elem *e, const char *an, size_t anl,
 /* Returns whether the element hides its content. */
 static bool elem_end(struct ctx *c, struct elem *e, bool hidden_ctx)
 {
-	if (strcmp(e->name, "script") == 0)
+	if (e->flags & EL_SCRIPT)
 		c->f->has_javascript = true;
-	if (e->name[0] != 0 && NAME_IN(e->name, frame_tags))
+	if (e->flags & EL_FRAME)
 		c->f->has_frames = true;
 	if (e->img && e->remote_src && (e->w_tiny || e->h_tiny || e->hidden || hidden_ctx))
 		c->f->has_web_bugs = true;
@@ -629,8 +794,11 @@ static size_t decode_entities(const char *v, size_t n, char *out)
 			unsigned cp = 0;
 
 			for (size_t k = 0; k < sizeof(entities) / sizeof(entities[0]); k++) {
-				size_t l = strlen(entities[k].name);
+				size_t l;
 
+				if (entities[k].name[0] != v[j])
+					continue;
+				l = strlen(entities[k].name);
 				if (l > bl && j + l <= n && memcmp(v + j, entities[k].name, l) == 0) {
 					best = k + 1;
 					bl = l;
@@ -744,7 +912,10 @@ static size_t raw_tag(struct ctx *c, const char *h, size_t n, size_t i, bool end
 		}
 		if (end_tag)
 			continue;
-		if (has_val && ve > vs) {
+		if (has_val && ve > vs && memchr(h + vs, '&', ve - vs) == NULL) {
+			/* nothing to decode: the value as it stands */
+			elem_attr(c, &e, h + as, ae - as, h + vs, ve - vs);
+		} else if (has_val && ve > vs) {
 			size_t vl = ve - vs, dl;
 
 			if (vl + 1 > c->scap) {
@@ -769,7 +940,7 @@ static size_t raw_tag(struct ctx *c, const char *h, size_t n, size_t i, bool end
 	}
 	if (!end_tag) {
 		elem_end(c, &e, false);
-		*is_script = strcmp(e.name, "script") == 0;
+		*is_script = (e.flags & EL_SCRIPT) != 0;
 	}
 	return j;
 }
@@ -875,19 +1046,6 @@ static void raw_scan(struct ctx *c, const char *h, size_t n)
  * implies, so start and end events nest; depth, the hidden ancestor and
  * the skipped element are depths in that nesting. */
 
-static const char *const block_tags[] = {
-	"address", "article", "aside", "blockquote", "body", "br", "button",
-	"caption", "center", "dd", "div", "dl", "dt", "fieldset", "figcaption",
-	"figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head",
-	"header", "hr", "html", "iframe", "img", "input", "li", "main", "nav", "ol",
-	"option", "p", "pre", "section", "select", "table", "tbody", "td",
-	"textarea", "tfoot", "th", "thead", "title", "tr", "ul",
-};
-/* elements whose content is not text for the reader */
-static const char *const skip_tags[] = {
-	"noembed", "noframes", "script", "style", "template",
-};
-
 #define NO_DEPTH SIZE_MAX
 
 struct sax {
@@ -916,11 +1074,11 @@ static void sax_start(void *ctx, const xmlChar *name, const xmlChar **atts)
 	}
 	if (elem_end(c, &e, x->hid != NO_DEPTH) && x->hid == NO_DEPTH)
 		x->hid = x->depth;
-	if (NAME_IN(e.name, block_tags))
+	if (e.flags & EL_BLOCK)
 		text_space(c);
-	if (x->skip == NO_DEPTH && NAME_IN(e.name, skip_tags)) {
+	if (x->skip == NO_DEPTH && (e.flags & EL_SKIP)) {
 		x->skip = x->depth;
-		x->skip_style = strcmp(e.name, "style") == 0;
+		x->skip_style = (e.flags & EL_STYLE) != 0;
 	}
 	x->depth++;
 }
@@ -932,7 +1090,7 @@ static void sax_end(void *ctx, const xmlChar *name)
 
 	if (x->depth > 0)
 		x->depth--;
-	if (n != NULL && NAME_IN(n, block_tags))
+	if (n != NULL && (TABLE_FLAGS(elems, n) & EL_BLOCK))
 		text_space(x->c);
 	if (x->hid != NO_DEPTH && x->hid >= x->depth)
 		x->hid = NO_DEPTH;

@@ -77,6 +77,19 @@ static const struct {
 	{ "html5 comment end --!>", "<!-- x --!><img src=x onerror=alert(1)>", JS },
 	{ "malformed nesting", "<table><td><p><b><i><img src=1 onerror=x></td></table>", JS },
 	{ "attribute without quotes in junk", "<div <img onmouseover=x>>t</div>", JS },
+	{ "css expression", "<div style=\"width: expression(alert(1))\">x</div>", JS },
+	{ "css expression split", "<div style=\"width:EXPRES\tSION (alert(1))\">x</div>", JS },
+	{ "css url split by whitespace", "<div style=\"background:url(java \n script:x())\">x</div>",
+	  JS },
+	{ "css livescript", "<div style=\"background:url(LiveScript:x())\">x</div>", JS },
+	{ "css script word only", "<div style=\"font-family:'Script MT'; content:'java'\">x</div>",
+	  0 },
+	{ "meta refresh vbscript entity", "<meta http-equiv=refresh content=\"0;url=vbscript&colon;x\">",
+	  JS },
+	{ "content outside meta", "<div content=\"javascript:x()\">x</div>", 0 },
+	{ "xlink:href", "<svg><a xlink:href=\"javascript:x()\"><text>x</text></a></svg>", JS },
+	{ "uppercase attribute name", "<A HREF=\"JavaScript:x()\">x</A>", JS },
+	{ "poster", "<video poster=\"javascript:x()\"></video>", JS },
 	/* frame, object, embed, applet, form */
 	{ "iframe", "<iframe src=\"https://e.example/\"></iframe>", FR },
 	{ "frameset", "<frameset><frame src=\"a.html\"></frameset>", FR },
@@ -123,6 +136,14 @@ static const struct {
 	{ "css background big", "<div style=\"background:url(https://t.example/bg.jpg);"
 	  "width:600px\">x</div>", 0 },
 	{ "unclosed img tag", "<p>x</p><img width=1 height=1 src=\"https://t.example/p.gif\"", WB },
+	{ "image element", "<image src=\"https://t.example/p.gif\" width=\"1\">", WB },
+	{ "IMG uppercase hidden", "<IMG SRC=\"https://t.example/p\" STYLE=\"DISPLAY:NONE\">", WB },
+	{ "visibility collapse", "<img src=\"https://t.example/p\" style=\"visibility:collapse\">",
+	  WB },
+	{ "css size in a long style", "<img src=\"https://t.example/p\" style=\"border:0;"
+	  "outline:none;text-decoration:none;-ms-interpolation-mode:bicubic;display:block;"
+	  "max-width:100%;height:1px\">", WB },
+	{ "iframe not an img", "<iframe src=\"https://t.example/p\" width=1 height=1></iframe>", FR },
 };
 
 static void test_flags_table(void **state)
@@ -141,6 +162,35 @@ static void test_flags_table(void **state)
 				 flag_cases[i].flags);
 		html_facts_free(&f);
 	}
+}
+
+/* A script scheme in a style split by more whitespace than any window:
+ * the whole value is one squeezed string. */
+static void test_split_scheme(void **state)
+{
+	static const char head[] = "<div style=\"background:url(java";
+	static const char tail[] = "script:x())\">x</div>";
+	size_t gap = 5000, n = 0;
+	char *h = malloc(sizeof(head) + gap + sizeof(tail));
+	struct html_facts f;
+
+	(void)state;
+	assert_non_null(h);
+	memcpy(h, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
+	for (size_t i = 0; i < gap; i++)
+		h[n++] = i % 3 == 0 ? '\n' : ' ';
+	memcpy(h + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	assert_int_equal(html_analyze(h, n, NULL, &f), 0);
+	assert_true(f.has_javascript);
+	html_facts_free(&f);
+	/* the same gap before a harmless word: nothing */
+	memcpy(h + n - (sizeof(tail) - 1), "serif:x())\">x</div>", sizeof(tail) - 2);
+	assert_int_equal(html_analyze(h, n - 1, NULL, &f), 0);
+	assert_false(f.has_javascript);
+	html_facts_free(&f);
+	free(h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -766,6 +816,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_flags_table),
+		cmocka_unit_test(test_split_scheme),
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_text_cap),
 		cmocka_unit_test(test_urls),
