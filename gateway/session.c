@@ -910,6 +910,59 @@ static void io_resolve_fcrdns(void *ctx, const char *ip, unsigned timeout_ms)
 		s->dnsq = q;
 }
 
+/* io->offload: one uv_work_t per call on the worker's loop (libuv's
+ * threadpool). Each counts as a handle of the session, so session_free()
+ * (and the front's free()) waits for its after-work callback; the front
+ * gets offload_done() there, closed or not, and owns arg again. */
+struct gw_offload {
+	uv_work_t req;
+	struct gw_session *s;
+	void (*work)(void *arg);
+	void *arg;
+};
+
+static void offload_work(uv_work_t *req)
+{
+	struct gw_offload *o = req->data;
+
+	o->work(o->arg);
+}
+
+static void offload_after(uv_work_t *req, int status)
+{
+	struct gw_offload *o = req->data;
+	struct gw_session *s = o->s;
+
+	if (status == UV_ECANCELED)
+		o->work(o->arg);   /* never cancelled; the front counts on it */
+	if (s->fs != NULL && s->front->offload_done != NULL)
+		s->front->offload_done(s->fs, o->arg, s->closing);
+	free(o);
+	if (--s->handles == 0)
+		session_free(s);
+}
+
+static int io_offload(void *ctx, void (*work)(void *arg), void *arg)
+{
+	struct gw_session *s = ctx;
+	struct gw_offload *o = malloc(sizeof(*o));
+	int r;
+
+	if (o == NULL)
+		return -ENOMEM;
+	o->s = s;
+	o->work = work;
+	o->arg = arg;
+	o->req.data = o;
+	r = uv_queue_work(&s->w->loop, &o->req, offload_work, offload_after);
+	if (r != 0) {
+		free(o);
+		return r < 0 ? r : -EIO;
+	}
+	s->handles++;
+	return 0;
+}
+
 static void io_trace(void *ctx, const char *from, const char *to)
 {
 	struct gw_session *s = ctx;
@@ -1108,6 +1161,7 @@ void gw_session_accept(struct gw_worker *w, struct gw_listener *l)
 		.resolve_fcrdns = io_resolve_fcrdns,
 		.backend_starttls = io_backend_starttls,
 		.trace = io_trace,
+		.offload = io_offload,
 	};
 	s->counted = true;
 	gw_metrics_session_open(mproto(s));

@@ -9,7 +9,8 @@
  *
  * Lifetime: the gateway calls session_new() once, then start(), then events,
  * and free() exactly once after every handle of the session closed. After a
- * front calls io->close(), the gateway delivers no further events but free().
+ * front calls io->close(), the gateway delivers no further events but free()
+ * (and offload_done() for work still running: see proto_io.offload).
  * Strings in proto_conn_info and proto_settings stay valid until free().
  */
 #ifndef POSTERN_PROTO_H
@@ -209,6 +210,27 @@ struct proto_io {
 	 * false and does nothing when there is no handshake to run. May be
 	 * NULL: no backend STARTTLS. */
 	bool (*backend_starttls)(void *ctx, bool start);
+	/* Runs work(arg) on a thread of the gateway's pool (libuv's
+	 * threadpool), off the session's event loop, for blocking work that
+	 * must not stall the other sessions of the worker (a write with
+	 * fsync). Returns 0 when queued: front->offload_done(s, arg, closed)
+	 * then follows exactly once, on the loop, after work(arg) returned,
+	 * never before offload() returns. A negative errno when it could not
+	 * be queued: nothing runs, nothing follows (the front may run
+	 * work(arg) itself). Several may be in flight; they run concurrently,
+	 * in no set order.
+	 * Lifetime: the session is not freed while a work item runs or waits:
+	 * free() comes after every offload_done(). offload_done() is called
+	 * even after the session closed (io->close(), or the gateway ended
+	 * it: then closed is true and the front may make no io call), so the
+	 * front always gets arg back and releases it there.
+	 * Threads: work() runs concurrently with the front; it may read only
+	 * what the front guarantees stable until offload_done() (its own
+	 * copies in arg, a spool_map() mapping the front does not reset
+	 * meanwhile, the settings' strings and the store: struct pol_store
+	 * takes concurrent transactions) and never calls io. May be NULL: no
+	 * offloading (the front runs the work inline). */
+	int (*offload)(void *ctx, void (*work)(void *arg), void *arg);
 };
 
 struct proto_front {
@@ -248,6 +270,11 @@ struct proto_front {
 	/* The answer to io->resolve_fcrdns(): the confirmed host name (valid
 	 * during the call), or NULL. May be NULL for fronts that never ask. */
 	void (*fcrdns_done)(void *s, const char *name);
+	/* The end of an io->offload(): work(arg) returned on its thread. The
+	 * front owns arg again. closed: the session has closed meanwhile (see
+	 * offload() in proto_io); release arg, no io call. May be NULL for
+	 * fronts that never offload. */
+	void (*offload_done)(void *s, void *arg, bool closed);
 	void (*free)(void *s);
 };
 
