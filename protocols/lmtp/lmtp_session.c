@@ -199,6 +199,7 @@ static void lmtp_policy_changed(void *ctx);
 static void lmtp_shutdown(void *ctx);
 static void lmtp_free(void *ctx);
 static void lmtp_fcrdns_done(void *ctx, const char *name);
+static void lmtp_offload_done(void *ctx, void *arg, bool closed);
 
 /* state, output, input */
 static void lmtp_enter_state(struct lmtp_session *s, enum lmtp_state state);
@@ -259,6 +260,8 @@ static void lmtp_answer_job(struct lmtp_session *s, unsigned code, const char *t
 			    size_t len, const char *failure);
 static bool lmtp_plan_open(struct lmtp_session *s);
 static void lmtp_plan_rules(struct lmtp_session *s);
+static void lmtp_quarantine_next(struct lmtp_session *s);
+static void lmtp_plan_jobs(struct lmtp_session *s);
 static bool lmtp_scan_needed(struct lmtp_session *s);
 static void lmtp_plan_go(struct lmtp_session *s);
 static bool lmtp_dns_needed(struct lmtp_session *s);
@@ -300,6 +303,7 @@ static const char *const lmtp_state_names[] = {
 	[LMTP_STATE_SCAN_CONNECT] = "scan-connect",
 	[LMTP_STATE_SCAN_STREAM] = "scan-stream",
 	[LMTP_STATE_SCAN_REPLY] = "scan-reply",
+	[LMTP_STATE_QUARANTINE_WAIT] = "quarantine-wait",
 	[LMTP_STATE_STORE_CONNECT] = "store-connect",
 	[LMTP_STATE_STORE_GREETING] = "store-greeting",
 	[LMTP_STATE_STORE_LHLO] = "store-lhlo",
@@ -344,6 +348,7 @@ const struct proto_front lmtp_front = {
 	.policy_changed = lmtp_policy_changed,
 	.shutdown = lmtp_shutdown,
 	.fcrdns_done = lmtp_fcrdns_done,
+	.offload_done = lmtp_offload_done,
 	.free = lmtp_free,
 };
 
@@ -1243,7 +1248,7 @@ static void lmtp_data_end(struct lmtp_session *s)
 }
 
 /* The rules are open (the message view, the snapshot): the malware scan
- * when due, else the rules now; then the jobs. */
+ * when due, else the rules now; then the quarantine and the jobs. */
 static void lmtp_plan_go(struct lmtp_session *s)
 {
 	if (lmtp_scan_needed(s)) {
@@ -1251,9 +1256,7 @@ static void lmtp_plan_go(struct lmtp_session *s)
 		lmtp_scan_start(s);
 		return;
 	}
-	lmtp_plan_rules(s);
-	s->job = 0;
-	lmtp_job_next(s);
+	lmtp_plan_rules(s);   /* then the quarantine and the jobs */
 }
 
 /* ---- sender DNS (spec 1.4 #8): FCrDNS when the MTA gave no name ------ */
@@ -1454,44 +1457,147 @@ static void lmtp_subject(struct lmtp_session *s, char *out, size_t out_size)
 		snprintf(out, out_size, "%.*s", (int)v.v[0].text_len, v.v[0].text);
 }
 
-/* Quarantines the original bytes for every recipient whose winning rule is
- * r and disposition quarantine: 250 once it is on disk and indexed, else
- * 451 4.3.0. */
-static void lmtp_quarantine(struct lmtp_session *s, const struct rule *r)
+/* ---- work off the event loop (io->offload) -------------------------- */
+
+/* One write with an fsync, run by io->offload() on a thread (or inline
+ * without it). The work reads only this block: its own copies of the
+ * strings (in the same allocation), the spool's mapping (stable while the
+ * session waits in QUARANTINE_WAIT: nothing resets or appends to the
+ * spool, and the gateway frees it only after offload_done()), the
+ * quarantine directory (settings, the session's life) and the store. */
+enum lmtp_offload_kind { LMTP_OFFLOAD_QUARANTINE, LMTP_OFFLOAD_HISTORY };
+
+struct lmtp_offload {
+	enum lmtp_offload_kind kind;
+	struct pol_store *store;
+	const char **to;                     /* n copies */
+	size_t n;
+	int64_t now;
+	int ret;                             /* the work's result */
+	/* history */
+	const char *sender;                  /* the From address */
+	/* quarantine */
+	const char *dir;
+	struct quar_entry meta;
+	const unsigned char *data;           /* the spool's mapping */
+	size_t len;
+	const struct rule *rule;             /* loop side only: whose recipients */
+	/* the copies */
+	char *next, *end;
+	char strings[];
+};
+
+/* A block for n addresses and bytes of strings (their NULs included). */
+static struct lmtp_offload *lmtp_offload_new(enum lmtp_offload_kind kind, size_t n,
+					     size_t bytes)
 {
-	const char **to = calloc(s->nrcpts, sizeof(*to));
-	char subject[512];
-	size_t n = 0;
-	int ret = -ENOMEM;
+	struct lmtp_offload *o;
 
-	for (size_t i = 0; to != NULL && i < s->nrcpts; i++) {
-		struct lmtp_rcpt *rc = &s->rcpts[i];
-		if (rc->code == 0 && rc->ruled && rc->verdict.rule == r &&
-		    rc->verdict.disposition == RD_QUARANTINE)
-			to[n++] = rc->address;
+	o = calloc(1, sizeof(*o) + bytes);
+	if (o == NULL)
+		return NULL;
+	o->to = calloc(n > 0 ? n : 1, sizeof(*o->to));
+	if (o->to == NULL) {
+		free(o);
+		return NULL;
 	}
-	if (to != NULL) {
-		const char *qid = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
-		const char *addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
-		struct quar_entry meta;
+	o->kind = kind;
+	o->next = o->strings;
+	o->end = o->strings + bytes;
+	return o;
+}
 
-		lmtp_subject(s, subject, sizeof(subject));
-		memset(&meta, 0, sizeof(meta));
-		meta.time = s->data_time;
-		meta.recipient = (char *)"";
-		meta.sender = s->sender;
-		meta.subject = subject;
-		meta.rule = r->name;
-		meta.queue_id = (char *)(qid != NULL ? qid : "");
-		meta.client_addr = (char *)(addr != NULL ? addr : s->info.client_ip);
-		meta.size = s->orig_len;
-		ret = quarantine_put(s->set.store, s->set.rules->quarantine_directory, &meta, to, n,
-				     s->io.spool_read, s->io.ctx, s->orig_len, NULL);
+static void lmtp_offload_free(struct lmtp_offload *o)
+{
+	if (o == NULL)
+		return;
+	free(o->to);
+	free(o);
+}
+
+/* Copies src into o's strings (sized by the caller). */
+static char *lmtp_offload_str(struct lmtp_offload *o, const char *src)
+{
+	size_t len = strlen(src) + 1;
+	char *p = o->next;
+
+	if ((size_t)(o->end - o->next) < len)
+		return (char *)"";   /* cannot happen: sized for it */
+	memcpy(p, src, len);
+	o->next += len;
+	return p;
+}
+
+/* quarantine_put's read callback over the mapping. */
+static long lmtp_offload_read(void *ctx, size_t offset, void *buf, size_t len)
+{
+	const struct lmtp_offload *o = ctx;
+
+	if (offset >= o->len)
+		return 0;
+	if (len > o->len - offset)
+		len = o->len - offset;
+	memcpy(buf, o->data + offset, len);
+	return (long)len;
+}
+
+/* On the thread: no session, no io. */
+static void lmtp_offload_work(void *arg)
+{
+	struct lmtp_offload *o = arg;
+
+	if (o->kind == LMTP_OFFLOAD_QUARANTINE)
+		o->ret = quarantine_put(o->store, o->dir, &o->meta, o->to, o->n,
+					lmtp_offload_read, o, o->len, NULL);
+	else
+		o->ret = rules_history_record_many(o->store, o->to, o->n, o->sender, o->now);
+}
+
+/* Runs o through io->offload() (0: offload_done() follows), else inline
+ * (1: done, o still ours). */
+static int lmtp_offload_run(struct lmtp_session *s, struct lmtp_offload *o)
+{
+	if (s->io.offload != NULL && s->io.offload(s->io.ctx, lmtp_offload_work, o) == 0)
+		return 0;
+	lmtp_offload_work(o);
+	return 1;
+}
+
+static void lmtp_quarantine_end(struct lmtp_session *s, const struct rule *r, int ret);
+
+/* The gateway's answer to io->offload(): the work ran. A quarantine write
+ * goes on with the session unless it closed (or was ended meanwhile: a
+ * shutdown or timeout answered its recipients); the history needs
+ * nothing. */
+static void lmtp_offload_done(void *ctx, void *arg, bool closed)
+{
+	struct lmtp_session *s = ctx;
+	struct lmtp_offload *o = arg;
+
+	if (o->kind != LMTP_OFFLOAD_QUARANTINE || closed ||
+	    s->state != LMTP_STATE_QUARANTINE_WAIT) {
+		lmtp_offload_free(o);
+		return;
 	}
+	lmtp_quarantine_end(s, o->rule, o->ret);
+	lmtp_offload_free(o);
+	lmtp_quarantine_next(s);
+}
+
+static bool lmtp_quarantine_due(const struct lmtp_rcpt *rc, const struct rule *r)
+{
+	return rc->code == 0 && rc->ruled && rc->verdict.rule != NULL &&
+	       (r == NULL || rc->verdict.rule == r) &&
+	       rc->verdict.disposition == RD_QUARANTINE;
+}
+
+/* The quarantine of rule r is over (quarantine_put gave ret): 250 to its
+ * recipients once the message is on disk and indexed, else 451 4.3.0. */
+static void lmtp_quarantine_end(struct lmtp_session *s, const struct rule *r, int ret)
+{
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		struct lmtp_rcpt *rc = &s->rcpts[i];
-		if (rc->code != 0 || !rc->ruled || rc->verdict.rule != r ||
-		    rc->verdict.disposition != RD_QUARANTINE)
+		if (!lmtp_quarantine_due(rc, r))
 			continue;
 		if (ret == 0)
 			lmtp_set_reply(rc, 250, LMTP_MSG_QUARANTINED, strlen(LMTP_MSG_QUARANTINED),
@@ -1500,7 +1606,74 @@ static void lmtp_quarantine(struct lmtp_session *s, const struct rule *r)
 			lmtp_set_reply(rc, 451, LMTP_MSG_LOCAL_TEMPFAIL,
 				       strlen(LMTP_MSG_LOCAL_TEMPFAIL), "quarantine-error");
 	}
-	free(to);
+}
+
+/* Starts the quarantine of the original bytes for every recipient whose
+ * winning rule is r and disposition quarantine (one quarantine_put). 0:
+ * it runs off the loop (QUARANTINE_WAIT, lmtp_offload_done() goes on);
+ * 1: it is over (inline, or it could not start: 451 4.3.0). */
+static int lmtp_quarantine(struct lmtp_session *s, const struct rule *r)
+{
+	const char *qid = lmtp_xforward_value(&s->xf, LMTP_XF_IDENT);
+	const char *addr = lmtp_xforward_value(&s->xf, LMTP_XF_ADDR);
+	const char *name = r->name != NULL ? r->name : "";
+	struct lmtp_offload *o;
+	char subject[512];
+	size_t n = 0, bytes;
+	int ret;
+
+	if (qid == NULL)
+		qid = "";
+	if (addr == NULL)
+		addr = s->info.client_ip != NULL ? s->info.client_ip : "";
+	lmtp_subject(s, subject, sizeof(subject));
+	bytes = strlen(s->sender) + strlen(subject) + strlen(name) + strlen(qid) +
+		strlen(addr) + 5;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (lmtp_quarantine_due(&s->rcpts[i], r)) {
+			bytes += strlen(s->rcpts[i].address) + 1;
+			n++;
+		}
+	o = lmtp_offload_new(LMTP_OFFLOAD_QUARANTINE, n, bytes);
+	if (o == NULL) {
+		lmtp_quarantine_end(s, r, -ENOMEM);
+		return 1;
+	}
+	o->rule = r;
+	o->store = s->set.store;
+	o->dir = s->set.rules->quarantine_directory;
+	o->data = s->map_data;
+	o->len = s->orig_len;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (lmtp_quarantine_due(&s->rcpts[i], r))
+			o->to[o->n++] = lmtp_offload_str(o, s->rcpts[i].address);
+	o->meta.time = s->data_time;
+	o->meta.recipient = (char *)"";
+	o->meta.sender = lmtp_offload_str(o, s->sender);
+	o->meta.subject = lmtp_offload_str(o, subject);
+	o->meta.rule = lmtp_offload_str(o, name);
+	o->meta.queue_id = lmtp_offload_str(o, qid);
+	o->meta.client_addr = lmtp_offload_str(o, addr);
+	o->meta.size = s->orig_len;
+	if (lmtp_offload_run(s, o) == 0) {
+		lmtp_enter_state(s, LMTP_STATE_QUARANTINE_WAIT);
+		return 0;
+	}
+	ret = o->ret;
+	lmtp_offload_free(o);
+	lmtp_quarantine_end(s, r, ret);
+	return 1;
+}
+
+/* The next rule whose quarantine is due, once each; none left: the jobs. */
+static void lmtp_quarantine_next(struct lmtp_session *s)
+{
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (lmtp_quarantine_due(rc, NULL) && lmtp_quarantine(s, rc->verdict.rule) == 0)
+			return;   /* lmtp_offload_done() goes on */
+	}
+	lmtp_plan_jobs(s);
 }
 
 static bool lmtp_rule_copies(const struct rule *r)
@@ -1700,7 +1873,6 @@ static bool lmtp_plan_open(struct lmtp_session *s)
 static void lmtp_plan_rules(struct lmtp_session *s)
 {
 	const struct proto_rules *cfg = s->set.rules;
-	size_t first_group;
 	int r;
 
 	/* 1. evaluate; the outcomes that need no store */
@@ -1751,13 +1923,17 @@ static void lmtp_plan_rules(struct lmtp_session *s)
 			break;
 		}
 	}
-	/* 2. quarantine, once per rule, the original bytes */
-	for (size_t i = 0; i < s->nrcpts; i++) {
-		struct lmtp_rcpt *rc = &s->rcpts[i];
-		if (rc->code == 0 && rc->ruled && rc->verdict.rule != NULL &&
-		    rc->verdict.disposition == RD_QUARANTINE)
-			lmtp_quarantine(s, rc->verdict.rule);
-	}
+	/* 2. quarantine, once per rule, the original bytes (off the loop:
+	 * QUARANTINE_WAIT); then 3. and 4. in lmtp_plan_jobs() */
+	lmtp_quarantine_next(s);
+}
+
+/* After the quarantine: the copies and the groups are queued, the first
+ * job starts (or the MTA is answered when none is left). */
+static void lmtp_plan_jobs(struct lmtp_session *s)
+{
+	size_t first_group;
+
 	/* 3. copies, once per rule, before any delivery */
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		struct lmtp_rcpt *rc = &s->rcpts[i];
@@ -1772,6 +1948,8 @@ static void lmtp_plan_rules(struct lmtp_session *s)
 	for (size_t i = 0; i < s->nrcpts; i++)
 		if (s->rcpts[i].code == 0 && s->rcpts[i].ruled)
 			lmtp_plan_delivery(s, i, first_group);
+	s->job = 0;
+	lmtp_job_next(s);
 }
 
 /* Starts the next job that still has someone to serve, or finishes. */
@@ -2035,8 +2213,8 @@ static void lmtp_finish(struct lmtp_session *s)
 		s->io.backend_close(s->io.ctx);
 	}
 	lmtp_cork(s);
-	lmtp_history_record(s);
 	lmtp_answer_client(s);
+	lmtp_history_record(s);   /* off the loop, not waited for */
 	lmtp_rules_clear(s);
 	s->io.spool_reset(s->io.ctx);
 	lmtp_transaction_reset(s);
@@ -2226,9 +2404,7 @@ static void lmtp_scan_done(struct lmtp_session *s, const struct clamd_result *re
 			 MSG_MALWARE_CLEAN : s->scan;
 	s->env.malware_name = s->scan == MSG_MALWARE_INFECTED ? s->scan_name : NULL;
 	msg_set_malware(s->msg, s->env.malware, s->env.malware_name);
-	lmtp_plan_rules(s);
-	s->job = 0;
-	lmtp_job_next(s);
+	lmtp_plan_rules(s);   /* then the quarantine and the jobs */
 }
 
 /* ---- delivery to the store (and copies to the relay) ---------------- */
@@ -2631,26 +2807,40 @@ static void lmtp_backend_drained(void *ctx)
  * whole message (rules_history_record_many), once every job is over. */
 static void lmtp_history_record(struct lmtp_session *s)
 {
-	const char **to;
+	struct lmtp_offload *o;
 	const char *from;
-	size_t n = 0;
+	size_t n = 0, bytes;
 
 	if (s->msg == NULL || s->set.store == NULL || !lmtp_rules_on(s))
 		return;
 	from = msg_from_address(s->msg);
 	if (from == NULL || from[0] == '\0')
 		return;
-	to = calloc(s->nrcpts > 0 ? s->nrcpts : 1, sizeof(*to));
-	if (to == NULL)
+	bytes = strlen(from) + 1;
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		const struct lmtp_rcpt *rc = &s->rcpts[i];
+		if (rc->deliver && rc->inbox && rc->code / 100 == 2 && rc->failure == NULL) {
+			bytes += strlen(rc->policy) + 1;
+			n++;
+		}
+	}
+	if (n == 0)
 		return;
+	/* best-effort (its result is ignored), off the loop: the session
+	 * does not wait for it; lmtp_offload_done() frees the copies */
+	o = lmtp_offload_new(LMTP_OFFLOAD_HISTORY, n, bytes);
+	if (o == NULL)
+		return;
+	o->store = s->set.store;
+	o->now = s->data_time;
+	o->sender = lmtp_offload_str(o, from);
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		const struct lmtp_rcpt *rc = &s->rcpts[i];
 		if (rc->deliver && rc->inbox && rc->code / 100 == 2 && rc->failure == NULL)
-			to[n++] = rc->policy;
+			o->to[o->n++] = lmtp_offload_str(o, rc->policy);
 	}
-	if (n > 0)
-		(void)rules_history_record_many(s->set.store, to, n, from, s->data_time);
-	free(to);
+	if (lmtp_offload_run(s, o) != 0)
+		lmtp_offload_free(o);
 }
 
 static void lmtp_store_final_reply(struct lmtp_session *s, const struct smtp_reply *r)
@@ -2746,7 +2936,7 @@ static void lmtp_timer(void *ctx)
 static void lmtp_abort_delivery(struct lmtp_session *s, const char *failure)
 {
 	if (!lmtp_in_store(s->state) && !lmtp_in_scan(s->state) &&
-	    s->state != LMTP_STATE_DNS_WAIT)
+	    s->state != LMTP_STATE_DNS_WAIT && s->state != LMTP_STATE_QUARANTINE_WAIT)
 		return;
 	lmtp_answer_all(s, 451, LMTP_MSG_STORE_TEMPFAIL, failure);
 	lmtp_answer_client(s);

@@ -70,6 +70,15 @@
  *                   rules evaluated with it and the jobs queued
  *                                       -> STORE_CONNECT for the first job,
  *                                          or READY (as after DATA)
+ *   QUARANTINE_WAIT after the rules (DATA, DNS_WAIT or SCAN_REPLY), once
+ *                   per rule whose quarantine won for a recipient: the
+ *                   quarantine_put() (message file and index entry, each
+ *                   fsync'd) runs off the event loop (io->offload, see
+ *                   "Off the loop"); the client stays paused.
+ *                   front->offload_done(): 250 2.0.0 for its recipients
+ *                   when it succeeded, else 451 4.3.0; -> QUARANTINE_WAIT
+ *                   for the next such rule, else the copies and groups are
+ *                   queued: -> STORE_CONNECT for the first job, or READY
  *   STORE_CONNECT   one job's connection: io->backend_connect() (LMTP to
  *                   the store) or io->backend_connect_pool(copy pool)
  *                   (SMTP to the copy relay); waiting backend_ready().
@@ -97,7 +106,9 @@
  *                                          without an answer, else READY
  *                                          (the MTA is answered, the spool
  *                                          is reset, the client resumed)
- *   CLOSED          io->close() called; nothing but free() follows.
+ *   CLOSED          io->close() called; nothing but free() follows (and
+ *                   offload_done() for work still running, which only
+ *                   releases its copies).
  *
  * Every STORE_* wait is bounded by io->timer(backend_timeout_ms). A store
  * that is unavailable, refuses the connection or the greeting, times out,
@@ -152,8 +163,8 @@
  * - The deliveries the store accepted that reached the inbox (no rule,
  *   allow, none, or a suppressed spam/quarantine; not spam) record the
  *   new-sender pairs (recipient, From address) in ONE write for the
- *   message (rules_history_record_many) when every job is over, just
- *   before the MTA is answered.
+ *   message (rules_history_record_many) when every job is over, as the
+ *   MTA is answered (off the loop, not waited for: "Off the loop").
  * - A rule error (rules_eval < 0, no snapshot, the spool not mappable, the
  *   message view not created) gives 451 4.3.0 "Rules unavailable" to the
  *   recipients affected, unless settings.rules->fail_open: then they are
@@ -197,6 +208,27 @@
  *   a confirmed name becomes the client name the rules read. Unconfirmed,
  *   the deadline, no resolver: no value (the condition reads F = {}),
  *   never a failure. No lookup for a valid loop copy or with the rules off.
+ *
+ * Off the loop (proto_io.offload): the two writes with an fsync of a
+ * delivery do not run on the gateway's event loop, which serves the
+ * worker's other sessions:
+ * - quarantine_put(): QUARANTINE_WAIT above. The work reads only its own
+ *   copies (addresses, sender, subject, rule name, queue id, client
+ *   address), the spool's mapping (io->spool_map(); nothing resets or
+ *   appends to the spool while the session waits, and the gateway frees
+ *   it only after offload_done()), the quarantine directory (settings)
+ *   and the store. The 250 goes out only after offload_done() reported
+ *   success; a failure is 451 4.3.0 as before. A shutdown or timeout
+ *   meanwhile answers 451 4.3.0 (the write may still complete: the MTA's
+ *   retry is then quarantined a second time, nothing is lost); a session
+ *   closed meanwhile only releases the work's copies.
+ * - rules_history_record_many(): best-effort, fire and forget with its own
+ *   copies, after the replies are queued; the session does not wait for
+ *   it (the next message may start meanwhile). So a message that follows
+ *   within the write's duration may still read its sender as new, as one
+ *   delivered in parallel on another connection always could.
+ * Without io->offload (NULL, or it fails to queue) both run inline, as
+ *   they did before (unit tests, fuzzers).
  *
  * Replies mirrored from the store are one line: the store's code and the
  * text of its reply's first line (printable ASCII, cut at LMTP_TEXT_MAX).
@@ -247,9 +279,9 @@
  *   each completed transaction: an MTA session is long-lived.
  * - At most LMTP_RCPT_MAX recipients per transaction (452 4.5.3 beyond).
  * - Shutdown: between transactions "421 4.3.2"; while clamd, the store (or
- *   the copy relay) is being talked to, every recipient not answered yet gets
- *   451 4.3.0 first, whatever job it is in. A
- *   gateway timeout does the same with "421 4.4.2".
+ *   the copy relay) is being talked to or a quarantine write runs, every
+ *   recipient not answered yet gets 451 4.3.0 first, whatever job it is
+ *   in. A gateway timeout does the same with "421 4.4.2".
  */
 #ifndef POSTERN_LMTP_SESSION_H
 #define POSTERN_LMTP_SESSION_H
@@ -272,6 +304,7 @@ enum lmtp_state {
 	LMTP_STATE_SCAN_CONNECT,
 	LMTP_STATE_SCAN_STREAM,
 	LMTP_STATE_SCAN_REPLY,
+	LMTP_STATE_QUARANTINE_WAIT,
 	LMTP_STATE_STORE_CONNECT,
 	LMTP_STATE_STORE_GREETING,
 	LMTP_STATE_STORE_LHLO,

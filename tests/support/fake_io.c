@@ -443,6 +443,24 @@ static bool io_backend_starttls(void *ctx, bool start)
 	return true;
 }
 
+static int io_offload(void *ctx, void (*work)(void *arg), void *arg)
+{
+	struct fake_io *f = ctx;
+
+	f->offload_calls++;
+	observe(f, FAKE_OFFLOAD, NULL, 0);
+	if (f->offload_fail)
+		return -EAGAIN;
+	if (work == NULL || f->noffloads >= FAKE_OFFLOADS_MAX) {
+		fake_io_failf(f, "offload: %s", work == NULL ? "no work" : "queue full");
+		return -EAGAIN;
+	}
+	f->offloads[f->noffloads].work = work;
+	f->offloads[f->noffloads].arg = arg;
+	f->noffloads++;
+	return 0;
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 void fake_io_init(struct fake_io *f)
@@ -492,6 +510,7 @@ void fake_io_init(struct fake_io *f)
 void *fake_io_open(struct fake_io *f, const struct proto_front *front, bool start)
 {
 	f->front = front;
+	f->io.offload = f->offload ? io_offload : NULL;
 	f->s = front->session_new(&f->io, &f->info, &f->set);
 	if (f->s == NULL) {
 		fake_io_failf(f, "%s: session_new failed", front->name);
@@ -504,6 +523,10 @@ void *fake_io_open(struct fake_io *f, const struct proto_front *front, bool star
 
 void fake_io_free(struct fake_io *f)
 {
+	if (f->s != NULL && f->noffloads > 0) {
+		f->closed = true;   /* the session ends: work still runs, then done */
+		fake_io_run_offloads(f);
+	}
 	if (f->s != NULL)
 		f->front->free(f->s);
 	f->s = NULL;
@@ -572,6 +595,42 @@ void fake_io_tls_ready(struct fake_io *f, const char *sni)
 {
 	f->starttls_pending = false;
 	f->front->tls_ready(f->s, sni);
+}
+
+bool fake_io_run_offload(struct fake_io *f)
+{
+	void (*work)(void *arg);
+	void *arg;
+
+	if (f->noffloads == 0)
+		return false;
+	work = f->offloads[0].work;
+	arg = f->offloads[0].arg;
+	f->noffloads--;
+	memmove(&f->offloads[0], &f->offloads[1], f->noffloads * sizeof(f->offloads[0]));
+	work(arg);
+	f->offloads_run++;
+	if (f->front->offload_done == NULL)
+		fake_io_failf(f, "%s: offload without offload_done", f->front->name);
+	else
+		f->front->offload_done(f->s, arg, f->closed);
+	return true;
+}
+
+size_t fake_io_run_offloads(struct fake_io *f)
+{
+	size_t ran = 0;
+
+	while (fake_io_run_offload(f))
+		ran++;
+	return ran;
+}
+
+void fake_io_gateway_close(struct fake_io *f)
+{
+	f->closed = true;
+	f->connected = false;
+	f->timer_armed = false;
 }
 
 void fake_io_fire_timer(struct fake_io *f)

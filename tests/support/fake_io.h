@@ -48,6 +48,7 @@ enum fake_call {
 	FAKE_BACKEND_WANT_DRAIN, FAKE_CLIENT_WANT_DRAIN, FAKE_SPOOL_APPEND,
 	FAKE_SPOOL_READ, FAKE_SPOOL_SIZE, FAKE_SPOOL_RESET, FAKE_CLIENT_TRUSTED,
 	FAKE_SPOOL_MAP, FAKE_BACKEND_CONNECT_POOL, FAKE_BACKEND_STARTTLS,
+	FAKE_OFFLOAD,
 };
 
 /* Contract checks (bits of fake_io.checks); each failure names itself. */
@@ -74,6 +75,7 @@ enum {
 };
 
 #define FAKE_DECISIONS_MAX 16
+#define FAKE_OFFLOADS_MAX 16
 
 struct fake_io {
 	/* ---- the session (fake_io_open) ---- */
@@ -98,6 +100,12 @@ struct fake_io {
 	bool spool_fail;               /* spool_append gives -EIO */
 	size_t spool_max;              /* > 0: -EFBIG past it */
 	bool spool_map_fail;           /* spool_map gives -EIO */
+	/* io->offload: off (false, the default), io.offload is NULL and the
+	 * front runs its work inline; on, set before fake_io_open, each call
+	 * is queued (not run: no thread here) until the test runs it with
+	 * fake_io_run_offloads(), or refused with -EAGAIN when offload_fail */
+	bool offload;
+	bool offload_fail;
 
 	/* ---- recorded ---- */
 	struct fake_buf client, backend, relay_rest, spool;
@@ -145,6 +153,13 @@ struct fake_io {
 	 * ends one with fake_io_backend_tls_done(). */
 	bool backend_tls_wanted;
 	unsigned backend_starttls_calls, backend_tls_questions;
+	/* offload(): calls, and the queue of work not run yet */
+	unsigned offload_calls, offloads_run;
+	size_t noffloads;
+	struct {
+		void (*work)(void *arg);
+		void *arg;
+	} offloads[FAKE_OFFLOADS_MAX];
 
 	/* ---- contract state (kept by the callbacks and fake_io_* drivers) ---- */
 	bool connect_pending, connected, starttls_pending, timer_armed, relay;
@@ -158,7 +173,9 @@ void fake_io_init(struct fake_io *f);
 /* session_new (f->info, f->set) and, with start, front->start(). A NULL
  * session is a failure. */
 void *fake_io_open(struct fake_io *f, const struct proto_front *front, bool start);
-/* front->free() (when a session is open), then the buffers. */
+/* Queued offloads run (offload_done with closed true, as the gateway
+ * does for a session that ended), front->free() (when a session is open),
+ * then the buffers. */
 void fake_io_free(struct fake_io *f);
 
 /* Reports a failure through f->fail (printf-style). */
@@ -180,6 +197,15 @@ void fake_io_backend_ready(struct fake_io *f, int status);
 void fake_io_backend_tls_done(struct fake_io *f);
 void fake_io_backend_closed(struct fake_io *f);
 void fake_io_tls_ready(struct fake_io *f, const char *sni);
+/* Runs the queued offloads in order: work(arg), then
+ * front->offload_done(s, arg, closed) with closed = f->closed (work queued
+ * meanwhile runs too). Returns how many ran. */
+size_t fake_io_run_offloads(struct fake_io *f);
+/* The same for the first queued one only; false when none was queued. */
+bool fake_io_run_offload(struct fake_io *f);
+/* The gateway ends the session on its own (the client went away): closed,
+ * the front is not told (it gets offload_done(closed) and free() only). */
+void fake_io_gateway_close(struct fake_io *f);
 /* Disarms the timer and fires front->timer(). */
 void fake_io_fire_timer(struct fake_io *f);
 /* Answers pending drain requests until none is left (a drained callback

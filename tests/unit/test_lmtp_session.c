@@ -123,6 +123,8 @@ enum {
 	GUARD = 64,         /* ... with the backscatter guard on */
 	RULES_OFF = 128,    /* ... but rules.enabled = false */
 	CLAMD = 256,        /* ... with clamd: pool "clamav", 5 s */
+	OFFLOAD = 512,      /* io->offload queues the work until the test
+	                       runs it (fake_io_run_offload*) */
 };
 
 static struct harness *harness_new(unsigned flags)
@@ -136,6 +138,7 @@ static struct harness *harness_new(unsigned flags)
 	h->f.backend.max = 64u << 20;   /* streamed deliveries of a few MB */
 	h->f.spool.max = 64u << 20;
 	h->f.trusted = (flags & TRUSTED) != 0;
+	h->f.offload = (flags & OFFLOAD) != 0;
 	h->f.info = (struct proto_conn_info){
 		.session_id = "0123456789abcdef",
 		.client_ip = "127.0.0.1",
@@ -2535,6 +2538,182 @@ static void test_malware_shutdown(void **state)
 	harness_free(h);
 }
 
+/* ---- work off the event loop (io->offload) --------------------------- */
+
+#define RULE_HOLD(name, user) "{\"name\":\"" name "\",\"condition_type\":\"none\"," \
+	"\"actions\":{\"disposition\":\"quarantine\"}," \
+	"\"apply_to\":{\"mode\":\"selected\",\"users\":[\"" user "\"]}}"
+#define QUARANTINED "250 2.0.0 Ok, message quarantined\r\n"
+
+static size_t quarantined(struct harness *h)
+{
+	struct quar_entry *v = NULL;
+	size_t n = 0;
+
+	assert_int_equal(quarantine_list(h->store, NULL, &v, &n), 0);
+	quar_entries_free(v, n);
+	return n;
+}
+
+/* With io->offload, each quarantine_put runs as queued work
+ * (QUARANTINE_WAIT, the client paused): no 250 before its work ran; two
+ * rules, two writes one after the other; then the delivery of the third
+ * recipient; the history write is queued after the replies went out and
+ * the session does not wait for it. */
+static void test_offload_quarantine_waits(void **state)
+{
+	struct harness *h = harness_new(RULES | OFFLOAD);
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	add_rule(h, RULE_HOLD("hold-a", "a@example.com"));
+	add_rule(h, RULE_HOLD("hold-b", "b@example.com"));
+	send_message(h, "RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+		     "RCPT TO:<c@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_QUARANTINE_WAIT);
+	assert_true(h->f.paused);
+	assert_int_equal(h->f.offload_calls, 1);
+	assert_int_equal(h->f.noffloads, 1);
+	assert_int_equal(h->f.client.len, 0);    /* nothing acknowledged */
+	assert_int_equal(quarantined(h), 0);     /* the work has not run */
+	/* commands pipelined meanwhile wait too */
+	client(h, "NOOP\r\n");
+	assert_int_equal(h->f.client.len, 0);
+
+	assert_true(fake_io_run_offload(&h->f));   /* hold-a's write */
+	assert_int_equal(quarantined(h), 1);
+	expect_state(h, LMTP_STATE_QUARANTINE_WAIT);   /* hold-b's */
+	assert_int_equal(h->f.noffloads, 1);
+	assert_int_equal(h->f.client.len, 0);
+	assert_true(fake_io_run_offload(&h->f));
+	assert_int_equal(quarantined(h), 2);
+	assert_int_equal(h->f.noffloads, 0);
+	assert_int_equal(h->f.client.len, 0);    /* c is not answered yet */
+
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<c@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 c saved\r\n");
+	expect_client(h, QUARANTINED QUARANTINED "250 2.0.0 c saved\r\n250 2.0.0 Ok\r\n");
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+	assert_string_equal(records[0].failure, "rule-quarantine");
+	assert_string_equal(records[1].rule, "hold-b");
+	/* the history write: queued, not waited for */
+	assert_int_equal(h->f.offload_calls, 3);
+	assert_int_equal(h->f.noffloads, 1);
+	assert_int_equal(rules_history_seen(h->store, "c@example.com", "sender@example.net", now,
+					    180), 0);
+	assert_true(fake_io_run_offload(&h->f));
+	assert_int_equal(rules_history_seen(h->store, "c@example.com", "sender@example.net", now,
+					    180), 1);
+	assert_int_equal(rules_history_seen(h->store, "a@example.com", "sender@example.net", now,
+					    180), 0);
+	assert_false(h->f.closed);
+	harness_free(h);
+}
+
+/* A failed write off the loop is the same 451 as inline, after the work;
+ * an offload the gateway cannot queue runs inline. */
+static void test_offload_quarantine_failure_and_fallback(void **state)
+{
+	struct harness *h = harness_new(RULES | OFFLOAD);
+	char path[256];
+	FILE *fp;
+
+	(void)state;
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	add_rule(h, RULE_HOLD("hold-a", "a@example.com"));
+	snprintf(path, sizeof(path), "%s/file", h->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/file/quarantine", h->dir);
+	h->rules.quarantine_directory = path;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_QUARANTINE_WAIT);
+	assert_int_equal(h->f.client.len, 0);
+	assert_int_equal(fake_io_run_offloads(&h->f), 1);
+	expect_client(h, "451 4.3.0 Local error in processing, try again later\r\n");
+	assert_string_equal(records[0].failure, "quarantine-error");
+	expect_state(h, LMTP_STATE_READY);
+	assert_false(h->f.paused);
+
+	/* the gateway cannot queue: the write runs inline, 250 at once */
+	snprintf(path, sizeof(path), "%s/quarantine", h->dir);
+	h->f.offload_fail = true;
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_client(h, QUARANTINED);
+	assert_int_equal(h->f.noffloads, 0);
+	assert_int_equal(h->f.offload_calls, 2);
+	assert_int_equal(quarantined(h), 1);
+	expect_state(h, LMTP_STATE_READY);
+	harness_free(h);
+}
+
+/* The session ends while its quarantine write runs: a shutdown answers
+ * 451 at once (the write still completes: the MTA's retry is quarantined
+ * again, nothing lost) and the late offload_done makes no io call; the
+ * gateway ending the session (client gone) gets the same quiet end, and
+ * the history work still queued at free() is released. */
+static void test_offload_closed_meanwhile(void **state)
+{
+	struct harness *h = harness_new(RULES | OFFLOAD);
+
+	(void)state;
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	add_rule(h, RULE_HOLD("hold-a", "a@example.com"));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	expect_state(h, LMTP_STATE_QUARANTINE_WAIT);
+	lmtp_front.shutdown(h->f.s);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.3.2 mx.test Service shutting down, closing channel\r\n");
+	assert_string_equal(records[0].failure, "shutdown");
+	assert_true(h->f.closed);
+	assert_int_equal(fake_io_run_offloads(&h->f), 1);   /* closed: no io call */
+	assert_int_equal(quarantined(h), 1);
+	assert_int_equal(h->f.client.len, 0);
+	assert_int_equal(h->f.close_calls, 1);
+	harness_free(h);
+
+	/* a timeout: the same with 421 4.4.2; done arrives with the session
+	 * closed by the front but the gateway not yet done (closed false is
+	 * not possible after io->close(): the fake passes f->closed) */
+	h = harness_new(RULES | OFFLOAD);
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	add_rule(h, RULE_HOLD("hold-a", "a@example.com"));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	lmtp_front.timeout(h->f.s, PROTO_TIMEOUT_IDLE);
+	expect_client(h, "451 4.3.0 Mail store unavailable, try again later\r\n"
+			 "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+	assert_int_equal(fake_io_run_offloads(&h->f), 1);
+	assert_int_equal(h->f.client.len, 0);
+	harness_free(h);
+
+	/* the client goes away: the gateway closes without telling the front */
+	h = harness_new(RULES | OFFLOAD);
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	add_rule(h, RULE_HOLD("hold-a", "a@example.com"));
+	send_message(h, "RCPT TO:<a@example.com>\r\n", MSG("hi"));
+	fake_io_gateway_close(&h->f);
+	assert_int_equal(fake_io_run_offloads(&h->f), 1);
+	assert_int_equal(h->f.client.len, 0);
+	assert_int_equal(nrecords, 0);           /* never answered */
+	expect_state(h, LMTP_STATE_QUARANTINE_WAIT);
+	harness_free(h);
+
+	/* the history write still queued when the session is freed */
+	h = harness_new(RULES | OFFLOAD);
+	h->f.checks |= FAKE_CHECK_AFTER_CLOSE | FAKE_CHECK_CLOSE_ONCE;
+	send_message(h, "RCPT TO:<c@example.com>\r\n", MSG("hi"));
+	store_job(h, "MAIL FROM:<sender@example.net> SIZE=75\r\n"
+		     "RCPT TO:<c@example.com>\r\nDATA\r\n", 1, MSG("hi"), "250 2.0.0 c saved\r\n");
+	expect_client(h, "250 2.0.0 c saved\r\n");
+	assert_int_equal(h->f.noffloads, 1);
+	client(h, "QUIT\r\n");
+	assert_true(h->f.closed);
+	harness_free(h);   /* runs it with closed, then free(): no leak */
+}
+
 static void test_names_and_trace(void **state)
 {
 	(void)state;
@@ -2592,7 +2771,10 @@ static void test_names_and_trace(void **state)
 	X(test_malware_fail_policy) \
 	X(test_malware_when_scanned) \
 	X(test_malware_big_and_early_reply) \
-	X(test_malware_shutdown)
+	X(test_malware_shutdown) \
+	X(test_offload_quarantine_waits) \
+	X(test_offload_quarantine_failure_and_fallback) \
+	X(test_offload_closed_meanwhile)
 
 #define AS_CMOCKA(name) cmocka_unit_test(name),
 
