@@ -246,6 +246,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* libuv's thread pool (DNS lookups, quarantine and history writes with
+	 * their fsync) is one per process, 4 threads unless told: slow disks
+	 * must not hold up sender DNS. Before its first use; the environment
+	 * may still set it. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* the analyzers' data, before the first message (both refuse a change
 	 * after their first use: a reload cannot move them) */
 	if (lang_set_model_dir(conf->rules_language_models) != 0 ||
