@@ -122,27 +122,19 @@ static bool is_kana(ucs4_t c)
 	       (c >= 0xFF66 && c <= 0xFF9D);
 }
 
-/* The sample: at most max bytes, not cutting a UTF-8 sequence; counts its
- * letters, and the kana among them. */
-static size_t sample(const char *s, size_t len, size_t max, size_t *letters, size_t *kana)
+/* The sample: at most LANG_SAMPLE_MAX bytes, not cutting a UTF-8
+ * sequence; counts its letters, and the kana among them. */
+static size_t sample(const char *s, size_t len, size_t *letters, size_t *kana)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t i = 0, n = len < max ? len : max;
+	size_t i = 0, n = len < LANG_SAMPLE_MAX ? len : LANG_SAMPLE_MAX;
 
 	*letters = 0;
 	*kana = 0;
 	while (i < n) {
 		ucs4_t c;
-		int k;
+		int k = u8_mbtoucr(&c, p + i, n - i);
 
-		if (p[i] < 0x80) {
-			/* ASCII: the letters are A-Z, a-z (uc_is_alpha agrees) */
-			if (((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z'))
-				(*letters)++;
-			i++;
-			continue;
-		}
-		k = u8_mbtoucr(&c, p + i, n - i);
 		if (k < 0) {
 			if (k == -2)    /* cut at the limit */
 				break;
@@ -160,17 +152,24 @@ static size_t sample(const char *s, size_t len, size_t max, size_t *letters, siz
 	return i;
 }
 
-/* The language of utf8[0..n) (a sample with that many letters and kana)
- * into code; code is left "und" when unreliable. */
-static int classify(const char *utf8, size_t n, size_t letters, size_t kana, char code[4])
+int lang_detect(const char *utf8, size_t len, char code[4])
 {
 	sint4 scores[NMODELS];
 	sint4 best = INT_MAX, threshold = INT_MAX;
 	const char *pick = NULL;
-	size_t cands = 0;
+	size_t n, letters, kana, cands = 0;
 	bool cjk_only = true;
 	void *unknown;
 
+	memcpy(code, "und", 4);
+	if (utf8 == NULL)
+		return 0;
+	pthread_once(&lang_once, lang_load);
+	if (!lang_ok)
+		return -EIO;
+	n = sample(utf8, len, &letters, &kana);
+	if (letters < LANG_MIN_LETTERS)
+		return 0;
 	unknown = fp_Init(NULL);
 	if (unknown == NULL)
 		return -ENOMEM;
@@ -210,31 +209,4 @@ static int classify(const char *utf8, size_t n, size_t letters, size_t kana, cha
 	if (pick != NULL)
 		memcpy(code, pick, strlen(pick) + 1);
 	return 0;
-}
-
-int lang_detect(const char *utf8, size_t len, char code[4])
-{
-	size_t n, letters, kana;
-	int rc;
-
-	memcpy(code, "und", 4);
-	if (utf8 == NULL)
-		return 0;
-	pthread_once(&lang_once, lang_load);
-	if (!lang_ok)
-		return -EIO;
-	/* first the short sample (lang.h): a language found there is the
-	 * answer; undetermined there, the full sample decides */
-	n = sample(utf8, len, LANG_SAMPLE_FIRST, &letters, &kana);
-	if (letters >= LANG_MIN_LETTERS) {
-		rc = classify(utf8, n, letters, kana, code);
-		if (rc < 0 || strcmp(code, "und") != 0)
-			return rc;
-	}
-	if (len <= LANG_SAMPLE_FIRST)
-		return 0;               /* the whole text was the sample */
-	n = sample(utf8, len, LANG_SAMPLE_MAX, &letters, &kana);
-	if (letters < LANG_MIN_LETTERS)
-		return 0;
-	return classify(utf8, n, letters, kana, code);
 }

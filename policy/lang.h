@@ -20,33 +20,6 @@
  * the candidates are only Chinese and Japanese (which share the Han
  * characters), the script decides: Japanese when at least 5% of the
  * letters are kana, else Chinese.
- *
- * Two samples, for speed: the fingerprint of the text (fp_Create) is
- * three quarters of a detection's cost and grows with the sample, the 32
- * comparisons (fp_Compare) about a sixth. The first LANG_SAMPLE_FIRST
- * bytes are classified first; a language found there (at least
- * LANG_MIN_LETTERS letters and a single language within 3% of the best)
- * is the answer. Only when that is undetermined and the text is longer
- * are the first LANG_SAMPLE_MAX bytes classified (the spec's 4 KB), with
- * the rules above. So "und" still needs the full sample to be
- * undetermined too (too few letters, two languages, unknown). The one
- * difference from classifying 4 KB at once: a text whose first 2 KB are
- * clearly one language and whose next 2 KB are another is answered with
- * the first language, where the 4 KB sample could be "und" or the other.
- * Measured on 2026-11-24 (RelWithDebInfo, this VM): the 5 KB English
- * text/plain part of tests/bench/bench_rules.c's newsletter 252 us per
- * detection with 4 KB, 154 us with the two samples. Accuracy:
- * tests/unit/test_lang.c's paragraphs unchanged (all under 2 KB); its
- * long texts (test_long_texts: German, French, Spanish, English, Russian,
- * Japanese, Chinese, Italian longer than 4 KB, and after 2 KB of figures)
- * as with one 4 KB sample; English and German paragraphs in turn: "en"
- * with either method at most lengths, but at 2.4, 3.2 and 3.8 KB the 4 KB
- * sample said "und" where the first 2 KB say "en" (the difference
- * above); and 66 texts of 6 KB in
- * ten languages (de fr es ru ja zh it pt nl pl en, from Debian's gettext
- * catalogs of coreutils, apt, dpkg, grep..., Latin letters removed from
- * the Chinese and Japanese ones): 66/66 right with 4 KB, 65/66 with 2 KB
- * alone (one Italian text "und"), 66/66 with the two samples.
  */
 #ifndef POSTERN_POLICY_LANG_H
 #define POSTERN_POLICY_LANG_H
@@ -54,8 +27,7 @@
 #include <stddef.h>
 
 #define LANG_MODEL_DIR_DEFAULT "/usr/share/libexttextcat/"
-#define LANG_SAMPLE_MAX 4096       /* bytes of text classified, at most */
-#define LANG_SAMPLE_FIRST 2048     /* bytes classified first (above) */
+#define LANG_SAMPLE_MAX 4096       /* bytes of text classified */
 #define LANG_MIN_LETTERS 64
 
 /* The fingerprint directory (default LANG_MODEL_DIR_DEFAULT, with or
@@ -63,9 +35,8 @@
  * lang_detect(); -EBUSY after it, -ENOMEM, else 0. NULL: the default. */
 int lang_set_model_dir(const char *path);
 
-/* The language of the first LANG_SAMPLE_FIRST, else LANG_SAMPLE_MAX, bytes
- * of utf8 (len bytes, valid UTF-8; a sequence cut at the limit is
- * dropped; see above) into code ("en" or
+/* The language of the first LANG_SAMPLE_MAX bytes of utf8 (len bytes,
+ * valid UTF-8; a sequence cut at the limit is dropped) into code ("en" or
  * "und", NUL-terminated). Returns 0; -EIO when the fingerprints could not
  * be read (code is "und"); -ENOMEM. */
 int lang_detect(const char *utf8, size_t len, char code[4]);
