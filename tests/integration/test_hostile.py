@@ -305,22 +305,21 @@ class HostileTest(GatewayTestCase):
         c.close()
 
 
-def vm_size(pid):
-    """VmSize of a process in bytes (/proc/PID/status)."""
+def proc_status_bytes(pid, field):
+    """A size field of /proc/PID/status (VmRSS, VmSize) in bytes."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError("no VmSize for pid %d" % pid)
+    raise AssertionError("no %s for pid %d" % (field, pid))
+
+
+def vm_size(pid):
+    return proc_status_bytes(pid, "VmSize")
 
 
 def vm_rss(pid):
-    """VmRSS of a process in bytes (/proc/PID/status)."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for pid %d" % pid)
+    return proc_status_bytes(pid, "VmRSS")
 
 
 class BackpressureTest(GatewayTestCase):

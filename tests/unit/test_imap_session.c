@@ -1140,6 +1140,19 @@ static void relay_str(struct harness *h, const char *str)
 	relay_backend(h, str, strlen(str));
 }
 
+/* A logged-in session that relayed `relayed` (a response in progress),
+ * then refused by a policy change with `message`. */
+static struct harness *h_denied_mid(const char *relayed, const char *message)
+{
+	struct harness *h = h_logged_in();
+
+	clear_client(h);
+	relay_str(h, relayed);
+	deny_imap(h, "user@example.com", message);
+	imap_front.policy_changed(h->s);
+	return h;
+}
+
 static void test_policy_changed_relay(void **state)
 {
 	struct harness *h = h_logged_in();
@@ -1203,11 +1216,7 @@ static void test_policy_bye_after_literal(void **state)
 	h_free(h);
 
 	/* The same, one byte at a time. */
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 FETCH (BODY[] {25}\r\na");
-	deny_imap(h, "user@example.com", "IMAP was switched off.");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 FETCH (BODY[] {25}\r\na", "IMAP was switched off.");
 	for (const char *p = "b\r\n* BYE fake\r\n)\r\n\r\n0123)\r\na5 OK\r\n"; !h->closed; p++) {
 		assert_true(*p != '\0');
 		relay_backend(h, p, 1);
@@ -1216,11 +1225,7 @@ static void test_policy_bye_after_literal(void **state)
 	h_free(h);
 
 	/* A chunk that ends exactly at the end of the response. */
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 FETCH (UID 7 BODY[] {3}\r\nxyz");
-	deny_imap(h, "user@example.com", "Ask IT.");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 FETCH (UID 7 BODY[] {3}\r\nxyz", "Ask IT.");
 	relay_str(h, " FLAGS (\\Seen))\r\n");
 	expect_client(h, "* 1 FETCH (UID 7 BODY[] {3}\r\nxyz FLAGS (\\Seen))\r\n"
 			 "* BYE [CONTACTADMIN] Ask IT.\r\n");
@@ -1228,11 +1233,7 @@ static void test_policy_bye_after_literal(void **state)
 	h_free(h);
 
 	/* Mid-line (no literal): the BYE follows the line's end. */
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 EXI");
-	deny_imap(h, "user@example.com", "off");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 EXI", "off");
 	assert_int_equal(imap_session_state(h->s), IMAP_STATE_BYE_PENDING);
 	relay_str(h, "STS\r\n* 2 EXISTS\r\n");
 	expect_client(h, "* 1 EXISTS\r\n* BYE [CONTACTADMIN] off\r\n");
@@ -1263,21 +1264,13 @@ static void test_policy_bye_deadline(void **state)
 	h_free(h);
 
 	/* Idle timeout and shutdown while waiting: closed, no BYE. */
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 FETCH (BODY[] {10}\r\n");
-	deny_imap(h, "user@example.com", "off");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 FETCH (BODY[] {10}\r\n", "off");
 	imap_front.shutdown(h->s);
 	expect_client(h, "* 1 FETCH (BODY[] {10}\r\n");
 	assert_string_equal(h->close_reason, "shutdown");
 	h_free(h);
 
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 FETCH (BODY[] {10}\r\n");
-	deny_imap(h, "user@example.com", "off");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 FETCH (BODY[] {10}\r\n", "off");
 	imap_front.timeout(h->s, PROTO_TIMEOUT_IDLE);
 	expect_client(h, "* 1 FETCH (BODY[] {10}\r\n");
 	assert_true(h->closed);
@@ -1285,11 +1278,7 @@ static void test_policy_bye_deadline(void **state)
 
 	/* Framing lost (a literal length beyond 64 bits): no boundary will
 	 * ever come, so no wait. */
-	h = h_logged_in();
-	clear_client(h);
-	relay_str(h, "* 1 FETCH (BODY[] {99999999999999999999}\r\n");
-	deny_imap(h, "user@example.com", "off");
-	imap_front.policy_changed(h->s);
+	h = h_denied_mid("* 1 FETCH (BODY[] {99999999999999999999}\r\n", "off");
 	assert_true(h->closed);
 	expect_client(h, "* 1 FETCH (BODY[] {99999999999999999999}\r\n");
 	h_free(h);
