@@ -904,17 +904,25 @@ class PostfixBackendTest(GatewayTestCase):
             cls.postfix = SubmissionPostfix(cls.sink.port, cls.dovecot.auth_socket).start()
             ca = harness.pki().ca_cert
 
-            def pool(name, tls_name):
-                return {"name": name, "servers": [
-                    (HOST, 0, 0, {"submission_port": cls.postfix.smtp_port, "tls": "starttls",
-                                  "tls_name": tls_name, "ca_file": ca})]}
+            def server(tls_name):
+                return (HOST, 0, 0, {"submission_port": cls.postfix.smtp_port,
+                                     "tls": "starttls", "tls_name": tls_name, "ca_file": ca})
+
+            def pool(name, *tls_names):
+                return {"name": name, "servers": [server(n) for n in tls_names]}
+            failover = Listener("submission", "starttls", backend="failover")
             listeners = [Listener("submission", "implicit", backend="postfix"),
                          Listener("submission", "implicit", proxy_protocol=True,
                                   backend="postfix"),
-                         Listener("submission", "starttls", backend="wrong-name")]
+                         Listener("submission", "starttls", backend="wrong-name"),
+                         failover]
+            # "failover": a first server whose certificate does not match
+            # (the handshake fails), then the right one
             cls.postern = Postern(cls.dovecot, listeners=listeners, name="postern-postfix",
                                   backends=[pool("postfix", "mail.example.test"),
-                                            pool("wrong-name", "other.example.test")],
+                                            pool("wrong-name", "other.example.test"),
+                                            pool("failover", "other.example.test",
+                                                 "mail.example.test")],
                                   poll_ms=100).start()
         except Exception:
             if cls.postfix is not None:
@@ -925,7 +933,8 @@ class PostfixBackendTest(GatewayTestCase):
         cls.extra_logs = (cls.postfix, cls.sink)
         cls.port = cls.postern.port("submission", "implicit")
         cls.port_proxy = cls.postern.port("submission", "implicit", proxy_protocol=True)
-        cls.port_wrong = cls.postern.port("submission", "starttls")
+        cls.port_wrong = listeners[2].port
+        cls.port_failover = failover.port
 
     @classmethod
     def tearDownClass(cls):
@@ -1005,6 +1014,22 @@ class PostfixBackendTest(GatewayTestCase):
             self.assertEqual(len(self.sink.messages()), before)
         finally:
             self.postern.delete_user("dave@example.com")
+
+    def test_failed_handshake_fails_over_to_the_next_server(self):
+        tok = self.token()
+        off = self.postern.log_size()
+        s = smtp_starttls(self.port_failover)
+        try:
+            self.assertEqual(s.login("alice@example.com", USERS["alice@example.com"])[0], 235)
+            self.assertEqual(s.sendmail("alice@example.com", ["bob@example.com"],
+                                        make_message(subject=tok, sender="alice@example.com",
+                                                     to="bob@example.com")), {})
+        finally:
+            quit_quietly(s)
+        self.sink.wait_message(tok)
+        # the first server's certificate was refused, the second one took it
+        self.postern.wait_log(r"event=backend-error .*backend=failover .*error=tls",
+                              offset=off)
 
     def test_wrong_tls_name_fails_with_454(self):
         off = self.postfix.log_size()
