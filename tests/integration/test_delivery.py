@@ -740,9 +740,13 @@ class PostfixInFrontTest(GatewayTestCase):
                                        r"[^,]*\[%s\]" % re.escape(self.sock_path))
 
     def _kill_dovecot_lmtp(self):
-        """SIGKILLs the lmtp children of our Dovecot's master (processes
-        this test class started); returns their pids."""
+        """The store crashes: our Dovecot's master is stopped first (so it
+        forks no new lmtp process for a connection still in the listen
+        queue: such a process, ended gracefully, lingered and held the
+        connection open), its lmtp children are SIGKILLed, then the master
+        too. Returns the children's pids."""
         master = self.dovecot.proc.pid
+        os.kill(master, signal.SIGSTOP)
         pids = []
         for d in os.listdir("/proc"):
             if not d.isdigit():
@@ -757,6 +761,8 @@ class PostfixInFrontTest(GatewayTestCase):
             if ppid == master and b"lmtp" in cmd:
                 os.kill(int(d), signal.SIGKILL)
                 pids.append(int(d))
+        os.kill(master, signal.SIGKILL)
+        self.dovecot.proc.wait(10)
         return pids
 
     def test_store_killed_mid_data_postfix_retries_once(self):
@@ -764,10 +770,10 @@ class PostfixInFrontTest(GatewayTestCase):
         Postfix keeps the message (deferred); after the store is back and
         the queue is flushed it lands exactly once and the queue is empty.
         The CutProxy only stops forwarding after 256 KiB (so the real
-        Dovecot sits mid-DATA); then Dovecot's lmtp processes are killed
-        (SIGKILL: a crash, no goodbye; a SIGTERM to the master alone makes
-        them answer "421 Shutting down" or linger, depending on timing)
-        and Dovecot is stopped."""
+        Dovecot sits mid-DATA); then Dovecot crashes: its lmtp processes
+        and its master are SIGKILLed (no goodbye; a SIGTERM to the master
+        alone makes them answer "421 Shutting down" or linger, depending
+        on timing)."""
         t = tag()
         msg = make_big_message(3 * 1024 * 1024, subject=t, to=ALICE)
         self.proxy.hold_after = 256 * 1024
