@@ -647,6 +647,19 @@ static void io_client_write(void *ctx, const void *buf, size_t len)
 		gw_session_close(s, false, "client-write-error");
 }
 
+/* t_conn, after a failed write to an established backend: the front hears
+ * of it as of the backend closing, on a later loop turn (it was inside its
+ * own write when the write failed). */
+static void t_backend_broken(uv_timer_t *t)
+{
+	struct gw_session *s = t->data;
+
+	if (s->closing || !s->backend_events)
+		return;
+	s->backend_events = false;
+	s->front->backend_closed(s->fs);
+}
+
 static void io_backend_write(void *ctx, const void *buf, size_t len)
 {
 	struct gw_session *s = ctx;
@@ -654,11 +667,19 @@ static void io_backend_write(void *ctx, const void *buf, size_t len)
 	if (!s->backend_ready || s->backend.closing)
 		return;
 	if (gw_stream_write(&s->backend, buf, len) != 0) {
-		/* The front's backend deadline turns this into its refusal. */
-		gw_metrics_backend_error(s->bpool != NULL ? s->bpool->name : s->pool->name,
-					 "write");
-		s->backend_events = false;
+		/* A peer that reset the connection: the write can consume the
+		 * socket's error before the read side sees it, so the close
+		 * would never be read. Tell the front as a close, not by its
+		 * deadline (a delivery waited 10 s for its store timeout). */
+		const struct gw_backend_pool *pool = s->bpool != NULL ? s->bpool : s->pool;
+		char extra[160];
+
+		gw_metrics_backend_error(pool->name, "write");
+		snprintf(extra, sizeof(extra), "backend=%s server=%s error=write", pool->name,
+			 s->server < pool->nservers ? pool->servers[s->server].host : "-");
+		log_event(s, "backend-error", extra);
 		gw_stream_close(&s->backend, false);
+		uv_timer_start(&s->t_conn, t_backend_broken, 0, 0);
 	}
 }
 
@@ -677,6 +698,8 @@ static void io_backend_connect(void *ctx)
 	s->bpool = s->pool;
 	s->bsmtp = false;
 	s->server = 0;
+	s->backend_events = false;
+	uv_timer_stop(&s->t_conn);   /* a t_backend_broken() notice is moot */
 	if (s->backend_busy) {
 		s->backend_wanted = true;
 		if (!s->backend.closing)
@@ -705,6 +728,8 @@ static void io_backend_connect_pool(void *ctx, const char *name)
 	s->bpool = pool;
 	s->bsmtp = true;
 	s->server = 0;
+	s->backend_events = false;
+	uv_timer_stop(&s->t_conn);   /* a t_backend_broken() notice is moot */
 	if (s->backend_busy) {
 		s->backend_wanted = true;
 		if (!s->backend.closing)
