@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import base64
 import os
-import ssl
 import sys
 import threading
 import time

@@ -27,16 +27,13 @@ Environment (set by CTest; defaults for running a file by hand):
 """
 
 import base64
-import errno
 import imaplib
 import json
 import os
 import poplib
 import pwd
-import grp
 import random
 import re
-import select
 import shutil
 import signal
 import socket
@@ -1154,6 +1151,30 @@ class GatewayTestCase(unittest.TestCase):
             except Exception:
                 pass
 
+    def store_search(self, user, folder, criteria, part):
+        """BODY.PEEK[part] of each message in user's folder that matches
+        the IMAP SEARCH criteria (a list of atoms), read straight from
+        Dovecot (a folder that does not exist holds nothing)."""
+        c = imaplib.IMAP4(HOST, self.dovecot.imap_port, timeout=30)
+        c.login(user, USERS[user])
+        try:
+            typ, _ = c.select('"%s"' % folder, readonly=True)
+            if typ != "OK":
+                return []
+            typ, data = c.search(None, *criteria)
+            self.assertEqual(typ, "OK")
+            out = []
+            for num in data[0].split():
+                typ, d = c.fetch(num, "(BODY.PEEK[%s])" % part)
+                self.assertEqual(typ, "OK")
+                out.append(d[0][1])
+            return out
+        finally:
+            try:
+                c.logout()
+            except Exception:
+                pass
+
 
 def main():
     """unittest.main with verbose output; exit status 0 only when every test
@@ -1705,27 +1726,9 @@ class RulesGatewayTestCase(GatewayTestCase):
 
     def subject_headers(self, user, folder, needle):
         """The headers of the messages in user's folder whose Subject
-        contains needle, over IMAP (a folder that does not exist holds
-        nothing)."""
-        c = imaplib.IMAP4(HOST, self.dovecot.imap_port, timeout=30)
-        c.login(user, USERS[user])
-        try:
-            typ, _ = c.select('"%s"' % folder, readonly=True)
-            if typ != "OK":
-                return []
-            typ, data = c.search(None, "HEADER", "Subject", '"%s"' % needle)
-            self.assertEqual(typ, "OK")
-            out = []
-            for num in data[0].split():
-                typ, d = c.fetch(num, "(BODY.PEEK[HEADER])")
-                self.assertEqual(typ, "OK")
-                out.append(d[0][1])
-            return out
-        finally:
-            try:
-                c.logout()
-            except Exception:
-                pass
+        contains needle."""
+        return self.store_search(user, folder, ["HEADER", "Subject", '"%s"' % needle],
+                                 "HEADER")
 
     def landed_in(self, user, needle):
         """(folder, header bytes) of the one copy of needle in user's INBOX

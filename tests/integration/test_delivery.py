@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, USERS, CutProxy, DeliveryDovecot, DeliveryPostern,  # noqa: E402
                      GatewayTestCase, Listener, LmtpListener, PrivatePostfix, RawClient,
-                     imap_starttls, lmtp_connect, lmtp_deliver, lmtp_transaction,
+                     imap_starttls, lmtp_connect, lmtp_deliver,
                      make_big_message, make_message, main, run_root, wait_for)
 
 ALICE = "alice@example.com"

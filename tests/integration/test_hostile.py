@@ -10,7 +10,6 @@ import re
 import socket
 import ssl
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, USERS, Closed, Dovecot, GatewayTestCase, Listener, Postern,  # noqa: E402
+from harness import (HOST, USERS, Dovecot, GatewayTestCase, Listener, Postern,  # noqa: E402
                      RawClient, imap_quote, main, proxy_v1, proxy_v2, PROXY_V2_SIG)
 
 ALICE = "alice@example.com"

@@ -16,7 +16,6 @@ message/rfc822, a 20 MB attachment, a catastrophic regex on 100 KB of
 text) answered without a crash."""
 
 import base64
-import imaplib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, JUNK_SIEVE, USERS, DeliveryDovecot, DeliveryPostern,  # noqa: E402
+from harness import (HOST, JUNK_SIEVE, DeliveryDovecot, DeliveryPostern,  # noqa: E402
                      GatewayTestCase, LmtpListener, RulesGatewayTestCase, SmtpSink,
                      lmtp_connect, lmtp_deliver, lmtp_transaction, main, metric_sum,
                      run_root, wait_for)
@@ -263,32 +262,10 @@ class RulesTest(RulesGatewayTestCase):
     def deliver(self, rcpts, msg, xforward=XFORWARD, sender=SENDER):
         return lmtp_deliver(self.port, sender, rcpts, msg, xforward=xforward)
 
-    def imap(self, user):
-        c = imaplib.IMAP4(HOST, self.dovecot.imap_port, timeout=30)
-        c.login(user, USERS[user])
-        return c
-
     def found(self, user, folder, needle):
         """The raw messages in user's folder whose header or body contains
-        needle, over IMAP (a folder that does not exist holds nothing)."""
-        c = self.imap(user)
-        try:
-            typ, _ = c.select('"%s"' % folder, readonly=True)
-            if typ != "OK":
-                return []
-            typ, data = c.search(None, "TEXT", '"%s"' % needle)
-            self.assertEqual(typ, "OK")
-            out = []
-            for num in data[0].split():
-                typ, d = c.fetch(num, "(BODY.PEEK[])")
-                self.assertEqual(typ, "OK")
-                out.append(d[0][1])
-            return out
-        finally:
-            try:
-                c.logout()
-            except Exception:
-                pass
+        needle."""
+        return self.store_search(user, folder, ["TEXT", '"%s"' % needle], "")
 
     def where(self, user, needle):
         """{"INBOX": n, "Junk": n} for needle in user's mailbox."""
@@ -843,7 +820,6 @@ class RulesOffTest(GatewayTestCase):
             cls.dovecot.stop()
             raise
 
-    imap = RulesTest.imap
     found = RulesTest.found
     where = RulesTest.where
     assertLanded = RulesTest.assertLanded

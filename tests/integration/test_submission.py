@@ -33,7 +33,6 @@ import pwd
 import re
 import shutil
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
