@@ -1947,20 +1947,14 @@ class PrivatePostfix:
         os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
         self._write_config()
 
-    def _write_config(self):
-        main = """\
+    def _main_cf(self):
+        """This Postfix's role in main.cf: an MTA handing mail for the
+        virtual domains to postern's LMTP hop."""
+        return """\
 # private Postfix for postern's delivery tests (generated)
-compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
 myhostname = mx.postern-test
 mydomain = postern-test
 myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = permit_mynetworks, reject
@@ -1971,6 +1965,20 @@ lmtp_send_xforward_command = yes
 debug_peer_list = 127.0.0.1
 debug_peer_level = 1
 lmtp_connection_cache_on_demand = no
+""".format(domains=", ".join(self.domains), transport=self.transport)
+
+    def _write_config(self):
+        # what every private Postfix shares: its own directories and log,
+        # loopback only, no local delivery, slow retries (tests flush)
+        main = self._main_cf() + """\
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
 alias_maps =
 alias_database =
 local_recipient_maps =
@@ -1983,8 +1991,7 @@ minimal_backoff_time = 300s
 maximal_backoff_time = 600s
 delay_warning_time = 0
 notify_classes =
-""".format(queue=self.queue_dir, data=self.data_dir, domains=", ".join(self.domains),
-           transport=self.transport, log=self.log_path, dir=self.dir)
+""".format(queue=self.queue_dir, data=self.data_dir, log=self.log_path, dir=self.dir)
         master = """\
 127.0.0.1:{smtp} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup

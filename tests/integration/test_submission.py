@@ -841,20 +841,11 @@ class SubmissionPostfix(harness.PrivatePostfix):
         self.sasl_path = sasl_path
         super().__init__(lmtp_port=0, name=name)
 
-    def _write_config(self):
-        super()._write_config()   # master.cf: smtpd on smtp_port
+    def _main_cf(self):
         p = harness.pki()
-        main = """\
+        return """\
 # private Postfix as a submission server for postern's tests (generated)
-compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
 myhostname = mail.example.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 192.0.2.1/32
 smtpd_tls_security_level = encrypt
 smtpd_tls_auth_only = yes
@@ -869,22 +860,7 @@ smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 relayhost = [127.0.0.1]:{relay}
 smtp_tls_security_level = none
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtputf8_enable = no
-biff = no
-maillog_file = {log}
-maillog_file_prefixes = {dir}
-queue_run_delay = 300s
-minimal_backoff_time = 300s
-maximal_backoff_time = 600s
-delay_warning_time = 0
-notify_classes =
-""".format(queue=self.queue_dir, data=self.data_dir, cert=p.cert, key=p.key,
-           sasl=self.sasl_path, relay=self.relay_port, log=self.log_path, dir=self.dir)
-        with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
-            f.write(main)
+""".format(cert=p.cert, key=p.key, sasl=self.sasl_path, relay=self.relay_port)
 
 
 @unittest.skipUnless(shutil.which("postfix") and shutil.which("smtp-sink"),
