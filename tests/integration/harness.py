@@ -491,25 +491,24 @@ service pop3 {{
         return found[-1][2]
 
 
-class FakeBackend:
-    """A scriptable stand-in for a mailbox server, on its own port.
+class AcceptLoop:
+    """A listening socket (TCP on a port of its own, or UNIX at `path`) with
+    a thread that accepts until stop() and hands each connection to
+    self.accepted_conn(conn). Counts accepted connections in
+    self.accepted."""
 
-    mode "close":  accept, then close at once
-         "silent": accept and never send a byte (until stop())
-         "banner": send `banner`, then read and ignore everything
-    Counts accepted connections in self.accepted.
-    """
-
-    def __init__(self, mode="close", banner=b""):
-        self.mode = mode
-        self.banner = banner
-        self.port = free_port()
+    def __init__(self, host=HOST, path=None):
         self.accepted = 0
-        self._conns = []
         self._stop = threading.Event()
-        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._srv.bind((HOST, self.port))
+        if path is not None:
+            self.path = path
+            self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._srv.bind(path)
+        else:
+            self.port = free_port()
+            self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._srv.bind((host, self.port))
         self._srv.listen(64)
         self._srv.settimeout(0.2)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -524,17 +523,44 @@ class FakeBackend:
             except OSError:
                 return
             self.accepted += 1
-            if self.mode == "close":
-                conn.close()
-                continue
-            if self.mode == "banner" and self.banner:
-                try:
-                    conn.sendall(self.banner)
-                except OSError:
-                    pass
-            self._conns.append(conn)
-            if self.mode == "banner":
-                threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+            self.accepted_conn(conn)
+
+    def accepted_conn(self, conn):
+        conn.close()
+
+    def stop(self):
+        self._stop.set()
+        self._srv.close()
+        self._thread.join(5)
+
+
+class FakeBackend(AcceptLoop):
+    """A scriptable stand-in for a mailbox server, on its own port.
+
+    mode "close":  accept, then close at once
+         "silent": accept and never send a byte (until stop())
+         "banner": send `banner`, then read and ignore everything
+    Counts accepted connections in self.accepted.
+    """
+
+    def __init__(self, mode="close", banner=b""):
+        self.mode = mode
+        self.banner = banner
+        self._conns = []
+        super().__init__()
+
+    def accepted_conn(self, conn):
+        if self.mode == "close":
+            conn.close()
+            return
+        if self.mode == "banner" and self.banner:
+            try:
+                conn.sendall(self.banner)
+            except OSError:
+                pass
+        self._conns.append(conn)
+        if self.mode == "banner":
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
 
     def _drain(self, conn):
         try:
@@ -544,14 +570,12 @@ class FakeBackend:
             pass
 
     def stop(self):
-        self._stop.set()
-        self._srv.close()
+        super().stop()
         for c in self._conns:
             try:
                 c.close()
             except OSError:
                 pass
-        self._thread.join(5)
 
 
 def make_message(subject="test", body="Hello from the postern test suite.\r\n",
@@ -1796,7 +1820,7 @@ def lmtp_deliver(target, sender, rcpts, message, xforward=None, timeout=IO_TIMEO
             pass
 
 
-class CutProxy:
+class CutProxy(AcceptLoop):
     """A TCP proxy on its own port in front of target_port, for injecting a
     store failure: with cut_after = N, a connection is cut (both sides
     closed) once N bytes went from the client to the target; with
@@ -1809,39 +1833,25 @@ class CutProxy:
 
     def __init__(self, target_port, host=HOST):
         self.target = (host, target_port)
-        self.port = free_port()
         self.cut_after = None
         self.hold_after = None
         self.held = threading.Event()
         self.refuse = False
-        self.connections = 0
         self.cuts = 0
         self._live = set()           # (client, upstream) socket pairs
         self._live_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._srv.bind((host, self.port))
-        self._srv.listen(64)
-        self._srv.settimeout(0.2)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(host)
 
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            if self.refuse:
-                conn.close()
-                continue
-            threading.Thread(target=self._serve, args=(conn, self.cut_after,
-                                                       self.hold_after),
-                             daemon=True).start()
+    @property
+    def connections(self):
+        return self.accepted
+
+    def accepted_conn(self, conn):
+        if self.refuse:
+            conn.close()
+            return
+        threading.Thread(target=self._serve, args=(conn, self.cut_after, self.hold_after),
+                         daemon=True).start()
 
     def _serve(self, conn, cut_after, hold_after=None):
         try:
@@ -1909,11 +1919,6 @@ class CutProxy:
                 except OSError:
                     pass
         return len(pairs)
-
-    def stop(self):
-        self._stop.set()
-        self._srv.close()
-        self._thread.join(5)
 
 
 class PrivatePostfix:
