@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import ssl
 import subprocess
 import sys
@@ -1828,12 +1829,15 @@ class CutProxy(AcceptLoop):
     forwarded (nor read from the client) and the `held` event is set, so a
     test can stop the real store while it sits in the middle of DATA (the
     connection then ends as the store's side closes); with refuse = True,
-    connections are accepted and closed at once. Counts connections and
-    cuts. Both limits are taken when a connection is accepted."""
+    connections are accepted and closed at once. With cut_reset = True a
+    cut resets the client's side (RST, no FIN first), as a store's host
+    that crashed or rebooted does. Counts connections and cuts. The limits
+    and cut_reset are taken when a connection is accepted."""
 
     def __init__(self, target_port, host=HOST):
         self.target = (host, target_port)
         self.cut_after = None
+        self.cut_reset = False
         self.hold_after = None
         self.held = threading.Event()
         self.refuse = False
@@ -1850,10 +1854,11 @@ class CutProxy(AcceptLoop):
         if self.refuse:
             conn.close()
             return
-        threading.Thread(target=self._serve, args=(conn, self.cut_after, self.hold_after),
+        threading.Thread(target=self._serve,
+                         args=(conn, self.cut_after, self.hold_after, self.cut_reset),
                          daemon=True).start()
 
-    def _serve(self, conn, cut_after, hold_after=None):
+    def _serve(self, conn, cut_after, hold_after=None, cut_reset=False):
         try:
             up = socket.create_connection(self.target, timeout=10)
         except OSError:
@@ -1879,6 +1884,11 @@ class CutProxy(AcceptLoop):
                     if limit is not None and sent + len(data) >= limit:
                         dst.sendall(data[:max(0, limit - sent)])
                         self.cuts += 1
+                        if cut_reset:
+                            # close with a zero linger: RST at once
+                            src.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                            src.close()
                         break
                     if hold is not None and sent + len(data) >= hold:
                         dst.sendall(data[:max(0, hold - sent)])

@@ -104,6 +104,7 @@ class DeliveryTest(GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.proxy.cut_after = None
+        self.proxy.cut_reset = False
         self.proxy.refuse = False
         if not self.dovecot.running():
             self.dovecot.start()
@@ -474,6 +475,28 @@ class DeliveryTest(GatewayTestCase):
         self.assertEqual(res[ERIN][0], 250, res)
         self.assertEqual(self.dovecot.count_with(ALICE, t), 1)
         self.assertEqual(self.dovecot.count_with(ERIN, t), 1)
+
+    def test_store_reset_mid_data_is_a_close(self):
+        """The store's side is reset in the middle of the body (RST, no FIN
+        first), at six points: each time the MTA gets 4.3.0 from the
+        close itself (failure=store-closed), never after the store timeout
+        (store-timeout), whether postern's next write or its next read met
+        the reset first (a write used to swallow it), and nothing is
+        stored."""
+        self.proxy.cut_reset = True
+        for i in range(6):
+            t = tag()
+            msg = make_big_message(2 * 1024 * 1024, subject=t, to=ALICE)
+            self.proxy.cut_after = 128 * 1024 + i * 96 * 1024
+            off = self.postern.log_size()
+            res = self.deliver([ALICE], msg)
+            self.assertEqual(res[ALICE][0], TEMPFAIL, res)
+            self.assertTrue(res[ALICE][1].startswith(b"4.3.0"), res)
+            m = self.postern.wait_log(r'event=delivery .*recipient="alice@example\.com" '
+                                      r'.*result=deferred .* failure=(\S+) ', offset=off)
+            self.assertEqual(m.group(1), "store-closed")
+            self.assertEqual(self.dovecot.count_with(ALICE, t), 0)
+        self.assertStillDelivers()
 
     def test_kept_store_connection_dropped_between_messages(self):
         """postern keeps its connection to the store between the messages
