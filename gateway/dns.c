@@ -27,19 +27,27 @@ struct gw_dns_query {
 	bool done;                   /* answered or cancelled */
 };
 
-/* The cache of this worker thread. */
+/* The cache of this worker thread, allocated by its first answer (a
+ * _Thread_local array was 80 KiB of static TLS zeroed in every thread,
+ * libuv's pool threads included); gw_dns_thread_free() at a worker's end. */
 struct dns_entry {
 	char ip[INET6_ADDRSTRLEN];
 	char name[GW_DNS_NAME_MAX + 1];  /* "" : not confirmed */
 	uint64_t expires;                /* uv_now() ms; 0: free */
 };
-static _Thread_local struct dns_entry dns_cache[GW_DNS_CACHE_MAX];
+static _Thread_local struct dns_entry *dns_cache;
+
+void gw_dns_thread_free(void)
+{
+	free(dns_cache);
+	dns_cache = NULL;
+}
 
 static struct dns_entry *cache_find(uv_loop_t *loop, const char *ip)
 {
 	uint64_t now = uv_now(loop);
 
-	for (size_t i = 0; i < GW_DNS_CACHE_MAX; i++)
+	for (size_t i = 0; dns_cache != NULL && i < GW_DNS_CACHE_MAX; i++)
 		if (dns_cache[i].expires > now && strcmp(dns_cache[i].ip, ip) == 0)
 			return &dns_cache[i];
 	return NULL;
@@ -48,7 +56,13 @@ static struct dns_entry *cache_find(uv_loop_t *loop, const char *ip)
 static void cache_put(uv_loop_t *loop, const char *ip, const char *name)
 {
 	uint64_t now = uv_now(loop);
-	struct dns_entry *e = cache_find(loop, ip), *oldest = &dns_cache[0];
+	struct dns_entry *e, *oldest;
+
+	if (dns_cache == NULL &&
+	    (dns_cache = calloc(GW_DNS_CACHE_MAX, sizeof(*dns_cache))) == NULL)
+		return;   /* not cached: the next query asks again */
+	e = cache_find(loop, ip);
+	oldest = &dns_cache[0];
 
 	for (size_t i = 0; e == NULL && i < GW_DNS_CACHE_MAX; i++) {
 		if (dns_cache[i].expires <= now) {

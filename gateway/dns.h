@@ -41,4 +41,7 @@ struct gw_dns_query *gw_dns_fcrdns(uv_loop_t *loop, const char *ip, unsigned tim
  * done with it. */
 void gw_dns_cancel(struct gw_dns_query *q);
 
+/* Frees the calling thread's cache (a worker, after its loop ended). */
+void gw_dns_thread_free(void);
+
 #endif

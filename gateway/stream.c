@@ -19,9 +19,28 @@ struct write_req {
 	char data[];
 };
 
-/* One read buffer per worker thread: read callbacks consume it at once. */
-static _Thread_local char read_buf[READ_BUF_SIZE];
-static _Thread_local char plain_buf[READ_BUF_SIZE];
+/* One read buffer and one TLS plaintext buffer per thread that runs
+ * streams (read callbacks consume them at once), in one allocation made by
+ * the thread's first gw_stream_init*(). As _Thread_local arrays they were
+ * 512 KiB of static TLS, which glibc zeroes in every thread it starts:
+ * libuv's 16 pool threads, which never touch a stream, paid 8 MiB for them.
+ * A worker frees them at its end (gw_stream_thread_free). */
+static _Thread_local char *thread_bufs;
+#define read_buf  (thread_bufs)
+#define plain_buf (thread_bufs + READ_BUF_SIZE)
+
+static int thread_bufs_ready(void)
+{
+	if (thread_bufs == NULL)
+		thread_bufs = malloc(2 * READ_BUF_SIZE);
+	return thread_bufs != NULL ? 0 : UV_ENOMEM;
+}
+
+void gw_stream_thread_free(void)
+{
+	free(thread_bufs);
+	thread_bufs = NULL;
+}
 
 /* What a lazily paused stream read before it stopped the socket. */
 struct gw_stream_held {
@@ -40,6 +59,9 @@ int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data)
 
 	memset(s, 0, sizeof(*s));
 	s->data = data;
+	r = thread_bufs_ready();
+	if (r != 0)
+		return r;
 	r = uv_tcp_init(loop, &s->tcp);
 	if (r != 0)
 		return r;
@@ -55,6 +77,9 @@ int gw_stream_init_pipe(uv_loop_t *loop, struct gw_stream *s, void *data)
 
 	memset(s, 0, sizeof(*s));
 	s->data = data;
+	r = thread_bufs_ready();
+	if (r != 0)
+		return r;
 	r = uv_pipe_init(loop, &s->pipe, 0);
 	if (r != 0)
 		return r;
@@ -67,8 +92,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	(void)h;
 	(void)suggested;
-	buf->base = read_buf;
-	buf->len = sizeof(read_buf);
+	buf->base = read_buf;   /* made by gw_stream_init*() on this thread */
+	buf->len = READ_BUF_SIZE;
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -128,7 +153,7 @@ static int tls_flush(struct gw_stream *s)
 {
 	int n, r;
 
-	while ((n = BIO_read(s->wbio, plain_buf, sizeof(plain_buf))) > 0) {
+	while ((n = BIO_read(s->wbio, plain_buf, READ_BUF_SIZE)) > 0) {
 		r = raw_write(s, plain_buf, (size_t)n);
 		if (r != 0)
 			return r;
@@ -205,7 +230,7 @@ static void tls_drive(struct gw_stream *s)
 		}
 	}
 	while (!s->closing && s->reading) {
-		int n = SSL_read(s->ssl, plain_buf, sizeof(plain_buf));
+		int n = SSL_read(s->ssl, plain_buf, READ_BUF_SIZE);
 		if (n > 0) {
 			if (s->on_read != NULL)
 				s->on_read(s, plain_buf, n);

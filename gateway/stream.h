@@ -69,6 +69,9 @@ struct gw_stream {
 int gw_stream_init(uv_loop_t *loop, struct gw_stream *s, void *data);
 /* The same for a UNIX socket connection. */
 int gw_stream_init_pipe(uv_loop_t *loop, struct gw_stream *s, void *data);
+/* Frees the calling thread's read buffers, made by its first
+ * gw_stream_init*() (a worker, after its loop ended). */
+void gw_stream_thread_free(void);
 int gw_stream_read_start(struct gw_stream *s);
 /* Stops reading the socket now (relay backpressure: nothing more is read). */
 void gw_stream_read_stop(struct gw_stream *s);

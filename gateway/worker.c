@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gateway/dns.h"
 #include "gateway/log.h"
 #include "gateway/session.h"
+#include "gateway/stream.h"
 
 #define DRAIN_CHECK_MS 100
 
@@ -269,6 +271,8 @@ static void worker_main(void *arg)
 	struct gw_worker *w = arg;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	gw_stream_thread_free();
+	gw_dns_thread_free();
 	atomic_store(&w->finished, true);
 	if (w->done_notify != NULL)
 		uv_async_send(w->done_notify);

@@ -320,8 +320,8 @@ class DeliveryTest(GatewayTestCase):
         msg = make_big_message(30 * 1024 * 1024, subject=t, to=ERIN)
         pid = self.postern.proc.pid
         # A small message first: what postern sets up once (libuv's thread
-        # pool, whose threads take the history write, each with its stack
-        # and malloc arena) is not the big message's cost.
+        # pool, whose threads take the history write) is not the big
+        # message's cost.
         warm = self.deliver([ERIN], make_message(subject=tag(), to=ERIN))
         self.assertEqual(warm[ERIN][0], 250, warm)
         time.sleep(0.5)
@@ -363,6 +363,34 @@ class DeliveryTest(GatewayTestCase):
                             "anonymous RSS peaked at %d KiB from %d KiB" % (peak[0], base))
         sys.stderr.write("[delivery] 30 MB in %.1fs, postern RssAnon %s KiB before, "
                          "peak %s KiB\n" % (elapsed, base, peak[0]))
+
+    def test_thread_pool_start_costs_little_memory(self):
+        """The first offloaded write starts libuv's 16-thread pool. Its
+        threads never run a stream, so they must not carry the workers'
+        read buffers: those were static TLS (512 KiB zeroed in every
+        thread, about 9.7 MiB for the pool); now the pool adds well under
+        4 MiB of anonymous memory."""
+        pg = DeliveryPostern(self.dovecot, [LmtpListener()], name="postern-pool",
+                             rules={"enabled": True, "node": "pool-test"}).start()
+        try:
+            pid = pg.proc.pid
+            time.sleep(0.3)
+            threads0 = self._status_kb(pid, "Threads")
+            base = self._status_kb(pid, "RssAnon")
+            res = lmtp_deliver(pg.lmtp(trusted=True).port, "pool-%s@example.net" % tag(),
+                               [ERIN], make_message(subject=tag(), to=ERIN))
+            self.assertEqual(res[ERIN][0], 250, res)
+            # the pool is up (the new-sender history write ran on it)
+            wait_for(lambda: self._status_kb(pid, "Threads") >= threads0 + 16, 10,
+                     what="libuv's thread pool")
+            time.sleep(0.3)
+            grown = self._status_kb(pid, "RssAnon") - base
+            sys.stderr.write("[delivery] thread pool start: RssAnon %d KiB -> +%d KiB\n" %
+                             (base, grown))
+            if not self._sanitized():
+                self.assertLess(grown, 4 * 1024)
+        finally:
+            pg.stop()
 
     @staticmethod
     def _status_kb(pid, field):
