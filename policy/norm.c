@@ -300,6 +300,20 @@ static char *nfc_owned(char *s, size_t len, size_t *out_len)
 	return out;
 }
 
+char *norm_nfc(const char *s, size_t len, size_t *out_len)
+{
+	char *a;
+
+	if (u8_check((const uint8_t *)s, len) != NULL)
+		return NULL;
+	a = malloc(len + 1);
+	if (a == NULL)
+		return NULL;
+	memcpy(a, s, len);
+	a[len] = 0;
+	return nfc_owned(a, len, out_len);
+}
+
 char *norm_text(const char *s, size_t len, size_t *out_len)
 {
 	size_t n;

@@ -21,6 +21,10 @@ char *norm_header_text(const char *raw, size_t len, size_t *out_len);
 /* Plain text (already UTF-8): NFC, trim, collapse whitespace. */
 char *norm_text(const char *s, size_t len, size_t *out_len);
 
+/* NFC only: a new NUL-terminated string (*out_len bytes); NULL when s is
+ * not valid UTF-8 or memory runs out. */
+char *norm_nfc(const char *s, size_t len, size_t *out_len);
+
 /* The comparison key of a normalised text: full Unicode case fold, with the
  * invisible characters (U+00AD, U+200B-U+200D, U+2060, U+FEFF, U+180E)
  * removed. Used for is/contains/starts/ends on every string kind. */

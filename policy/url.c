@@ -281,6 +281,30 @@ static int host_normalize(const char *h, size_t n, struct url_norm *out)
 static const char *const schemes[] = { "http", "https", "ftp" };
 static const char *const default_ports[] = { "80", "443", "21" };
 
+/* Rule strings are compared in NFC (spec 1): a path written with "e" and
+ * U+0301 is the URL written with U+00E9. Bytes that are not UTF-8 stay as
+ * they came. The NFC form may be longer: cut at a character boundary. */
+static void url_nfc(struct url_norm *out)
+{
+	size_t len = strlen(out->url), n;
+	bool ascii = true;
+	char *r;
+
+	for (size_t i = 0; i < len && ascii; i++)
+		ascii = (unsigned char)out->url[i] < 0x80;
+	if (ascii || (r = norm_nfc(out->url, len, &n)) == NULL)
+		return;
+	if (n > sizeof(out->url) - 1) {
+		n = sizeof(out->url) - 1;
+		while (n > 0 && ((unsigned char)r[n] & 0xC0) == 0x80)
+			n--;
+		out->cut = true;
+	}
+	memcpy(out->url, r, n);
+	out->url[n] = '\0';
+	free(r);
+}
+
 int url_normalize(const char *in, size_t len, struct url_norm *out)
 {
 	char s[SCRATCH_MAX];
@@ -473,6 +497,7 @@ int url_normalize(const char *in, size_t len, struct url_norm *out)
 		}
 	}
 	out->cut = o.cut || cut_in;
+	url_nfc(out);
 	return 0;
 }
 

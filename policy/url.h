@@ -24,7 +24,8 @@
  * - in the path, query and fragment, %-escapes of unreserved characters
  *   (ALPHA DIGIT - . _ ~) are decoded, the other escapes get uppercase hex
  *   digits, and spaces, control bytes and a '%' that starts no escape
- *   are %-escaped (so normalising is idempotent). Nothing else
+ *   are %-escaped (so normalising is idempotent); UTF-8 in them is
+ *   put in NFC (rule strings are compared in NFC). Nothing else
  *   changes (no trailing slash is added, the path keeps its case).
  *
  * Thread-safety: every function may be called from any thread.

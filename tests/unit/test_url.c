@@ -80,6 +80,13 @@ static const struct {
 	{ "http://ex%2fample.com/", NULL, NULL },
 	{ "http://example.com/100%", "http://example.com/100%25", "example.com" },
 	{ "http://example.com/%4%41", "http://example.com/%254A", "example.com" },
+	/* UTF-8 in the path, query and fragment in NFC: "e" + U+0301 is U+00E9
+	 * (fuzz_mime finding: a URL's text was not NFC) */
+	{ "https://example.com/caf" "e\xCC\x81?q=e\xCC\x81#e\xCC\x81",
+	  "https://example.com/caf\xC3\xA9?q=\xC3\xA9#\xC3\xA9", "example.com" },
+	/* invalid UTF-8 stays as it came */
+	{ "https://example.com/\xFF" "e\xCC\x81", "https://example.com/\xFF" "e\xCC\x81",
+	  "example.com" },
 	/* whitespace: trimmed, tab/CR/LF removed anywhere, inner spaces escaped */
 	{ "  https://ex\tam\nple.com/a b \r\n", "https://example.com/a%20b", "example.com" },
 	/* backslashes and missing slashes, as browsers read them */
