@@ -47,6 +47,12 @@ struct fake {
 	unsigned penalty;
 	bool backend_said_secret;   /* the backend's own bytes held it */
 	struct imap_resp_scanner out;   /* what the client has been sent */
+	/* the backend chunk being relayed (relay_chunk): a client_write of
+	 * bytes inside it is the backend's, passed on by the front (a session
+	 * refused mid-response writes the rest of the response itself), even
+	 * when a relayed line goes on with "* BYE" */
+	const char *relaying;
+	size_t relaying_len;
 };
 
 static struct pol_store *store;
@@ -73,10 +79,12 @@ static void f_client_write(void *ctx, const void *buf, size_t len)
 {
 	struct fake *f = ctx;
 	const char *p = buf, *end = p + len, *hit;
+	uintptr_t at = (uintptr_t)buf, from = (uintptr_t)f->relaying;
+	bool relayed = f->relaying != NULL && at >= from && at < from + f->relaying_len;
 
 	check(!f->closed, "client_write after close");
 	check(!f->in_starttls, "plaintext written during the TLS handshake");
-	if (len >= 5 && memcmp(buf, "* BYE", 5) == 0)
+	if (!relayed && len >= 5 && memcmp(buf, "* BYE", 5) == 0)
 		check(imap_resp_scanner_at_boundary(&f->out), "BYE inside a response");
 	imap_resp_scanner_feed(&f->out, buf, len);
 	while (!f->backend_said_secret &&
@@ -215,7 +223,10 @@ static void set_user_imap(bool on)
  * front closed meanwhile. */
 static void relay_chunk(struct fake *f, const char *buf, size_t len)
 {
+	f->relaying = buf;
+	f->relaying_len = len;
 	imap_front.relay_backend_data(f->s, buf, len);
+	f->relaying = NULL;
 	if (!f->closed)
 		imap_resp_scanner_feed(&f->out, buf, len);
 }
