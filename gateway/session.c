@@ -615,16 +615,23 @@ static void backend_try(struct gw_session *s)
 		s->front->backend_ready(s->fs, PROTO_BACKEND_UNAVAILABLE);
 }
 
+/* A backend error of the current server: the metric and the log line. */
+static void backend_error_event(struct gw_session *s, const char *kind)
+{
+	const struct gw_backend_pool *pool = s->bpool != NULL ? s->bpool : s->pool;
+	char extra[160];
+
+	gw_metrics_backend_error(pool->name, kind);
+	snprintf(extra, sizeof(extra), "backend=%s server=%s error=%s", pool->name,
+		 s->server < pool->nservers ? pool->servers[s->server].host : "-", kind);
+	log_event(s, "backend-error", extra);
+}
+
 /* The current attempt failed: count it, close it, try the next server. */
 static void backend_failed(struct gw_session *s, const char *kind)
 {
-	char extra[160];
-
 	uv_timer_stop(&s->t_conn);
-	gw_metrics_backend_error(s->bpool->name, kind);
-	snprintf(extra, sizeof(extra), "backend=%s server=%s error=%s", s->bpool->name,
-		 s->bpool->servers[s->server].host, kind);
-	log_event(s, "backend-error", extra);
+	backend_error_event(s, kind);
 	s->backend_events = false;
 	s->server++;
 	if (s->backend_busy) {
@@ -671,13 +678,7 @@ static void io_backend_write(void *ctx, const void *buf, size_t len)
 		 * socket's error before the read side sees it, so the close
 		 * would never be read. Tell the front as a close, not by its
 		 * deadline (a delivery waited 10 s for its store timeout). */
-		const struct gw_backend_pool *pool = s->bpool != NULL ? s->bpool : s->pool;
-		char extra[160];
-
-		gw_metrics_backend_error(pool->name, "write");
-		snprintf(extra, sizeof(extra), "backend=%s server=%s error=write", pool->name,
-			 s->server < pool->nservers ? pool->servers[s->server].host : "-");
-		log_event(s, "backend-error", extra);
+		backend_error_event(s, "write");
 		gw_stream_close(&s->backend, false);
 		uv_timer_start(&s->t_conn, t_backend_broken, 0, 0);
 	}
