@@ -133,8 +133,17 @@ static size_t sample(const char *s, size_t len, size_t *letters, size_t *kana)
 	*kana = 0;
 	while (i < n) {
 		ucs4_t c;
-		int k = u8_mbtoucr(&c, p + i, n - i);
+		int k;
 
+		if (p[i] < 0x80) {
+			/* ASCII without a decode call: its letters are A-Z and
+			 * a-z (uc_is_alpha agrees), none is kana */
+			if ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')
+				(*letters)++;
+			i++;
+			continue;
+		}
+		k = u8_mbtoucr(&c, p + i, n - i);
 		if (k < 0) {
 			if (k == -2)    /* cut at the limit */
 				break;
