@@ -550,12 +550,25 @@ char *norm_key(const char *s, size_t len, size_t *out_len)
 	a = norm_utf8(s, len, &n);
 	if (a == NULL)
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if ((unsigned char)a[i] >= 0x80) {
-			ascii = false;
-			break;
+	/* drop the invisible characters first: a combining mark they kept
+	 * apart from its base then composes with it ("e" U+00AD U+0301 folds
+	 * to U+00E9), so that a key is its own key */
+	kn = 0;
+	for (size_t i = 0; i < n;) {
+		size_t l = (unsigned char)a[i] >= 0x80 ?
+			   invisible_at((const uint8_t *)a + i, (const uint8_t *)a + n) : 0;
+
+		if (l > 0) {
+			i += l;
+			continue;
 		}
+		if ((unsigned char)a[i] >= 0x80)
+			ascii = false;
+		a[kn++] = a[i++];
 	}
+	n = kn;
+	a[n] = 0;
+	kn = 0;
 	if (ascii || n == 0) {
 		for (size_t i = 0; i < n; i++) {
 			if (a[i] >= 'A' && a[i] <= 'Z')
@@ -573,26 +586,14 @@ char *norm_key(const char *s, size_t len, size_t *out_len)
 	free(a);
 	if (k == NULL)
 		return NULL;
-	out = malloc(kn + 1);
+	out = realloc(k, kn + 1);
 	if (out == NULL) {
 		free(k);
 		return NULL;
 	}
-	/* drop the invisible characters */
-	n = 0;
-	for (size_t i = 0; i < kn;) {
-		size_t l = invisible_at(k + i, k + kn);
-
-		if (l > 0) {
-			i += l;
-			continue;
-		}
-		out[n++] = (char)k[i++];
-	}
-	free(k);
-	out[n] = 0;
+	out[kn] = 0;
 	if (out_len != NULL)
-		*out_len = n;
+		*out_len = kn;
 	return out;
 }
 

@@ -8,9 +8,9 @@
  * depend on it). Properties, besides memory safety and no leak:
  *  - every getter answers (0, or -ENOTSUP/-EINVAL where the kind says);
  *  - every value is NUL-terminated at its length, valid UTF-8, its text
- *    is NFC and its key is the reference fold of its text (libunistring's
- *    u8_casefold with NFC, invisible characters removed: norm.c's fast
- *    paths must agree with it), and a second call returns the same
+ *    is NFC and its key is the reference fold of its text (invisible
+ *    characters removed, then libunistring's u8_casefold with NFC:
+ *    norm.c's fast paths must agree with it), and a second call returns the same
  *    pointers (memoised);
  *  - header spans lie inside the message, start with the name asked for
  *    and are in order; the header end is within the message;
@@ -78,21 +78,23 @@ static void check_forms(const struct msg_value *v)
 		check(0, "text is NFC");
 	}
 	free(r);
-	r = u8_casefold(t, v->text_len, NULL, UNINORM_NFC, NULL, &rn);
-	check(r != NULL || v->text_len == 0, "u8_casefold");
-	k = malloc(rn + 1);
+	/* the invisible characters out first, then the fold (with NFC) */
+	k = malloc(v->text_len + 1);
 	check(k != NULL, "malloc");
-	for (size_t i = 0; i < rn;) {
+	for (size_t i = 0; i < v->text_len;) {
 		ucs4_t c;
-		int l = u8_mbtouc(&c, r + i, rn - i);
+		int l = u8_mbtouc(&c, t + i, v->text_len - i);
 
 		if (!invisible(c)) {
-			memcpy(k + kn, r + i, (size_t)l);
+			memcpy(k + kn, t + i, (size_t)l);
 			kn += (size_t)l;
 		}
 		i += (size_t)l;
 	}
-	check(kn == v->key_len && memcmp(k, v->key, kn) == 0, "key is the fold of the text");
+	r = u8_casefold(k, kn, NULL, UNINORM_NFC, NULL, &rn);
+	check(r != NULL || kn == 0, "u8_casefold");
+	check(rn == v->key_len && (rn == 0 || memcmp(r, v->key, rn) == 0),
+	      "key is the fold of the text");
 	free(k);
 	free(r);
 }
